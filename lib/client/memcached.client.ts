@@ -1,0 +1,519 @@
+import {
+  Logger,
+  type LoggerService,
+  type OnApplicationBootstrap,
+  type OnApplicationShutdown,
+} from '@nestjs/common';
+import { inspect } from 'node:util';
+import { KetamaRing } from '../cluster/ketama.js';
+import { composeKey, toWireKey } from '../codec/key.codec.js';
+import { normalizeTtl, toExpiry } from '../codec/ttl.js';
+import { UNDECODABLE, ValueCodec } from '../codec/value.codec.js';
+import { resolveOptions, type ResolvedMemcachedOptions } from '../config/memcached-options.js';
+import type { MemcachedModuleOptions } from '../interfaces/memcached-module-options.interface.js';
+import { oversizeSkipped, reachable, unreachable } from '../memcached.messages.js';
+import { RateLimitedLogger } from '../utils/rate-limited-logger.js';
+import { SingleFlight } from '../utils/single-flight.js';
+import { MemcachedError } from './memcached.error.js';
+import { NodeConnection, PENDING } from './node-connection.js';
+import {
+  type BinaryResponse,
+  buildRequest,
+  counterExtras,
+  expiryExtras,
+  NO_INITIAL,
+  Opcode,
+  Status,
+  STATUS_TEXT,
+  storeExtras,
+} from './protocol.js';
+
+/** Options every key-taking method accepts. */
+export interface KeyOptions {
+  /** Joined into the key as `prefix + namespace + ':' + key`; `[A-Za-z0-9_.-]` only. */
+  namespace?: string;
+}
+
+export interface SetOptions extends KeyOptions {
+  /** Seconds; 0 = no expiry; above 30 days sent as an absolute time. Default: the module's `ttl`. */
+  ttl?: number;
+}
+
+export interface CounterOptions extends SetOptions {
+  /** Creates the counter with this value when missing; without it a missing counter gives `null`. */
+  initial?: number | bigint;
+}
+
+export interface GetOrSetOptions<T> extends KeyOptions {
+  /** Seconds, or a function of the loaded value. Default: the module's `ttl`. */
+  ttl?: number | ((value: T) => number);
+}
+
+/** Counters since the client started (see `stats()`). */
+export interface MemcachedClientStats {
+  hits: number;
+  misses: number;
+  sets: number;
+  deletes: number;
+  errors: number;
+  timeouts: number;
+  /** Values not stored because they exceed `maxItemSize` (their key was deleted instead). */
+  oversizeSkips: number;
+  /** Items whose bytes could not be decoded (foreign writer, corruption); read as misses. */
+  undecodable: number;
+}
+
+export interface NodePing {
+  node: string;
+  ok: boolean;
+  version?: string;
+  latencyMs?: number;
+  error?: string;
+}
+
+/** memcached's per-item overhead beyond key and value (item header, CAS, flags, CRLF), rounded up. */
+const ITEM_OVERHEAD = 72;
+const MAX_UINT64 = (1n << 64n) - 1n;
+
+/**
+ * The injectable memcached client: typed, promise-based, over memjs's binary-protocol sockets.
+ * Keys are made safe (any string works), values keep their type, every operation has a deadline.
+ * Primitives reject with `MemcachedError` when memcached fails; `getOrSet` fails open.
+ *
+ * @example
+ * constructor(private readonly cache: MemcachedClient) {}
+ * const user = await this.cache.getOrSet(`user:${id}`, () => this.repo.findOne(id), { ttl: 60 });
+ */
+export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShutdown {
+  private readonly options: ResolvedMemcachedOptions;
+  private readonly nodes: NodeConnection[];
+  private readonly ring?: KetamaRing;
+  private readonly codec: ValueCodec;
+  private readonly logger: LoggerService | false;
+  private readonly warnings: RateLimitedLogger;
+  private readonly flights = new SingleFlight();
+  private readonly counters: MemcachedClientStats = {
+    hits: 0,
+    misses: 0,
+    sets: 0,
+    deletes: 0,
+    errors: 0,
+    timeouts: 0,
+    oversizeSkips: 0,
+    undecodable: 0,
+  };
+  private seq = 0;
+
+  constructor(options: MemcachedModuleOptions = {}) {
+    this.options = resolveOptions(options);
+    const o = this.options;
+    this.logger = o.logger === undefined ? new Logger('MemcachedClient') : o.logger;
+    this.warnings = new RateLimitedLogger(this.logger);
+    this.codec = new ValueCodec({ compressionThreshold: o.compressionThreshold, serializer: o.serializer });
+    this.nodes = o.nodes.map(
+      (address) =>
+        new NodeConnection(address, {
+          username: o.username,
+          password: o.password,
+          timeout: o.timeout,
+          connectTimeout: o.connectTimeout,
+          keepAlive: o.keepAlive,
+          retries: o.retries,
+          retryDelay: o.retryDelay,
+        }),
+    );
+    if (this.nodes.length > 1) this.ring = new KetamaRing(o.nodes);
+  }
+
+  /** The key as sent to memcached: prefix and namespace joined, made safe for the protocol. */
+  keyFor(key: string, namespace?: string): string {
+    return toWireKey(composeKey(this.options.keyPrefix, namespace, key));
+  }
+
+  /** The `host:port` of the node that holds `key`. */
+  nodeOf(key: string, namespace?: string): string {
+    return this.nodeFor(this.keyFor(key, namespace)).label;
+  }
+
+  /** Reads a value; `undefined` means a miss (stored `null`, `false`, `0`, `''` come back as such). */
+  async get<T = unknown>(key: string, options?: KeyOptions): Promise<T | undefined> {
+    return this.getWire<T>(this.keyFor(key, options?.namespace));
+  }
+
+  /** Reads many keys in one pipelined round trip per node; the map holds the hits only. */
+  async getMulti<T = unknown>(keys: readonly string[], options?: KeyOptions): Promise<Map<string, T>> {
+    const byNode = new Map<NodeConnection, Map<string, string[]>>();
+    for (const key of keys) {
+      const wire = this.keyFor(key, options?.namespace);
+      const node = this.nodeFor(wire);
+      let wires = byNode.get(node);
+      if (!wires) byNode.set(node, (wires = new Map()));
+      const users = wires.get(wire);
+      if (users) users.push(key);
+      else wires.set(wire, [key]);
+    }
+    const result = new Map<string, T>();
+    await Promise.all(
+      [...byNode].map(async ([node, wires]) => {
+        const seq = this.nextSeq();
+        const frames: Buffer[] = [];
+        for (const wire of wires.keys()) frames.push(buildRequest(Opcode.GetKQ, wire, null, null, seq));
+        frames.push(buildRequest(Opcode.Noop, '', null, null, seq));
+        const found = await this.send(node, 'getMulti', seq, Buffer.concat(frames), {
+          quiet: true,
+          idempotent: true,
+          collect: new Map<string, unknown>(),
+          onResponse(res, hits) {
+            if (res.header.opcode === Opcode.Noop) return hits;
+            if (res.header.status === Status.Ok) hits.set(res.key.toString('latin1'), res);
+            return PENDING;
+          },
+        });
+        for (const [wire, users] of wires) {
+          const res = found.get(wire) as BinaryResponse | undefined;
+          const value = res === undefined ? undefined : this.decode(res);
+          if (value === undefined) {
+            this.counters.misses += users.length;
+            continue;
+          }
+          this.counters.hits += users.length;
+          for (const user of users) result.set(user, value as T);
+        }
+      }),
+    );
+    return result;
+  }
+
+  /**
+   * Stores a value. Resolves `false` without storing when the item exceeds `maxItemSize`: the key
+   * is deleted instead, so an older value cannot survive as a stale hit.
+   */
+  async set(key: string, value: unknown, options?: SetOptions): Promise<boolean> {
+    return this.store(Opcode.Set, 'set', this.keyFor(key, options?.namespace), value, options?.ttl, options?.namespace);
+  }
+
+  /** Stores only if the key is absent; `false` when it exists. */
+  async add(key: string, value: unknown, options?: SetOptions): Promise<boolean> {
+    return this.store(Opcode.Add, 'add', this.keyFor(key, options?.namespace), value, options?.ttl, options?.namespace);
+  }
+
+  /** Stores only if the key exists; `false` when it is missing. */
+  async replace(key: string, value: unknown, options?: SetOptions): Promise<boolean> {
+    return this.store(Opcode.Replace, 'replace', this.keyFor(key, options?.namespace), value, options?.ttl, options?.namespace);
+  }
+
+  /** Deletes a key; `false` when it was not there. */
+  async delete(key: string, options?: KeyOptions): Promise<boolean> {
+    return this.deleteWire(this.keyFor(key, options?.namespace), 'delete');
+  }
+
+  /** Sets a new TTL (seconds) on an existing key; `false` when it is missing. */
+  async touch(key: string, ttl: number, options?: KeyOptions): Promise<boolean> {
+    const wire = this.keyFor(key, options?.namespace);
+    const seq = this.nextSeq();
+    const frame = buildRequest(Opcode.Touch, wire, expiryExtras(toExpiry(ttl)), null, seq);
+    return this.send(this.nodeFor(wire), 'touch', seq, frame, {
+      idempotent: true,
+      onResponse: (res) => this.expect(res, 'touch', wire, { [Status.Ok]: true, [Status.KeyNotFound]: false }),
+    });
+  }
+
+  /**
+   * Atomically adds `delta` to a counter and resolves the new value, exact over memcached's whole
+   * unsigned 64-bit range. `null` when the counter is missing and no `initial` was given.
+   */
+  increment(key: string, delta: number | bigint = 1, options?: CounterOptions): Promise<bigint | null> {
+    return this.counter(Opcode.Increment, 'increment', key, delta, options);
+  }
+
+  /** Atomically subtracts `delta` (memcached stops at 0). See `increment`. */
+  decrement(key: string, delta: number | bigint = 1, options?: CounterOptions): Promise<bigint | null> {
+    return this.counter(Opcode.Decrement, 'decrement', key, delta, options);
+  }
+
+  /**
+   * Cache-aside: returns the cached value, or calls `loader`, returns its result and stores it.
+   * Concurrent calls for one key in this process share one load. Fails open: if memcached errs
+   * or times out, `loader` runs and its result (or error) reaches the caller unchanged.
+   * `undefined` results are not stored.
+   */
+  getOrSet<T>(key: string, loader: () => T | Promise<T>, options?: GetOrSetOptions<T>): Promise<T> {
+    const wire = this.keyFor(key, options?.namespace);
+    return this.flights.run(wire, async () => {
+      let cacheHealthy = true;
+      try {
+        const cached = await this.getWire<T>(wire);
+        if (cached !== undefined) return cached;
+      } catch (err) {
+        cacheHealthy = false;
+        this.warnFailure(err);
+      }
+      const value = await loader();
+      // after a failed read the node is suspect: do not queue a write behind it (FB §3.1)
+      if (value !== undefined && cacheHealthy) {
+        let ttl: number | undefined;
+        try {
+          ttl = typeof options?.ttl === 'function' ? normalizeTtl(options.ttl(value), 'ttl()') : options?.ttl;
+        } catch (err) {
+          this.warnings.warn(`ttl:${key}`, (err as Error).message);
+          return value;
+        }
+        this.store(Opcode.Set, 'set', wire, value, ttl, options?.namespace).catch((err) => this.warnFailure(err));
+      }
+      return value;
+    });
+  }
+
+  /** Removes every item on every node (memcached `flush_all`). Only on explicit request. */
+  async flush(): Promise<void> {
+    await Promise.all(
+      this.nodes.map((node) => {
+        const seq = this.nextSeq();
+        return this.send(node, 'flush', seq, buildRequest(Opcode.Flush, '', null, null, seq), {
+          idempotent: true,
+          onResponse: (res) => this.expect(res, 'flush', '', { [Status.Ok]: undefined }),
+        });
+      }),
+    );
+  }
+
+  /** memcached's own statistics (`stats`), per node. */
+  async serverStats(): Promise<Record<string, Record<string, string>>> {
+    const entries = await Promise.all(
+      this.nodes.map(async (node) => {
+        const seq = this.nextSeq();
+        const stats = await this.send(node, 'serverStats', seq, buildRequest(Opcode.Stat, '', null, null, seq), {
+          quiet: true,
+          idempotent: true,
+          collect: {} as Record<string, string>,
+          onResponse(res, acc) {
+            if (res.header.keyLength === 0) return acc;
+            acc[res.key.toString('latin1')] = res.val.toString('latin1');
+            return PENDING;
+          },
+        });
+        return [node.label, stats] as const;
+      }),
+    );
+    return Object.fromEntries(entries);
+  }
+
+  /** This client's counters since it started. */
+  stats(): MemcachedClientStats {
+    return { ...this.counters };
+  }
+
+  /** Asks every node for its version; never rejects. */
+  async ping(): Promise<NodePing[]> {
+    return Promise.all(
+      this.nodes.map(async (node): Promise<NodePing> => {
+        const seq = this.nextSeq();
+        const started = performance.now();
+        try {
+          const version = await this.send(node, 'ping', seq, buildRequest(Opcode.Version, '', null, null, seq), {
+            idempotent: true,
+            onResponse: (res) => res.val.toString('latin1'),
+          });
+          return { node: node.label, ok: true, version, latencyMs: performance.now() - started };
+        } catch (err) {
+          return { node: node.label, ok: false, error: (err as Error).message };
+        }
+      }),
+    );
+  }
+
+  /** Closes the sockets. Called by Nest on application shutdown. */
+  close(): void {
+    for (const node of this.nodes) node.close();
+  }
+
+  onApplicationBootstrap(): void {
+    void this.ping().then((results) => {
+      if (!this.logger) return;
+      for (const r of results) {
+        if (r.ok) this.logger.log(reachable(r.node, r.version ?? '?'));
+        else this.logger.warn(unreachable(r.node, r.error ?? 'no answer'));
+      }
+    });
+  }
+
+  onApplicationShutdown(): void {
+    this.close();
+  }
+
+  [inspect.custom](): string {
+    return `MemcachedClient { nodes: [${this.nodes.map((n) => n.label).join(', ')}], keyPrefix: ${JSON.stringify(this.options.keyPrefix)} }`;
+  }
+
+  toJSON(): object {
+    return { nodes: this.nodes.map((n) => n.label), keyPrefix: this.options.keyPrefix };
+  }
+
+  private async getWire<T>(wire: string): Promise<T | undefined> {
+    const seq = this.nextSeq();
+    const res = await this.send(this.nodeFor(wire), 'get', seq, buildRequest(Opcode.Get, wire, null, null, seq), {
+      idempotent: true,
+      onResponse: (r) => r,
+    });
+    if (res.header.status === Status.KeyNotFound) {
+      this.counters.misses++;
+      return undefined;
+    }
+    if (res.header.status !== Status.Ok) this.expect(res, 'get', wire, {});
+    const value = this.decode(res);
+    if (value === undefined) this.counters.misses++;
+    else this.counters.hits++;
+    return value as T | undefined;
+  }
+
+  private decode(res: BinaryResponse): unknown {
+    const flags = res.extras.length >= 4 ? res.extras.readUInt32BE(0) : 0;
+    const value = this.codec.decode(res.val, flags);
+    if (value === UNDECODABLE) {
+      this.counters.undecodable++;
+      return undefined;
+    }
+    return value;
+  }
+
+  private async store(
+    opcode: number,
+    operation: string,
+    wire: string,
+    value: unknown,
+    ttl: number | undefined,
+    namespace: string | undefined,
+  ): Promise<boolean> {
+    const { bytes, flags } = this.codec.encode(value);
+    const expiry = toExpiry(ttl ?? this.options.ttl);
+    const size = bytes.length + wire.length + ITEM_OVERHEAD;
+    if (size > this.options.maxItemSize) return this.skipOversize(wire, namespace, size);
+    const seq = this.nextSeq();
+    const frame = buildRequest(opcode, wire, storeExtras(flags, expiry), bytes, seq);
+    const status = await this.send(this.nodeFor(wire), operation, seq, frame, {
+      idempotent: opcode !== Opcode.Add,
+      onResponse: (res) => res.header.status,
+    });
+    switch (status) {
+      case Status.Ok:
+        this.counters.sets++;
+        return true;
+      case Status.KeyExists:
+      case Status.KeyNotFound:
+      case Status.NotStored:
+        return false;
+      case Status.ValueTooLarge:
+        // memcached has already unlinked the old item
+        this.noteOversize(wire, namespace, size);
+        return false;
+      default:
+        throw this.serverError(operation, wire, status);
+    }
+  }
+
+  private async skipOversize(wire: string, namespace: string | undefined, size: number): Promise<boolean> {
+    this.noteOversize(wire, namespace, size);
+    await this.deleteWire(wire, 'set');
+    return false;
+  }
+
+  private noteOversize(wire: string, namespace: string | undefined, size: number): void {
+    this.counters.oversizeSkips++;
+    const pattern = (namespace ?? wire.split(/[:#]/, 1)[0]).slice(0, 60).replace(/[0-9]+/g, '#');
+    this.warnings.once(`oversize:${pattern}`, oversizeSkipped(pattern, size, this.options.maxItemSize));
+  }
+
+  private async deleteWire(wire: string, operation: string): Promise<boolean> {
+    const seq = this.nextSeq();
+    const deleted = await this.send(this.nodeFor(wire), operation, seq, buildRequest(Opcode.Delete, wire, null, null, seq), {
+      idempotent: true,
+      onResponse: (res) => this.expect(res, operation, wire, { [Status.Ok]: true, [Status.KeyNotFound]: false }),
+    });
+    if (deleted) this.counters.deletes++;
+    return deleted;
+  }
+
+  private async counter(
+    opcode: number,
+    operation: string,
+    key: string,
+    delta: number | bigint,
+    options: CounterOptions | undefined,
+  ): Promise<bigint | null> {
+    const wire = this.keyFor(key, options?.namespace);
+    const amount = toUint64(delta, 'delta');
+    const initial = options?.initial;
+    const expiry = initial === undefined ? NO_INITIAL : toExpiry(options?.ttl ?? this.options.ttl);
+    const seq = this.nextSeq();
+    const extras = counterExtras(amount, initial === undefined ? 0n : toUint64(initial, 'initial'), expiry);
+    // never retried: a lost answer does not mean the increment was not applied
+    return this.send(this.nodeFor(wire), operation, seq, buildRequest(opcode, wire, extras, null, seq), {
+      onResponse: (res) => {
+        if (res.header.status === Status.Ok) return res.val.readBigUInt64BE(0);
+        if (res.header.status === Status.KeyNotFound) return null;
+        throw this.serverError(operation, wire, res.header.status);
+      },
+    });
+  }
+
+  private send<T, C = undefined>(
+    node: NodeConnection,
+    operation: string,
+    seq: number,
+    frame: Buffer,
+    spec: {
+      quiet?: boolean;
+      idempotent?: boolean;
+      collect?: C;
+      onResponse: (res: BinaryResponse, collected: C) => T | typeof PENDING;
+    },
+  ): Promise<T> {
+    const collected = spec.collect as C;
+    return node
+      .request(operation, seq, frame, (res) => spec.onResponse(res, collected), spec)
+      .catch((err: unknown) => {
+        this.counters.errors++;
+        if (err instanceof MemcachedError && err.code === 'TIMEOUT') this.counters.timeouts++;
+        throw err;
+      });
+  }
+
+  private expect<T>(res: BinaryResponse, operation: string, wire: string, outcomes: Record<number, T>): T {
+    const status = res.header.status;
+    if (status in outcomes) return outcomes[status];
+    throw this.serverError(operation, wire, status);
+  }
+
+  private serverError(operation: string, wire: string, status: number): MemcachedError {
+    const node = wire === '' ? this.nodes[0].label : this.nodeFor(wire).label;
+    return new MemcachedError(operation, node, 'SERVER', STATUS_TEXT[status] ?? `status 0x${status.toString(16)}`, status);
+  }
+
+  private warnFailure(err: unknown): void {
+    const topic = err instanceof MemcachedError ? `${err.operation}:${err.node}:${err.code}` : 'other';
+    this.warnings.warn(topic, `cache bypassed: ${(err as Error).message}`);
+  }
+
+  private nodeFor(wire: string): NodeConnection {
+    return this.ring === undefined ? this.nodes[0] : this.nodes[this.ring.locate(wire)];
+  }
+
+  private nextSeq(): number {
+    // 32-bit opaque, kept unsigned (memjs's own counter turns negative after 2^31 and throws)
+    this.seq = this.seq >= 0xfffffffe ? 1 : this.seq + 1;
+    return this.seq;
+  }
+}
+
+function toUint64(value: number | bigint, name: string): bigint {
+  if (typeof value === 'number') {
+    if (!Number.isSafeInteger(value) || value < 0) {
+      throw new RangeError(`Invalid ${name} ${value}: expected a whole number >= 0 (use a bigint above 2^53)`);
+    }
+    return BigInt(value);
+  }
+  if (typeof value !== 'bigint' || value < 0n || value > MAX_UINT64) {
+    throw new RangeError(`Invalid ${name} ${String(value)}: expected an unsigned 64-bit integer`);
+  }
+  return value;
+}

@@ -1,0 +1,30 @@
+/**
+ * Why an operation failed: `TIMEOUT` (no answer within the deadline), `CONNECTION` (the socket
+ * failed or closed), `SERVER` (memcached answered with an error status), `CLOSED` (the client
+ * was shut down).
+ */
+export type MemcachedErrorCode = 'TIMEOUT' | 'CONNECTION' | 'SERVER' | 'CLOSED';
+
+/**
+ * A failed memcached operation, naming the operation and the node. Never carries credentials.
+ *
+ * @example
+ * try { await cache.get('k') } catch (e) { if (e instanceof MemcachedError && e.code === 'TIMEOUT') ... }
+ */
+export class MemcachedError extends Error {
+  override readonly name = 'MemcachedError';
+
+  constructor(
+    /** The client method, e.g. `get`, `set`, `getMulti`. */
+    readonly operation: string,
+    /** The node as `host:port`. */
+    readonly node: string,
+    readonly code: MemcachedErrorCode,
+    detail: string,
+    /** The binary protocol status, for `SERVER` errors. */
+    readonly status?: number,
+    options?: { cause?: unknown },
+  ) {
+    super(`memcached ${operation} on ${node} failed: ${detail}`, options);
+  }
+}

@@ -1,0 +1,84 @@
+import { createHash } from 'node:crypto';
+
+export interface KetamaNode {
+  host: string;
+  port: number;
+  weight: number;
+}
+
+export interface KetamaOptions {
+  /** libmemcached's KETAMA_SPY point names (`/host:port-i`). Default false. */
+  spy?: boolean;
+}
+
+const POINTS_PER_SERVER = 160;
+const POINTS_PER_HASH = 4;
+const DEFAULT_PORT = 11211;
+
+/**
+ * A weighted ketama continuum, byte-compatible with libmemcached's weighted ketama
+ * (`update_continuum`): per server `floor(float(w/W) * 160/4 * N + 1e-10) * 4` points, named
+ * `host-i` (port left out when it is 11211) or `/host:port-i` in SPY mode, four points per MD5
+ * digest read little-endian, ties to the lower server index, lookups wrapping around.
+ */
+export class KetamaRing {
+  private readonly points: Uint32Array;
+  private readonly owners: Uint16Array;
+
+  constructor(nodes: readonly KetamaNode[], options: KetamaOptions = {}) {
+    if (nodes.length === 0) throw new RangeError('a ketama ring needs at least one node');
+    const total = nodes.reduce((sum, n) => sum + n.weight, 0);
+    const entries: Array<{ point: number; owner: number }> = [];
+    nodes.forEach((node, index) => {
+      const pct = Math.fround(node.weight / total);
+      const scaled = Math.fround(Math.fround(Math.fround(pct * POINTS_PER_SERVER) / 4) * Math.fround(nodes.length));
+      const count = Math.floor(scaled + 0.0000000001) * POINTS_PER_HASH;
+      for (let i = 0; i < count / POINTS_PER_HASH; i++) {
+        const name = options.spy
+          ? `/${node.host}:${node.port}-${i}`
+          : node.port === DEFAULT_PORT
+            ? `${node.host}-${i}`
+            : `${node.host}:${node.port}-${i}`;
+        const digest = createHash('md5').update(name).digest();
+        for (let h = 0; h < POINTS_PER_HASH; h++) {
+          entries.push({ point: digest.readUInt32LE(h * 4), owner: index });
+        }
+      }
+    });
+    entries.sort((a, b) => a.point - b.point || a.owner - b.owner);
+    this.points = Uint32Array.from(entries, (e) => e.point);
+    this.owners = Uint16Array.from(entries, (e) => e.owner);
+  }
+
+  /** How many points the ring holds. */
+  get size(): number {
+    return this.points.length;
+  }
+
+  /** The node index owning `key`. */
+  locate(key: string): number {
+    return this.owners[this.pointIndex(ketamaHash(key))];
+  }
+
+  /** The index of the first point at or after `hash`, wrapping to 0 past the last one. */
+  pointIndex(hash: number): number {
+    const points = this.points;
+    let lo = 0;
+    let hi = points.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (points[mid] < hash) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo === points.length ? 0 : lo;
+  }
+
+  pointAt(index: number): number {
+    return this.points[index];
+  }
+}
+
+/** libmemcached's MD5 key hash: the first four digest bytes, little-endian. */
+export function ketamaHash(key: string): number {
+  return createHash('md5').update(key).digest().readUInt32LE(0);
+}

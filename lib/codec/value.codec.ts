@@ -1,0 +1,102 @@
+import { deflateRawSync, inflateRawSync } from 'node:zlib';
+import type { MemcachedSerializer } from '../interfaces/memcached-module-options.interface.js';
+
+/** High 16 bits of the flags we write ("NM"): a value without them was stored by someone else. */
+export const FLAGS_MAGIC = 0x4e4d0000;
+const MAGIC_MASK = 0xffff0000;
+const FORMAT_MASK = 0x000000ff;
+export const FLAG_COMPRESSED = 0x00000100;
+
+export const ValueFormat = { Json: 1, Utf8: 2, Binary: 3, Custom: 4 } as const;
+type ValueFormat = (typeof ValueFormat)[keyof typeof ValueFormat];
+
+export interface EncodedValue {
+  bytes: Buffer;
+  flags: number;
+}
+
+/** What a read found: a decoded value, a miss, or bytes we cannot read (counted, then a miss). */
+export const UNDECODABLE: unique symbol = Symbol('undecodable');
+
+export interface ValueCodecOptions {
+  compressionThreshold: number;
+  serializer?: MemcachedSerializer;
+}
+
+const DIGITS = /^[0-9]{1,20}$/;
+
+/**
+ * Encodes values for memcached and records the format in the item's flags, so a reader never
+ * guesses: strings and Buffers round-trip byte for byte, everything else goes through JSON (or
+ * the configured serializer); bodies above the threshold are deflated when that saves space.
+ */
+export class ValueCodec {
+  constructor(private readonly options: ValueCodecOptions) {}
+
+  encode(value: unknown): EncodedValue {
+    let bytes: Buffer;
+    let format: ValueFormat;
+    if (typeof value === 'string' && value.isWellFormed()) {
+      bytes = Buffer.from(value, 'utf8');
+      format = ValueFormat.Utf8;
+    } else if (Buffer.isBuffer(value)) {
+      bytes = value;
+      format = ValueFormat.Binary;
+    } else if (value === undefined) {
+      throw new TypeError('undefined cannot be stored in memcached: use delete() to remove a key');
+    } else if (this.options.serializer) {
+      const out = this.options.serializer.serialize(value);
+      bytes = typeof out === 'string' ? Buffer.from(out, 'utf8') : out;
+      format = ValueFormat.Custom;
+    } else {
+      const json = JSON.stringify(value);
+      if (json === undefined) {
+        throw new TypeError(`a ${typeof value} cannot be stored as JSON`);
+      }
+      bytes = Buffer.from(json, 'utf8');
+      format = ValueFormat.Json;
+    }
+    let flags = FLAGS_MAGIC | format;
+    const threshold = this.options.compressionThreshold;
+    if (threshold > 0 && bytes.length >= threshold) {
+      const compressed = deflateRawSync(bytes, { level: 1 });
+      if (compressed.length < bytes.length) {
+        bytes = compressed;
+        flags |= FLAG_COMPRESSED;
+      }
+    }
+    return { bytes, flags: flags >>> 0 };
+  }
+
+  decode(bytes: Buffer, flags: number): unknown {
+    if ((flags & MAGIC_MASK) >>> 0 !== FLAGS_MAGIC) {
+      return flags === 0 ? decodeCounter(bytes) : UNDECODABLE;
+    }
+    try {
+      const body = flags & FLAG_COMPRESSED ? inflateRawSync(bytes) : bytes;
+      switch (flags & FORMAT_MASK) {
+        case ValueFormat.Json:
+          return JSON.parse(body.toString('utf8'));
+        case ValueFormat.Utf8:
+          return body.toString('utf8');
+        case ValueFormat.Binary:
+          // copy out of the socket's receive buffer, which memjs reuses
+          return Buffer.from(body);
+        case ValueFormat.Custom:
+          return this.options.serializer ? this.options.serializer.deserialize(body) : UNDECODABLE;
+        default:
+          return UNDECODABLE;
+      }
+    } catch {
+      return UNDECODABLE;
+    }
+  }
+}
+
+/** Counters created by increment/decrement carry flags 0 and a decimal body. */
+function decodeCounter(bytes: Buffer): unknown {
+  const text = bytes.toString('latin1');
+  if (!DIGITS.test(text)) return UNDECODABLE;
+  const big = BigInt(text);
+  return big <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(big) : big;
+}

@@ -1,0 +1,66 @@
+import type { LoggerService } from '@nestjs/common';
+
+/** One memcached node. `weight` (default 1) sets its share of keys in a cluster. */
+export interface MemcachedServerOptions {
+  host: string;
+  port?: number;
+  weight?: number;
+}
+
+/**
+ * Replaces JSON for values that are neither strings nor Buffers (those are always stored as is).
+ * The format is recorded in the item's flags, so entries written with JSON stay readable.
+ *
+ * @example
+ * { serialize: (v) => superjson.stringify(v), deserialize: (b) => superjson.parse(b.toString()) }
+ */
+export interface MemcachedSerializer {
+  serialize(value: unknown): Buffer | string;
+  deserialize(data: Buffer): unknown;
+}
+
+/**
+ * Options of `MemcachedModule.forRoot` / `forRootAsync` (and of `new MemcachedClient`).
+ * Every field is optional; the defaults are in the README's configuration table.
+ *
+ * @example
+ * MemcachedModule.forRoot({ servers: '10.0.0.5:11211,10.0.0.6:11211:2', keyPrefix: 'users-svc:', ttl: 60 })
+ */
+export interface MemcachedModuleOptions {
+  /** `host[:port[:weight]]`, comma-separated, or a list. Default `127.0.0.1:11211`. */
+  servers?: string | Array<string | MemcachedServerOptions>;
+  /** SASL PLAIN user name (memcached started with `-S`). */
+  username?: string;
+  /** SASL PLAIN password. Never logged. */
+  password?: string;
+  /** Prepended to every key, to share a pool between services. Default `''`. */
+  keyPrefix?: string;
+  /** Default TTL in seconds; 0 = no expiry. Default 60. */
+  ttl?: number;
+  /** Deadline of one operation, in milliseconds, retries included. Default 500. */
+  timeout?: number;
+  /** Deadline to open a connection, in milliseconds. Default: `timeout`. */
+  connectTimeout?: number;
+  /** Extra attempts for idempotent operations after a connection error, within the deadline. Default 0. */
+  retries?: number;
+  /** Pause between attempts, in milliseconds. Default 20. */
+  retryDelay?: number;
+  /** TCP keep-alive on the node sockets. Default true. */
+  keepAlive?: boolean;
+  /** Values of at least this many bytes are deflated; 0 or false turns compression off. Default 16384. */
+  compressionThreshold?: number | false;
+  /** The server's item size limit (`memcached -I`), in bytes. Larger items are not sent. Default 1048576. */
+  maxItemSize?: number;
+  /** Serializer for values that are not strings or Buffers. Default JSON. */
+  serializer?: MemcachedSerializer;
+  /** Where the client logs (rate-limited); `false` silences it. Default Nest's `Logger`. */
+  logger?: LoggerService | false;
+}
+
+/** Extras accepted by `forRoot` / `forRootAsync` beside the options. */
+export interface MemcachedModuleExtras {
+  /** Registers the client globally, so feature modules need not import `MemcachedModule`. */
+  isGlobal?: boolean;
+  /** Registers a named client, injected with `@InjectMemcached(name)`. */
+  name?: string;
+}

@@ -1,0 +1,177 @@
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import net from 'node:net';
+
+/** Flags for one daemon; `itemSize` is memcached's `-I` (e.g. `'2k'`). */
+export interface DaemonOptions {
+  itemSize?: string;
+  memoryMb?: number;
+  extraArgs?: string[];
+}
+
+const running = new Set<MemcachedDaemon>();
+process.once('exit', () => {
+  for (const daemon of running) daemon.killNow();
+});
+
+export function memcachedBinary(): string {
+  for (const candidate of [process.env.MEMCACHED_BIN, '/usr/bin/memcached', '/usr/local/bin/memcached']) {
+    if (candidate && existsSync(candidate)) return candidate;
+  }
+  try {
+    return execFileSync('sh', ['-c', 'command -v memcached'], { encoding: 'utf8' }).trim();
+  } catch {
+    throw new Error('memcached is not installed: run `bash .ci/run` or `apt-get install memcached`');
+  }
+}
+
+/** A free loopback port, found by binding port 0. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * A real memcached process on a free loopback port. Tests can stop, kill, pause (SIGSTOP),
+ * resume and restart it; every daemon still running is killed when the test process exits.
+ */
+export class MemcachedDaemon {
+  private child?: ChildProcess;
+
+  private constructor(
+    readonly port: number,
+    private readonly options: DaemonOptions,
+  ) {}
+
+  static async start(options: DaemonOptions = {}): Promise<MemcachedDaemon> {
+    for (let attempt = 0; ; attempt++) {
+      const daemon = new MemcachedDaemon(await freePort(), options);
+      try {
+        await daemon.spawn();
+        return daemon;
+      } catch (err) {
+        if (attempt >= 4) throw err;
+      }
+    }
+  }
+
+  get host(): string {
+    return '127.0.0.1';
+  }
+
+  /** `127.0.0.1:port`, as the client's `servers` option takes it. */
+  get address(): string {
+    return `${this.host}:${this.port}`;
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  get isRunning(): boolean {
+    return this.child !== undefined;
+  }
+
+  /** Graceful stop (SIGTERM), waiting for the process to exit. */
+  async stop(): Promise<void> {
+    await this.signalAndWait('SIGTERM');
+  }
+
+  /** Abrupt death (SIGKILL), as a crashed node. */
+  async kill(): Promise<void> {
+    await this.signalAndWait('SIGKILL');
+  }
+
+  /** Freezes the process (SIGSTOP): connections stay open, nothing answers. */
+  pause(): void {
+    this.child?.kill('SIGSTOP');
+  }
+
+  resume(): void {
+    this.child?.kill('SIGCONT');
+  }
+
+  /** Starts it again on the same port, empty. */
+  async restart(): Promise<void> {
+    if (this.child) await this.kill();
+    await this.spawn();
+  }
+
+  killNow(): void {
+    if (!this.child) return;
+    try {
+      this.child.kill('SIGKILL');
+    } catch {
+      // already gone
+    }
+    this.child = undefined;
+    running.delete(this);
+  }
+
+  private async spawn(): Promise<void> {
+    const args = ['-l', '127.0.0.1', '-p', String(this.port), '-U', '0', '-t', '1', '-c', '1024'];
+    args.push('-m', String(this.options.memoryMb ?? 64));
+    if (this.options.itemSize) args.push('-I', this.options.itemSize);
+    if (process.getuid?.() === 0) args.push('-u', 'memcache');
+    args.push(...(this.options.extraArgs ?? []));
+    const child = spawn(memcachedBinary(), args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr?.on('data', (chunk) => (stderr += chunk));
+    let exited = false;
+    child.once('exit', () => {
+      exited = true;
+      if (this.child === child) {
+        this.child = undefined;
+        running.delete(this);
+      }
+    });
+    this.child = child;
+    running.add(this);
+    const deadline = Date.now() + 5000;
+    while (!(await canConnect(this.port))) {
+      if (exited || Date.now() > deadline) {
+        this.killNow();
+        throw new Error(`memcached on port ${this.port} did not start: ${stderr.trim() || 'no output'}`);
+      }
+      await sleep(20);
+    }
+  }
+
+  private async signalAndWait(signal: NodeJS.Signals): Promise<void> {
+    const child = this.child;
+    if (!child) return;
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.kill('SIGCONT');
+    child.kill(signal);
+    await exited;
+  }
+}
+
+/** Starts `count` daemons with the same flags. */
+export async function startDaemons(count: number, options: DaemonOptions = {}): Promise<MemcachedDaemon[]> {
+  return Promise.all(Array.from({ length: count }, () => MemcachedDaemon.start(options)));
+}
+
+export async function stopAll(daemons: Array<MemcachedDaemon | undefined>): Promise<void> {
+  await Promise.all(daemons.map((d) => d?.kill()));
+}
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));

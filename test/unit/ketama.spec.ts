@@ -1,0 +1,62 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { KetamaRing, ketamaHash } from '../../lib/cluster/ketama.js';
+
+interface Vector {
+  key: string;
+  hash1: number;
+  hash2: number;
+  server: string;
+}
+const vectors = JSON.parse(
+  readFileSync(new URL('../../../shared/research/ketama-vectors.json', import.meta.url), 'utf8'),
+) as { pool: Array<[string, number, number]>; ketama_test_cases: Vector[]; ketama_test_cases_spy: Vector[] };
+const pool = vectors.pool.map(([host, port, weight]) => ({ host, port, weight }));
+
+describe('KetamaRing (libmemcached weighted ketama)', () => {
+  it.each([
+    ['weighted', vectors.ketama_test_cases, false],
+    ['KETAMA_SPY', vectors.ketama_test_cases_spy, true],
+  ] as const)('maps all %s vectors to the listed server, with the listed hashes', (_, cases, spy) => {
+    const ring = new KetamaRing(pool, { spy });
+    expect(cases).toHaveLength(99);
+    for (const v of cases) {
+      expect(ketamaHash(v.key), v.key).toBe(v.hash1);
+      // libmemcached's fixture repeats the weighted continuum point in the SPY table, so hash2 is
+      // only meaningful for the weighted ring
+      if (!spy) expect(ring.pointAt(ring.pointIndex(v.hash1)), v.key).toBe(v.hash2);
+      expect(pool[ring.locate(v.key)].host, v.key).toBe(v.server);
+    }
+  });
+
+  it('builds libmemcached\'s point counts for the test pool', () => {
+    expect(new KetamaRing(pool).size).toBe(1264);
+  });
+
+  const keys = Array.from({ length: 100_000 }, (_, i) => `key:${i}`);
+  const nodes = (n: number) => Array.from({ length: n }, (_, i) => ({ host: `10.0.0.${i + 1}`, port: 11211, weight: 1 }));
+  const moved = (a: KetamaRing, b: KetamaRing, map: (i: number) => number = (i) => i) =>
+    keys.filter((k) => map(a.locate(k)) !== b.locate(k)).length / keys.length;
+
+  it('remaps 5-15% of keys when one of 10 nodes is removed or an 11th is added', () => {
+    const ten = new KetamaRing(nodes(10));
+    const nine = new KetamaRing(nodes(10).filter((_, i) => i !== 4));
+    expect(moved(ten, nine, (i) => (i > 4 ? i - 1 : i))).toBeGreaterThan(0.05);
+    expect(moved(ten, nine, (i) => (i > 4 ? i - 1 : i))).toBeLessThan(0.15);
+    const eleven = new KetamaRing(nodes(11));
+    const share = moved(ten, eleven);
+    expect(share).toBeGreaterThan(0.05);
+    expect(share).toBeLessThan(0.15);
+  });
+
+  it('gives weights 2:1 shares within 10% of 2:1', () => {
+    const ring = new KetamaRing([
+      { host: '10.0.0.1', port: 11211, weight: 2 },
+      { host: '10.0.0.2', port: 11211, weight: 1 },
+    ]);
+    const first = keys.filter((k) => ring.locate(k) === 0).length;
+    const ratio = first / (keys.length - first);
+    expect(ratio).toBeGreaterThan(1.8);
+    expect(ratio).toBeLessThan(2.2);
+  });
+});

@@ -1,0 +1,31 @@
+import { describe, expect, it } from 'vitest';
+import { MAX_RELATIVE_TTL, normalizeTtl, toExpiry } from '../../lib/codec/ttl.js';
+
+describe('TTL rules', () => {
+  const now = Date.UTC(2026, 10, 23, 12, 0, 0);
+
+  it('sends TTLs up to 30 days as relative seconds', () => {
+    expect(toExpiry(0, now)).toBe(0);
+    expect(toExpiry(60, now)).toBe(60);
+    expect(toExpiry(MAX_RELATIVE_TTL, now)).toBe(MAX_RELATIVE_TTL);
+  });
+
+  it('sends TTLs above 30 days as an absolute Unix time', () => {
+    const ttl = 31 * 24 * 3600;
+    expect(toExpiry(ttl, now)).toBe(now / 1000 + ttl);
+    expect(toExpiry(MAX_RELATIVE_TTL + 1, now)).toBe(now / 1000 + MAX_RELATIVE_TTL + 1);
+  });
+
+  it('rounds fractions up so a short TTL never becomes "no expiry"', () => {
+    expect(toExpiry(0.2, now)).toBe(1);
+    expect(normalizeTtl(1.5)).toBe(2);
+  });
+
+  it.each([-1, Number.NaN, Number.POSITIVE_INFINITY, '60'])('rejects %s naming the value', (ttl) => {
+    expect(() => normalizeTtl(ttl, 'ttl')).toThrow(/Invalid ttl/);
+  });
+
+  it('rejects expiries beyond the 32-bit field instead of wrapping them', () => {
+    expect(() => toExpiry(200 * 365 * 24 * 3600, now)).toThrow(/2106/);
+  });
+});
