@@ -118,7 +118,11 @@ export class MemcachedDaemon {
   private async spawn(): Promise<void> {
     const args = ['-l', '127.0.0.1', '-p', String(this.port), '-U', '0', '-t', '1', '-c', '1024'];
     args.push('-m', String(this.options.memoryMb ?? 64));
-    if (this.options.itemSize) args.push('-I', this.options.itemSize);
+    if (this.options.itemSize) {
+      // memcached refuses an -I below its default slab chunk size (512k) unless told a smaller one
+      const bytes = parseSize(this.options.itemSize);
+      args.push('-I', String(bytes), '-o', `slab_chunk_max=${Math.min(bytes / 2, 512 * 1024)}`);
+    }
     if (process.getuid?.() === 0) args.push('-u', 'memcache');
     args.push(...(this.options.extraArgs ?? []));
     const child = spawn(memcachedBinary(), args, { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -172,6 +176,12 @@ function canConnect(port: number): Promise<boolean> {
     });
     socket.once('error', () => resolve(false));
   });
+}
+
+function parseSize(size: string): number {
+  const match = /^([0-9]+)([km]?)$/i.exec(size);
+  if (!match) throw new Error(`bad itemSize ${size}`);
+  return Number(match[1]) * (match[2] === '' ? 1 : /k/i.test(match[2]) ? 1024 : 1024 * 1024);
 }
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
