@@ -1,0 +1,51 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { builtinModules } from 'node:module';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const root = new URL('../../', import.meta.url).pathname;
+const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
+
+function sourceFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) =>
+    entry.isDirectory() ? sourceFiles(join(dir, entry.name)) : entry.name.endsWith('.ts') ? [join(dir, entry.name)] : [],
+  );
+}
+
+function packageName(specifier: string): string {
+  const parts = specifier.split('/');
+  return specifier.startsWith('@') ? parts.slice(0, 2).join('/') : parts[0];
+}
+
+describe('package.json', () => {
+  it('declares every package lib/ imports as a dependency or peer dependency', () => {
+    const declared = new Set([...Object.keys(pkg.dependencies ?? {}), ...Object.keys(pkg.peerDependencies ?? {})]);
+    const imported = new Set<string>();
+    for (const file of sourceFiles(join(root, 'lib'))) {
+      const text = readFileSync(file, 'utf8');
+      for (const match of text.matchAll(/(?:from|import)\s*\(?\s*['"]([^'"]+)['"]/g)) {
+        const spec = match[1];
+        if (spec.startsWith('.') || spec.startsWith('node:') || builtinModules.includes(spec)) continue;
+        imported.add(packageName(spec));
+      }
+    }
+    expect(imported.size).toBeGreaterThan(0);
+    expect([...imported].filter((name) => !declared.has(name))).toStrictEqual([]);
+  });
+
+  it('has exports with types for import and require', () => {
+    const main = pkg.exports['.'];
+    expect(main.import.types).toMatch(/\.d\.ts$/);
+    expect(main.import.default).toMatch(/\.js$/);
+    expect(main.require.types).toMatch(/\.d\.ts$/);
+    expect(main.require.default).toMatch(/\.js$/);
+    expect(pkg.files).toStrictEqual(['dist']);
+  });
+
+  it('keeps Nest packages as peers that allow NestJS 11 and 12', () => {
+    for (const name of ['@nestjs/common', '@nestjs/core']) {
+      expect(pkg.peerDependencies[name]).toMatch(/\^11.*\^12/);
+      expect(pkg.dependencies?.[name]).toBeUndefined();
+    }
+  });
+});
