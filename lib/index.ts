@@ -23,3 +23,18 @@ export type {
 export { getMemcachedClientToken } from './memcached.constants.js';
 export { MEMCACHED_MODULE_OPTIONS } from './memcached.module-definition.js';
 export { MemcachedModule } from './memcached.module.js';
+export { Cacheable } from './decorators/cacheable.decorator.js';
+export { CacheEvict } from './decorators/cache-evict.decorator.js';
+export { CachePut } from './decorators/cache-put.decorator.js';
+export type {
+  CacheableOptions,
+  CacheClassDefaults,
+  CacheEvictOptions,
+  CacheKeyFn,
+  CachePutOptions,
+} from './interfaces/cache-decorator-options.interface.js';
+export { CacheAsideEngine, entryKey, type CacheOutcome, type CallSite, type CallHooks, type NamespaceStats } from './engine/cache-aside.engine.js';
+export { CacheEvents, type CacheEventMap, type CacheEventName } from './engine/cache-events.js';
+export { stableKey } from './engine/stable-key.js';
+export { CacheInterceptor } from './interceptors/cache.interceptor.js';
+export { CacheExplorer } from './explorer/cache.explorer.js';

@@ -1,13 +1,30 @@
-import { ConfigurableModuleBuilder } from '@nestjs/common';
+import { ConfigurableModuleBuilder, Logger, type Provider } from '@nestjs/common';
+import { DiscoveryModule } from '@nestjs/core';
+import { MemcachedClient } from './client/memcached.client.js';
+import { CacheAsideEngine } from './engine/cache-aside.engine.js';
+import { CacheExplorer } from './explorer/cache.explorer.js';
 import type {
   MemcachedModuleExtras,
   MemcachedModuleOptions,
 } from './interfaces/memcached-module-options.interface.js';
-import { createMemcachedClientProvider } from './memcached.providers.js';
 import { getMemcachedClientToken } from './memcached.constants.js';
+import { createMemcachedClientProvider } from './memcached.providers.js';
 
 /** Injection token of the options given to `forRoot` / `forRootAsync`. */
 export const MEMCACHED_MODULE_OPTIONS = Symbol('MEMCACHED_MODULE_OPTIONS');
+
+/** The decorators' engine and its explorer, registered with the default (unnamed) client. */
+export function cacheEngineProviders(): Provider[] {
+  return [
+    {
+      provide: CacheAsideEngine,
+      useFactory: (client: MemcachedClient, options: MemcachedModuleOptions) =>
+        new CacheAsideEngine(client, options.logger === undefined ? new Logger('MemcachedCache') : options.logger),
+      inject: [MemcachedClient, MEMCACHED_MODULE_OPTIONS],
+    },
+    CacheExplorer,
+  ];
+}
 
 export const { ConfigurableModuleClass, OPTIONS_TYPE, ASYNC_OPTIONS_TYPE } = new ConfigurableModuleBuilder<MemcachedModuleOptions>({
   moduleName: 'Memcached',
@@ -17,11 +34,17 @@ export const { ConfigurableModuleClass, OPTIONS_TYPE, ASYNC_OPTIONS_TYPE } = new
   .setFactoryMethodName('createMemcachedOptions')
   .setExtras<MemcachedModuleExtras>({ isGlobal: false, name: undefined }, (definition, extras) => {
     const token = getMemcachedClientToken(extras.name);
+    const isDefault = token === MemcachedClient;
     return {
       ...definition,
       global: extras.isGlobal,
-      providers: [...(definition.providers ?? []), createMemcachedClientProvider(token, MEMCACHED_MODULE_OPTIONS)],
-      exports: [...(definition.exports ?? []), token],
+      imports: [...(definition.imports ?? []), ...(isDefault ? [DiscoveryModule] : [])],
+      providers: [
+        ...(definition.providers ?? []),
+        createMemcachedClientProvider(token, MEMCACHED_MODULE_OPTIONS),
+        ...(isDefault ? cacheEngineProviders() : []),
+      ],
+      exports: [...(definition.exports ?? []), token, ...(isDefault ? [CacheAsideEngine] : [])],
     };
   })
   .build();

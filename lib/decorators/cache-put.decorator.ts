@@ -1,0 +1,14 @@
+import { CACHE_PUT_METADATA } from '../cache.constants.js';
+import type { CachePutOptions } from '../interfaces/cache-decorator-options.interface.js';
+import { recordCacheMetadata } from './cache-decorator.factory.js';
+
+/**
+ * Write-through: always calls the method and stores its result under the key.
+ *
+ * @example
+ * @CachePut({ namespace: 'users', key: (user: User) => user.id })
+ * save(user: User): Promise<User> { ... }
+ */
+export function CachePut<A extends unknown[] = any[], R = any>(options: CachePutOptions<A, R> = {}): ClassDecorator & MethodDecorator {
+  return recordCacheMetadata(CACHE_PUT_METADATA, options, 'single');
+}

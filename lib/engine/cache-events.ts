@@ -1,0 +1,47 @@
+/** What the engine reports: one event per cache decision, plus errors. */
+export interface CacheEventMap {
+  hit: { namespace: string; key: string };
+  miss: { namespace: string; key: string };
+  fill: { namespace: string; key: string };
+  bypass: { namespace: string; key?: string; reason: string };
+  evict: { namespace: string; key?: string; allEntries: boolean };
+  error: { namespace: string; operation: string; error: unknown };
+}
+
+export type CacheEventName = keyof CacheEventMap;
+
+/**
+ * A small typed emitter (not Node's EventEmitter, whose 'error' event throws without listeners).
+ *
+ * @example
+ * engine.events.on('miss', ({ namespace, key }) => logger.debug(`MISS ${namespace}:${key}`));
+ */
+export class CacheEvents {
+  private readonly listeners: { [E in CacheEventName]?: Array<(event: CacheEventMap[E]) => void> } = {};
+
+  /** Subscribes; returns a function that unsubscribes. */
+  on<E extends CacheEventName>(name: E, listener: (event: CacheEventMap[E]) => void): () => void {
+    const list = (this.listeners[name] ??= []) as Array<(event: CacheEventMap[E]) => void>;
+    list.push(listener);
+    return () => {
+      const index = list.indexOf(listener);
+      if (index >= 0) list.splice(index, 1);
+    };
+  }
+
+  emit<E extends CacheEventName>(name: E, event: CacheEventMap[E]): void {
+    const list = this.listeners[name];
+    if (!list || list.length === 0) return;
+    for (const listener of [...list]) {
+      try {
+        (listener as (e: CacheEventMap[E]) => void)(event);
+      } catch {
+        // a listener's bug must not break the cached call
+      }
+    }
+  }
+
+  hasListeners(name: CacheEventName): boolean {
+    return (this.listeners[name]?.length ?? 0) > 0;
+  }
+}

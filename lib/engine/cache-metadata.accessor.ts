@@ -1,0 +1,58 @@
+import { CACHE_EVICT_METADATA, CACHE_PUT_METADATA, CACHEABLE_METADATA } from '../cache.constants.js';
+import type {
+  CacheableOptions,
+  CacheClassDefaults,
+  CacheEvictOptions,
+  CachePutOptions,
+} from '../interfaces/cache-decorator-options.interface.js';
+
+/** Everything the engine needs to know about one decorated method, read once. */
+export interface CachePlan {
+  className: string;
+  methodName: string;
+  cacheable?: CacheableOptions;
+  put?: CachePutOptions;
+  evicts: CacheEvictOptions[];
+  defaults: CacheClassDefaults;
+}
+
+const plans = new WeakMap<Function, CachePlan | null>();
+
+function read<T>(key: string, target: unknown): T | undefined {
+  // reflect-metadata throws on non-object targets
+  if (!target || (typeof target !== 'function' && typeof target !== 'object')) return undefined;
+  return Reflect.getMetadata(key, target as object) as T | undefined;
+}
+
+/** The plan of `method` on `classRef`, or null when the method carries no cache decorator. */
+export function getCachePlan(classRef: Function, method: Function, methodName?: string): CachePlan | null {
+  const cached = plans.get(method);
+  if (cached !== undefined) return cached;
+  const cacheable = read<CacheableOptions>(CACHEABLE_METADATA, method);
+  const put = read<CachePutOptions>(CACHE_PUT_METADATA, method);
+  const evicts = read<CacheEvictOptions[]>(CACHE_EVICT_METADATA, method) ?? [];
+  let plan: CachePlan | null = null;
+  if (cacheable || put || evicts.length > 0) {
+    const classCacheable = read<CacheableOptions>(CACHEABLE_METADATA, classRef);
+    const classPut = read<CachePutOptions>(CACHE_PUT_METADATA, classRef);
+    const classEvict = read<CacheEvictOptions[]>(CACHE_EVICT_METADATA, classRef)?.[0];
+    const pick = (...sources: Array<{ namespace?: string; ttl?: unknown } | undefined>) => {
+      const defaults: CacheClassDefaults = {};
+      for (const s of sources) {
+        if (s?.namespace !== undefined) defaults.namespace ??= s.namespace;
+        if (typeof s?.ttl === 'number') defaults.ttl ??= s.ttl;
+      }
+      return defaults;
+    };
+    plan = {
+      className: classRef.name || 'Anonymous',
+      methodName: methodName ?? method.name,
+      cacheable,
+      put,
+      evicts,
+      defaults: pick(classCacheable, classPut, classEvict),
+    };
+  }
+  plans.set(method, plan);
+  return plan;
+}

@@ -1,0 +1,124 @@
+import {
+  type CallHandler,
+  type ExecutionContext,
+  Injectable,
+  type NestInterceptor,
+  StreamableFile,
+} from '@nestjs/common';
+import { from, lastValueFrom, type Observable } from 'rxjs';
+import { CacheAsideEngine, type CacheOutcome, type CallHooks, type CallSite } from '../engine/cache-aside.engine.js';
+import { type CachePlan, getCachePlan } from '../engine/cache-metadata.accessor.js';
+import { stableKey } from '../engine/stable-key.js';
+
+// @nestjs/common's ROUTE_ARGS_METADATA and the RESPONSE / NEXT route param types
+const ROUTE_ARGS_METADATA = '__routeArguments__';
+const RESPONSE_PARAM_TYPES = new Set(['1', '2']);
+const SESSION_COOKIE = /(?:^|;)\s*[^=;]*(?:sess|sid|token|auth|jwt|login)[^=;]*=/i;
+
+/**
+ * Serves `@Cacheable`, `@CacheEvict` and `@CachePut` on controller routes (HTTP and
+ * microservice handlers) through the cache-aside engine. The decorators attach it; subclass it to
+ * change the protected hooks.
+ *
+ * HTTP: only GET and HEAD are read from the cache, only 2xx results are stored, the key defaults
+ * to the route path plus the sorted query string, `X-Cache` says HIT, MISS or BYPASS.
+ * `StreamableFile` results and `@Res()` handlers bypass the cache, and so does a request with an
+ * `Authorization` header or a session cookie unless the decorator's `principal` puts the caller
+ * in the key.
+ */
+@Injectable()
+export class CacheInterceptor implements NestInterceptor {
+  constructor(protected readonly engine: CacheAsideEngine) {}
+
+  intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
+    const type = context.getType<string>();
+    if (type !== 'http' && type !== 'rpc') return next.handle();
+    const handler = context.getHandler();
+    const plan = getCachePlan(context.getClass(), handler);
+    if (!plan) return next.handle();
+    const load = () => lastValueFrom(next.handle(), { defaultValue: undefined });
+    if (type === 'rpc') {
+      const data = context.switchToRpc().getData();
+      const site: CallSite = { keyArgs: [context], defaultKey: () => `${handler.name}:${stableKey(data)}` };
+      return from(this.engine.execute(plan, site, load));
+    }
+    return from(this.executeHttp(context, plan, load));
+  }
+
+  /** Whether this request may be answered from, and stored in, the shared cache. */
+  protected isRequestCacheable(context: ExecutionContext): boolean {
+    const method = context.switchToHttp().getRequest<{ method?: string }>().method;
+    return method === 'GET' || method === 'HEAD';
+  }
+
+  /** Whether the request carries credentials, so a shared entry must not answer it. */
+  protected hasCredentials(request: { headers?: Record<string, string | string[] | undefined> }): boolean {
+    const headers = request.headers ?? {};
+    if (headers.authorization) return true;
+    const cookie = headers.cookie;
+    return typeof cookie === 'string' && SESSION_COOKIE.test(cookie);
+  }
+
+  /** The default key: the route path plus the query string with its parameters sorted. */
+  protected trackBy(request: { originalUrl?: string; url?: string }): string {
+    const url = request.originalUrl ?? request.url ?? '/';
+    const mark = url.indexOf('?');
+    if (mark < 0) return url;
+    const params = [...new URLSearchParams(url.slice(mark + 1))].sort(([a, x], [b, y]) =>
+      a < b ? -1 : a > b ? 1 : x < y ? -1 : x > y ? 1 : 0,
+    );
+    const query = new URLSearchParams(params).toString();
+    return query === '' ? url.slice(0, mark) : `${url.slice(0, mark)}?${query}`;
+  }
+
+  protected setCacheHeader(response: unknown, outcome: CacheOutcome): void {
+    const res = response as { header?: (k: string, v: string) => void; setHeader?: (k: string, v: string) => void; headersSent?: boolean; sent?: boolean };
+    if (res.headersSent || res.sent) return;
+    if (typeof res.header === 'function') res.header('X-Cache', outcome);
+    else res.setHeader?.('X-Cache', outcome);
+  }
+
+  private executeHttp(context: ExecutionContext, plan: CachePlan, load: () => Promise<unknown>): Promise<unknown> {
+    const http = context.switchToHttp();
+    const request = http.getRequest();
+    const response = http.getResponse();
+    const readable = this.isRequestCacheable(context);
+    const effective = readable ? plan : { ...plan, cacheable: undefined };
+    let bypass: string | undefined;
+    let keySuffix: string | undefined;
+    if (plan.cacheable && readable) {
+      if (usesResponseObject(context)) bypass = 'response-object';
+      else if (plan.cacheable.principal) {
+        const principal = plan.cacheable.principal(request, context);
+        if (principal !== undefined && principal !== '') keySuffix = `~principal=${principal}`;
+        else if (this.hasCredentials(request)) bypass = 'credentials';
+      } else if (this.hasCredentials(request)) bypass = 'credentials';
+    }
+    const path = () => this.trackBy(request).split('?', 1)[0];
+    const site: CallSite = {
+      keyArgs: [context],
+      defaultKey: () => this.trackBy(request),
+      defaultEvictKey: path,
+      keySuffix,
+      bypass,
+    };
+    let unstorable = false;
+    const hooks: CallHooks = {
+      storable: (value) => {
+        const status = (response as { statusCode?: number }).statusCode ?? 200;
+        unstorable = value instanceof StreamableFile || status < 200 || status >= 300;
+        return !unstorable;
+      },
+      onOutcome: (outcome) => this.setCacheHeader(response, unstorable && outcome === 'MISS' ? 'BYPASS' : outcome),
+    };
+    if (plan.cacheable && !readable) this.setCacheHeader(response, 'BYPASS');
+    return this.engine.execute(effective, site, load, hooks);
+  }
+}
+
+function usesResponseObject(context: ExecutionContext): boolean {
+  const args = Reflect.getMetadata(ROUTE_ARGS_METADATA, context.getClass(), context.getHandler().name) as
+    | Record<string, unknown>
+    | undefined;
+  return args !== undefined && Object.keys(args).some((key) => RESPONSE_PARAM_TYPES.has(key.split(':')[0]));
+}

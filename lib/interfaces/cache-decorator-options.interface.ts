@@ -1,0 +1,60 @@
+import type { ExecutionContext } from '@nestjs/common';
+
+/**
+ * How a decorated method's arguments become a key. On a service method the function receives the
+ * method's arguments; on a controller handler it receives the `ExecutionContext`.
+ */
+export type CacheKeyFn<A extends unknown[]> = (...args: A) => string;
+
+interface CacheTargetOptions<A extends unknown[]> {
+  /**
+   * Groups entries for `allEntries` eviction; `[A-Za-z0-9_.-]`. Default: the class default, else
+   * the class name.
+   */
+  namespace?: string;
+  /**
+   * The entry's key within the namespace. Default: on a service, the method name plus a stable
+   * encoding of the arguments; on a controller, the route path plus the sorted query string.
+   */
+  key?: string | CacheKeyFn<A>;
+}
+
+/** Options of `@Cacheable`. */
+export interface CacheableOptions<A extends unknown[] = any[], R = any> extends CacheTargetOptions<A> {
+  /** Seconds, or a function of the result. Default: the class default, else the module's `ttl`. */
+  ttl?: number | ((result: Awaited<R>) => number);
+  /** Checked before the call, on the arguments: `false` runs the method without the cache. */
+  condition?: (...args: A) => boolean;
+  /** Checked after a miss, on the result: `true` returns it without storing it. */
+  unless?: (result: Awaited<R>, ...args: A) => boolean;
+  /**
+   * Controllers only: the caller's identity (user id, tenant) taken from the request, which then
+   * becomes part of the key. Without it, requests carrying `Authorization` or a session cookie
+   * bypass the cache, so no user is ever served another user's response.
+   */
+  principal?: (request: any, context: ExecutionContext) => string | undefined;
+}
+
+/** Options of `@CacheEvict`. */
+export interface CacheEvictOptions<A extends unknown[] = any[]> extends CacheTargetOptions<A> {
+  /** Several keys at once. */
+  keys?: (...args: A) => string[];
+  /** Evicts the whole namespace (one atomic increment of its generation). */
+  allEntries?: boolean;
+  /** Evicts before calling the method, so even a throwing method evicts. Default false. */
+  beforeInvocation?: boolean;
+}
+
+/** Options of `@CachePut`. */
+export interface CachePutOptions<A extends unknown[] = any[], R = any> extends CacheTargetOptions<A> {
+  /** Seconds, or a function of the result. */
+  ttl?: number | ((result: Awaited<R>) => number);
+  /** Checked after the call: `true` skips the write. */
+  unless?: (result: Awaited<R>, ...args: A) => boolean;
+}
+
+/** Defaults a class-level decorator gives its methods. */
+export interface CacheClassDefaults {
+  namespace?: string;
+  ttl?: number;
+}
