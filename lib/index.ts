@@ -27,6 +27,7 @@ export { Cacheable } from './decorators/cacheable.decorator.js';
 export { CacheEvict } from './decorators/cache-evict.decorator.js';
 export { CachePut } from './decorators/cache-put.decorator.js';
 export type {
+  CacheDecorator,
   CacheableOptions,
   CacheClassDefaults,
   CacheEvictOptions,
@@ -38,3 +39,5 @@ export { CacheEvents, type CacheEventMap, type CacheEventName } from './engine/c
 export { stableKey } from './engine/stable-key.js';
 export { CacheInterceptor } from './interceptors/cache.interceptor.js';
 export { CacheExplorer } from './explorer/cache.explorer.js';
+export { InMemoryMemcachedClient } from './testing/in-memory-memcached.client.js';
+export { MemcachedTestingModule } from './testing/memcached-testing.module.js';

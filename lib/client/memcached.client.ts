@@ -15,7 +15,7 @@ import { oversizeSkipped, reachable, unreachable } from '../memcached.messages.j
 import { RateLimitedLogger } from '../utils/rate-limited-logger.js';
 import { SingleFlight } from '../utils/single-flight.js';
 import { MemcachedError } from './memcached.error.js';
-import { NodeConnection, PENDING } from './node-connection.js';
+import { NodeConnection, type NodeTransport, type NodeTransportFactory, PENDING } from './node-connection.js';
 import {
   type BinaryResponse,
   buildRequest,
@@ -86,7 +86,7 @@ const MAX_UINT64 = (1n << 64n) - 1n;
  */
 export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly options: ResolvedMemcachedOptions;
-  private readonly nodes: NodeConnection[];
+  private readonly nodes: NodeTransport[];
   private readonly ring?: KetamaRing;
   private readonly codec: ValueCodec;
   private readonly logger: LoggerService | false;
@@ -104,23 +104,29 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
   };
   private seq = 0;
 
-  constructor(options: MemcachedModuleOptions = {}) {
+  /**
+   * @param options see `MemcachedModuleOptions`
+   * @param transport internal: how nodes are reached (the testing module swaps in memory)
+   */
+  constructor(
+    options: MemcachedModuleOptions = {},
+    transport: NodeTransportFactory = (address, connection) => new NodeConnection(address, connection),
+  ) {
     this.options = resolveOptions(options);
     const o = this.options;
     this.logger = o.logger === undefined ? new Logger('MemcachedClient') : o.logger;
     this.warnings = new RateLimitedLogger(this.logger);
     this.codec = new ValueCodec({ compressionThreshold: o.compressionThreshold, serializer: o.serializer });
-    this.nodes = o.nodes.map(
-      (address) =>
-        new NodeConnection(address, {
+    this.nodes = o.nodes.map((address) =>
+      transport(address, {
           username: o.username,
           password: o.password,
           timeout: o.timeout,
           connectTimeout: o.connectTimeout,
           keepAlive: o.keepAlive,
           retries: o.retries,
-          retryDelay: o.retryDelay,
-        }),
+        retryDelay: o.retryDelay,
+      }),
     );
     if (this.nodes.length > 1) this.ring = new KetamaRing(o.nodes);
   }
@@ -142,7 +148,7 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
 
   /** Reads many keys in one pipelined round trip per node; the map holds the hits only. */
   async getMulti<T = unknown>(keys: readonly string[], options?: KeyOptions): Promise<Map<string, T>> {
-    const byNode = new Map<NodeConnection, Map<string, string[]>>();
+    const byNode = new Map<NodeTransport, Map<string, string[]>>();
     for (const key of keys) {
       const wire = this.keyFor(key, options?.namespace);
       const node = this.nodeFor(wire);
@@ -457,7 +463,7 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
   }
 
   private send<T, C = undefined>(
-    node: NodeConnection,
+    node: NodeTransport,
     operation: string,
     seq: number,
     frame: Buffer,
@@ -494,7 +500,7 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
     this.warnings.warn(topic, `cache bypassed: ${(err as Error).message}`);
   }
 
-  private nodeFor(wire: string): NodeConnection {
+  private nodeFor(wire: string): NodeTransport {
     return this.ring === undefined ? this.nodes[0] : this.nodes[this.ring.locate(wire)];
   }
 

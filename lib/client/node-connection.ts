@@ -47,13 +47,28 @@ export interface RequestOptions {
 
 const CLOSED_BY_SERVER = 'connection closed by the server';
 
+/** What the client needs from a node: requests with a deadline, and close. */
+export interface NodeTransport {
+  readonly label: string;
+  request<T>(
+    operation: string,
+    seq: number,
+    frame: Buffer,
+    onResponse: (res: BinaryResponse) => T | typeof PENDING,
+    options?: RequestOptions,
+  ): Promise<T>;
+  close(): void;
+}
+
+export type NodeTransportFactory = (address: MemcachedNodeAddress, options: ConnectionOptions) => NodeTransport;
+
 /**
  * One memcached node: memjs's socket, SASL and framing, plus what memjs lacks: a deadline on
  * every request (memjs leaves a request pending forever when the server closes the socket),
  * failing in-flight requests at once when the socket closes, and no retries that could apply
  * an increment twice.
  */
-export class NodeConnection {
+export class NodeConnection implements NodeTransport {
   readonly label: string;
   private readonly server: MemjsServer;
   private closed = false;

@@ -23,7 +23,8 @@ export interface ValueCodecOptions {
   serializer?: MemcachedSerializer;
 }
 
-const DIGITS = /^[0-9]{1,20}$/;
+// memcached may space-pad a counter that a decrement made shorter
+const DIGITS = /^([0-9]{1,20}) *$/;
 
 /**
  * Encodes values for memcached and records the format in the item's flags, so a reader never
@@ -95,8 +96,8 @@ export class ValueCodec {
 
 /** Counters created by increment/decrement carry flags 0 and a decimal body. */
 function decodeCounter(bytes: Buffer): unknown {
-  const text = bytes.toString('latin1');
-  if (!DIGITS.test(text)) return UNDECODABLE;
-  const big = BigInt(text);
+  const match = DIGITS.exec(bytes.toString('latin1'));
+  if (!match) return UNDECODABLE;
+  const big = BigInt(match[1]);
   return big <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(big) : big;
 }

@@ -1,5 +1,5 @@
 import { CACHE_EVICT_METADATA } from '../cache.constants.js';
-import type { CacheEvictOptions } from '../interfaces/cache-decorator-options.interface.js';
+import type { CacheDecorator, CacheEvictOptions } from '../interfaces/cache-decorator-options.interface.js';
 import { recordCacheMetadata } from './cache-decorator.factory.js';
 
 /**
@@ -13,6 +13,6 @@ import { recordCacheMetadata } from './cache-decorator.factory.js';
  * @CacheEvict({ namespace: 'user-lists', allEntries: true })
  * update(id: string, dto: UpdateUserDto): Promise<User> { ... }
  */
-export function CacheEvict<A extends unknown[] = any[]>(options: CacheEvictOptions<A> = {}): ClassDecorator & MethodDecorator {
-  return recordCacheMetadata(CACHE_EVICT_METADATA, options, 'list');
+export function CacheEvict<A extends unknown[] = any[]>(options: CacheEvictOptions<A> = {}): CacheDecorator<A> {
+  return recordCacheMetadata(CACHE_EVICT_METADATA, options, 'list') as CacheDecorator<A>;
 }

@@ -1,5 +1,5 @@
 import { CACHE_PUT_METADATA } from '../cache.constants.js';
-import type { CachePutOptions } from '../interfaces/cache-decorator-options.interface.js';
+import type { CacheDecorator, CachePutOptions } from '../interfaces/cache-decorator-options.interface.js';
 import { recordCacheMetadata } from './cache-decorator.factory.js';
 
 /**
@@ -9,6 +9,6 @@ import { recordCacheMetadata } from './cache-decorator.factory.js';
  * @CachePut({ namespace: 'users', key: (user: User) => user.id })
  * save(user: User): Promise<User> { ... }
  */
-export function CachePut<A extends unknown[] = any[], R = any>(options: CachePutOptions<A, R> = {}): ClassDecorator & MethodDecorator {
-  return recordCacheMetadata(CACHE_PUT_METADATA, options, 'single');
+export function CachePut<A extends unknown[] = any[], R = any>(options: CachePutOptions<A, R> = {}): CacheDecorator<A> {
+  return recordCacheMetadata(CACHE_PUT_METADATA, options, 'single') as CacheDecorator<A>;
 }

@@ -1,5 +1,5 @@
 import { CACHEABLE_METADATA } from '../cache.constants.js';
-import type { CacheableOptions } from '../interfaces/cache-decorator-options.interface.js';
+import type { CacheDecorator, CacheableOptions } from '../interfaces/cache-decorator-options.interface.js';
 import { recordCacheMetadata } from './cache-decorator.factory.js';
 
 /**
@@ -14,6 +14,6 @@ import { recordCacheMetadata } from './cache-decorator.factory.js';
  */
 export function Cacheable<A extends unknown[] = any[], R = any>(
   options: CacheableOptions<A, R> = {},
-): ClassDecorator & MethodDecorator {
-  return recordCacheMetadata(CACHEABLE_METADATA, options, 'single');
+): CacheDecorator<A> {
+  return recordCacheMetadata(CACHEABLE_METADATA, options, 'single') as CacheDecorator<A>;
 }

@@ -26,7 +26,7 @@ export interface CacheableOptions<A extends unknown[] = any[], R = any> extends 
   /** Checked before the call, on the arguments: `false` runs the method without the cache. */
   condition?: (...args: A) => boolean;
   /** Checked after a miss, on the result: `true` returns it without storing it. */
-  unless?: (result: Awaited<R>, ...args: A) => boolean;
+  unless?: NoInfer<(result: Awaited<R>, ...args: A) => boolean>;
   /**
    * Controllers only: the caller's identity (user id, tenant) taken from the request, which then
    * becomes part of the key. Without it, requests carrying `Authorization` or a session cookie
@@ -50,7 +50,7 @@ export interface CachePutOptions<A extends unknown[] = any[], R = any> extends C
   /** Seconds, or a function of the result. */
   ttl?: number | ((result: Awaited<R>) => number);
   /** Checked after the call: `true` skips the write. */
-  unless?: (result: Awaited<R>, ...args: A) => boolean;
+  unless?: NoInfer<(result: Awaited<R>, ...args: A) => boolean>;
 }
 
 /** Defaults a class-level decorator gives its methods. */
@@ -58,3 +58,22 @@ export interface CacheClassDefaults {
   namespace?: string;
   ttl?: number;
 }
+
+/** On a controller the key functions receive the ExecutionContext, not the handler's arguments. */
+type MethodArgs<A extends unknown[]> = A extends [ExecutionContext, ...unknown[]] ? any[] : A;
+
+// method syntax makes the parameters bivariant: a key function may take a wider or a narrower
+// type than the method (string vs a union of literals), but not an unrelated one, and may use a
+// prefix of the method's parameters
+type FitsKey<A extends unknown[]> = { method(...args: [...MethodArgs<A>, ...any[]]): unknown }['method'];
+
+/**
+ * What `@Cacheable`, `@CacheEvict` and `@CachePut` return: a class decorator (defaults), or a
+ * method decorator that only fits methods whose parameters match the key function's.
+ */
+export type CacheDecorator<A extends unknown[]> = ClassDecorator &
+  (<T extends FitsKey<A>>(
+    target: object,
+    propertyKey: string | symbol,
+    descriptor: TypedPropertyDescriptor<T>,
+  ) => TypedPropertyDescriptor<T> | void);

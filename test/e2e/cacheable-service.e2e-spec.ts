@@ -5,7 +5,7 @@ import { firstValueFrom, isObservable, type Observable } from 'rxjs';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { CacheAsideEngine, MemcachedClient, MemcachedModule } from '../../lib/index.js';
 import { MemcachedDaemon, sleep } from '../support/memcached-daemon.js';
-import { listKeys } from '../support/text-protocol.js';
+import { rawEntry } from '../support/text-protocol.js';
 import { RequestScopedService, UsersDb, UsersService } from './src/users.fixtures.js';
 
 const silent = { log() {}, error() {}, warn() {}, debug() {} };
@@ -48,8 +48,9 @@ describe('@Cacheable / @CacheEvict / @CachePut on a service, against real memcac
     expect(await users.findById('1')).toStrictEqual({ id: '1', name: 'Ada' });
     expect(await users.findById('1')).toStrictEqual({ id: '1', name: 'Ada' });
     expect(db.count('findById')).toBe(1);
-    const keys = await listKeys(daemon.port);
-    expect(keys.some((k) => /^svc:users@\d+:1$/.test(k))).toBe(true);
+    const entry = await rawEntry(daemon.port, 'svc:', 'users', '1');
+    expect(entry?.key).toMatch(/^svc:users@\d+:1$/);
+    expect(JSON.parse(entry!.bytes.toString())).toStrictEqual({ id: '1', name: 'Ada' });
   });
 
   it('keeps the method name and its metadata on the decorated method', () => {
@@ -166,10 +167,33 @@ describe('@Cacheable / @CacheEvict / @CachePut on a service, against real memcac
   it('uses the class defaults: namespace = class name, TTL from the class decorator', async () => {
     await users.classDefaults('z');
     await settle();
-    const keys = await listKeys(daemon.port);
-    expect(keys.some((k) => /^svc:UsersService@\d+:classDefaults:\["z"\]$/.test(k))).toBe(true);
+    const entry = await rawEntry(daemon.port, 'svc:', 'UsersService', 'classDefaults:["z"]');
+    expect(entry?.bytes.toString()).toBe('d:z');
     const stats = moduleRef.get(CacheAsideEngine).stats();
     expect(stats.UsersService.misses).toBeGreaterThanOrEqual(1);
+  });
+
+  it('emits events for hits, misses, fills and evictions, and counts them per namespace', async () => {
+    const engine = moduleRef.get(CacheAsideEngine);
+    const seen: string[] = [];
+    const off = [
+      engine.events.on('miss', (e) => seen.push(`miss ${e.namespace}:${e.key}`)),
+      engine.events.on('hit', (e) => seen.push(`hit ${e.namespace}:${e.key}`)),
+      engine.events.on('fill', (e) => seen.push(`fill ${e.namespace}:${e.key}`)),
+      engine.events.on('evict', (e) => seen.push(`evict ${e.namespace}:${e.key ?? '*'}`)),
+    ];
+    const before = engine.stats().users ?? { hits: 0, misses: 0, evictions: 0 };
+    await users.findById('1');
+    await settle();
+    await users.findById('1');
+    await users.importAll();
+    off.forEach((unsubscribe) => unsubscribe());
+    await users.findById('1');
+    expect(seen).toStrictEqual(['miss users:1', 'fill users:1', 'hit users:1', 'evict users:*']);
+    const after = engine.stats().users;
+    expect(after.hits - before.hits).toBe(1);
+    expect(after.misses - before.misses).toBe(2);
+    expect(after.evictions - before.evictions).toBe(1);
   });
 
   it('passes the method\'s own error through unchanged and caches nothing', async () => {

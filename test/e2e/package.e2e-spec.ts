@@ -35,6 +35,15 @@ describe('the published package', () => {
     expect(files.some((f) => f.startsWith('package/lib/') || f.startsWith('package/test/'))).toBe(false);
   });
 
+  it('type-checks strictly: library, tests, sample app, and the decorators\' typed key functions', () => {
+    const tsc = spawnSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json', '--noEmit'], {
+      cwd: root,
+      encoding: 'utf8',
+    });
+    expect(tsc.stdout + tsc.stderr).toBe('');
+    expect(tsc.status).toBe(0);
+  }, 120_000);
+
   it('works from a NestJS 11 CommonJS app and its Jest tests', () => {
     npm(['install', '--no-audit', '--no-fund', '--no-save', tarball], compat);
     const jest = spawnSync('npx', ['jest', '--ci'], {

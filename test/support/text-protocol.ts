@@ -47,8 +47,14 @@ export async function rawSet(port: number, key: string, value: Buffer | string, 
   if (!reply.startsWith('STORED')) throw new Error(`raw set failed: ${reply}`);
 }
 
-/** Every key on the server (via `lru_crawler metadump all`). */
-export async function listKeys(port: number): Promise<string[]> {
-  const reply = await textCommand(port, 'lru_crawler metadump all\r\n', /(END|ERROR[^\r]*|BUSY[^\r]*)\r\n$/);
-  return [...reply.matchAll(/^key=(\S+)/gm)].map((m) => decodeURIComponent(m[1]));
+/**
+ * The decoded entry a decorated method stored in `namespace` under `key` (the namespace's current
+ * generation read from the server), or undefined. Looks at the server directly, over the text protocol.
+ */
+export async function rawEntry(port: number, prefix: string, namespace: string, key: string) {
+  const generation = await rawGet(port, `${prefix}${namespace}@gen`);
+  if (!generation) return undefined;
+  const wireKey = `${prefix}${namespace}@${generation.bytes.toString().trim()}:${key}`;
+  const item = await rawGet(port, wireKey);
+  return item && { key: wireKey, ...item };
 }

@@ -64,6 +64,7 @@ describe('ValueCodec', () => {
 
   it('reads counters created by increment (flags 0, decimal) as numbers, exactly', () => {
     expect(codec.decode(Buffer.from('42'), 0)).toBe(42);
+    expect(codec.decode(Buffer.from('9   '), 0)).toBe(9);
     expect(codec.decode(Buffer.from('18446744073709551615'), 0)).toBe(18446744073709551615n);
   });
 

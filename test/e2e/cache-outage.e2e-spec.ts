@@ -1,0 +1,101 @@
+import { type INestApplication, Module } from '@nestjs/common';
+import { Test } from '@nestjs/testing';
+import request from 'supertest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CacheAsideEngine, MemcachedModule } from '../../lib/index.js';
+import { MemcachedDaemon, sleep } from '../support/memcached-daemon.js';
+import { ItemsController, ItemsDb } from './src/items.fixtures.js';
+import { UsersDb, UsersService } from './src/users.fixtures.js';
+
+const TIMEOUT = 150;
+
+@Module({ providers: [UsersDb, UsersService, ItemsDb], controllers: [ItemsController] })
+class AppModule {}
+
+describe('decorated methods when memcached dies mid-suite', () => {
+  let daemon: MemcachedDaemon;
+  let app: INestApplication;
+  let users: UsersService;
+  const warnings: string[] = [];
+
+  beforeAll(async () => {
+    daemon = await MemcachedDaemon.start();
+    const moduleRef = await Test.createTestingModule({
+      imports: [
+        MemcachedModule.forRoot({
+          isGlobal: true,
+          servers: daemon.address,
+          timeout: TIMEOUT,
+          logger: { log() {}, error() {}, debug() {}, warn: (m: string) => warnings.push(m) },
+        }),
+        AppModule,
+      ],
+    }).compile();
+    app = moduleRef.createNestApplication({ logger: false });
+    await app.init();
+    users = app.get(UsersService);
+  });
+  afterAll(async () => {
+    await app?.close();
+    await daemon?.kill();
+  });
+
+  async function exerciseEverything() {
+    expect(await users.findById('1')).toMatchObject({ id: '1' });
+    expect(await users.rename('2', 'Grace H.')).toStrictEqual({ id: '2', name: 'Grace H.' });
+    expect(await users.findById('2')).toStrictEqual({ id: '2', name: 'Grace H.' });
+    expect(await users.list(1, {})).toStrictEqual([...app.get(UsersDb).rows.values()]);
+    expect(await users.save({ id: '3', name: 'Put' })).toStrictEqual({ id: '3', name: 'Put' });
+    await users.importAll();
+    expect(await users.falsy('zero')).toBe(0);
+    expect(await users.falsy('null')).toBeNull();
+    expect(await users.syncTotal(1, 2)).toBe(3);
+    await expect(users.throws('x')).rejects.toThrow('no x');
+    await expect(users.failingUpdate('1')).rejects.toThrow('constraint violated');
+    const page = await request(app.getHttpServer()).get('/items/7').expect(200);
+    expect(page.body).toStrictEqual({ id: '7', name: expect.any(String) });
+    await request(app.getHttpServer()).put('/items/7').send({ name: 'renamed' }).expect(200);
+    expect((await request(app.getHttpServer()).get('/items/7').expect(200)).body.name).toBe('renamed');
+    await request(app.getHttpServer()).get('/items/404').expect(404);
+  }
+
+  it('works with memcached up', async () => {
+    await exerciseEverything();
+  });
+
+  it('returns correct results with no error reaching the caller once memcached is killed', async () => {
+    await daemon.kill();
+    const started = performance.now();
+    await exerciseEverything();
+    expect(performance.now() - started).toBeLessThan(30 * TIMEOUT);
+    const stats = app.get(CacheAsideEngine).stats();
+    expect(Object.values(stats).reduce((sum, s) => sum + s.errors, 0)).toBeGreaterThan(0);
+    expect(warnings.length).toBeGreaterThan(0);
+    expect(warnings.length).toBeLessThan(30);
+  });
+
+  it('returns correct results while memcached is frozen (SIGSTOP), each call bounded by the timeout', async () => {
+    await daemon.restart();
+    await users.findById('1');
+    daemon.pause();
+    try {
+      const started = performance.now();
+      expect(await users.findById('1')).toMatchObject({ id: '1' });
+      expect(performance.now() - started).toBeLessThan(TIMEOUT * 3 + 200);
+      await exerciseEverything();
+    } finally {
+      daemon.resume();
+    }
+  });
+
+  it('caches again after memcached comes back', async () => {
+    await sleep(TIMEOUT * 2);
+    const db = app.get(UsersDb);
+    const before = db.count('findById');
+    await users.findById('2');
+    await sleep(20);
+    await users.findById('2');
+    await users.findById('2');
+    expect(db.count('findById') - before).toBeLessThanOrEqual(1);
+  });
+});

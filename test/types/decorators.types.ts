@@ -1,0 +1,37 @@
+// Compile-time checks (run by `tsc --noEmit` in test/e2e/package.e2e-spec.ts): the decorators'
+// key functions must fit the decorated method's parameters.
+import { type ExecutionContext, Get } from '@nestjs/common';
+import { Cacheable, CacheEvict, CachePut } from '../../lib/index.js';
+
+export class TypedService {
+  @Cacheable({ namespace: 'users', key: (id: string) => id, unless: (result) => result === null })
+  find(id: string): Promise<string | null> {
+    return Promise.resolve(id);
+  }
+
+  // @ts-expect-error the key function takes a number, the method a string
+  @Cacheable({ key: (id: number) => String(id) })
+  wrongKey(id: string): Promise<string> {
+    return Promise.resolve(id);
+  }
+
+  // @ts-expect-error keys() must take the method's arguments
+  @CacheEvict({ keys: (a: number) => [String(a)] })
+  wrongKeys(a: string): Promise<void> {
+    return Promise.resolve();
+  }
+
+  @CachePut({ key: (user: { id: string }) => user.id })
+  save(user: { id: string }): Promise<{ id: string }> {
+    return Promise.resolve(user);
+  }
+}
+
+@Cacheable({ namespace: 'defaults', ttl: 30 })
+export class TypedController {
+  @Get(':id')
+  @Cacheable({ key: (ctx: ExecutionContext) => ctx.switchToHttp().getRequest<{ url: string }>().url })
+  findOne(id: string): string {
+    return id;
+  }
+}
