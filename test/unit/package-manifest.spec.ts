@@ -23,7 +23,12 @@ describe('package.json', () => {
     const imported = new Set<string>();
     for (const file of sourceFiles(join(root, 'lib'))) {
       const text = readFileSync(file, 'utf8');
-      for (const match of text.matchAll(/(?:from|import)\s*\(?\s*['"]([^'"]+)['"]/g)) {
+      const specifiers = [
+        ...text.matchAll(/^\s*(?:import|export)\b[^'";]*?\bfrom\s*['"]([^'"]+)['"]/gm),
+        ...text.matchAll(/^\s*import\s*['"]([^'"]+)['"]/gm),
+        ...text.matchAll(/\bimport\(\s*['"]([^'"]+)['"]\s*\)/g),
+      ];
+      for (const match of specifiers) {
         const spec = match[1];
         if (spec.startsWith('.') || spec.startsWith('node:') || builtinModules.includes(spec)) continue;
         imported.add(packageName(spec));
