@@ -5,6 +5,7 @@ import {
   type OnApplicationShutdown,
 } from '@nestjs/common';
 import { inspect } from 'node:util';
+import { BreakerNode, type NodeStatus } from '../cluster/breaker-node.js';
 import { KetamaRing } from '../cluster/ketama.js';
 import { composeKey, toWireKey } from '../codec/key.codec.js';
 import { normalizeTtl, toExpiry } from '../codec/ttl.js';
@@ -15,7 +16,7 @@ import { oversizeSkipped, reachable, unreachable } from '../memcached.messages.j
 import { RateLimitedLogger } from '../utils/rate-limited-logger.js';
 import { SingleFlight } from '../utils/single-flight.js';
 import { MemcachedError } from './memcached.error.js';
-import { NodeConnection, type NodeTransport, type NodeTransportFactory, PENDING } from './node-connection.js';
+import { NodeConnection, type NodeTransportFactory, PENDING } from './node-connection.js';
 import {
   type BinaryResponse,
   buildRequest,
@@ -86,7 +87,7 @@ const MAX_UINT64 = (1n << 64n) - 1n;
  */
 export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly options: ResolvedMemcachedOptions;
-  private readonly nodes: NodeTransport[];
+  private readonly nodes: BreakerNode[];
   private readonly ring?: KetamaRing;
   private readonly codec: ValueCodec;
   private readonly logger: LoggerService | false;
@@ -117,8 +118,9 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
     this.logger = o.logger === undefined ? new Logger('MemcachedClient') : o.logger;
     this.warnings = new RateLimitedLogger(this.logger);
     this.codec = new ValueCodec({ compressionThreshold: o.compressionThreshold, serializer: o.serializer });
+    const breaker = { threshold: o.breakerThreshold, cooldown: o.breakerCooldown, logger: this.logger };
     this.nodes = o.nodes.map((address) =>
-      transport(address, {
+      new BreakerNode(transport(address, {
           username: o.username,
           password: o.password,
           timeout: o.timeout,
@@ -126,9 +128,9 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
           keepAlive: o.keepAlive,
           retries: o.retries,
         retryDelay: o.retryDelay,
-      }),
+      }), breaker),
     );
-    if (this.nodes.length > 1) this.ring = new KetamaRing(o.nodes);
+    if (this.nodes.length > 1) this.ring = new KetamaRing(o.nodes, { spy: o.hashing === 'ketama-spy' });
   }
 
   /** The key as sent to memcached: prefix and namespace joined, made safe for the protocol. */
@@ -146,9 +148,13 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
     return this.getWire<T>(this.keyFor(key, options?.namespace));
   }
 
-  /** Reads many keys in one pipelined round trip per node; the map holds the hits only. */
+  /**
+   * Reads many keys in one pipelined round trip per node, all nodes in parallel; the map holds the
+   * hits only. Keys on a node that fails or is down read as misses (logged, counted): one sick
+   * node never costs the others' values.
+   */
   async getMulti<T = unknown>(keys: readonly string[], options?: KeyOptions): Promise<Map<string, T>> {
-    const byNode = new Map<NodeTransport, Map<string, string[]>>();
+    const byNode = new Map<BreakerNode, Map<string, string[]>>();
     for (const key of keys) {
       const wire = this.keyFor(key, options?.namespace);
       const node = this.nodeFor(wire);
@@ -159,34 +165,7 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
       else wires.set(wire, [key]);
     }
     const result = new Map<string, T>();
-    await Promise.all(
-      [...byNode].map(async ([node, wires]) => {
-        const seq = this.nextSeq();
-        const frames: Buffer[] = [];
-        for (const wire of wires.keys()) frames.push(buildRequest(Opcode.GetKQ, wire, null, null, seq));
-        frames.push(buildRequest(Opcode.Noop, '', null, null, seq));
-        const found = await this.send(node, 'getMulti', seq, Buffer.concat(frames), {
-          quiet: true,
-          idempotent: true,
-          collect: new Map<string, unknown>(),
-          onResponse(res, hits) {
-            if (res.header.opcode === Opcode.Noop) return hits;
-            if (res.header.status === Status.Ok) hits.set(res.key.toString('latin1'), res);
-            return PENDING;
-          },
-        });
-        for (const [wire, users] of wires) {
-          const res = found.get(wire) as BinaryResponse | undefined;
-          const value = res === undefined ? undefined : this.decode(res);
-          if (value === undefined) {
-            this.counters.misses += users.length;
-            continue;
-          }
-          this.counters.hits += users.length;
-          for (const user of users) result.set(user, value as T);
-        }
-      }),
-    );
+    await Promise.all([...byNode].map(([node, wires]) => this.getMultiFrom(node, wires, result)));
     return result;
   }
 
@@ -304,6 +283,11 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
     return Object.fromEntries(entries);
   }
 
+  /** Each node's health: up or down (breaker open), consecutive failures, last error, latency. */
+  nodeStatus(): NodeStatus[] {
+    return this.nodes.map((node) => node.status());
+  }
+
   /** This client's counters since it started. */
   stats(): MemcachedClientStats {
     return { ...this.counters };
@@ -370,6 +354,41 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
     if (value === undefined) this.counters.misses++;
     else this.counters.hits++;
     return value as T | undefined;
+  }
+
+  private async getMultiFrom<T>(node: BreakerNode, wires: Map<string, string[]>, result: Map<string, T>): Promise<void> {
+    const seq = this.nextSeq();
+    const frames: Buffer[] = [];
+    for (const wire of wires.keys()) frames.push(buildRequest(Opcode.GetKQ, wire, null, null, seq));
+    frames.push(buildRequest(Opcode.Noop, '', null, null, seq));
+    let found: Map<string, unknown>;
+    try {
+      found = await this.send(node, 'getMulti', seq, Buffer.concat(frames), {
+        quiet: true,
+        idempotent: true,
+        collect: new Map<string, unknown>(),
+        onResponse(res, hits) {
+          if (res.header.opcode === Opcode.Noop) return hits;
+          if (res.header.status === Status.Ok) hits.set(res.key.toString('latin1'), res);
+          return PENDING;
+        },
+      });
+    } catch (error) {
+      // one sick node must not cost the others' hits: its keys read as misses
+      for (const users of wires.values()) this.counters.misses += users.length;
+      this.warnFailure(error);
+      return;
+    }
+    for (const [wire, users] of wires) {
+      const res = found.get(wire) as BinaryResponse | undefined;
+      const value = res === undefined ? undefined : this.decode(res);
+      if (value === undefined) {
+        this.counters.misses += users.length;
+        continue;
+      }
+      this.counters.hits += users.length;
+      for (const user of users) result.set(user, value as T);
+    }
   }
 
   private decode(res: BinaryResponse): unknown {
@@ -463,7 +482,7 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
   }
 
   private send<T, C = undefined>(
-    node: NodeTransport,
+    node: BreakerNode,
     operation: string,
     seq: number,
     frame: Buffer,
@@ -500,8 +519,12 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
     this.warnings.warn(topic, `cache bypassed: ${(err as Error).message}`);
   }
 
-  private nodeFor(wire: string): NodeTransport {
-    return this.ring === undefined ? this.nodes[0] : this.nodes[this.ring.locate(wire)];
+  private nodeFor(wire: string): BreakerNode {
+    if (this.ring === undefined) return this.nodes[0];
+    const owner = this.nodes[this.ring.locate(wire)];
+    if (!owner.isOpen || this.options.deadNodePolicy === 'miss') return owner;
+    const next = this.ring.locate(wire, (index) => this.nodes[index].isOpen);
+    return next < 0 ? owner : this.nodes[next];
   }
 
   private nextSeq(): number {

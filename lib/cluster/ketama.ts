@@ -55,9 +55,19 @@ export class KetamaRing {
     return this.points.length;
   }
 
-  /** The node index owning `key`. */
-  locate(key: string): number {
-    return this.owners[this.pointIndex(ketamaHash(key))];
+  /**
+   * The node index owning `key`. With `skip`, the first node clockwise on the ring that is not
+   * skipped (libmemcached's behaviour when a server is ejected); -1 when every node is skipped.
+   */
+  locate(key: string, skip?: (index: number) => boolean): number {
+    const start = this.pointIndex(ketamaHash(key));
+    const owner = this.owners[start];
+    if (!skip || !skip(owner)) return owner;
+    for (let i = 1; i < this.points.length; i++) {
+      const candidate = this.owners[(start + i) % this.points.length];
+      if (!skip(candidate)) return candidate;
+    }
+    return -1;
   }
 
   /** The index of the first point at or after `hash`, wrapping to 0 past the last one. */

@@ -24,6 +24,10 @@ export interface ResolvedMemcachedOptions {
   keepAlive: boolean;
   compressionThreshold: number;
   maxItemSize: number;
+  breakerThreshold: number;
+  breakerCooldown: number;
+  deadNodePolicy: 'miss' | 'rehash';
+  hashing: 'ketama' | 'ketama-spy';
   serializer?: MemcachedSerializer;
   logger: LoggerService | false;
 }
@@ -38,11 +42,16 @@ export const DEFAULTS = {
   keepAlive: true,
   compressionThreshold: 16 * 1024,
   maxItemSize: 1024 * 1024,
+  breakerThreshold: 3,
+  breakerCooldown: 2000,
+  deadNodePolicy: 'miss',
+  hashing: 'ketama',
 } as const;
 
 const KNOWN = new Set<string>([
   'servers', 'username', 'password', 'keyPrefix', 'ttl', 'timeout', 'connectTimeout', 'retries',
   'retryDelay', 'keepAlive', 'compressionThreshold', 'maxItemSize', 'serializer', 'logger',
+  'breakerThreshold', 'breakerCooldown', 'deadNodePolicy', 'hashing',
 ]);
 
 /** Validates options and fills in defaults. Throws `MemcachedConfigError` naming the bad option. */
@@ -91,6 +100,11 @@ export function resolveOptions(options: MemcachedModuleOptions = {}): ResolvedMe
     throw fail('logger', logger, 'a Nest LoggerService or false');
   }
 
+  const deadNodePolicy = def(options.deadNodePolicy, DEFAULTS.deadNodePolicy);
+  if (deadNodePolicy !== 'miss' && deadNodePolicy !== 'rehash') throw fail('deadNodePolicy', deadNodePolicy, '"miss" or "rehash"');
+  const hashing = def(options.hashing, DEFAULTS.hashing);
+  if (hashing !== 'ketama' && hashing !== 'ketama-spy') throw fail('hashing', hashing, '"ketama" or "ketama-spy"');
+
   return {
     nodes,
     username: str('username', options.username) ?? username,
@@ -105,6 +119,10 @@ export function resolveOptions(options: MemcachedModuleOptions = {}): ResolvedMe
     compressionThreshold:
       compression === false ? 0 : int('compressionThreshold', compression, 0, 'bytes (0 or false = off)'),
     maxItemSize: int('maxItemSize', def(options.maxItemSize, DEFAULTS.maxItemSize), 1024, 'bytes'),
+    breakerThreshold: int('breakerThreshold', def(options.breakerThreshold, DEFAULTS.breakerThreshold), 0, 'failures (0 = off)'),
+    breakerCooldown: int('breakerCooldown', def(options.breakerCooldown, DEFAULTS.breakerCooldown), 1, 'milliseconds'),
+    deadNodePolicy,
+    hashing,
     serializer,
     logger,
   };

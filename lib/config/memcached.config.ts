@@ -18,6 +18,10 @@ export const MEMCACHED_ENV_VARIABLES = {
   MEMCACHED_KEEP_ALIVE: 'keepAlive',
   MEMCACHED_COMPRESSION_THRESHOLD: 'compressionThreshold',
   MEMCACHED_MAX_ITEM_SIZE: 'maxItemSize',
+  MEMCACHED_BREAKER_THRESHOLD: 'breakerThreshold',
+  MEMCACHED_BREAKER_COOLDOWN: 'breakerCooldown',
+  MEMCACHED_DEAD_NODE_POLICY: 'deadNodePolicy',
+  MEMCACHED_HASHING: 'hashing',
 } as const satisfies Record<string, keyof MemcachedModuleOptions>;
 
 type EnvName = keyof typeof MEMCACHED_ENV_VARIABLES;
@@ -68,6 +72,16 @@ export function readMemcachedEnv(env: NodeJS.ProcessEnv = process.env): Memcache
   int('MEMCACHED_RETRY_DELAY', 0, 'milliseconds');
   size('MEMCACHED_COMPRESSION_THRESHOLD', 0);
   size('MEMCACHED_MAX_ITEM_SIZE', 1024);
+  int('MEMCACHED_BREAKER_THRESHOLD', 0, 'failures (0 = off)');
+  int('MEMCACHED_BREAKER_COOLDOWN', 1, 'milliseconds');
+  const choice = (name: EnvName, allowed: string[]) => {
+    const raw = get(name);
+    if (raw === undefined) return;
+    if (!allowed.includes(raw)) throw new MemcachedConfigError(invalidEnv(name, raw, allowed.join(' or ')));
+    options[MEMCACHED_ENV_VARIABLES[name]] = raw;
+  };
+  choice('MEMCACHED_DEAD_NODE_POLICY', ['miss', 'rehash']);
+  choice('MEMCACHED_HASHING', ['ketama', 'ketama-spy']);
   const keepAlive = get('MEMCACHED_KEEP_ALIVE');
   if (keepAlive !== undefined) {
     if (!/^(true|false|1|0|yes|no|on|off)$/i.test(keepAlive)) {

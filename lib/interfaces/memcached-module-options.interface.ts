@@ -51,6 +51,18 @@ export interface MemcachedModuleOptions {
   compressionThreshold?: number | false;
   /** The server's item size limit (`memcached -I`), in bytes. Larger items are not sent. Default 1048576. */
   maxItemSize?: number;
+  /** Consecutive connection failures or timeouts after which a node is skipped; 0 = never. Default 3. */
+  breakerThreshold?: number;
+  /** While a node is skipped, how often it is probed, in milliseconds. Default 2000. */
+  breakerCooldown?: number;
+  /**
+   * Where a down node's keys go: `miss` (reads miss, writes are dropped; safe) or `rehash` (the next
+   * node on the ring serves them until the node is back; writes made meanwhile are invisible
+   * afterwards, and values from before the failure can reappear). Default `miss`.
+   */
+  deadNodePolicy?: 'miss' | 'rehash';
+  /** Key distribution over several servers: libmemcached weighted ketama, or its KETAMA_SPY naming. Default `ketama`. */
+  hashing?: 'ketama' | 'ketama-spy';
   /** Serializer for values that are not strings or Buffers. Default JSON. */
   serializer?: MemcachedSerializer;
   /** Where the client logs (rate-limited); `false` silences it. Default Nest's `Logger`. */

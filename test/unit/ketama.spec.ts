@@ -60,3 +60,25 @@ describe('KetamaRing (libmemcached weighted ketama)', () => {
     expect(ratio).toBeLessThan(2.2);
   });
 });
+
+describe('KetamaRing.locate with skipped nodes (rehash)', () => {
+  const ring = new KetamaRing([
+    { host: 'a', port: 11211, weight: 1 },
+    { host: 'b', port: 11211, weight: 1 },
+    { host: 'c', port: 11211, weight: 1 },
+  ]);
+  const keys = Array.from({ length: 2000 }, (_, i) => `k${i}`);
+
+  it('moves only the skipped node\'s keys, to the next node clockwise', () => {
+    for (const key of keys) {
+      const owner = ring.locate(key);
+      const rehashed = ring.locate(key, (i) => i === 1);
+      if (owner === 1) expect(rehashed).not.toBe(1);
+      else expect(rehashed).toBe(owner);
+    }
+  });
+
+  it('returns -1 when every node is skipped', () => {
+    expect(ring.locate('k', () => true)).toBe(-1);
+  });
+});

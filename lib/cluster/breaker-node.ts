@@ -1,0 +1,157 @@
+import type { LoggerService } from '@nestjs/common';
+import { MemcachedError } from '../client/memcached.error.js';
+import type { NodeTransport, RequestOptions } from '../client/node-connection.js';
+import { PENDING } from '../client/node-connection.js';
+import { type BinaryResponse, buildRequest, Opcode } from '../client/protocol.js';
+
+export type BreakerState = 'closed' | 'open';
+
+/** A node's health as `MemcachedClient.nodeStatus()` reports it. */
+export interface NodeStatus {
+  node: string;
+  /** `up` while requests flow; `down` while the breaker is open (requests skip the node). */
+  state: 'up' | 'down';
+  consecutiveFailures: number;
+  lastError?: string;
+  lastErrorAt?: Date;
+  /** Moving average of successful request latency, in ms. */
+  latencyMs?: number;
+  /** When the breaker last opened, while it is open. */
+  downSince?: Date;
+}
+
+export interface BreakerOptions {
+  /** Consecutive connection failures or timeouts that open the breaker; 0 disables it. */
+  threshold: number;
+  /** While open: how often a probe (memcached `version`) checks whether the node is back, ms. */
+  cooldown: number;
+  logger: LoggerService | false;
+}
+
+/**
+ * A per-node circuit breaker around a transport. After `threshold` consecutive connection
+ * failures or timeouts it opens: requests to the node fail at once (a dead node costs ~0 ms, not
+ * a timeout per request) while a background probe asks the node for its version every
+ * `cooldown` ms; the first successful probe closes it again. memcached's own error answers
+ * (not found, too large, ...) are successes here: the node is alive.
+ */
+export class BreakerNode implements NodeTransport {
+  private state: BreakerState = 'closed';
+  private failures = 0;
+  private lastError?: string;
+  private lastErrorAt?: Date;
+  private downSince?: Date;
+  private latency?: number;
+  private probeTimer?: NodeJS.Timeout;
+  private probeSeq = 0;
+  private closed = false;
+
+  constructor(
+    private readonly inner: NodeTransport,
+    private readonly options: BreakerOptions,
+  ) {}
+
+  get label(): string {
+    return this.inner.label;
+  }
+
+  get isOpen(): boolean {
+    return this.state === 'open';
+  }
+
+  status(): NodeStatus {
+    return {
+      node: this.label,
+      state: this.state === 'open' ? 'down' : 'up',
+      consecutiveFailures: this.failures,
+      lastError: this.lastError,
+      lastErrorAt: this.lastErrorAt,
+      latencyMs: this.latency === undefined ? undefined : Math.round(this.latency * 1000) / 1000,
+      downSince: this.downSince,
+    };
+  }
+
+  request<T>(
+    operation: string,
+    seq: number,
+    frame: Buffer,
+    onResponse: (res: BinaryResponse) => T | typeof PENDING,
+    options?: RequestOptions,
+  ): Promise<T> {
+    if (this.state === 'open') {
+      return Promise.reject(
+        new MemcachedError(operation, this.label, 'UNAVAILABLE', `node is down (${this.failures} consecutive failures); skipped until a probe succeeds`),
+      );
+    }
+    const started = performance.now();
+    return this.inner.request(operation, seq, frame, onResponse, options).then(
+      (value) => {
+        this.succeeded(performance.now() - started);
+        return value;
+      },
+      (error: unknown) => {
+        if (error instanceof MemcachedError && (error.code === 'CONNECTION' || error.code === 'TIMEOUT')) {
+          this.failed(error);
+        } else if (error instanceof MemcachedError && error.code === 'SERVER') {
+          this.succeeded(performance.now() - started);
+        }
+        throw error;
+      },
+    );
+  }
+
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.probeTimer);
+    this.inner.close();
+  }
+
+  private succeeded(ms: number): void {
+    this.failures = 0;
+    this.latency = this.latency === undefined ? ms : this.latency * 0.9 + ms * 0.1;
+  }
+
+  private failed(error: MemcachedError): void {
+    this.failures++;
+    this.lastError = error.message;
+    this.lastErrorAt = new Date();
+    if (this.state === 'closed' && this.options.threshold > 0 && this.failures >= this.options.threshold) this.open();
+  }
+
+  private open(): void {
+    this.state = 'open';
+    this.downSince = new Date();
+    if (this.options.logger) {
+      this.options.logger.warn(
+        `memcached ${this.label} marked down after ${this.failures} consecutive failures (${this.lastError}); ` +
+          `its requests are skipped, probing every ${this.options.cooldown} ms`,
+      );
+    }
+    this.scheduleProbe();
+  }
+
+  private scheduleProbe(): void {
+    if (this.closed) return;
+    this.probeTimer = setTimeout(() => void this.probe(), this.options.cooldown);
+    this.probeTimer.unref();
+  }
+
+  private async probe(): Promise<void> {
+    if (this.closed || this.state !== 'open') return;
+    // probes use their own opaque range so they never meet the client's sequence numbers
+    this.probeSeq = this.probeSeq >= 0x7fffffff ? 1 : this.probeSeq + 1;
+    const seq = 0x80000000 + this.probeSeq;
+    try {
+      await this.inner.request('probe', seq, buildRequest(Opcode.Version, '', null, null, seq), () => true);
+      const downFor = this.downSince ? Date.now() - this.downSince.getTime() : 0;
+      this.state = 'closed';
+      this.failures = 0;
+      this.downSince = undefined;
+      if (this.options.logger) this.options.logger.log?.(`memcached ${this.label} is back up after ${downFor} ms`);
+    } catch (error) {
+      this.lastError = (error as Error).message;
+      this.lastErrorAt = new Date();
+      this.scheduleProbe();
+    }
+  }
+}
