@@ -4,12 +4,14 @@ import {
   type OnApplicationBootstrap,
   type OnApplicationShutdown,
 } from '@nestjs/common';
+import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { inspect } from 'node:util';
 import { BreakerNode, type NodeStatus } from '../cluster/breaker-node.js';
 import { KetamaRing } from '../cluster/ketama.js';
 import { composeKey, toWireKey } from '../codec/key.codec.js';
 import { normalizeTtl, toExpiry } from '../codec/ttl.js';
-import { UNDECODABLE, ValueCodec } from '../codec/value.codec.js';
+import { type DecodedItem, LEASE, UNDECODABLE, ValueCodec } from '../codec/value.codec.js';
 import { resolveOptions, type ResolvedMemcachedOptions } from '../config/memcached-options.js';
 import type { MemcachedModuleOptions } from '../interfaces/memcached-module-options.interface.js';
 import { oversizeSkipped, reachable, unreachable } from '../memcached.messages.js';
@@ -48,6 +50,8 @@ export interface CounterOptions extends SetOptions {
 export interface GetOrSetOptions<T> extends KeyOptions {
   /** Seconds, or a function of the loaded value. Default: the module's `ttl`. */
   ttl?: number | ((value: T) => number);
+  /** `false` skips the lease protocol for this call (plain load and set). Default: the module's `leases`. */
+  lease?: boolean;
 }
 
 /** Counters since the client started (see `stats()`). */
@@ -62,6 +66,44 @@ export interface MemcachedClientStats {
   oversizeSkips: number;
   /** Items whose bytes could not be decoded (foreign writer, corruption); read as misses. */
   undecodable: number;
+  /** Leases taken: this process loaded a missing key for everyone. */
+  leaseGrants: number;
+  /** Misses that found another caller's lease and waited for its fill. */
+  leaseWaits: number;
+  /** Waits that ran out (`leaseWait`) and loaded without filling. */
+  leaseWaitTimeouts: number;
+  /** Fills refused because the key was evicted or overwritten after the lease was taken. */
+  rejectedFills: number;
+}
+
+/** What `readItems` found for a key. */
+export type ItemRead =
+  | { state: 'miss' }
+  | { state: 'lease' }
+  | { state: 'hit'; value: unknown; cas: Buffer; freshUntil?: number };
+
+const MISS: ItemRead = { state: 'miss' };
+const LEASED: ItemRead = { state: 'lease' };
+
+/** How `loadWithLease` fills. */
+export interface LeaseFill<T> {
+  /** TTL in seconds for the loaded value. Default: the module's `ttl`. */
+  ttl?: (value: T) => number | undefined;
+  /** `false` returns the value without storing it (and releases the lease). */
+  shouldStore?: (value: T) => boolean;
+  /** Seconds the entry stays fresh, for stale-while-revalidate entries. */
+  freshFor?: (value: T) => number | undefined;
+  /** Longest wait for another caller's fill, in ms. Default: the module's `leaseWait`. */
+  maxWait?: number;
+  /** Wait for the fill before resolving (tests, refreshes). Default false: fill behind the result. */
+  awaitFill?: boolean;
+  onFilled?: (outcome: 'stored' | 'rejected' | 'skipped') => void;
+}
+
+export interface LeasedLoad<T> {
+  value: T;
+  /** HIT when another caller's fill was waited for. */
+  outcome: 'HIT' | 'MISS';
 }
 
 export interface NodePing {
@@ -102,6 +144,10 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
     timeouts: 0,
     oversizeSkips: 0,
     undecodable: 0,
+    leaseGrants: 0,
+    leaseWaits: 0,
+    leaseWaitTimeouts: 0,
+    rejectedFills: 0,
   };
   private seq = 0;
 
@@ -154,19 +200,166 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
    * node never costs the others' values.
    */
   async getMulti<T = unknown>(keys: readonly string[], options?: KeyOptions): Promise<Map<string, T>> {
-    const byNode = new Map<BreakerNode, Map<string, string[]>>();
-    for (const key of keys) {
-      const wire = this.keyFor(key, options?.namespace);
-      const node = this.nodeFor(wire);
-      let wires = byNode.get(node);
-      if (!wires) byNode.set(node, (wires = new Map()));
-      const users = wires.get(wire);
-      if (users) users.push(key);
-      else wires.set(wire, [key]);
-    }
+    const found = await this.fetchMany(keys, options?.namespace, true);
     const result = new Map<string, T>();
-    await Promise.all([...byNode].map(([node, wires]) => this.getMultiFrom(node, wires, result)));
+    for (const key of keys) {
+      const res = found.get(key);
+      const value = res === undefined ? undefined : this.decode(res);
+      if (value === undefined) this.counters.misses++;
+      else {
+        this.counters.hits++;
+        result.set(key, value as T);
+      }
+    }
     return result;
+  }
+
+  /**
+   * For the cache engine: reads keys with their CAS and lease state, one pipelined request per
+   * node. Rejects if a node fails (the engine then serves from the source without filling).
+   */
+  async readItems(keys: readonly string[]): Promise<Map<string, ItemRead>> {
+    const found = await this.fetchMany(keys, undefined, false);
+    const result = new Map<string, ItemRead>();
+    for (const key of keys) {
+      const res = found.get(key);
+      const item = res === undefined ? undefined : this.decodeItem(res);
+      if (item === undefined) result.set(key, MISS);
+      else if (item === LEASE) result.set(key, LEASED);
+      else result.set(key, { state: 'hit', value: item.value, cas: Buffer.from(res!.header.cas), freshUntil: item.freshUntil });
+    }
+    return result;
+  }
+
+  /**
+   * Cache-aside fill under a lease (Facebook's "Scaling Memcache" §3.2.1), for a key that just
+   * missed. The caller that wins an atomic `add` of a short-lived marker loads and fills with the
+   * marker's CAS, so the fill fails if the key was evicted or overwritten meanwhile (no stale set
+   * after a write). Others wait for the fill with bounded backoff, then load without filling.
+   * A holder that dies leaves a marker that expires after `leaseTtl`.
+   */
+  async loadWithLease<T>(key: string, load: () => Promise<T>, fill: LeaseFill<T> = {}): Promise<LeasedLoad<T>> {
+    const o = this.options;
+    const deadline = Date.now() + (fill.maxWait ?? o.leaseWait);
+    let backoff = 4;
+    for (;;) {
+      let cas: Buffer | null;
+      try {
+        cas = await this.acquireLease(key);
+      } catch (error) {
+        this.warnFailure(error);
+        return { value: await load(), outcome: 'MISS' };
+      }
+      if (cas) {
+        this.counters.leaseGrants++;
+        return { value: await this.loadAndFill(key, cas, load, fill), outcome: 'MISS' };
+      }
+      this.counters.leaseWaits++;
+      // someone else holds the lease: wait for their fill
+      let item: ItemRead = LEASED;
+      while (item.state === 'lease' && Date.now() + backoff < deadline) {
+        await sleep(backoff);
+        backoff = Math.min(backoff * 2, 50);
+        try {
+          item = (await this.readItems([key])).get(key) ?? MISS;
+        } catch (error) {
+          this.warnFailure(error);
+          return { value: await load(), outcome: 'MISS' };
+        }
+      }
+      if (item.state === 'hit') return { value: item.value as T, outcome: 'HIT' };
+      if (item.state === 'lease') {
+        this.counters.leaseWaitTimeouts++;
+        return { value: await load(), outcome: 'MISS' };
+      }
+      // the marker went away without a value (evicted, released): try to take the lease ourselves
+    }
+  }
+
+  /** Takes the lease on a key: its marker's CAS, or null when the key exists (value or marker). */
+  async acquireLease(key: string): Promise<Buffer | null> {
+    const wire = this.keyFor(key);
+    const seq = this.nextSeq();
+    const marker = this.codec.leaseMarker(randomBytes(8));
+    const frame = buildRequest(Opcode.Add, wire, storeExtras(marker.flags, toExpiry(this.options.leaseTtl)), marker.bytes, seq);
+    return this.send(this.nodeFor(wire), 'lease', seq, frame, {
+      onResponse: (res) => {
+        if (res.header.status === Status.Ok) return Buffer.from(res.header.cas);
+        if (res.header.status === Status.KeyExists || res.header.status === Status.NotStored) return null;
+        throw this.serverError('lease', wire, res.header.status);
+      },
+    });
+  }
+
+  /**
+   * Stores `value` only if the key still holds the item with this CAS (a lease marker, or the
+   * stale entry a refresh started from): `rejected` when it was evicted or overwritten since.
+   */
+  async fillIfUnchanged(key: string, value: unknown, cas: Buffer, options: { ttl?: number; freshUntil?: number } = {}): Promise<'stored' | 'rejected' | 'skipped'> {
+    const wire = this.keyFor(key);
+    const { bytes, flags } = this.codec.encode(value, options.freshUntil);
+    const size = bytes.length + wire.length + ITEM_OVERHEAD;
+    if (size > this.options.maxItemSize) {
+      await this.skipOversize(wire, undefined, size);
+      return 'skipped';
+    }
+    const seq = this.nextSeq();
+    const frame = buildRequest(Opcode.Set, wire, storeExtras(flags, toExpiry(options.ttl ?? this.options.ttl)), bytes, seq, cas);
+    const status = await this.send(this.nodeFor(wire), 'fill', seq, frame, { onResponse: (res) => res.header.status });
+    if (status === Status.Ok) {
+      this.counters.sets++;
+      return 'stored';
+    }
+    if (status === Status.KeyNotFound || status === Status.KeyExists) {
+      this.counters.rejectedFills++;
+      return 'rejected';
+    }
+    if (status === Status.ValueTooLarge) {
+      this.noteOversize(wire, undefined, size);
+      return 'skipped';
+    }
+    throw this.serverError('fill', wire, status);
+  }
+
+  /** Deletes the key only if it still holds the item with this CAS (our own lease marker). */
+  async deleteIfUnchanged(key: string, cas: Buffer): Promise<boolean> {
+    const wire = this.keyFor(key);
+    const seq = this.nextSeq();
+    return this.send(this.nodeFor(wire), 'release', seq, buildRequest(Opcode.Delete, wire, null, null, seq, cas), {
+      onResponse: (res) => res.header.status === Status.Ok,
+    });
+  }
+
+  private async loadAndFill<T>(key: string, cas: Buffer, load: () => Promise<T>, fill: LeaseFill<T>): Promise<T> {
+    let value: T;
+    try {
+      value = await load();
+    } catch (error) {
+      this.deleteIfUnchanged(key, cas).catch(() => undefined);
+      throw error;
+    }
+    let ttl: number | undefined;
+    let store: boolean;
+    try {
+      store = value !== undefined && (fill.shouldStore?.(value) ?? true);
+      ttl = store ? fill.ttl?.(value) : undefined;
+    } catch (error) {
+      store = false;
+      this.warnings.warn(`fill:${key}`, `not caching ${key}: ${(error as Error).message}`);
+    }
+    if (!store) {
+      // release the lease so waiters stop waiting
+      this.deleteIfUnchanged(key, cas).catch(() => undefined);
+      return value;
+    }
+    const freshFor = fill.freshFor?.(value);
+    const freshUntil = freshFor === undefined ? undefined : Date.now() + freshFor * 1000;
+    const pending = this.fillIfUnchanged(key, value, cas, { ttl, freshUntil }).then(
+      (outcome) => fill.onFilled?.(outcome),
+      (error) => this.warnFailure(error),
+    );
+    if (fill.awaitFill) await pending;
+    return value;
   }
 
   /**
@@ -225,25 +418,29 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
   getOrSet<T>(key: string, loader: () => T | Promise<T>, options?: GetOrSetOptions<T>): Promise<T> {
     const wire = this.keyFor(key, options?.namespace);
     return this.flights.run(wire, async () => {
-      let cacheHealthy = true;
       try {
         const cached = await this.getWire<T>(wire);
         if (cached !== undefined) return cached;
       } catch (err) {
-        cacheHealthy = false;
+        // after a failed read the node is suspect: serve from the source, fill nothing (FB §3.1)
         this.warnFailure(err);
+        return loader();
+      }
+      const ttl = (value: T) => (typeof options?.ttl === 'function' ? normalizeTtl(options.ttl(value), 'ttl()') : options?.ttl);
+      if (this.options.leases && options?.lease !== false) {
+        const leaseKey = options?.namespace ? `${options.namespace}:${key}` : key;
+        return (await this.loadWithLease(leaseKey, async () => loader(), { ttl })).value;
       }
       const value = await loader();
-      // after a failed read the node is suspect: do not queue a write behind it (FB §3.1)
-      if (value !== undefined && cacheHealthy) {
-        let ttl: number | undefined;
+      if (value !== undefined) {
+        let seconds: number | undefined;
         try {
-          ttl = typeof options?.ttl === 'function' ? normalizeTtl(options.ttl(value), 'ttl()') : options?.ttl;
+          seconds = ttl(value);
         } catch (err) {
           this.warnings.warn(`ttl:${key}`, (err as Error).message);
           return value;
         }
-        this.store(Opcode.Set, 'set', wire, value, ttl, options?.namespace).catch((err) => this.warnFailure(err));
+        this.store(Opcode.Set, 'set', wire, value, seconds, options?.namespace).catch((err) => this.warnFailure(err));
       }
       return value;
     });
@@ -356,49 +553,65 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
     return value as T | undefined;
   }
 
-  private async getMultiFrom<T>(node: BreakerNode, wires: Map<string, string[]>, result: Map<string, T>): Promise<void> {
-    const seq = this.nextSeq();
-    const frames: Buffer[] = [];
-    for (const wire of wires.keys()) frames.push(buildRequest(Opcode.GetKQ, wire, null, null, seq));
-    frames.push(buildRequest(Opcode.Noop, '', null, null, seq));
-    let found: Map<string, unknown>;
-    try {
-      found = await this.send(node, 'getMulti', seq, Buffer.concat(frames), {
-        quiet: true,
-        idempotent: true,
-        collect: new Map<string, unknown>(),
-        onResponse(res, hits) {
-          if (res.header.opcode === Opcode.Noop) return hits;
-          if (res.header.status === Status.Ok) hits.set(res.key.toString('latin1'), res);
-          return PENDING;
-        },
-      });
-    } catch (error) {
-      // one sick node must not cost the others' hits: its keys read as misses
-      for (const users of wires.values()) this.counters.misses += users.length;
-      this.warnFailure(error);
-      return;
+  /** Raw responses by user key, one pipelined request per node, nodes in parallel. */
+  private async fetchMany(keys: readonly string[], namespace: string | undefined, partial: boolean): Promise<Map<string, BinaryResponse>> {
+    const byNode = new Map<BreakerNode, Map<string, string[]>>();
+    for (const key of keys) {
+      const wire = this.keyFor(key, namespace);
+      const node = this.nodeFor(wire);
+      let wires = byNode.get(node);
+      if (!wires) byNode.set(node, (wires = new Map()));
+      const users = wires.get(wire);
+      if (users) users.push(key);
+      else wires.set(wire, [key]);
     }
-    for (const [wire, users] of wires) {
-      const res = found.get(wire) as BinaryResponse | undefined;
-      const value = res === undefined ? undefined : this.decode(res);
-      if (value === undefined) {
-        this.counters.misses += users.length;
-        continue;
-      }
-      this.counters.hits += users.length;
-      for (const user of users) result.set(user, value as T);
-    }
+    const result = new Map<string, BinaryResponse>();
+    await Promise.all(
+      [...byNode].map(async ([node, wires]) => {
+        const seq = this.nextSeq();
+        const frames: Buffer[] = [];
+        for (const wire of wires.keys()) frames.push(buildRequest(Opcode.GetKQ, wire, null, null, seq));
+        frames.push(buildRequest(Opcode.Noop, '', null, null, seq));
+        let found: Map<string, BinaryResponse>;
+        try {
+          found = await this.send(node, 'getMulti', seq, Buffer.concat(frames), {
+            quiet: true,
+            idempotent: true,
+            collect: new Map<string, BinaryResponse>(),
+            onResponse(res, hits) {
+              if (res.header.opcode === Opcode.Noop) return hits;
+              if (res.header.status === Status.Ok) hits.set(res.key.toString('latin1'), res);
+              return PENDING;
+            },
+          });
+        } catch (error) {
+          if (!partial) throw error;
+          // one sick node must not cost the others' hits: its keys read as misses
+          this.warnFailure(error);
+          return;
+        }
+        for (const [wire, users] of wires) {
+          const res = found.get(wire);
+          if (res) for (const user of users) result.set(user, res);
+        }
+      }),
+    );
+    return result;
   }
 
   private decode(res: BinaryResponse): unknown {
+    const item = this.decodeItem(res);
+    return item === undefined || item === LEASE ? undefined : item.value;
+  }
+
+  private decodeItem(res: BinaryResponse): DecodedItem | typeof LEASE | undefined {
     const flags = res.extras.length >= 4 ? res.extras.readUInt32BE(0) : 0;
-    const value = this.codec.decode(res.val, flags);
-    if (value === UNDECODABLE) {
+    const item = this.codec.decodeItem(res.val, flags);
+    if (item === UNDECODABLE) {
       this.counters.undecodable++;
       return undefined;
     }
-    return value;
+    return item;
   }
 
   private async store(

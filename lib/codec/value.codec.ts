@@ -6,6 +6,10 @@ export const FLAGS_MAGIC = 0x4e4d0000;
 const MAGIC_MASK = 0xffff0000;
 const FORMAT_MASK = 0x000000ff;
 export const FLAG_COMPRESSED = 0x00000100;
+/** The item is a lease marker: someone is loading this key (see the lease protocol). */
+export const FLAG_LEASE = 0x00000200;
+/** The body starts with the entry's freshness deadline (stale-while-revalidate). */
+export const FLAG_FRESHNESS = 0x00000400;
 
 export const ValueFormat = { Json: 1, Utf8: 2, Binary: 3, Custom: 4 } as const;
 type ValueFormat = (typeof ValueFormat)[keyof typeof ValueFormat];
@@ -17,6 +21,14 @@ export interface EncodedValue {
 
 /** What a read found: a decoded value, a miss, or bytes we cannot read (counted, then a miss). */
 export const UNDECODABLE: unique symbol = Symbol('undecodable');
+/** A read found a lease marker: no value yet, someone is loading it. */
+export const LEASE: unique symbol = Symbol('lease');
+
+export interface DecodedItem {
+  value: unknown;
+  /** Epoch ms after which the entry is stale (stale-while-revalidate entries only). */
+  freshUntil?: number;
+}
 
 export interface ValueCodecOptions {
   compressionThreshold: number;
@@ -34,7 +46,13 @@ const DIGITS = /^([0-9]{1,20}) *$/;
 export class ValueCodec {
   constructor(private readonly options: ValueCodecOptions) {}
 
-  encode(value: unknown): EncodedValue {
+  /** A lease marker: a random token, flagged so no reader takes it for a value. */
+  leaseMarker(token: Buffer): EncodedValue {
+    return { bytes: token, flags: (FLAGS_MAGIC | FLAG_LEASE) >>> 0 };
+  }
+
+  /** `freshUntil` (epoch ms) makes a stale-while-revalidate entry. */
+  encode(value: unknown, freshUntil?: number): EncodedValue {
     let bytes: Buffer;
     let format: ValueFormat;
     if (typeof value === 'string' && value.isWellFormed()) {
@@ -66,13 +84,39 @@ export class ValueCodec {
         flags |= FLAG_COMPRESSED;
       }
     }
+    if (freshUntil !== undefined) {
+      const header = Buffer.allocUnsafe(8);
+      header.writeDoubleBE(freshUntil, 0);
+      bytes = Buffer.concat([header, bytes]);
+      flags |= FLAG_FRESHNESS;
+    }
     return { bytes, flags: flags >>> 0 };
   }
 
+  /** The value, LEASE for a lease marker, or UNDECODABLE. */
   decode(bytes: Buffer, flags: number): unknown {
+    const item = this.decodeItem(bytes, flags);
+    return typeof item === 'symbol' ? item : item.value;
+  }
+
+  decodeItem(bytes: Buffer, flags: number): DecodedItem | typeof LEASE | typeof UNDECODABLE {
     if ((flags & MAGIC_MASK) >>> 0 !== FLAGS_MAGIC) {
-      return flags === 0 ? decodeCounter(bytes) : UNDECODABLE;
+      if (flags !== 0) return UNDECODABLE;
+      const counter = decodeCounter(bytes);
+      return counter === UNDECODABLE ? UNDECODABLE : { value: counter };
     }
+    if (flags & FLAG_LEASE) return LEASE;
+    let freshUntil: number | undefined;
+    if (flags & FLAG_FRESHNESS) {
+      if (bytes.length < 8) return UNDECODABLE;
+      freshUntil = bytes.readDoubleBE(0);
+      bytes = bytes.subarray(8);
+    }
+    const value = this.decodeBody(bytes, flags);
+    return value === UNDECODABLE ? UNDECODABLE : { value, freshUntil };
+  }
+
+  private decodeBody(bytes: Buffer, flags: number): unknown {
     try {
       const body = flags & FLAG_COMPRESSED ? inflateRawSync(bytes) : bytes;
       switch (flags & FORMAT_MASK) {

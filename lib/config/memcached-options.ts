@@ -24,6 +24,9 @@ export interface ResolvedMemcachedOptions {
   keepAlive: boolean;
   compressionThreshold: number;
   maxItemSize: number;
+  leases: boolean;
+  leaseTtl: number;
+  leaseWait: number;
   breakerThreshold: number;
   breakerCooldown: number;
   deadNodePolicy: 'miss' | 'rehash';
@@ -42,6 +45,9 @@ export const DEFAULTS = {
   keepAlive: true,
   compressionThreshold: 16 * 1024,
   maxItemSize: 1024 * 1024,
+  leases: true,
+  leaseTtl: 5,
+  leaseWait: 2000,
   breakerThreshold: 3,
   breakerCooldown: 2000,
   deadNodePolicy: 'miss',
@@ -51,7 +57,7 @@ export const DEFAULTS = {
 const KNOWN = new Set<string>([
   'servers', 'username', 'password', 'keyPrefix', 'ttl', 'timeout', 'connectTimeout', 'retries',
   'retryDelay', 'keepAlive', 'compressionThreshold', 'maxItemSize', 'serializer', 'logger',
-  'breakerThreshold', 'breakerCooldown', 'deadNodePolicy', 'hashing',
+  'breakerThreshold', 'breakerCooldown', 'deadNodePolicy', 'hashing', 'leases', 'leaseTtl', 'leaseWait',
 ]);
 
 /** Validates options and fills in defaults. Throws `MemcachedConfigError` naming the bad option. */
@@ -88,6 +94,8 @@ export function resolveOptions(options: MemcachedModuleOptions = {}): ResolvedMe
   const compression = def(options.compressionThreshold, DEFAULTS.compressionThreshold);
   const keepAlive = def(options.keepAlive, DEFAULTS.keepAlive);
   if (typeof keepAlive !== 'boolean') throw fail('keepAlive', keepAlive, 'true or false');
+  const leases = def(options.leases, DEFAULTS.leases);
+  if (typeof leases !== 'boolean') throw fail('leases', leases, 'true or false');
   const serializer = options.serializer;
   if (
     serializer !== undefined &&
@@ -119,6 +127,9 @@ export function resolveOptions(options: MemcachedModuleOptions = {}): ResolvedMe
     compressionThreshold:
       compression === false ? 0 : int('compressionThreshold', compression, 0, 'bytes (0 or false = off)'),
     maxItemSize: int('maxItemSize', def(options.maxItemSize, DEFAULTS.maxItemSize), 1024, 'bytes'),
+    leases,
+    leaseTtl: int('leaseTtl', def(options.leaseTtl, DEFAULTS.leaseTtl), 1, 'seconds'),
+    leaseWait: int('leaseWait', def(options.leaseWait, DEFAULTS.leaseWait), 0, 'milliseconds'),
     breakerThreshold: int('breakerThreshold', def(options.breakerThreshold, DEFAULTS.breakerThreshold), 0, 'failures (0 = off)'),
     breakerCooldown: int('breakerCooldown', def(options.breakerCooldown, DEFAULTS.breakerCooldown), 1, 'milliseconds'),
     deadNodePolicy,

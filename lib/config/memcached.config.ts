@@ -18,6 +18,9 @@ export const MEMCACHED_ENV_VARIABLES = {
   MEMCACHED_KEEP_ALIVE: 'keepAlive',
   MEMCACHED_COMPRESSION_THRESHOLD: 'compressionThreshold',
   MEMCACHED_MAX_ITEM_SIZE: 'maxItemSize',
+  MEMCACHED_LEASES: 'leases',
+  MEMCACHED_LEASE_TTL: 'leaseTtl',
+  MEMCACHED_LEASE_WAIT: 'leaseWait',
   MEMCACHED_BREAKER_THRESHOLD: 'breakerThreshold',
   MEMCACHED_BREAKER_COOLDOWN: 'breakerCooldown',
   MEMCACHED_DEAD_NODE_POLICY: 'deadNodePolicy',
@@ -72,6 +75,8 @@ export function readMemcachedEnv(env: NodeJS.ProcessEnv = process.env): Memcache
   int('MEMCACHED_RETRY_DELAY', 0, 'milliseconds');
   size('MEMCACHED_COMPRESSION_THRESHOLD', 0);
   size('MEMCACHED_MAX_ITEM_SIZE', 1024);
+  int('MEMCACHED_LEASE_TTL', 1, 'seconds');
+  int('MEMCACHED_LEASE_WAIT', 0, 'milliseconds');
   int('MEMCACHED_BREAKER_THRESHOLD', 0, 'failures (0 = off)');
   int('MEMCACHED_BREAKER_COOLDOWN', 1, 'milliseconds');
   const choice = (name: EnvName, allowed: string[]) => {
@@ -82,13 +87,16 @@ export function readMemcachedEnv(env: NodeJS.ProcessEnv = process.env): Memcache
   };
   choice('MEMCACHED_DEAD_NODE_POLICY', ['miss', 'rehash']);
   choice('MEMCACHED_HASHING', ['ketama', 'ketama-spy']);
-  const keepAlive = get('MEMCACHED_KEEP_ALIVE');
-  if (keepAlive !== undefined) {
-    if (!/^(true|false|1|0|yes|no|on|off)$/i.test(keepAlive)) {
-      throw new MemcachedConfigError(invalidEnv('MEMCACHED_KEEP_ALIVE', keepAlive, 'true or false'));
+  const bool = (name: EnvName) => {
+    const raw = get(name);
+    if (raw === undefined) return;
+    if (!/^(true|false|1|0|yes|no|on|off)$/i.test(raw)) {
+      throw new MemcachedConfigError(invalidEnv(name, raw, 'true or false'));
     }
-    options.keepAlive = /^(true|1|yes|on)$/i.test(keepAlive);
-  }
+    options[MEMCACHED_ENV_VARIABLES[name]] = /^(true|1|yes|on)$/i.test(raw);
+  };
+  bool('MEMCACHED_KEEP_ALIVE');
+  bool('MEMCACHED_LEASES');
 
   const unknown = Object.keys(env).filter(
     (name) => name.startsWith('MEMCACHED_') && !(name in MEMCACHED_ENV_VARIABLES),

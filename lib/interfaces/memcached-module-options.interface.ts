@@ -51,6 +51,15 @@ export interface MemcachedModuleOptions {
   compressionThreshold?: number | false;
   /** The server's item size limit (`memcached -I`), in bytes. Larger items are not sent. Default 1048576. */
   maxItemSize?: number;
+  /**
+   * Leases on cache-aside fills (`getOrSet`, `@Cacheable`): one caller across all processes loads
+   * a missing key, and a fill that started before an eviction cannot land after it. Default true.
+   */
+  leases?: boolean;
+  /** Lifetime of a lease marker in seconds: a holder that dies blocks the key at most this long. Default 5. */
+  leaseTtl?: number;
+  /** Longest wait for another caller's fill, in milliseconds; then the source is read without filling. Default 2000. */
+  leaseWait?: number;
   /** Consecutive connection failures or timeouts after which a node is skipped; 0 = never. Default 3. */
   breakerThreshold?: number;
   /** While a node is skipped, how often it is probed, in milliseconds. Default 2000. */

@@ -26,6 +26,7 @@ describe('decorated methods when memcached dies mid-suite', () => {
           isGlobal: true,
           servers: daemon.address,
           timeout: TIMEOUT,
+          breakerCooldown: 100,
           logger: { log() {}, error() {}, debug() {}, warn: (m: string) => warnings.push(m) },
         }),
         AppModule,
@@ -89,7 +90,7 @@ describe('decorated methods when memcached dies mid-suite', () => {
   });
 
   it('caches again after memcached comes back', async () => {
-    await sleep(TIMEOUT * 2);
+    await sleep(TIMEOUT * 2 + 100 * 3);
     const db = app.get(UsersDb);
     const before = db.count('findById');
     await users.findById('2');
