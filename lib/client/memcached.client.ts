@@ -184,6 +184,16 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
     return toWireKey(composeKey(this.options.keyPrefix, namespace, key));
   }
 
+  /** Whether cache-aside fills use leases (the `leases` option). */
+  get leasesEnabled(): boolean {
+    return this.options.leases;
+  }
+
+  /** The module's default TTL in seconds. */
+  get defaultTtl(): number {
+    return this.options.ttl;
+  }
+
   /** The `host:port` of the node that holds `key`. */
   nodeOf(key: string, namespace?: string): string {
     return this.nodeFor(this.keyFor(key, namespace)).label;

@@ -1,6 +1,6 @@
 import { Logger, type LoggerService } from '@nestjs/common';
 import { isObservable, lastValueFrom, defer, from, type Observable } from 'rxjs';
-import type { MemcachedClient } from '../client/memcached.client.js';
+import type { ItemRead, LeaseFill, MemcachedClient } from '../client/memcached.client.js';
 import { assertNamespace } from '../codec/key.codec.js';
 import { normalizeTtl } from '../codec/ttl.js';
 import type {
@@ -15,7 +15,7 @@ import { type CachePlan, getCachePlan } from './cache-metadata.accessor.js';
 import { stableKey } from './stable-key.js';
 
 /** How a cached call was served: from the cache, from the method, or around the cache. */
-export type CacheOutcome = 'HIT' | 'MISS' | 'BYPASS';
+export type CacheOutcome = 'HIT' | 'MISS' | 'BYPASS' | 'STALE';
 
 /** Where a decorated method is being called from, as the engine needs it. */
 export interface CallSite {
@@ -40,6 +40,8 @@ export interface CallHooks {
 
 export interface NamespaceStats {
   hits: number;
+  /** Hits served stale while one caller refreshed (stale-while-revalidate). */
+  stale: number;
   misses: number;
   fills: number;
   evictions: number;
@@ -183,32 +185,106 @@ export class CacheAsideEngine {
       hooks.onOutcome?.('BYPASS');
       return load();
     }
-    let loaded = false;
+    let outcome = 'HIT' as CacheOutcome;
     const value = await this.flights.run(`${namespace}:${key}`, async () => {
-      let generation: number | undefined;
+      let found: { generation: number; item: ItemRead };
       try {
-        const found = await this.lookup(namespace, key);
-        generation = found.generation;
-        if (found.value !== undefined) return found.value as T;
+        found = await this.lookup(namespace, key);
       } catch (error) {
         // a failed read means a sick node: serve from the source and do not queue a fill behind it
         this.fail(namespace, 'get', error);
+        outcome = 'MISS';
+        return load();
       }
-      loaded = true;
+      const entry = entryKey(namespace, found.generation, key);
+      const item = found.item;
+      if (item.state === 'hit') {
+        if (item.freshUntil !== undefined && item.freshUntil <= Date.now()) {
+          outcome = 'STALE';
+          this.refresh(plan, options, site, namespace, entry, item.cas, load, hooks);
+        }
+        return item.value as T;
+      }
+      const useLease = this.client.leasesEnabled && options.lease !== false;
+      if (useLease) {
+        const loaded = await this.client.loadWithLease(entry, load, this.fillPolicy(plan, options, site, namespace, key, hooks));
+        outcome = loaded.outcome;
+        return loaded.value;
+      }
+      outcome = 'MISS';
       const result = await load();
-      if (generation !== undefined) this.fill(plan, options, site, namespace, generation, key, result, hooks);
+      this.fill(plan, options, site, namespace, found.generation, key, result, hooks);
       return result;
     });
-    if (loaded) {
-      this.count(namespace).misses++;
+    const stats = this.count(namespace);
+    if (outcome === 'MISS') {
+      stats.misses++;
       this.events.emit('miss', { namespace, key });
-      hooks.onOutcome?.('MISS');
     } else {
-      this.count(namespace).hits++;
+      if (outcome === 'STALE') stats.stale++;
+      stats.hits++;
       this.events.emit('hit', { namespace, key });
-      hooks.onOutcome?.('HIT');
     }
+    hooks.onOutcome?.(outcome);
     return value;
+  }
+
+  /** Serves stale, refreshes once: an `add` on a refresh marker elects one refresher across processes. */
+  private refresh<T>(
+    plan: CachePlan,
+    options: CacheableOptions,
+    site: CallSite,
+    namespace: string,
+    entry: string,
+    cas: Buffer,
+    load: () => Promise<T>,
+    hooks: CallHooks,
+  ): void {
+    const marker = `${entry}~refresh`;
+    void this.flights
+      .run(marker, async () => {
+        const lease = await this.client.acquireLease(marker);
+        if (!lease) return;
+        try {
+          const value = await load();
+          const policy = this.fillPolicy(plan, options, site, namespace, entry, hooks);
+          if (value === undefined || !(policy.shouldStore?.(value) ?? true)) return;
+          const freshFor = policy.freshFor?.(value);
+          const outcome = await this.client.fillIfUnchanged(entry, value, cas, {
+            ttl: policy.ttl?.(value),
+            freshUntil: freshFor === undefined ? undefined : Date.now() + freshFor * 1000,
+          });
+          policy.onFilled?.(outcome);
+        } finally {
+          await this.client.deleteIfUnchanged(marker, lease).catch(() => undefined);
+        }
+      })
+      .catch((error: unknown) => this.fail(namespace, 'refresh', error));
+  }
+
+  private fillPolicy<T>(
+    plan: CachePlan,
+    options: CacheableOptions,
+    site: CallSite,
+    namespace: string,
+    key: string,
+    hooks: CallHooks,
+  ): LeaseFill<T> {
+    const swr = options.staleWhileRevalidate;
+    return {
+      shouldStore: (value) =>
+        !(options.unless?.(value as never, ...site.keyArgs) ?? false) && (hooks.storable?.(value) ?? true),
+      ttl: (value) => {
+        const ttl = this.ttlOf(plan, options, value) ?? this.client.defaultTtl;
+        return swr && ttl > 0 ? ttl + swr : ttl;
+      },
+      freshFor: swr ? (value) => this.ttlOf(plan, options, value) ?? this.client.defaultTtl : undefined,
+      onFilled: (outcome) => {
+        if (outcome !== 'stored') return;
+        this.count(namespace).fills++;
+        this.events.emit('fill', { namespace, key });
+      },
+    };
   }
 
   private fill(
@@ -266,22 +342,27 @@ export class CacheAsideEngine {
     await Promise.all(keys.map((key) => this.evict(namespace, key)));
   }
 
-  private async lookup(namespace: string, key: string): Promise<{ generation: number; value: unknown }> {
+  private async lookup(namespace: string, key: string): Promise<{ generation: number; item: ItemRead }> {
     const known = this.generations.get(namespace);
     const generationKey = namespace + GENERATION_SUFFIX;
     if (known !== undefined) {
       // one round trip: the generation and the entry under the generation we last saw
       const entry = entryKey(namespace, known, key);
-      const found = await this.client.getMulti([generationKey, entry]);
+      const found = await this.client.readItems([generationKey, entry]);
       const current = found.get(generationKey);
-      if (current === known) return { generation: known, value: found.get(entry) };
-      if (typeof current === 'number') {
-        this.generations.set(namespace, current);
-        return { generation: current, value: await this.client.get(entryKey(namespace, current, key)) };
+      const generation = current?.state === 'hit' ? current.value : undefined;
+      if (generation === known) return { generation: known, item: found.get(entry)! };
+      if (typeof generation === 'number') {
+        this.generations.set(namespace, generation);
+        return { generation, item: await this.readOne(entryKey(namespace, generation, key)) };
       }
     }
     const generation = await this.generation(namespace);
-    return { generation, value: await this.client.get(entryKey(namespace, generation, key)) };
+    return { generation, item: await this.readOne(entryKey(namespace, generation, key)) };
+  }
+
+  private async readOne(key: string): Promise<ItemRead> {
+    return (await this.client.readItems([key])).get(key)!;
   }
 
   /** The namespace's generation as memcached holds it, created when missing. */
@@ -321,7 +402,7 @@ export class CacheAsideEngine {
   private count(namespace: string): NamespaceStats {
     let stats = this.counters.get(namespace);
     if (!stats) {
-      stats = { hits: 0, misses: 0, fills: 0, evictions: 0, bypasses: 0, errors: 0 };
+      stats = { hits: 0, stale: 0, misses: 0, fills: 0, evictions: 0, bypasses: 0, errors: 0 };
       this.counters.set(namespace, stats);
     }
     return stats;

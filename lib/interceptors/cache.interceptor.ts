@@ -21,7 +21,7 @@ const SESSION_COOKIE = /(?:^|;)\s*[^=;]*(?:sess|sid|token|auth|jwt|login)[^=;]*=
  * change the protected hooks.
  *
  * HTTP: only GET and HEAD are read from the cache, only 2xx results are stored, the key defaults
- * to the route path plus the sorted query string, `X-Cache` says HIT, MISS or BYPASS.
+ * to the route path plus the sorted query string, `X-Cache` says HIT, MISS, STALE or BYPASS.
  * `StreamableFile` results and `@Res()` handlers bypass the cache, and so does a request with an
  * `Authorization` header or a session cookie unless the decorator's `principal` puts the caller
  * in the key.

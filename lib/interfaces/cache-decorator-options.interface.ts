@@ -33,6 +33,13 @@ export interface CacheableOptions<A extends unknown[] = any[], R = any> extends 
    * bypass the cache, so no user is ever served another user's response.
    */
   principal?: (request: any, context: ExecutionContext) => string | undefined;
+  /**
+   * Seconds an entry may still be served after its TTL while exactly one caller (across all
+   * processes) refreshes it in the background; past TTL + this, it is a miss. HTTP: `X-Cache: STALE`.
+   */
+  staleWhileRevalidate?: number;
+  /** `false` turns the lease protocol off for this method. Default: the module's `leases`. */
+  lease?: boolean;
 }
 
 /** Options of `@CacheEvict`. */

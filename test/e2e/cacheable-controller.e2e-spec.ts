@@ -113,6 +113,19 @@ describe.each([
     expect((await http().get('/items/8')).headers['x-cache']).toBe('HIT');
   });
 
+  it('serves a stale entry with X-Cache: STALE while one request refreshes it', async () => {
+    expect((await http().get('/items/rates/eur').expect(200)).body).toStrictEqual({ rate: 1 });
+    await sleep(1100);
+    const stale = await http().get('/items/rates/eur').expect(200);
+    expect(stale.headers['x-cache']).toBe('STALE');
+    expect(stale.body).toStrictEqual({ rate: 1 });
+    await sleep(50);
+    const fresh = await http().get('/items/rates/eur').expect(200);
+    expect(fresh.headers['x-cache']).toBe('HIT');
+    expect(fresh.body).toStrictEqual({ rate: 2 });
+    expect(db.count('rate')).toBe(2);
+  });
+
   it('bypasses StreamableFile results and @Res() handlers', async () => {
     const file = await http().get('/items/files/report').expect(200);
     expect(file.headers['x-cache']).toBe('BYPASS');

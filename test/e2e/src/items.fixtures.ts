@@ -71,6 +71,13 @@ export class ItemsController {
     res.status(200).send('raw body');
   }
 
+  @Get('rates/eur')
+  @Cacheable({ ttl: 1, staleWhileRevalidate: 30 })
+  rate() {
+    this.db.hit('rate');
+    return { rate: this.db.count('rate') };
+  }
+
   @Get(':id')
   @Cacheable()
   findOne(@Param('id') id: string) {
