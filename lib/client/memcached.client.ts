@@ -15,6 +15,7 @@ import { type DecodedItem, LEASE, UNDECODABLE, ValueCodec } from '../codec/value
 import { resolveOptions, type ResolvedMemcachedOptions } from '../config/memcached-options.js';
 import type { MemcachedModuleOptions } from '../interfaces/memcached-module-options.interface.js';
 import { oversizeSkipped, reachable, unreachable } from '../memcached.messages.js';
+import { LatencyHistogram, type LatencySnapshot } from '../utils/latency-histogram.js';
 import { RateLimitedLogger } from '../utils/rate-limited-logger.js';
 import { SingleFlight } from '../utils/single-flight.js';
 import { MemcachedError } from './memcached.error.js';
@@ -76,6 +77,21 @@ export interface MemcachedClientStats {
   rejectedFills: number;
 }
 
+/** Per operation: count, failures and latency. */
+export interface OperationStats {
+  count: number;
+  errors: number;
+  latency: LatencySnapshot;
+}
+
+/** A finished operation, as `onOperation` listeners see it. */
+export interface OperationEvent {
+  operation: string;
+  node: string;
+  durationMs: number;
+  error?: unknown;
+}
+
 /** What `readItems` found for a key. */
 export type ItemRead =
   | { state: 'miss' }
@@ -98,6 +114,8 @@ export interface LeaseFill<T> {
   /** Wait for the fill before resolving (tests, refreshes). Default false: fill behind the result. */
   awaitFill?: boolean;
   onFilled?: (outcome: 'stored' | 'rejected' | 'skipped') => void;
+  /** Called when this call finds another caller's lease and waits. */
+  onWait?: () => void;
 }
 
 export interface LeasedLoad<T> {
@@ -135,6 +153,8 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
   private readonly logger: LoggerService | false;
   private readonly warnings: RateLimitedLogger;
   private readonly flights = new SingleFlight();
+  private readonly operations = new Map<string, { count: number; errors: number; latency: LatencyHistogram }>();
+  private readonly operationListeners: Array<(event: OperationEvent) => void> = [];
   private readonly counters: MemcachedClientStats = {
     hits: 0,
     misses: 0,
@@ -265,6 +285,7 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
         return { value: await this.loadAndFill(key, cas, load, fill), outcome: 'MISS' };
       }
       this.counters.leaseWaits++;
+      fill.onWait?.();
       // someone else holds the lease: wait for their fill
       let item: ItemRead = LEASED;
       while (item.state === 'lease' && Date.now() + backoff < deadline) {
@@ -500,6 +521,25 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
     return { ...this.counters };
   }
 
+  /** Count, failures and latency histogram of each operation (get, set, getMulti, ...). */
+  operationStats(): Record<string, OperationStats> {
+    return Object.fromEntries(
+      [...this.operations].map(([op, s]) => [op, { count: s.count, errors: s.errors, latency: s.latency.snapshot() }]),
+    );
+  }
+
+  /**
+   * Calls `listener` after every operation with its duration (and error); returns an unsubscribe
+   * function. Used by the Prometheus integration.
+   */
+  onOperation(listener: (event: OperationEvent) => void): () => void {
+    this.operationListeners.push(listener);
+    return () => {
+      const index = this.operationListeners.indexOf(listener);
+      if (index >= 0) this.operationListeners.splice(index, 1);
+    };
+  }
+
   /** Asks every node for its version; never rejects. */
   async ping(): Promise<NodePing[]> {
     return Promise.all(
@@ -717,13 +757,36 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
     },
   ): Promise<T> {
     const collected = spec.collect as C;
-    return node
-      .request(operation, seq, frame, (res) => spec.onResponse(res, collected), spec)
-      .catch((err: unknown) => {
+    const started = performance.now();
+    return node.request(operation, seq, frame, (res) => spec.onResponse(res, collected), spec).then(
+      (value) => {
+        this.record(operation, node.label, performance.now() - started);
+        return value;
+      },
+      (err: unknown) => {
         this.counters.errors++;
         if (err instanceof MemcachedError && err.code === 'TIMEOUT') this.counters.timeouts++;
+        this.record(operation, node.label, performance.now() - started, err);
         throw err;
-      });
+      },
+    );
+  }
+
+  private record(operation: string, node: string, durationMs: number, error?: unknown): void {
+    let stats = this.operations.get(operation);
+    if (!stats) this.operations.set(operation, (stats = { count: 0, errors: 0, latency: new LatencyHistogram() }));
+    stats.count++;
+    if (error !== undefined) stats.errors++;
+    stats.latency.observe(durationMs);
+    if (this.operationListeners.length === 0) return;
+    const event: OperationEvent = { operation, node, durationMs, error };
+    for (const listener of this.operationListeners) {
+      try {
+        listener(event);
+      } catch {
+        // a metrics bug must not fail the operation
+      }
+    }
   }
 
   private expect<T>(res: BinaryResponse, operation: string, wire: string, outcomes: Record<number, T>): T {

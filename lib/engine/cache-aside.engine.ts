@@ -8,6 +8,7 @@ import type {
   CacheEvictOptions,
   CachePutOptions,
 } from '../interfaces/cache-decorator-options.interface.js';
+import { LatencyHistogram, type LatencySnapshot } from '../utils/latency-histogram.js';
 import { RateLimitedLogger } from '../utils/rate-limited-logger.js';
 import { SingleFlight } from '../utils/single-flight.js';
 import { CacheEvents } from './cache-events.js';
@@ -40,6 +41,8 @@ export interface CallHooks {
 
 export interface NamespaceStats {
   hits: number;
+  /** Latency of cached calls (hits and misses), ms. */
+  latency: LatencySnapshot;
   /** Hits served stale while one caller refreshed (stale-while-revalidate). */
   stale: number;
   misses: number;
@@ -47,6 +50,8 @@ export interface NamespaceStats {
   evictions: number;
   bypasses: number;
   errors: number;
+  /** Misses that waited for another caller's lease. */
+  leaseWaits: number;
 }
 
 const GENERATION_SUFFIX = '@gen';
@@ -66,7 +71,7 @@ export class CacheAsideEngine {
   readonly events = new CacheEvents();
   private readonly flights = new SingleFlight();
   private readonly generations = new Map<string, number>();
-  private readonly counters = new Map<string, NamespaceStats>();
+  private readonly counters = new Map<string, Omit<NamespaceStats, 'latency'> & { latency: LatencyHistogram }>();
   private readonly warnings: RateLimitedLogger;
 
   constructor(
@@ -144,7 +149,7 @@ export class CacheAsideEngine {
 
   /** Counters per namespace since start. */
   stats(): Record<string, NamespaceStats> {
-    return Object.fromEntries([...this.counters].map(([ns, s]) => [ns, { ...s }]));
+    return Object.fromEntries([...this.counters].map(([ns, s]) => [ns, { ...s, latency: s.latency.snapshot() }]));
   }
 
   private conditionHolds(plan: CachePlan, options: CacheableOptions, site: CallSite): boolean {
@@ -186,6 +191,7 @@ export class CacheAsideEngine {
       return load();
     }
     let outcome = 'HIT' as CacheOutcome;
+    const started = performance.now();
     const value = await this.flights.run(`${namespace}:${key}`, async () => {
       let found: { generation: number; item: ItemRead };
       try {
@@ -217,13 +223,15 @@ export class CacheAsideEngine {
       return result;
     });
     const stats = this.count(namespace);
+    const durationMs = performance.now() - started;
+    stats.latency.observe(durationMs);
     if (outcome === 'MISS') {
       stats.misses++;
-      this.events.emit('miss', { namespace, key });
+      this.events.emit('miss', { namespace, key, durationMs });
     } else {
       if (outcome === 'STALE') stats.stale++;
       stats.hits++;
-      this.events.emit('hit', { namespace, key });
+      this.events.emit('hit', { namespace, key, durationMs, stale: outcome === 'STALE' });
     }
     hooks.onOutcome?.(outcome);
     return value;
@@ -283,6 +291,10 @@ export class CacheAsideEngine {
         if (outcome !== 'stored') return;
         this.count(namespace).fills++;
         this.events.emit('fill', { namespace, key });
+      },
+      onWait: () => {
+        this.count(namespace).leaseWaits++;
+        this.events.emit('leaseWait', { namespace, key });
       },
     };
   }
@@ -399,10 +411,10 @@ export class CacheAsideEngine {
     return options.namespace ?? plan.defaults.namespace ?? plan.className;
   }
 
-  private count(namespace: string): NamespaceStats {
+  private count(namespace: string) {
     let stats = this.counters.get(namespace);
     if (!stats) {
-      stats = { hits: 0, stale: 0, misses: 0, fills: 0, evictions: 0, bypasses: 0, errors: 0 };
+      stats = { hits: 0, stale: 0, misses: 0, fills: 0, evictions: 0, bypasses: 0, errors: 0, leaseWaits: 0, latency: new LatencyHistogram() };
       this.counters.set(namespace, stats);
     }
     return stats;

@@ -1,9 +1,13 @@
 /** What the engine reports: one event per cache decision, plus errors. */
 export interface CacheEventMap {
-  hit: { namespace: string; key: string };
-  miss: { namespace: string; key: string };
+  /** Served from the cache (`stale` when served stale while a refresh runs). */
+  hit: { namespace: string; key: string; durationMs: number; stale: boolean };
+  /** Served by the method (or source), then filled. */
+  miss: { namespace: string; key: string; durationMs: number };
   fill: { namespace: string; key: string };
   bypass: { namespace: string; key?: string; reason: string };
+  /** Waited for another caller's lease instead of loading. */
+  leaseWait: { namespace: string; key: string };
   evict: { namespace: string; key?: string; allEntries: boolean };
   error: { namespace: string; operation: string; error: unknown };
 }

@@ -38,6 +38,17 @@ describe('package.json', () => {
     expect([...imported].filter((name) => !declared.has(name))).toStrictEqual([]);
   });
 
+  it('imports optional peers (prom-client, @nestjs/terminus) only from their own entry points', () => {
+    const optional = Object.keys(pkg.peerDependenciesMeta ?? {}).filter((name) => pkg.peerDependenciesMeta[name].optional);
+    expect(optional.sort()).toStrictEqual(['@nestjs/terminus', 'prom-client']);
+    const offenders = sourceFiles(join(root, 'lib'))
+      .filter((file) => !file.includes('/lib/prometheus/') && !file.includes('/lib/health/'))
+      .filter((file) => optional.some((name) => readFileSync(file, 'utf8').includes(`from '${name}'`)));
+    expect(offenders).toStrictEqual([]);
+    expect(pkg.exports['./prometheus'].import.default).toBe('./dist/esm/prometheus/index.js');
+    expect(pkg.exports['./terminus'].require.default).toBe('./dist/cjs/health/index.js');
+  });
+
   it('has exports with types for import and require', () => {
     const main = pkg.exports['.'];
     expect(main.import.types).toMatch(/\.d\.ts$/);

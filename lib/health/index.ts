@@ -1,0 +1,1 @@
+export { MemcachedHealthIndicator, type MemcachedHealthOptions } from './memcached.health.js';

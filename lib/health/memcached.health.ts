@@ -1,0 +1,47 @@
+import { Injectable } from '@nestjs/common';
+import { HealthIndicatorService } from '@nestjs/terminus';
+import { MemcachedClient } from '../client/memcached.client.js';
+
+export interface MemcachedHealthOptions {
+  /** `true`: down when any node is down. Default `false`: down only when no node answers. */
+  requireAll?: boolean;
+}
+
+/**
+ * A `@nestjs/terminus` health indicator (an optional peer dependency) that pings every node and
+ * reports each one: up or down, version, latency, breaker state, last error.
+ *
+ * @example
+ * @Get('health') @HealthCheck()
+ * check() { return this.health.check([() => this.memcached.isHealthy('memcached')]); }
+ */
+@Injectable()
+export class MemcachedHealthIndicator {
+  constructor(
+    private readonly healthIndicatorService: HealthIndicatorService,
+    private readonly client: MemcachedClient,
+  ) {}
+
+  async isHealthy<const Key extends string>(key: Key, options: MemcachedHealthOptions = {}) {
+    const indicator = this.healthIndicatorService.check(key);
+    const [pings, statuses] = [await this.client.ping(), this.client.nodeStatus()];
+    const nodes = Object.fromEntries(
+      pings.map((ping) => {
+        const status = statuses.find((s) => s.node === ping.node);
+        return [
+          ping.node,
+          {
+            status: ping.ok ? 'up' : 'down',
+            version: ping.version,
+            latencyMs: ping.latencyMs === undefined ? undefined : Math.round(ping.latencyMs * 100) / 100,
+            breaker: status?.state === 'down' ? 'open' : 'closed',
+            error: ping.ok ? undefined : (ping.error ?? status?.lastError),
+          },
+        ];
+      }),
+    );
+    const up = pings.filter((p) => p.ok).length;
+    const healthy = options.requireAll ? up === pings.length : up > 0;
+    return healthy ? indicator.up({ nodes }) : indicator.down({ nodes });
+  }
+}
