@@ -78,7 +78,8 @@ describe('a 3-node cluster of real memcached daemons', () => {
 
     const afterOpen = await Promise.all(deadKeys.map((k) => timed(() => client.getOrSet(k, () => 'from db'))));
     expect(afterOpen.every((r) => r.value === 'from db')).toBe(true);
-    expect(Math.max(...afterOpen.map((r) => r.ms))).toBeLessThan(15);
+    // ~0 ms: no timeout is paid (the bound leaves room for a loaded 2-core machine)
+    expect(Math.max(...afterOpen.map((r) => r.ms))).toBeLessThan(40);
     await expect(client.get(deadKeys[0])).rejects.toMatchObject({ code: 'UNAVAILABLE', node: dead.address });
 
     for (const key of aliveKeys) {

@@ -9,12 +9,14 @@ export interface Worker {
   result: Promise<any>;
   /** Resolves when stdout prints this line. */
   waitFor(line: string): Promise<void>;
+  /** Writes a line to the worker's stdin. */
+  send(line: string): void;
 }
 
 /** Runs a TypeScript worker in its own OS process with a JSON job. */
 export function startWorker(script: URL, job: object): Worker {
   const child = spawn(process.execPath, ['--import', register, fileURLToPath(script), JSON.stringify(job)], {
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['pipe', 'pipe', 'pipe'],
   });
   let stdout = '';
   let stderr = '';
@@ -44,6 +46,7 @@ export function startWorker(script: URL, job: object): Worker {
   return {
     child,
     result,
+    send: (line) => child.stdin!.write(line + '\n'),
     waitFor: (line) =>
       stdout.split('\n').includes(line) ? Promise.resolve() : new Promise<void>((resolve) => waiters.push({ line, resolve })),
   };

@@ -7,7 +7,6 @@ interface Job {
   servers: string;
   key?: string;
   keys?: string[];
-  startAt?: number;
   concurrency?: number;
   sourceMs?: number;
   durationMs?: number;
@@ -27,7 +26,10 @@ async function herd() {
     await sleep(job.sourceMs ?? 200);
     return { value: 'computed', by: process.pid };
   };
-  await sleep(Math.max(0, job.startAt! - Date.now()));
+  // start barrier: every process is loaded and connected before any of them calls
+  await client.ping();
+  process.stdout.write('READY\n');
+  await new Promise<void>((resolve) => process.stdin.once('data', () => resolve()));
   const results = await Promise.all(Array.from({ length: job.concurrency ?? 50 }, () => client.getOrSet(job.key!, source, { ttl: 60 })));
   return { sourceCalls, results };
 }
