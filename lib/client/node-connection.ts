@@ -3,6 +3,8 @@ import type { MemcachedNodeAddress } from '../config/server-list.js';
 import { MemcachedError } from './memcached.error.js';
 import type { BinaryResponse } from './protocol.js';
 
+const parseMessage = (memjs as unknown as { Utils: { parseMessage(buf: Buffer): BinaryResponse } }).Utils.parseMessage;
+
 /** The parts of memjs's `Server` this client drives (memjs ships no types for them). */
 interface MemjsServer {
   _socket?: import('node:net').Socket;
@@ -94,6 +96,7 @@ export class NodeConnection implements NodeTransport {
     });
     if (!options.username) (this.server as unknown as { username?: string }).username = undefined;
     this.failPendingOnClose();
+    this.parseWithoutCopying();
   }
 
   request<T>(
@@ -167,6 +170,57 @@ export class NodeConnection implements NodeTransport {
   private forget(seq: number): void {
     delete this.server.responseCallbacks[seq];
     delete this.server.errorCallbacks[seq];
+  }
+
+  /**
+   * memjs appends every received chunk to one buffer by copying it whole, which is quadratic in a
+   * large value's size; this keeps the chunks and joins them once per complete message.
+   */
+  private parseWithoutCopying(): void {
+    const server = this.server as unknown as MemjsServer & {
+      responseHandler(data: Buffer): void;
+      respond(res: BinaryResponse): void;
+      saslAuth(): void;
+      emit(event: string): void;
+    };
+    let chunks: Buffer[] = [];
+    let buffered = 0;
+    const take = (length: number): Buffer => {
+      const first = chunks[0];
+      let message: Buffer;
+      if (first.length >= length) {
+        message = first.subarray(0, length);
+        if (first.length === length) chunks.shift();
+        else chunks[0] = first.subarray(length);
+      } else {
+        message = Buffer.concat(chunks, buffered).subarray(0, length);
+        const rest = Buffer.concat(chunks, buffered).subarray(length);
+        chunks = rest.length > 0 ? [rest] : [];
+      }
+      buffered -= length;
+      return message;
+    };
+    const headerOf = (): Buffer => (chunks[0].length >= 24 ? chunks[0] : Buffer.concat(chunks, buffered));
+    server.responseHandler = function (data: Buffer) {
+      chunks.push(data);
+      buffered += data.length;
+      while (buffered >= 24) {
+        const header = headerOf();
+        const total = 24 + header.readUInt32BE(8);
+        if (buffered < total) return;
+        const res = parseMessage(take(total));
+        if (res.header.opcode === 0x20) this.saslAuth();
+        else if (res.header.status === 0x20) this.error('Memcached server authentication failed!');
+        else if (res.header.opcode === 0x21) this.emit('authenticated');
+        else this.respond(res);
+      }
+    };
+    const error = server.error;
+    server.error = function (this: MemjsServer, err: unknown) {
+      chunks = [];
+      buffered = 0;
+      error.call(this, err);
+    };
   }
 
   private failPendingOnClose(): void {

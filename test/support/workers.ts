@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-const register = fileURLToPath(new URL('./ts-register.mjs', import.meta.url));
+const register = fileURLToPath(new URL('../../scripts/ts-register.mjs', import.meta.url));
 
 export interface Worker {
   child: ChildProcess;

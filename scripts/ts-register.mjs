@@ -1,4 +1,4 @@
-// `node --import ./test/support/ts-register.mjs worker.ts`: runs TypeScript test workers in child
+// `node --import ./scripts/ts-register.mjs file.ts`: runs TypeScript test workers and benchmarks in child
 // processes, compiled by SWC with the decorator metadata Nest needs (as vitest does).
 import { register } from 'node:module';
 

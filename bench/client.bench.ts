@@ -1,0 +1,87 @@
+// Client-level benchmark: get and set at concurrency 1 and 64, 1 KB and 100 KB values,
+// this library's MemcachedClient against hand-written memjs, in one process, interleaved rounds.
+// Run: npm run bench:client   (BENCH_ROUNDS, BENCH_SECONDS to change the length)
+import memjs from 'memjs';
+import { MemcachedClient } from '../lib/index.js';
+import { MemcachedDaemon } from '../test/support/memcached-daemon.js';
+import { cell, interleave, machineNotes, summary, table } from './support/report.js';
+import { catalog100k, user1k } from './support/payloads.js';
+
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
+
+interface Variant {
+  name: string;
+  get(key: string): Promise<unknown>;
+  set(key: string, value: unknown, json: string): Promise<unknown>;
+}
+
+async function measure(fn: (i: number) => Promise<unknown>, concurrency: number, seconds: number): Promise<number> {
+  let ops = 0;
+  const warmUntil = performance.now() + 300;
+  const until = warmUntil + seconds * 1000;
+  let measuring = false;
+  const worker = async (w: number) => {
+    for (let i = w; ; i += concurrency) {
+      const now = performance.now();
+      if (now >= until) return;
+      if (!measuring && now >= warmUntil) measuring = true;
+      await fn(i);
+      if (measuring) ops++;
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, (_, w) => worker(w)));
+  return ops / seconds;
+}
+
+async function main() {
+  const daemon = await MemcachedDaemon.start({ memoryMb: 512 });
+  const raw = memjs.Client.create(daemon.address, { logger: { log() {} } });
+  const ours = new MemcachedClient({ servers: daemon.address, logger: false, ttl: 0 });
+  const oursRaw = new MemcachedClient({ servers: daemon.address, logger: false, ttl: 0, compressionThreshold: false });
+  const variants: Variant[] = [
+    { name: 'memjs, Buffer (no JSON)', get: (k) => raw.get(k).then((r) => r.value), set: (k, _v, json) => raw.set(k, json, {}) },
+    { name: 'memjs + JSON', get: (k) => raw.get(k).then((r) => (r.value ? JSON.parse(r.value.toString()) : undefined)), set: (k, v) => raw.set(k, JSON.stringify(v), {}) },
+    { name: 'MemcachedClient', get: (k) => ours.get(k), set: (k, v) => ours.set(k, v) },
+    { name: 'MemcachedClient, no compression', get: (k) => oursRaw.get(k), set: (k, v) => oursRaw.set(k, v) },
+  ];
+  const sizes = [
+    { name: '1 KB', keys: 1000, value: user1k() },
+    { name: '100 KB', keys: 100, value: catalog100k() },
+  ];
+  const out: string[] = [`# Client benchmark\n\n${machineNotes()}; memcached ${(await ours.ping())[0].version} on loopback; ${ROUNDS} rounds x ${SECONDS} s per cell; ratios within each round vs memjs + JSON, then median [min–max].\n`];
+  for (const size of sizes) {
+    const json = JSON.stringify(size.value);
+    for (const op of ['get', 'set'] as const) {
+      for (const concurrency of [1, 64]) {
+        const results = new Map<string, number[]>(variants.map((v) => [v.name, []]));
+        const ratios = new Map<string, number[]>(variants.map((v) => [v.name, []]));
+        for (const v of variants) {
+          // each variant reads keys it wrote itself, so every get is a hit in its own format
+          await Promise.all(Array.from({ length: size.keys }, (_, i) => v.set(`${v.name}:${i}`, size.value, json)));
+        }
+        const perRound: Array<Map<string, number>> = [];
+        await interleave(variants, ROUNDS, async (v, round) => {
+          const rate = await measure(
+            (i) => (op === 'get' ? v.get(`${v.name}:${i % size.keys}`) : v.set(`${v.name}:${i % size.keys}`, size.value, json)),
+            concurrency,
+            SECONDS,
+          );
+          (perRound[round] ??= new Map()).set(v.name, rate);
+          results.get(v.name)!.push(rate);
+        });
+        for (const round of perRound) for (const v of variants) ratios.get(v.name)!.push(round.get(v.name)! / round.get('memjs + JSON')!);
+        const rows = variants.map((v) => [v.name, cell(results.get(v.name)!), cell(ratios.get(v.name)!, 2)]);
+        out.push(`\n## ${op}, ${size.name}, concurrency ${concurrency}\n\n${table(['variant', 'ops/s', 'ratio vs memjs + JSON'], rows)}\n`);
+        process.stderr.write(`${op} ${size.name} c${concurrency}: ours ${summary(ratios.get('MemcachedClient')!).median.toFixed(2)}x\n`);
+      }
+    }
+  }
+  process.stdout.write(out.join('\n') + '\n');
+  raw.close();
+  ours.close();
+  oursRaw.close();
+  await daemon.kill();
+}
+
+void main().then(() => process.exit(0));

@@ -1,0 +1,148 @@
+// One HTTP server variant for the benchmarks: GET /users/:id over a 5 ms timer "database".
+// VARIANT: trivial | nocache | handwritten | nest-cache-manager | ours-controller | ours-service | ours-getorset
+// SIZE: 1k | 100k; PORT; MEMCACHED (host:port). GET /__stats reports database calls and CPU time.
+import 'reflect-metadata';
+import { CacheInterceptor, CacheModule } from '@nestjs/cache-manager';
+import { Controller, Get, Injectable, Module, Param, UseInterceptors, type DynamicModule } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { KeyvMemcache } from '@keyv/memcache';
+import { Keyv } from 'keyv';
+import memjs from 'memjs';
+import { Cacheable, MemcachedClient, MemcachedModule } from '../../lib/index.js';
+import { catalog100k, user1k } from '../support/payloads.js';
+
+const variant = process.env.VARIANT ?? 'trivial';
+const size = process.env.SIZE ?? '1k';
+const memcached = process.env.MEMCACHED ?? '127.0.0.1:11211';
+const dbDelay = Number(process.env.DB_DELAY_MS ?? 5);
+const catalog = catalog100k();
+const payload = (id: string) => (size === '100k' ? { ...catalog, id } : user1k(Number(id)));
+const stats = { dbCalls: 0 };
+
+async function db(id: string) {
+  stats.dbCalls++;
+  await new Promise((resolve) => setTimeout(resolve, dbDelay));
+  return payload(id);
+}
+
+@Controller()
+class StatsController {
+  @Get('__stats')
+  stats() {
+    const cpu = process.cpuUsage();
+    return { ...stats, cpuMicros: cpu.user + cpu.system, logLines: logLines };
+  }
+}
+
+@Controller('users')
+class TrivialController {
+  private readonly constant = payload('1');
+  @Get(':id')
+  find() {
+    return this.constant;
+  }
+}
+
+@Controller('users')
+class NoCacheController {
+  @Get(':id')
+  find(@Param('id') id: string) {
+    return db(id);
+  }
+}
+
+const raw = memjs.Client.create(memcached, { logger: { log: () => logLines++ } } as never);
+@Controller('users')
+class HandwrittenController {
+  @Get(':id')
+  async find(@Param('id') id: string) {
+    const key = `user:${id}`;
+    try {
+      const { value } = await raw.get(key);
+      if (value) return JSON.parse(value.toString());
+    } catch {
+      // fall through to the database
+    }
+    const row = await db(id);
+    raw.set(key, JSON.stringify(row), { expires: 60 }).catch(() => undefined);
+    return row;
+  }
+}
+
+@Controller('users')
+class NestCacheController {
+  @Get(':id')
+  @UseInterceptors(CacheInterceptor)
+  find(@Param('id') id: string) {
+    return db(id);
+  }
+}
+
+@Controller('users')
+class OursController {
+  @Get(':id')
+  @Cacheable({ namespace: 'users', ttl: 60 })
+  find(@Param('id') id: string) {
+    return db(id);
+  }
+}
+
+@Injectable()
+class UsersService {
+  @Cacheable({ namespace: 'users', key: (id: string) => id, ttl: 60 })
+  find(id: string) {
+    return db(id);
+  }
+}
+
+@Controller('users')
+class OursServiceController {
+  constructor(private readonly users: UsersService) {}
+  @Get(':id')
+  find(@Param('id') id: string) {
+    return this.users.find(id);
+  }
+}
+
+@Controller('users')
+class OursGetOrSetController {
+  constructor(private readonly cache: MemcachedClient) {}
+  @Get(':id')
+  find(@Param('id') id: string) {
+    return this.cache.getOrSet(`user:${id}`, () => db(id), { ttl: 60 });
+  }
+}
+
+let logLines = 0;
+const countingLogger = { log: () => logLines++, error: () => logLines++, warn: () => logLines++, debug: () => undefined, verbose: () => undefined };
+
+function appModule(): DynamicModule {
+  const ours = MemcachedModule.forRoot({ isGlobal: true, servers: memcached, logger: countingLogger });
+  const table: Record<string, DynamicModule> = {
+    trivial: { module: AppModule, controllers: [StatsController, TrivialController] },
+    nocache: { module: AppModule, controllers: [StatsController, NoCacheController] },
+    handwritten: { module: AppModule, controllers: [StatsController, HandwrittenController] },
+    'nest-cache-manager': {
+      module: AppModule,
+      imports: [CacheModule.register({ stores: [new Keyv({ store: new KeyvMemcache(memcached) })], ttl: 60_000 })],
+      controllers: [StatsController, NestCacheController],
+    },
+    'ours-controller': { module: AppModule, imports: [ours], controllers: [StatsController, OursController] },
+    'ours-service': { module: AppModule, imports: [ours], controllers: [StatsController, OursServiceController], providers: [UsersService] },
+    'ours-getorset': { module: AppModule, imports: [ours], controllers: [StatsController, OursGetOrSetController] },
+  };
+  const definition = table[variant];
+  if (!definition) throw new Error(`unknown VARIANT ${variant}`);
+  return definition;
+}
+
+@Module({})
+class AppModule {}
+
+async function main() {
+  const app = await NestFactory.create(appModule(), { logger: false });
+  await app.listen(Number(process.env.PORT ?? 3300), '127.0.0.1');
+  process.stdout.write('READY\n');
+}
+
+void main();
