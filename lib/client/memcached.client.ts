@@ -116,6 +116,8 @@ export interface LeaseFill<T> {
   onFilled?: (outcome: 'stored' | 'rejected' | 'skipped') => void;
   /** Called when this call finds another caller's lease and waits. */
   onWait?: () => void;
+  /** A value found after waiting comes back as `RawJson` when it is JSON (the HTTP path). */
+  rawJson?: boolean;
 }
 
 export interface LeasedLoad<T> {
@@ -248,12 +250,12 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
    * For the cache engine: reads keys with their CAS and lease state, one pipelined request per
    * node. Rejects if a node fails (the engine then serves from the source without filling).
    */
-  async readItems(keys: readonly string[]): Promise<Map<string, ItemRead>> {
+  async readItems(keys: readonly string[], options: { rawJson?: boolean } = {}): Promise<Map<string, ItemRead>> {
     const found = await this.fetchMany(keys, undefined, false);
     const result = new Map<string, ItemRead>();
     for (const key of keys) {
       const res = found.get(key);
-      const item = res === undefined ? undefined : this.decodeItem(res);
+      const item = res === undefined ? undefined : this.decodeItem(res, options.rawJson);
       if (item === undefined) result.set(key, MISS);
       else if (item === LEASE) result.set(key, LEASED);
       else result.set(key, { state: 'hit', value: item.value, cas: Buffer.from(res!.header.cas), freshUntil: item.freshUntil });
@@ -292,7 +294,7 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
         await sleep(backoff);
         backoff = Math.min(backoff * 2, 50);
         try {
-          item = (await this.readItems([key])).get(key) ?? MISS;
+          item = (await this.readItems([key], { rawJson: fill.rawJson })).get(key) ?? MISS;
         } catch (error) {
           this.warnFailure(error);
           return { value: await load(), outcome: 'MISS' };
@@ -654,9 +656,9 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
     return item === undefined || item === LEASE ? undefined : item.value;
   }
 
-  private decodeItem(res: BinaryResponse): DecodedItem | typeof LEASE | undefined {
+  private decodeItem(res: BinaryResponse, rawJson = false): DecodedItem | typeof LEASE | undefined {
     const flags = res.extras.length >= 4 ? res.extras.readUInt32BE(0) : 0;
-    const item = this.codec.decodeItem(res.val, flags);
+    const item = this.codec.decodeItem(res.val, flags, rawJson);
     if (item === UNDECODABLE) {
       this.counters.undecodable++;
       return undefined;

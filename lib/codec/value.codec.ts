@@ -24,6 +24,18 @@ export const UNDECODABLE: unique symbol = Symbol('undecodable');
 /** A read found a lease marker: no value yet, someone is loading it. */
 export const LEASE: unique symbol = Symbol('lease');
 
+/**
+ * A JSON entry handed over as its text, not parsed: the HTTP path sends it as the response body
+ * as is, skipping a parse and a re-serialisation. `toJSON` keeps it correct anywhere else.
+ */
+export class RawJson {
+  constructor(readonly json: string) {}
+
+  toJSON(): unknown {
+    return JSON.parse(this.json);
+  }
+}
+
 export interface DecodedItem {
   value: unknown;
   /** Epoch ms after which the entry is stale (stale-while-revalidate entries only). */
@@ -99,7 +111,8 @@ export class ValueCodec {
     return typeof item === 'symbol' ? item : item.value;
   }
 
-  decodeItem(bytes: Buffer, flags: number): DecodedItem | typeof LEASE | typeof UNDECODABLE {
+  /** With `rawJson`, JSON entries come back as `RawJson` text instead of parsed values. */
+  decodeItem(bytes: Buffer, flags: number, rawJson = false): DecodedItem | typeof LEASE | typeof UNDECODABLE {
     if ((flags & MAGIC_MASK) >>> 0 !== FLAGS_MAGIC) {
       if (flags !== 0) return UNDECODABLE;
       const counter = decodeCounter(bytes);
@@ -112,16 +125,16 @@ export class ValueCodec {
       freshUntil = bytes.readDoubleBE(0);
       bytes = bytes.subarray(8);
     }
-    const value = this.decodeBody(bytes, flags);
+    const value = this.decodeBody(bytes, flags, rawJson);
     return value === UNDECODABLE ? UNDECODABLE : { value, freshUntil };
   }
 
-  private decodeBody(bytes: Buffer, flags: number): unknown {
+  private decodeBody(bytes: Buffer, flags: number, rawJson: boolean): unknown {
     try {
       const body = flags & FLAG_COMPRESSED ? inflateRawSync(bytes) : bytes;
       switch (flags & FORMAT_MASK) {
         case ValueFormat.Json:
-          return JSON.parse(body.toString('utf8'));
+          return rawJson ? new RawJson(body.toString('utf8')) : JSON.parse(body.toString('utf8'));
         case ValueFormat.Utf8:
           return body.toString('utf8');
         case ValueFormat.Binary:

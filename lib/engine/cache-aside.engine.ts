@@ -2,6 +2,7 @@ import { Logger, type LoggerService } from '@nestjs/common';
 import { isObservable, lastValueFrom, defer, from, type Observable } from 'rxjs';
 import type { ItemRead, LeaseFill, MemcachedClient } from '../client/memcached.client.js';
 import { assertNamespace } from '../codec/key.codec.js';
+import { RawJson } from '../codec/value.codec.js';
 import { normalizeTtl } from '../codec/ttl.js';
 import type {
   CacheableOptions,
@@ -36,6 +37,8 @@ export interface CallSite {
 export interface CallHooks {
   /** A result the cache must not hold (a StreamableFile, a non-2xx response). */
   storable?(value: unknown): boolean;
+  /** Hits of JSON entries come back as `RawJson` text (the HTTP path sends it as is). */
+  rawJson?: boolean;
   onOutcome?(outcome: CacheOutcome): void;
 }
 
@@ -192,10 +195,11 @@ export class CacheAsideEngine {
     }
     let outcome = 'HIT' as CacheOutcome;
     const started = performance.now();
-    const value = await this.flights.run(`${namespace}:${key}`, async () => {
+    const raw = hooks.rawJson === true;
+    const value = await this.flights.run(`${raw ? 'raw:' : ''}${namespace}:${key}`, async () => {
       let found: { generation: number; item: ItemRead };
       try {
-        found = await this.lookup(namespace, key);
+        found = await this.lookup(namespace, key, raw);
       } catch (error) {
         // a failed read means a sick node: serve from the source and do not queue a fill behind it
         this.fail(namespace, 'get', error);
@@ -213,7 +217,7 @@ export class CacheAsideEngine {
       }
       const useLease = this.client.leasesEnabled && options.lease !== false;
       if (useLease) {
-        const loaded = await this.client.loadWithLease(entry, load, this.fillPolicy(plan, options, site, namespace, key, hooks));
+        const loaded = await this.client.loadWithLease(entry, load, { ...this.fillPolicy(plan, options, site, namespace, key, hooks), rawJson: raw });
         outcome = loaded.outcome;
         return loaded.value;
       }
@@ -354,27 +358,28 @@ export class CacheAsideEngine {
     await Promise.all(keys.map((key) => this.evict(namespace, key)));
   }
 
-  private async lookup(namespace: string, key: string): Promise<{ generation: number; item: ItemRead }> {
+  private async lookup(namespace: string, key: string, rawJson: boolean): Promise<{ generation: number; item: ItemRead }> {
     const known = this.generations.get(namespace);
     const generationKey = namespace + GENERATION_SUFFIX;
     if (known !== undefined) {
       // one round trip: the generation and the entry under the generation we last saw
       const entry = entryKey(namespace, known, key);
-      const found = await this.client.readItems([generationKey, entry]);
+      const found = await this.client.readItems([generationKey, entry], { rawJson });
       const current = found.get(generationKey);
-      const generation = current?.state === 'hit' ? current.value : undefined;
+      const value = current?.state === 'hit' ? current.value : undefined;
+      const generation = value instanceof RawJson ? Number(value.json) : value;
       if (generation === known) return { generation: known, item: found.get(entry)! };
-      if (typeof generation === 'number') {
+      if (typeof generation === 'number' && Number.isSafeInteger(generation)) {
         this.generations.set(namespace, generation);
-        return { generation, item: await this.readOne(entryKey(namespace, generation, key)) };
+        return { generation, item: await this.readOne(entryKey(namespace, generation, key), rawJson) };
       }
     }
     const generation = await this.generation(namespace);
-    return { generation, item: await this.readOne(entryKey(namespace, generation, key)) };
+    return { generation, item: await this.readOne(entryKey(namespace, generation, key), rawJson) };
   }
 
-  private async readOne(key: string): Promise<ItemRead> {
-    return (await this.client.readItems([key])).get(key)!;
+  private async readOne(key: string, rawJson: boolean): Promise<ItemRead> {
+    return (await this.client.readItems([key], { rawJson })).get(key)!;
   }
 
   /** The namespace's generation as memcached holds it, created when missing. */

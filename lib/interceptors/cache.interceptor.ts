@@ -9,6 +9,7 @@ import { from, lastValueFrom, type Observable } from 'rxjs';
 import { CacheAsideEngine, type CacheOutcome, type CallHooks, type CallSite } from '../engine/cache-aside.engine.js';
 import { type CachePlan, getCachePlan } from '../engine/cache-metadata.accessor.js';
 import { stableKey } from '../engine/stable-key.js';
+import { RawJson } from '../codec/value.codec.js';
 
 // @nestjs/common's ROUTE_ARGS_METADATA and the RESPONSE / NEXT route param types
 const ROUTE_ARGS_METADATA = '__routeArguments__';
@@ -112,7 +113,18 @@ export class CacheInterceptor implements NestInterceptor {
       onOutcome: (outcome) => this.setCacheHeader(response, unstorable && outcome === 'MISS' ? 'BYPASS' : outcome),
     };
     if (plan.cacheable && !readable) this.setCacheHeader(response, 'BYPASS');
-    return this.engine.execute(effective, site, load, hooks);
+    hooks.rawJson = readable && plan.cacheable !== undefined;
+    return this.engine.execute(effective, site, load, hooks).then((value) => (value instanceof RawJson ? this.sendRawJson(response, value) : value));
+  }
+
+  /** A cached JSON body goes out as the stored text: no parse, no re-serialisation. */
+  protected sendRawJson(response: unknown, value: RawJson): string {
+    const res = response as { getHeader?: (k: string) => unknown; header?: (k: string, v: string) => void; setHeader?: (k: string, v: string) => void };
+    if (res.getHeader?.('content-type') === undefined) {
+      if (typeof res.header === 'function') res.header('Content-Type', 'application/json; charset=utf-8');
+      else res.setHeader?.('Content-Type', 'application/json; charset=utf-8');
+    }
+    return value.json;
   }
 }
 

@@ -50,6 +50,9 @@ describe.each([
     expect(second.headers['x-cache']).toBe('HIT');
     expect(second.body).toStrictEqual(first.body);
     expect(second.body).toStrictEqual({ id: '7', name: 'seven' });
+    // a hit is sent as the stored JSON text, byte for byte what the handler's result serialised to
+    expect(second.text).toBe(first.text);
+    expect(second.headers['content-type']).toMatch(/^application\/json/);
     expect(db.count('findOne')).toBe(1);
     expect(JSON.parse((await rawEntry(daemon.port, '', 'items', '/items/7'))!.bytes.toString())).toStrictEqual(second.body);
   });
