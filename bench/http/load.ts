@@ -2,7 +2,7 @@
 // argv: JSON { url, connections, seconds, ids, fixedId? }; prints one JSON line of results.
 import autocannon from 'autocannon';
 
-const job = JSON.parse(process.argv[2]) as { url: string; connections: number; seconds: number; ids: number; fixedId?: number };
+const job = JSON.parse(process.argv[2]) as { url: string; connections: number; seconds?: number; amount?: number; ids: number; fixedId?: number };
 const latencies: number[] = [];
 const started = new Map<unknown, number>();
 
@@ -10,7 +10,7 @@ const instance = autocannon(
   {
     url: job.url,
     connections: job.connections,
-    duration: job.seconds,
+    ...(job.amount ? { amount: job.amount } : { duration: job.seconds }),
     requests: [
       {
         setupRequest: (req: Record<string, unknown>) => ({
@@ -27,7 +27,7 @@ const instance = autocannon(
     process.stdout.write(
       JSON.stringify({
         requests: result.requests.total,
-        rps: result.requests.total / job.seconds,
+        rps: result.requests.total / (job.seconds ?? result.duration),
         non2xx: result.non2xx,
         errors: result.errors + result.timeouts,
         p50: q(0.5),

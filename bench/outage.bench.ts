@@ -1,0 +1,87 @@
+// Outage: memcached killed (or frozen with SIGSTOP) under load. Healthy, outage and recovery
+// windows per variant, compared with no cache at all in the same round.
+// Run: npm run bench:outage   (BENCH_ROUNDS, BENCH_SECONDS, BENCH_FAULT=kill|stop)
+import { freePort, MemcachedDaemon, sleep } from '../test/support/memcached-daemon.js';
+import { runJson, startServer, stop } from './support/processes.js';
+import { cell, interleave, machineNotes, table } from './support/report.js';
+
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const FAULT = process.env.BENCH_FAULT ?? 'kill';
+const VARIANTS = ['nocache', 'handwritten', 'nest-cache-manager', 'ours-controller'];
+const server = new URL('./http/server.ts', import.meta.url);
+const load = new URL('./http/load.ts', import.meta.url);
+
+interface Load {
+  rps: number;
+  p50: number;
+  p99: number;
+  non2xx: number;
+  errors: number;
+}
+
+async function stats(url: string) {
+  return (await (await fetch(`${url}/__stats`)).json()) as { logLines: number; dbCalls: number };
+}
+
+async function main() {
+  const results = new Map(VARIANTS.map((v) => [v, { healthy: [] as number[], outage: [] as number[], p99: [] as number[], p99Healthy: [] as number[], errors: 0, logs: [] as number[], recovered: [] as number[], vsNoCache: [] as number[] }]));
+  const rounds: Array<Map<string, number>> = [];
+  await interleave(VARIANTS, ROUNDS, async (variant, round) => {
+    const daemon = await MemcachedDaemon.start();
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}`;
+    const child = await startServer(server, { VARIANT: variant, PORT: String(port), MEMCACHED: daemon.address });
+    const r = results.get(variant)!;
+    try {
+      await runJson<Load>(load, { url, connections: 50, seconds: 2, ids: 1000 });
+      const healthy = await runJson<Load>(load, { url, connections: 50, seconds: SECONDS, ids: 1000 });
+      if (FAULT === 'stop') daemon.pause();
+      else await daemon.kill();
+      // let a breaker notice: the first requests after the fault pay one deadline
+      await runJson<Load>(load, { url, connections: 50, seconds: 1, ids: 1000 });
+      const logsBefore = (await stats(url)).logLines;
+      const outage = await runJson<Load>(load, { url, connections: 50, seconds: SECONDS, ids: 1000 });
+      const logsAfter = (await stats(url)).logLines;
+      if (FAULT === 'stop') daemon.resume();
+      else await daemon.restart();
+      const restartedAt = performance.now();
+      // recovery: time until a repeated read of one id stops reaching the database
+      let recoveredMs = Number.NaN;
+      for (let i = 0; i < 200; i++) {
+        const before = (await stats(url)).dbCalls;
+        await fetch(`${url}/users/1`);
+        await fetch(`${url}/users/1`);
+        if ((await stats(url)).dbCalls - before <= 1 && i > 0) {
+          recoveredMs = performance.now() - restartedAt;
+          break;
+        }
+        await sleep(25);
+      }
+      r.healthy.push(healthy.rps);
+      r.p99Healthy.push(healthy.p99);
+      r.outage.push(outage.rps);
+      r.p99.push(outage.p99);
+      r.errors += outage.errors + outage.non2xx;
+      r.logs.push(((logsAfter - logsBefore) / SECONDS) * 60);
+      r.recovered.push(recoveredMs);
+      (rounds[round] ??= new Map()).set(variant, outage.rps);
+      process.stderr.write(`${FAULT} round ${round + 1} ${variant}: healthy ${Math.round(healthy.rps)} req/s, outage ${Math.round(outage.rps)} req/s, p99 ${outage.p99} ms\n`);
+    } finally {
+      await stop(child);
+      await daemon.kill();
+    }
+  });
+  for (const round of rounds) for (const v of VARIANTS) results.get(v)!.vsNoCache.push(round.get(v)! / round.get('nocache')!);
+  const rows = VARIANTS.map((v) => {
+    const r = results.get(v)!;
+    return [v, cell(r.healthy), cell(r.outage), cell(r.vsNoCache, 2), cell(r.p99Healthy, 1), cell(r.p99, 1), String(r.errors), v === 'nest-cache-manager' ? 'n/a' : cell(r.logs), cell(r.recovered)];
+  });
+  process.stdout.write(
+    `# Outage (${FAULT === 'stop' ? 'memcached frozen with SIGSTOP' : 'memcached killed'})\n\n${machineNotes()}; GET /users/<1..1000>, 5 ms database, 50 connections; ${SECONDS} s healthy, fault, 1 s settle, ${SECONDS} s outage; ${ROUNDS} rounds.\n\n` +
+      table(['variant', 'healthy req/s', 'outage req/s', 'outage vs no cache', 'healthy p99 ms', 'outage p99 ms', 'errors to clients', 'log lines per minute', 'recovery ms'], rows) +
+      '\n',
+  );
+}
+
+void main().then(() => process.exit(0));
