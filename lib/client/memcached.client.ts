@@ -22,6 +22,7 @@ import { MemcachedError } from './memcached.error.js';
 import { NodeConnection, type NodeTransportFactory, PENDING } from './node-connection.js';
 import {
   type BinaryResponse,
+  buildMultiGet,
   buildRequest,
   counterExtras,
   expiryExtras,
@@ -258,7 +259,8 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
       const item = res === undefined ? undefined : this.decodeItem(res, options.rawJson);
       if (item === undefined) result.set(key, MISS);
       else if (item === LEASE) result.set(key, LEASED);
-      else result.set(key, { state: 'hit', value: item.value, cas: Buffer.from(res!.header.cas), freshUntil: item.freshUntil });
+      // the CAS is a slice of a received chunk, which nothing writes to afterwards
+      else result.set(key, { state: 'hit', value: item.value, cas: res!.header.cas, freshUntil: item.freshUntil });
     }
     return result;
   }
@@ -621,12 +623,9 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
     await Promise.all(
       [...byNode].map(async ([node, wires]) => {
         const seq = this.nextSeq();
-        const frames: Buffer[] = [];
-        for (const wire of wires.keys()) frames.push(buildRequest(Opcode.GetKQ, wire, null, null, seq));
-        frames.push(buildRequest(Opcode.Noop, '', null, null, seq));
         let found: Map<string, BinaryResponse>;
         try {
-          found = await this.send(node, 'getMulti', seq, Buffer.concat(frames), {
+          found = await this.send(node, 'getMulti', seq, buildMultiGet([...wires.keys()], seq), {
             quiet: true,
             idempotent: true,
             collect: new Map<string, BinaryResponse>(),

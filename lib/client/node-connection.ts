@@ -74,6 +74,8 @@ export class NodeConnection implements NodeTransport {
   readonly label: string;
   private readonly server: MemjsServer;
   private closed = false;
+  private queued: Buffer[] = [];
+  private flushScheduled = false;
 
   constructor(
     readonly address: MemcachedNodeAddress,
@@ -151,15 +153,36 @@ export class NodeConnection implements NodeTransport {
             finish(toError(operation, this.label, err));
           }
         });
-        server.write(frame);
+        this.enqueue(frame);
       };
       send();
     });
   }
 
+  /**
+   * Requests issued in the same turn of the event loop (every HTTP request that arrived in it, a
+   * burst of concurrent calls) leave in one socket write instead of one system call each.
+   */
+  private enqueue(frame: Buffer): void {
+    this.queued.push(frame);
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(this.flush);
+  }
+
+  private readonly flush = (): void => {
+    this.flushScheduled = false;
+    const frames = this.queued;
+    this.queued = [];
+    if (frames.length === 0) return;
+    this.server.write(frames.length === 1 ? frames[0] : Buffer.concat(frames));
+  };
+
   /** Ends the socket; requests made afterwards reject with `CLOSED`. */
   close(): void {
     if (this.closed) return;
+    // what was already asked for (a fill behind a result, say) still goes out
+    this.flush();
     this.closed = true;
     const socket = this.server._socket;
     this.server.close();

@@ -116,3 +116,27 @@ export function counterExtras(delta: bigint, initial: bigint, expiry: number): B
   extras.writeUInt32BE(expiry >>> 0, 16);
   return extras;
 }
+
+/** GETKQ for each key then NOOP, in one buffer: a pipelined multi-get answered by hits only, then NOOP. */
+export function buildMultiGet(wires: readonly string[], opaque: number): Buffer {
+  let total = HEADER;
+  for (const wire of wires) total += HEADER + wire.length;
+  const buf = Buffer.allocUnsafe(total);
+  let offset = 0;
+  const header = (opcode: number, keyLength: number) => {
+    buf[offset] = 0x80;
+    buf[offset + 1] = opcode;
+    buf.writeUInt16BE(keyLength, offset + 2);
+    buf.writeUInt32BE(0, offset + 4); // extras length, data type, vbucket
+    buf.writeUInt32BE(keyLength, offset + 8);
+    buf.writeUInt32BE(opaque, offset + 12);
+    buf.fill(0, offset + 16, offset + 24);
+    offset += HEADER;
+  };
+  for (const wire of wires) {
+    header(Opcode.GetKQ, wire.length);
+    offset += buf.write(wire, offset, 'latin1');
+  }
+  header(Opcode.Noop, 0);
+  return buf;
+}

@@ -22,12 +22,16 @@ export function composeKey(prefix: string, namespace: string | undefined, key: s
   return prefix + namespace + ':' + key;
 }
 
+const validNamespaces = new Set<string>();
+
 export function assertNamespace(namespace: string): void {
+  if (validNamespaces.has(namespace)) return;
   if (typeof namespace !== 'string' || !NAMESPACE_PATTERN.test(namespace)) {
     throw new TypeError(
       `Invalid cache namespace ${JSON.stringify(namespace)}: use letters, digits, '_', '.' or '-'`,
     );
   }
+  if (validNamespaces.size < 10_000) validNamespaces.add(namespace);
 }
 
 /**

@@ -31,7 +31,7 @@ async function herd() {
   process.stdout.write('READY\n');
   await new Promise<void>((resolve) => process.stdin.once('data', () => resolve()));
   const results = await Promise.all(Array.from({ length: job.concurrency ?? 50 }, () => client.getOrSet(job.key!, source, { ttl: 60 })));
-  return { sourceCalls, results };
+  return { sourceCalls, results, stats: client.stats() };
 }
 
 async function soak() {
