@@ -111,8 +111,13 @@ export class InMemoryNode implements NodeTransport {
         this.items.set(key, item);
         return reply(Status.Ok, { cas: item.cas });
       }
-      case Opcode.Delete:
-        return reply(this.live(key) && this.items.delete(key) ? Status.Ok : Status.KeyNotFound);
+      case Opcode.Delete: {
+        const existing = this.live(key);
+        if (!existing) return reply(Status.KeyNotFound);
+        if (cas !== 0n && existing.cas !== cas) return reply(Status.KeyExists);
+        this.items.delete(key);
+        return reply(Status.Ok);
+      }
       case Opcode.Touch: {
         const item = this.live(key);
         if (!item) return reply(Status.KeyNotFound);
