@@ -5,11 +5,11 @@ export function user1k(id = 1): Record<string, unknown> {
   return { ...base, bio: 'x'.repeat(pad) };
 }
 
-/** A catalog of many small records, about 100 KB of JSON. */
+/** A catalog of 569 small records, about 100 KB of JSON (the shape research/baseline-perf.md used). */
 export function catalog100k(): Record<string, unknown> {
   const items = Array.from({ length: 569 }, (_, i) => ({
     sku: `SKU-${100000 + i}`,
-    title: `Product number ${i} with a reasonably long title`,
+    title: `Product number ${i} with a reasonably long title and a line of description`,
     price: Math.round(((i * 7919) % 10000) * 100) / 100,
     stock: (i * 31) % 97,
     tags: ['alpha', 'beta', i % 2 ? 'even' : 'odd'],

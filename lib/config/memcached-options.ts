@@ -43,7 +43,7 @@ export const DEFAULTS = {
   retries: 0,
   retryDelay: 20,
   keepAlive: true,
-  compressionThreshold: 16 * 1024,
+  compressionThreshold: 128 * 1024,
   maxItemSize: 1024 * 1024,
   leases: true,
   leaseTtl: 5,

@@ -83,12 +83,20 @@ describe('MemcachedClient against a real memcached', () => {
     expect(client.stats().undecodable).toBeGreaterThanOrEqual(2);
   });
 
-  it('compresses large values on the wire and reads them back', async () => {
+  it('compresses values above the threshold on the wire and reads them back', async () => {
     const big = { rows: Array.from({ length: 2000 }, (_, i) => ({ id: i, name: `user ${i}`, country: 'FR' })) };
-    await client.set('big', big);
-    const raw = await rawGet(daemon.port, 'test:big');
-    expect(raw!.bytes.length).toBeLessThan(JSON.stringify(big).length / 2);
-    await expect(client.get('big')).resolves.toStrictEqual(big);
+    const compressing = new MemcachedClient({ servers: daemon.address, keyPrefix: 'test:', compressionThreshold: 16 * 1024, logger: false });
+    try {
+      await compressing.set('big', big);
+      const raw = await rawGet(daemon.port, 'test:big');
+      expect(raw!.bytes.length).toBeLessThan(JSON.stringify(big).length / 2);
+      await expect(compressing.get('big')).resolves.toStrictEqual(big);
+      await expect(client.get('big')).resolves.toStrictEqual(big);
+      await client.set('big', big);
+      expect((await rawGet(daemon.port, 'test:big'))!.bytes.length).toBe(JSON.stringify(big).length);
+    } finally {
+      compressing.close();
+    }
   });
 
   it('add, replace, delete and touch report what happened', async () => {

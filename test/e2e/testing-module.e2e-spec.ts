@@ -54,6 +54,14 @@ async function clientScenario(client: MemcachedClient): Promise<unknown[]> {
   trace.push(await client.set('big', 'x'.repeat(3000)), await client.get('big'));
   trace.push(Object.fromEntries(await client.getMulti(['k', 'c', 'zzz'])));
   trace.push(await client.set('t', 'v', { ttl: 31 * 24 * 3600 }), await client.touch('t', 1), await client.touch('zzz', 1));
+  const lease = await client.acquireLease('L');
+  trace.push(lease !== null, await client.acquireLease('L'), await client.get('L'));
+  await client.delete('L');
+  trace.push(await client.fillIfUnchanged('L', 'stale', lease!));
+  const second = await client.acquireLease('L');
+  trace.push(await client.fillIfUnchanged('L', 'fresh', second!), await client.get('L'));
+  const marker = await client.acquireLease('M');
+  trace.push(await client.deleteIfUnchanged('M', Buffer.alloc(8, 7)), await client.deleteIfUnchanged('M', marker!));
   await sleep(2100);
   trace.push(await client.get('k'), await client.get('t'), client.keyFor('a b', 'ns'));
   return trace;
