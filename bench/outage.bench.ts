@@ -21,11 +21,11 @@ interface Load {
 }
 
 async function stats(url: string) {
-  return (await (await fetch(`${url}/__stats`)).json()) as { logLines: number; dbCalls: number };
+  return (await (await fetch(`${url}/__stats`, { signal: AbortSignal.timeout(5000) })).json()) as { logLines: number; dbCalls: number };
 }
 
 async function main() {
-  const results = new Map(VARIANTS.map((v) => [v, { healthy: [] as number[], outage: [] as number[], p99: [] as number[], p99Healthy: [] as number[], errors: 0, logs: [] as number[], recovered: [] as number[], vsNoCache: [] as number[] }]));
+  const results = new Map(VARIANTS.map((v) => [v, { healthy: [] as number[], outage: [] as number[], p99: [] as number[], p99Healthy: [] as number[], errors: 0, logs: [] as number[], recovered: [] as number[], vsNoCache: [] as number[], hung: 0 }]));
   const rounds: Array<Map<string, number>> = [];
   await interleave(VARIANTS, ROUNDS, async (variant, round) => {
     const daemon = await MemcachedDaemon.start();
@@ -46,17 +46,22 @@ async function main() {
       if (FAULT === 'stop') daemon.resume();
       else await daemon.restart();
       const restartedAt = performance.now();
-      // recovery: time until a repeated read of one id stops reaching the database
+      // recovery: time until a repeated read of one id stops reaching the database (at most
+      // 10 s; a request that gets no answer in 5 s counts as a hang)
       let recoveredMs = Number.NaN;
-      for (let i = 0; i < 200; i++) {
-        const before = (await stats(url)).dbCalls;
-        await fetch(`${url}/users/1`);
-        await fetch(`${url}/users/1`);
-        if ((await stats(url)).dbCalls - before <= 1 && i > 0) {
-          recoveredMs = performance.now() - restartedAt;
-          break;
+      try {
+        for (let i = 0; i < 200 && performance.now() - restartedAt < 10_000; i++) {
+          const before = (await stats(url)).dbCalls;
+          await fetch(`${url}/users/1`, { signal: AbortSignal.timeout(5000) });
+          await fetch(`${url}/users/1`, { signal: AbortSignal.timeout(5000) });
+          if ((await stats(url)).dbCalls - before <= 1 && i > 0) {
+            recoveredMs = performance.now() - restartedAt;
+            break;
+          }
+          await sleep(25);
         }
-        await sleep(25);
+      } catch {
+        r.hung++;
       }
       r.healthy.push(healthy.rps);
       r.p99Healthy.push(healthy.p99);
@@ -65,6 +70,7 @@ async function main() {
       r.errors += outage.errors + outage.non2xx;
       r.logs.push(((logsAfter - logsBefore) / SECONDS) * 60);
       r.recovered.push(recoveredMs);
+      if (Number.isNaN(recoveredMs)) process.stderr.write(`${variant}: did not recover within 10 s\n`);
       (rounds[round] ??= new Map()).set(variant, outage.rps);
       process.stderr.write(`${FAULT} round ${round + 1} ${variant}: healthy ${Math.round(healthy.rps)} req/s, outage ${Math.round(outage.rps)} req/s, p99 ${outage.p99} ms\n`);
     } finally {
@@ -75,7 +81,9 @@ async function main() {
   for (const round of rounds) for (const v of VARIANTS) results.get(v)!.vsNoCache.push(round.get(v)! / round.get('nocache')!);
   const rows = VARIANTS.map((v) => {
     const r = results.get(v)!;
-    return [v, cell(r.healthy), cell(r.outage), cell(r.vsNoCache, 2), cell(r.p99Healthy, 1), cell(r.p99, 1), String(r.errors), v === 'nest-cache-manager' ? 'n/a' : cell(r.logs), cell(r.recovered)];
+    const recovered = r.recovered.filter((ms) => !Number.isNaN(ms));
+    const recovery = `${recovered.length ? cell(recovered) : 'never'}${r.hung ? ` (${r.hung} of ${r.recovered.length} rounds: a request hung > 5 s)` : ''}`;
+    return [v, cell(r.healthy), cell(r.outage), cell(r.vsNoCache, 2), cell(r.p99Healthy, 1), cell(r.p99, 1), String(r.errors), v === 'nest-cache-manager' ? 'n/a' : cell(r.logs), recovery];
   });
   process.stdout.write(
     `# Outage (${FAULT === 'stop' ? 'memcached frozen with SIGSTOP' : 'memcached killed'})\n\n${machineNotes()}; GET /users/<1..1000>, 5 ms database, 50 connections; ${SECONDS} s healthy, fault, 1 s settle, ${SECONDS} s outage; ${ROUNDS} rounds.\n\n` +

@@ -217,6 +217,14 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
     return this.options.ttl;
   }
 
+  /**
+   * True when the node holding `key` is down (its breaker is open) and no other node serves it
+   * (`deadNodePolicy: 'miss'`): callers can go to their source without building a request.
+   */
+  isDown(key: string, namespace?: string): boolean {
+    return this.nodeFor(this.keyFor(key, namespace)).isOpen;
+  }
+
   /** The `host:port` of the node that holds `key`. */
   nodeOf(key: string, namespace?: string): string {
     return this.nodeFor(this.keyFor(key, namespace)).label;

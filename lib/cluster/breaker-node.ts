@@ -45,6 +45,7 @@ export class BreakerNode implements NodeTransport {
   private probeTimer?: NodeJS.Timeout;
   private probeSeq = 0;
   private closed = false;
+  private readonly downErrors = new Map<string, MemcachedError>();
 
   constructor(
     private readonly inner: NodeTransport,
@@ -79,9 +80,13 @@ export class BreakerNode implements NodeTransport {
     options?: RequestOptions,
   ): Promise<T> {
     if (this.state === 'open') {
-      return Promise.reject(
-        new MemcachedError(operation, this.label, 'UNAVAILABLE', `node is down (${this.failures} consecutive failures); skipped until a probe succeeds`),
-      );
+      // one error object per operation name while down: building a stack per request is not free
+      let error = this.downErrors.get(operation);
+      if (!error) {
+        error = new MemcachedError(operation, this.label, 'UNAVAILABLE', 'node is down; skipped until a probe succeeds');
+        this.downErrors.set(operation, error);
+      }
+      return Promise.reject(error);
     }
     const started = performance.now();
     return this.inner.request(operation, seq, frame, onResponse, options).then(
@@ -147,6 +152,7 @@ export class BreakerNode implements NodeTransport {
       this.state = 'closed';
       this.failures = 0;
       this.downSince = undefined;
+      this.downErrors.clear();
       if (this.options.logger) this.options.logger.log?.(`memcached ${this.label} is back up after ${downFor} ms`);
     } catch (error) {
       this.lastError = (error as Error).message;

@@ -197,6 +197,11 @@ export class CacheAsideEngine {
     const started = performance.now();
     const raw = hooks.rawJson === true;
     const value = await this.flights.run(`${raw ? 'raw:' : ''}${namespace}:${key}`, async () => {
+      if (this.client.isDown(namespace + GENERATION_SUFFIX)) {
+        // the node is known down (logged once when its breaker opened): straight to the source
+        outcome = 'MISS';
+        return load();
+      }
       let found: { generation: number; item: ItemRead };
       try {
         found = await this.lookup(namespace, key, raw);
@@ -428,9 +433,10 @@ export class CacheAsideEngine {
   private fail(namespace: string, operation: string, error: unknown): void {
     this.count(namespace).errors++;
     this.events.emit('error', { namespace, operation, error });
-    const message = error instanceof Error ? error.message : String(error);
-    const topic = `${operation}:${(error as { node?: string })?.node ?? ''}:${(error as { code?: string })?.code ?? message}`;
-    this.warnings.warn(topic, `cache ${operation} failed for namespace "${namespace}", continuing without the cache: ${message}`);
+    const message = () => (error instanceof Error ? error.message : String(error));
+    const code = (error as { code?: string })?.code;
+    const topic = `${operation}:${(error as { node?: string })?.node ?? ''}:${typeof code === 'string' ? code : message()}`;
+    this.warnings.warn(topic, () => `cache ${operation} failed for namespace "${namespace}", continuing without the cache: ${message()}`);
   }
 }
 

@@ -12,7 +12,8 @@ export class RateLimitedLogger {
     private readonly intervalMs = 10_000,
   ) {}
 
-  warn(topic: string, message: string): void {
+  /** `message` may be a function, so a suppressed message costs no string building. */
+  warn(topic: string, message: string | (() => string)): void {
     if (!this.logger) return;
     const now = Date.now();
     const entry = this.last.get(topic);
@@ -22,7 +23,7 @@ export class RateLimitedLogger {
     }
     const suffix = entry && entry.suppressed > 0 ? ` (${entry.suppressed} similar messages suppressed)` : '';
     this.last.set(topic, { at: now, suppressed: 0 });
-    this.logger.warn(message + suffix);
+    this.logger.warn((typeof message === 'function' ? message() : message) + suffix);
   }
 
   /** Logs once per topic for the life of the process. */
