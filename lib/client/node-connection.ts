@@ -208,22 +208,24 @@ export class NodeConnection implements NodeTransport {
     };
     let chunks: Buffer[] = [];
     let buffered = 0;
+    // joins only the chunks that hold the first `length` bytes (never everything buffered)
+    const join = (length: number): Buffer => {
+      let size = 0;
+      let count = 0;
+      while (size < length) size += chunks[count++].length;
+      const joined = Buffer.concat(chunks.slice(0, count), size);
+      chunks.splice(0, count, joined);
+      return joined;
+    };
     const take = (length: number): Buffer => {
-      const first = chunks[0];
-      let message: Buffer;
-      if (first.length >= length) {
-        message = first.subarray(0, length);
-        if (first.length === length) chunks.shift();
-        else chunks[0] = first.subarray(length);
-      } else {
-        message = Buffer.concat(chunks, buffered).subarray(0, length);
-        const rest = Buffer.concat(chunks, buffered).subarray(length);
-        chunks = rest.length > 0 ? [rest] : [];
-      }
+      const first = chunks[0].length >= length ? chunks[0] : join(length);
+      const message = first.subarray(0, length);
+      if (first.length === length) chunks.shift();
+      else chunks[0] = first.subarray(length);
       buffered -= length;
       return message;
     };
-    const headerOf = (): Buffer => (chunks[0].length >= 24 ? chunks[0] : Buffer.concat(chunks, buffered));
+    const headerOf = (): Buffer => (chunks[0].length >= 24 ? chunks[0] : join(24));
     server.responseHandler = function (data: Buffer) {
       chunks.push(data);
       buffered += data.length;

@@ -99,6 +99,13 @@ describe('MemcachedClient against a real memcached', () => {
     }
   });
 
+  it('reads many large values pipelined on one socket, each intact', async () => {
+    const values = Array.from({ length: 8 }, (_, i) => `${i}:` + String.fromCharCode(65 + i).repeat(300_000 + i * 1000));
+    await Promise.all(values.map((v, i) => client.set(`large:${i}`, v)));
+    const reads = await Promise.all(Array.from({ length: 64 }, (_, n) => client.get(`large:${n % 8}`)));
+    reads.forEach((v, n) => expect(v).toBe(values[n % 8]));
+  });
+
   it('add, replace, delete and touch report what happened', async () => {
     await expect(client.add('k', 1)).resolves.toBe(true);
     await expect(client.add('k', 2)).resolves.toBe(false);
