@@ -1,21 +1,13 @@
 // Cluster: 3 memcached nodes, one killed under load. req/s and p99 before and after, errors.
 // Run: npm run bench:cluster   (BENCH_ROUNDS, BENCH_SECONDS)
 import { freePort, startDaemons } from '../test/support/memcached-daemon.js';
-import { runJson, startServer, stop } from './support/processes.js';
+import { httpServer as server, loadGenerator as load, type LoadResult as Load, runJson, startServer, stop } from './support/processes.js';
 import { cell, interleave, machineNotes, table } from './support/report.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const VARIANTS = ['nocache', 'handwritten', 'ours-controller'];
-const server = new URL('./http/server.ts', import.meta.url);
-const load = new URL('./http/load.ts', import.meta.url);
 
-interface Load {
-  rps: number;
-  p99: number;
-  non2xx: number;
-  errors: number;
-}
 
 async function main() {
   const results = new Map(VARIANTS.map((v) => [v, { before: [] as number[], after: [] as number[], p99Before: [] as number[], p99After: [] as number[], errors: 0, vsNoCache: [] as number[] }]));

@@ -2,12 +2,10 @@
 // server process, and spread over 4 server processes sharing one memcached.
 // Run: npm run bench:herd   (BENCH_REPEATS)
 import { freePort, MemcachedDaemon } from '../test/support/memcached-daemon.js';
-import { runJson, startServer, stop } from './support/processes.js';
+import { httpServer as server, loadGenerator as load, type LoadResult as Load, runJson, startServer, stop } from './support/processes.js';
 import { cell, machineNotes, table } from './support/report.js';
 
 const REPEATS = Number(process.env.BENCH_REPEATS ?? 5);
-const server = new URL('./http/server.ts', import.meta.url);
-const load = new URL('./http/load.ts', import.meta.url);
 
 async function dbCalls(url: string): Promise<number> {
   return ((await (await fetch(`${url}/__stats`)).json()) as { dbCalls: number }).dbCalls;

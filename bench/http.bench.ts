@@ -3,7 +3,7 @@
 // Run: npm run bench:http   (BENCH_ROUNDS, BENCH_SECONDS, BENCH_SIZES=1k,100k, BENCH_VARIANTS)
 import { MemcachedClient } from '../lib/index.js';
 import { freePort, MemcachedDaemon } from '../test/support/memcached-daemon.js';
-import { runJson, startServer, stop } from './support/processes.js';
+import { httpServer as server, loadGenerator as load, type LoadResult as Load, runJson, startServer, stop } from './support/processes.js';
 import { cell, interleave, machineNotes, table } from './support/report.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -11,17 +11,7 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const WARMUP = Number(process.env.BENCH_WARMUP ?? 2);
 const SIZES = (process.env.BENCH_SIZES ?? '1k,100k').split(',');
 const VARIANTS = (process.env.BENCH_VARIANTS ?? 'trivial,nocache,handwritten,nest-cache-manager,ours-controller,ours-service,ours-getorset').split(',');
-const server = new URL('./http/server.ts', import.meta.url);
-const load = new URL('./http/load.ts', import.meta.url);
 
-interface Load {
-  rps: number;
-  p50: number;
-  p99: number;
-  non2xx: number;
-  errors: number;
-  requests: number;
-}
 
 async function main() {
   const daemon = await MemcachedDaemon.start({ memoryMb: 1024 });

@@ -2,23 +2,14 @@
 // windows per variant, compared with no cache at all in the same round.
 // Run: npm run bench:outage   (BENCH_ROUNDS, BENCH_SECONDS, BENCH_FAULT=kill|stop)
 import { freePort, MemcachedDaemon, sleep } from '../test/support/memcached-daemon.js';
-import { runJson, startServer, stop } from './support/processes.js';
+import { httpServer as server, loadGenerator as load, type LoadResult as Load, runJson, startServer, stop } from './support/processes.js';
 import { cell, interleave, machineNotes, table } from './support/report.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const FAULT = process.env.BENCH_FAULT ?? 'kill';
 const VARIANTS = ['nocache', 'handwritten', 'nest-cache-manager', 'ours-controller'];
-const server = new URL('./http/server.ts', import.meta.url);
-const load = new URL('./http/load.ts', import.meta.url);
 
-interface Load {
-  rps: number;
-  p50: number;
-  p99: number;
-  non2xx: number;
-  errors: number;
-}
 
 async function stats(url: string) {
   return (await (await fetch(`${url}/__stats`, { signal: AbortSignal.timeout(5000) })).json()) as { logLines: number; dbCalls: number };

@@ -41,3 +41,17 @@ export function runJson<T>(script: URL, job: object): Promise<T> {
     });
   });
 }
+
+/** The HTTP variant server and the load generator every HTTP benchmark uses. */
+export const httpServer = new URL('../http/server.ts', import.meta.url);
+export const loadGenerator = new URL('../http/load.ts', import.meta.url);
+
+/** What the load generator reports. */
+export interface LoadResult {
+  requests: number;
+  rps: number;
+  p50: number;
+  p99: number;
+  non2xx: number;
+  errors: number;
+}
