@@ -1,4 +1,5 @@
-import { Controller, Get, Header, Injectable, Logger, Module, type OnModuleInit } from '@nestjs/common';
+import { Controller, Get, Header, Injectable, Logger, Module, type OnApplicationBootstrap, type OnModuleInit } from '@nestjs/common';
+import { ConfigService } from '@nestjs/config';
 import { HealthCheck, HealthCheckService, TerminusModule } from '@nestjs/terminus';
 import { Gauge, Registry } from 'prom-client';
 import { CacheAsideEngine } from '../../lib/index.js';
@@ -10,10 +11,19 @@ export const registry = new Registry();
 
 /** Logs each cached request's outcome at debug level (LOG_LEVEL=debug), so you see HIT and MISS. */
 @Injectable()
-class CacheOutcomeLogger implements OnModuleInit {
+class CacheOutcomeLogger implements OnModuleInit, OnApplicationBootstrap {
   private readonly logger = new Logger('Cache');
 
-  constructor(private readonly engine: CacheAsideEngine) {}
+  constructor(
+    private readonly engine: CacheAsideEngine,
+    private readonly config: ConfigService,
+  ) {}
+
+  /** The embedded database starts fresh on every run: entries cached by an earlier run must not answer. */
+  async onApplicationBootstrap(): Promise<void> {
+    if (this.config.get('DATABASE_URL')) return;
+    await Promise.all(['users', 'user-lists', 'country-stats'].map((ns) => this.engine.evictAll(ns)));
+  }
 
   onModuleInit(): void {
     const { events } = this.engine;

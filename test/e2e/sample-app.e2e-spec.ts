@@ -110,6 +110,21 @@ describe.each([
     expect(health.body.details.memcached.nodes[daemon.address]).toMatchObject({ status: 'up', version: expect.stringMatching(/^1\./) });
   });
 
+  // PGlite only: a PostgreSQL database outlives the app, so its cached entries stay valid
+  it.skipIf(skip || databaseUrl !== undefined)('does not answer a fresh embedded database with entries an earlier run cached', async () => {
+    await http().put('/users/8').send({ name: 'Changed in the first run' }).expect(200);
+    expect((await http().get('/users/8').expect(200)).body.name).toBe('Changed in the first run');
+    // a restart: one app per process, as in production (the metrics registry is per process)
+    await app.close();
+    const second = await Test.createTestingModule({ imports: [AppModule] }).compile();
+    app = second.createNestApplication({ logger: false });
+    await app.init();
+    db = app.get(DatabaseService);
+    const fresh = await http().get('/users/8').expect(200);
+    expect(fresh.body.name).toBe('User 8');
+    expect(fresh.headers['x-cache']).toBe('MISS');
+  });
+
   it.skipIf(skip)('keeps every endpoint correct when memcached is killed, and /health reports the node down', async () => {
     await daemon.kill();
     const user = await http().get('/users/30').expect(200);
