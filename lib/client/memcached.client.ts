@@ -112,8 +112,6 @@ export interface LeaseFill<T> {
   freshFor?: (value: T) => number | undefined;
   /** Longest wait for another caller's fill, in ms. Default: the module's `leaseWait`. */
   maxWait?: number;
-  /** Wait for the fill before resolving (tests, refreshes). Default false: fill behind the result. */
-  awaitFill?: boolean;
   onFilled?: (outcome: 'stored' | 'rejected' | 'skipped') => void;
   /** Called when this call finds another caller's lease and waits. */
   onWait?: () => void;
@@ -397,11 +395,11 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
     }
     const freshFor = fill.freshFor?.(value);
     const freshUntil = freshFor === undefined ? undefined : Date.now() + freshFor * 1000;
-    const pending = this.fillIfUnchanged(key, value, cas, { ttl, freshUntil }).then(
+    // the fill goes out behind the result (the next request on this socket is ordered after it)
+    void this.fillIfUnchanged(key, value, cas, { ttl, freshUntil }).then(
       (outcome) => fill.onFilled?.(outcome),
       (error) => this.warnFailure(error),
     );
-    if (fill.awaitFill) await pending;
     return value;
   }
 

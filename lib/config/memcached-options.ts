@@ -32,7 +32,8 @@ export interface ResolvedMemcachedOptions {
   deadNodePolicy: 'miss' | 'rehash';
   hashing: 'ketama' | 'ketama-spy';
   serializer?: MemcachedSerializer;
-  logger: LoggerService | false;
+  /** undefined: Nest's Logger. */
+  logger: LoggerService | false | undefined;
 }
 
 export const DEFAULTS = {
@@ -103,7 +104,7 @@ export function resolveOptions(options: MemcachedModuleOptions = {}): ResolvedMe
   ) {
     throw fail('serializer', serializer, 'an object with serialize() and deserialize()');
   }
-  const logger = def<LoggerService | false>(options.logger, undefined as unknown as LoggerService);
+  const logger = options.logger;
   if (logger !== undefined && logger !== false && typeof logger?.warn !== 'function') {
     throw fail('logger', logger, 'a Nest LoggerService or false');
   }

@@ -281,13 +281,13 @@ export class CacheAsideEngine {
 
   private fillPolicy<T>(
     plan: CachePlan,
-    options: CacheableOptions,
+    options: CacheableOptions | CachePutOptions,
     site: CallSite,
     namespace: string,
     key: string,
     hooks: CallHooks,
   ): LeaseFill<T> {
-    const swr = options.staleWhileRevalidate;
+    const swr = 'staleWhileRevalidate' in options ? options.staleWhileRevalidate : undefined;
     return {
       shouldStore: (value) =>
         !(options.unless?.(value as never, ...site.keyArgs) ?? false) && (hooks.storable?.(value) ?? true),
@@ -308,6 +308,7 @@ export class CacheAsideEngine {
     };
   }
 
+  /** A plain fill (no lease): the same store decision and accounting as a leased one. */
   private fill(
     plan: CachePlan,
     options: CacheableOptions | CachePutOptions,
@@ -319,21 +320,18 @@ export class CacheAsideEngine {
     hooks: CallHooks,
   ): Promise<void> | undefined {
     if (value === undefined) return;
+    const policy = this.fillPolicy(plan, options, site, namespace, key, hooks);
     let ttl: number | undefined;
     try {
-      if (options.unless?.(value, ...site.keyArgs)) return;
-      if (hooks.storable && !hooks.storable(value)) return;
+      if (!policy.shouldStore!(value)) return;
+      // plain fills carry no freshness deadline, so no stale-while-revalidate extension either
       ttl = this.ttlOf(plan, options, value);
     } catch (error) {
       this.fail(namespace, 'fill', error);
       return;
     }
     return this.client.set(entryKey(namespace, generation, key), value, { ttl }).then(
-      (stored) => {
-        if (!stored) return;
-        this.count(namespace).fills++;
-        this.events.emit('fill', { namespace, key });
-      },
+      (stored) => (stored ? policy.onFilled!('stored') : undefined),
       (error) => this.fail(namespace, 'set', error),
     );
   }

@@ -44,8 +44,4 @@ export class CacheEvents {
       }
     }
   }
-
-  hasListeners(name: CacheEventName): boolean {
-    return (this.listeners[name]?.length ?? 0) > 0;
-  }
 }

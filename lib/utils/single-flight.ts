@@ -12,8 +12,4 @@ export class SingleFlight {
     this.inflight.set(key, promise);
     return promise;
   }
-
-  get size(): number {
-    return this.inflight.size;
-  }
 }
