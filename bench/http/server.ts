@@ -30,7 +30,7 @@ class StatsController {
   @Get('__stats')
   stats() {
     const cpu = process.cpuUsage();
-    return { ...stats, cpuMicros: cpu.user + cpu.system, logLines: logLines };
+    return { ...stats, cpuMicros: cpu.user + cpu.system, logLines: logLines, client: ourClient?.stats() };
   }
 }
 
@@ -114,6 +114,7 @@ class OursGetOrSetController {
 }
 
 let logLines = 0;
+let ourClient: MemcachedClient | undefined;
 const countingLogger = { log: () => logLines++, error: () => logLines++, warn: () => logLines++, debug: () => undefined, verbose: () => undefined };
 
 function appModule(): DynamicModule {
@@ -144,6 +145,7 @@ process.on('SIGTERM', () => process.exit(0));
 
 async function main() {
   const app = await NestFactory.create(appModule(), { logger: false });
+  if (variant.startsWith('ours')) ourClient = app.get(MemcachedClient);
   await app.listen(Number(process.env.PORT ?? 3300), '127.0.0.1');
   process.stdout.write('READY\n');
 }

@@ -220,6 +220,7 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
    * (`deadNodePolicy: 'miss'`): callers can go to their source without building a request.
    */
   isDown(key: string, namespace?: string): boolean {
+    if (this.ring === undefined) return this.nodes[0].isOpen;
     return this.nodeFor(this.keyFor(key, namespace)).isOpen;
   }
 
@@ -241,13 +242,13 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
   async getMulti<T = unknown>(keys: readonly string[], options?: KeyOptions): Promise<Map<string, T>> {
     const found = await this.fetchMany(keys, options?.namespace, true);
     const result = new Map<string, T>();
-    for (const key of keys) {
-      const res = found.get(key);
+    for (let i = 0; i < keys.length; i++) {
+      const res = found[i];
       const value = res === undefined ? undefined : this.decode(res);
       if (value === undefined) this.counters.misses++;
       else {
         this.counters.hits++;
-        result.set(key, value as T);
+        result.set(keys[i], value as T);
       }
     }
     return result;
@@ -255,18 +256,19 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
 
   /**
    * For the cache engine: reads keys with their CAS and lease state, one pipelined request per
-   * node. Rejects if a node fails (the engine then serves from the source without filling).
+   * node; the result is in the order of `keys`. Rejects if a node fails (the engine then serves
+   * from the source without filling).
    */
-  async readItems(keys: readonly string[], options: { rawJson?: boolean } = {}): Promise<Map<string, ItemRead>> {
+  async readItems(keys: readonly string[], options: { rawJson?: boolean } = {}): Promise<ItemRead[]> {
     const found = await this.fetchMany(keys, undefined, false);
-    const result = new Map<string, ItemRead>();
-    for (const key of keys) {
-      const res = found.get(key);
+    const result: ItemRead[] = new Array(keys.length);
+    for (let i = 0; i < keys.length; i++) {
+      const res = found[i];
       const item = res === undefined ? undefined : this.decodeItem(res, options.rawJson);
-      if (item === undefined) result.set(key, MISS);
-      else if (item === LEASE) result.set(key, LEASED);
+      if (item === undefined) result[i] = MISS;
+      else if (item === LEASE) result[i] = LEASED;
       // the CAS is a slice of a received chunk, which nothing writes to afterwards
-      else result.set(key, { state: 'hit', value: item.value, cas: res!.header.cas, freshUntil: item.freshUntil });
+      else result[i] = { state: 'hit', value: item.value, cas: res!.header.cas, freshUntil: item.freshUntil };
     }
     return result;
   }
@@ -302,7 +304,7 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
         await sleep(backoff);
         backoff = Math.min(backoff * 2, 50);
         try {
-          item = (await this.readItems([key], { rawJson: fill.rawJson })).get(key) ?? MISS;
+          [item] = await this.readItems([key], { rawJson: fill.rawJson });
         } catch (error) {
           this.warnFailure(error);
           return { value: await load(), outcome: 'MISS' };
@@ -505,11 +507,11 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
     const entries = await Promise.all(
       this.nodes.map(async (node) => {
         const seq = this.nextSeq();
+        const acc: Record<string, string> = {};
         const stats = await this.send(node, 'serverStats', seq, buildRequest(Opcode.Stat, '', null, null, seq), {
           quiet: true,
           idempotent: true,
-          collect: {} as Record<string, string>,
-          onResponse(res, acc) {
+          onResponse(res) {
             if (res.header.keyLength === 0) return acc;
             acc[res.key.toString('latin1')] = res.val.toString('latin1');
             return PENDING;
@@ -613,47 +615,67 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
     return value as T | undefined;
   }
 
-  /** Raw responses by user key, one pipelined request per node, nodes in parallel. */
-  private async fetchMany(keys: readonly string[], namespace: string | undefined, partial: boolean): Promise<Map<string, BinaryResponse>> {
-    const byNode = new Map<BreakerNode, Map<string, string[]>>();
-    for (const key of keys) {
-      const wire = this.keyFor(key, namespace);
-      const node = this.nodeFor(wire);
-      let wires = byNode.get(node);
-      if (!wires) byNode.set(node, (wires = new Map()));
-      const users = wires.get(wire);
-      if (users) users.push(key);
-      else wires.set(wire, [key]);
+  /** Raw responses in the order of `keys` (undefined: a miss), one pipelined request per node, nodes in parallel. */
+  private async fetchMany(keys: readonly string[], namespace: string | undefined, partial: boolean): Promise<Array<BinaryResponse | undefined>> {
+    const wires = keys.map((key) => this.keyFor(key, namespace));
+    const found: Array<BinaryResponse | undefined> = new Array(keys.length);
+    if (this.ring === undefined) {
+      await this.fetchFromNode(this.nodes[0], wires, found, partial);
+      return found;
     }
-    const result = new Map<string, BinaryResponse>();
-    await Promise.all(
-      [...byNode].map(async ([node, wires]) => {
-        const seq = this.nextSeq();
-        let found: Map<string, BinaryResponse>;
-        try {
-          found = await this.send(node, 'getMulti', seq, buildMultiGet([...wires.keys()], seq), {
-            quiet: true,
-            idempotent: true,
-            collect: new Map<string, BinaryResponse>(),
-            onResponse(res, hits) {
-              if (res.header.opcode === Opcode.Noop) return hits;
-              if (res.header.status === Status.Ok) hits.set(res.key.toString('latin1'), res);
-              return PENDING;
-            },
-          });
-        } catch (error) {
-          if (!partial) throw error;
-          // one sick node must not cost the others' hits: its keys read as misses
-          this.warnFailure(error);
-          return;
-        }
-        for (const [wire, users] of wires) {
-          const res = found.get(wire);
-          if (res) for (const user of users) result.set(user, res);
-        }
-      }),
-    );
-    return result;
+    const byNode = new Map<BreakerNode, number[]>();
+    for (let i = 0; i < wires.length; i++) {
+      const node = this.nodeFor(wires[i]);
+      const indexes = byNode.get(node);
+      if (indexes) indexes.push(i);
+      else byNode.set(node, [i]);
+    }
+    await Promise.all([...byNode].map(([node, indexes]) => this.fetchFromNode(node, wires, found, partial, indexes)));
+    return found;
+  }
+
+  /** One pipelined GETKQ... NOOP on `node` for `wires` (or those at `indexes`); hits land in `found`. */
+  private async fetchFromNode(
+    node: BreakerNode,
+    wires: string[],
+    found: Array<BinaryResponse | undefined>,
+    partial: boolean,
+    indexes?: number[],
+  ): Promise<void> {
+    const mine = indexes === undefined ? wires : indexes.map((i) => wires[i]);
+    // a few keys: match a hit by scanning; many: by a map of wire key to positions
+    let positions: Map<string, number[]> | undefined;
+    if (mine.length > 8) {
+      positions = new Map();
+      for (let j = 0; j < mine.length; j++) {
+        const at = indexes === undefined ? j : indexes[j];
+        const list = positions.get(mine[j]);
+        if (list) list.push(at);
+        else positions.set(mine[j], [at]);
+      }
+    }
+    const seq = this.nextSeq();
+    try {
+      await this.send(node, 'getMulti', seq, buildMultiGet(mine, seq), {
+        quiet: true,
+        idempotent: true,
+        onResponse(res) {
+          if (res.header.opcode === Opcode.Noop) return true;
+          if (res.header.status !== Status.Ok) return PENDING;
+          const wire = res.key.toString('latin1');
+          if (positions !== undefined) {
+            for (const at of positions.get(wire) ?? []) found[at] = res;
+          } else {
+            for (let j = 0; j < mine.length; j++) if (mine[j] === wire) found[indexes === undefined ? j : indexes[j]] = res;
+          }
+          return PENDING;
+        },
+      });
+    } catch (error) {
+      if (!partial) throw error;
+      // one sick node must not cost the others' hits: its keys read as misses
+      this.warnFailure(error);
+    }
   }
 
   private decode(res: BinaryResponse): unknown {
@@ -751,33 +773,24 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
     });
   }
 
-  private send<T, C = undefined>(
+  private send<T>(
     node: BreakerNode,
     operation: string,
     seq: number,
     frame: Buffer,
-    spec: {
-      quiet?: boolean;
-      idempotent?: boolean;
-      collect?: C;
-      onResponse: (res: BinaryResponse, collected: C) => T | typeof PENDING;
-    },
+    spec: { quiet?: boolean; idempotent?: boolean; onResponse: (res: BinaryResponse) => T | typeof PENDING },
   ): Promise<T> {
-    const collected = spec.collect as C;
-    const started = performance.now();
-    return node.request(operation, seq, frame, (res) => spec.onResponse(res, collected), spec).then(
-      (value) => {
-        this.record(operation, node.label, performance.now() - started);
-        return value;
-      },
-      (err: unknown) => {
-        this.counters.errors++;
-        if (err instanceof MemcachedError && err.code === 'TIMEOUT') this.counters.timeouts++;
-        this.record(operation, node.label, performance.now() - started, err);
-        throw err;
-      },
-    );
+    return node.request(operation, seq, frame, spec.onResponse, spec, this.settled);
   }
+
+  /** Every operation's end, with its duration, as the node saw it: counters and latency. */
+  private readonly settled = (operation: string, node: string, durationMs: number, error?: unknown): void => {
+    if (error !== undefined) {
+      this.counters.errors++;
+      if (error instanceof MemcachedError && error.code === 'TIMEOUT') this.counters.timeouts++;
+    }
+    this.record(operation, node, durationMs, error);
+  };
 
   private record(operation: string, node: string, durationMs: number, error?: unknown): void {
     let stats = this.operations.get(operation);

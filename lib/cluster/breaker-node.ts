@@ -72,12 +72,17 @@ export class BreakerNode implements NodeTransport {
     };
   }
 
+  /**
+   * `settled`, when given, hears every request's end with its duration (and error), so a caller
+   * keeping statistics needs no promise of its own around this one.
+   */
   request<T>(
     operation: string,
     seq: number,
     frame: Buffer,
     onResponse: (res: BinaryResponse) => T | typeof PENDING,
     options?: RequestOptions,
+    settled?: (operation: string, node: string, durationMs: number, error?: unknown) => void,
   ): Promise<T> {
     if (this.state === 'open') {
       // one error object per operation name while down: building a stack per request is not free
@@ -86,20 +91,25 @@ export class BreakerNode implements NodeTransport {
         error = new MemcachedError(operation, this.label, 'UNAVAILABLE', 'node is down; skipped until a probe succeeds');
         this.downErrors.set(operation, error);
       }
+      settled?.(operation, this.label, 0, error);
       return Promise.reject(error);
     }
     const started = performance.now();
     return this.inner.request(operation, seq, frame, onResponse, options).then(
       (value) => {
-        this.succeeded(performance.now() - started);
+        const ms = performance.now() - started;
+        this.succeeded(ms);
+        settled?.(operation, this.label, ms);
         return value;
       },
       (error: unknown) => {
+        const ms = performance.now() - started;
         if (error instanceof MemcachedError && (error.code === 'CONNECTION' || error.code === 'TIMEOUT')) {
           this.failed(error);
         } else if (error instanceof MemcachedError && error.code === 'SERVER') {
-          this.succeeded(performance.now() - started);
+          this.succeeded(ms);
         }
+        settled?.(operation, this.label, ms, error);
         throw error;
       },
     );

@@ -59,6 +59,18 @@ export interface NamespaceStats {
 
 const GENERATION_SUFFIX = '@gen';
 
+/** What a cached read found: the namespace's generation and the entry under it. */
+interface Lookup {
+  generation: number;
+  item: ItemRead;
+}
+
+/** A cached call's value and how it was served. */
+interface Served<T> {
+  value: T;
+  outcome: CacheOutcome;
+}
+
 /**
  * The one cache-aside engine behind the interceptor (controllers) and the explorer (providers):
  * key building with namespace generations, TTL resolution, single-flight, fill after a miss,
@@ -193,57 +205,67 @@ export class CacheAsideEngine {
       hooks.onOutcome?.('BYPASS');
       return load();
     }
-    let outcome = 'HIT' as CacheOutcome;
     const started = performance.now();
     const raw = hooks.rawJson === true;
-    const value = await this.flights.run(`${raw ? 'raw:' : ''}${namespace}:${key}`, async () => {
-      if (this.client.isDown(namespace + GENERATION_SUFFIX)) {
-        // the node is known down (logged once when its breaker opened): straight to the source
-        outcome = 'MISS';
-        return load();
-      }
-      let found: { generation: number; item: ItemRead };
+    // undefined: the cache cannot be read (its node is known down, or the read failed)
+    let found: Lookup | undefined;
+    if (!this.client.isDown(namespace + GENERATION_SUFFIX)) {
       try {
         found = await this.lookup(namespace, key, raw);
       } catch (error) {
         // a failed read means a sick node: serve from the source and do not queue a fill behind it
         this.fail(namespace, 'get', error);
-        outcome = 'MISS';
-        return load();
       }
-      const entry = entryKey(namespace, found.generation, key);
-      const item = found.item;
-      if (item.state === 'hit') {
-        if (item.freshUntil !== undefined && item.freshUntil <= Date.now()) {
-          outcome = 'STALE';
-          this.refresh(plan, options, site, namespace, entry, item.cas, load, hooks);
-        }
-        return item.value as T;
+    }
+    let served: Served<T>;
+    const item = found?.item;
+    if (item?.state === 'hit') {
+      served = { value: item.value as T, outcome: 'HIT' };
+      if (item.freshUntil !== undefined && item.freshUntil <= Date.now()) {
+        served.outcome = 'STALE';
+        this.refresh(plan, options, site, namespace, entryKey(namespace, found!.generation, key), item.cas, load, hooks);
       }
-      const useLease = this.client.leasesEnabled && options.lease !== false;
-      if (useLease) {
-        const loaded = await this.client.loadWithLease(entry, load, { ...this.fillPolicy(plan, options, site, namespace, key, hooks), rawJson: raw });
-        outcome = loaded.outcome;
-        return loaded.value;
-      }
-      outcome = 'MISS';
-      const result = await load();
-      this.fill(plan, options, site, namespace, found.generation, key, result, hooks);
-      return result;
-    });
+    } else {
+      // concurrent misses of one key in this process share one load (and one lease)
+      served = await this.flights.run(`${raw ? 'raw:' : ''}${namespace}:${key}`, () =>
+        this.loadMissing(plan, options, site, namespace, key, found, load, hooks),
+      );
+    }
+    const { value, outcome } = served;
     const stats = this.count(namespace);
     const durationMs = performance.now() - started;
     stats.latency.observe(durationMs);
     if (outcome === 'MISS') {
       stats.misses++;
-      this.events.emit('miss', { namespace, key, durationMs });
+      if (this.events.has('miss')) this.events.emit('miss', { namespace, key, durationMs });
     } else {
       if (outcome === 'STALE') stats.stale++;
       stats.hits++;
-      this.events.emit('hit', { namespace, key, durationMs, stale: outcome === 'STALE' });
+      if (this.events.has('hit')) this.events.emit('hit', { namespace, key, durationMs, stale: outcome === 'STALE' });
     }
     hooks.onOutcome?.(outcome);
     return value;
+  }
+
+  /** A miss: load, and fill under a lease (or plainly); without `found`, load and fill nothing. */
+  private async loadMissing<T>(
+    plan: CachePlan,
+    options: CacheableOptions,
+    site: CallSite,
+    namespace: string,
+    key: string,
+    found: Lookup | undefined,
+    load: () => Promise<T>,
+    hooks: CallHooks,
+  ): Promise<Served<T>> {
+    if (found === undefined) return { value: await load(), outcome: 'MISS' };
+    const entry = entryKey(namespace, found.generation, key);
+    if (this.client.leasesEnabled && options.lease !== false) {
+      return this.client.loadWithLease(entry, load, { ...this.fillPolicy(plan, options, site, namespace, key, hooks), rawJson: hooks.rawJson });
+    }
+    const value = await load();
+    this.fill(plan, options, site, namespace, found.generation, key, value, hooks);
+    return { value, outcome: 'MISS' };
   }
 
   /** Serves stale, refreshes once: an `add` on a refresh marker elects one refresher across processes. */
@@ -361,17 +383,16 @@ export class CacheAsideEngine {
     await Promise.all(keys.map((key) => this.evict(namespace, key)));
   }
 
-  private async lookup(namespace: string, key: string, rawJson: boolean): Promise<{ generation: number; item: ItemRead }> {
+  private async lookup(namespace: string, key: string, rawJson: boolean): Promise<Lookup> {
     const known = this.generations.get(namespace);
     const generationKey = namespace + GENERATION_SUFFIX;
     if (known !== undefined) {
       // one round trip: the generation and the entry under the generation we last saw
       const entry = entryKey(namespace, known, key);
-      const found = await this.client.readItems([generationKey, entry], { rawJson });
-      const current = found.get(generationKey);
-      const value = current?.state === 'hit' ? current.value : undefined;
+      const [current, item] = await this.client.readItems([generationKey, entry], { rawJson });
+      const value = current.state === 'hit' ? current.value : undefined;
       const generation = value instanceof RawJson ? Number(value.json) : value;
-      if (generation === known) return { generation: known, item: found.get(entry)! };
+      if (generation === known) return { generation: known, item };
       if (typeof generation === 'number' && Number.isSafeInteger(generation)) {
         this.generations.set(namespace, generation);
         return { generation, item: await this.readOne(entryKey(namespace, generation, key), rawJson) };
@@ -382,7 +403,7 @@ export class CacheAsideEngine {
   }
 
   private async readOne(key: string, rawJson: boolean): Promise<ItemRead> {
-    return (await this.client.readItems([key], { rawJson })).get(key)!;
+    return (await this.client.readItems([key], { rawJson }))[0];
   }
 
   /** The namespace's generation as memcached holds it, created when missing. */

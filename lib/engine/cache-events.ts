@@ -33,6 +33,12 @@ export class CacheEvents {
     };
   }
 
+  /** Whether anyone listens to `name` (callers skip building events nobody reads). */
+  has(name: CacheEventName): boolean {
+    const list = this.listeners[name];
+    return list !== undefined && list.length > 0;
+  }
+
   emit<E extends CacheEventName>(name: E, event: CacheEventMap[E]): void {
     const list = this.listeners[name];
     if (!list || list.length === 0) return;

@@ -128,9 +128,16 @@ export class CacheInterceptor implements NestInterceptor {
   }
 }
 
+const responseObjectHandlers = new WeakMap<Function, boolean>();
+
+/** Whether the handler takes `@Res()` or `@Next()` (read once per handler). */
 function usesResponseObject(context: ExecutionContext): boolean {
-  const args = Reflect.getMetadata(ROUTE_ARGS_METADATA, context.getClass(), context.getHandler().name) as
-    | Record<string, unknown>
-    | undefined;
-  return args !== undefined && Object.keys(args).some((key) => RESPONSE_PARAM_TYPES.has(key.split(':')[0]));
+  const handler = context.getHandler();
+  let uses = responseObjectHandlers.get(handler);
+  if (uses === undefined) {
+    const args = Reflect.getMetadata(ROUTE_ARGS_METADATA, context.getClass(), handler.name) as Record<string, unknown> | undefined;
+    uses = args !== undefined && Object.keys(args).some((key) => RESPONSE_PARAM_TYPES.has(key.split(':')[0]));
+    responseObjectHandlers.set(handler, uses);
+  }
+  return uses;
 }

@@ -8,8 +8,12 @@ export class SingleFlight {
   run<T>(key: string, fn: () => Promise<T>): Promise<T> {
     const running = this.inflight.get(key);
     if (running) return running as Promise<T>;
-    const promise = fn().finally(() => this.inflight.delete(key));
+    const promise = fn();
     this.inflight.set(key, promise);
+    const clear = () => {
+      this.inflight.delete(key);
+    };
+    promise.then(clear, clear);
     return promise;
   }
 }
