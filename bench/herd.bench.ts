@@ -17,7 +17,7 @@ async function herd(variant: string, processes: number, daemon: MemcachedDaemon)
   const children = [];
   for (let i = 0; i < processes; i++) {
     const port = await freePort();
-    children.push(await startServer(server, { VARIANT: variant, PORT: String(port), MEMCACHED: daemon.address, DB_DELAY_MS: '50' }));
+    children.push(await startServer(server, { VARIANT: variant, PORT: String(port), MEMCACHED: daemon.address, DB_DELAY_MS: '50' }, { pin: false }));
     urls.push(`http://127.0.0.1:${port}`);
   }
   try {

@@ -3,7 +3,7 @@
 // Run: npm run bench:http   (BENCH_ROUNDS, BENCH_SECONDS, BENCH_SIZES=1k,100k, BENCH_VARIANTS)
 import { MemcachedClient } from '../lib/index.js';
 import { freePort, MemcachedDaemon } from '../test/support/memcached-daemon.js';
-import { httpServer as server, loadGenerator as load, type LoadResult as Load, runJson, startServer, stop } from './support/processes.js';
+import { httpServer as server, loadGenerator as load, type LoadResult as Load, pinningNote, pinToRest, runJson, startServer, stop } from './support/processes.js';
 import { cell, interleave, machineNotes, table } from './support/report.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -15,9 +15,11 @@ const VARIANTS = (process.env.BENCH_VARIANTS ?? 'trivial,nocache,handwritten,nes
 
 async function main() {
   const daemon = await MemcachedDaemon.start({ memoryMb: 1024 });
+  pinToRest(process.pid);
+  pinToRest(daemon.pid);
   const admin = new MemcachedClient({ servers: daemon.address, logger: false });
   const out = [
-    `# HTTP hit path\n\n${machineNotes()}; memcached on loopback; GET /users/<1..1000>, 5 ms timer database, 50 connections, ${WARMUP} s warm-up then ${SECONDS} s measured per cell, ${ROUNDS} rounds, variant order rotated each round. Ratios are taken within each round, then median [min–max].\n`,
+    `# HTTP hit path\n\n${machineNotes()}; ${pinningNote()}; memcached on loopback; GET /users/<1..1000>, 5 ms timer database, 50 connections, ${WARMUP} s warm-up then ${SECONDS} s measured per cell, ${ROUNDS} rounds, variant order rotated each round. Ratios are taken within each round, then median [min–max].\n`,
   ];
   for (const size of SIZES) {
     const rows = new Map<string, { rps: number[]; p50: number[]; p99: number[]; cpu: number[]; db: number[]; vsHand: number[]; vsTrivial: number[]; vsNest: number[]; errors: number }>();

@@ -2,7 +2,7 @@
 // windows per variant, compared with no cache at all in the same round.
 // Run: npm run bench:outage   (BENCH_ROUNDS, BENCH_SECONDS, BENCH_FAULT=kill|stop)
 import { freePort, MemcachedDaemon, sleep } from '../test/support/memcached-daemon.js';
-import { httpServer as server, loadGenerator as load, type LoadResult as Load, runJson, startServer, stop } from './support/processes.js';
+import { httpServer as server, loadGenerator as load, type LoadResult as Load, pinningNote, pinToRest, runJson, startServer, stop } from './support/processes.js';
 import { cell, interleave, machineNotes, table } from './support/report.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
@@ -16,10 +16,12 @@ async function stats(url: string) {
 }
 
 async function main() {
+  pinToRest(process.pid);
   const results = new Map(VARIANTS.map((v) => [v, { healthy: [] as number[], outage: [] as number[], p99: [] as number[], p99Healthy: [] as number[], errors: 0, logs: [] as number[], recovered: [] as number[], vsNoCache: [] as number[], hung: 0 }]));
   const rounds: Array<Map<string, number>> = [];
   await interleave(VARIANTS, ROUNDS, async (variant, round) => {
     const daemon = await MemcachedDaemon.start();
+    pinToRest(daemon.pid);
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;
     const child = await startServer(server, { VARIANT: variant, PORT: String(port), MEMCACHED: daemon.address });
@@ -77,7 +79,7 @@ async function main() {
     return [v, cell(r.healthy), cell(r.outage), cell(r.vsNoCache, 2), cell(r.p99Healthy, 1), cell(r.p99, 1), String(r.errors), v === 'nest-cache-manager' ? 'n/a' : cell(r.logs), recovery];
   });
   process.stdout.write(
-    `# Outage (${FAULT === 'stop' ? 'memcached frozen with SIGSTOP' : 'memcached killed'})\n\n${machineNotes()}; GET /users/<1..1000>, 5 ms database, 50 connections; ${SECONDS} s healthy, fault, 1 s settle, ${SECONDS} s outage; ${ROUNDS} rounds.\n\n` +
+    `# Outage (${FAULT === 'stop' ? 'memcached frozen with SIGSTOP' : 'memcached killed'})\n\n${machineNotes()}; ${pinningNote()}; GET /users/<1..1000>, 5 ms database, 50 connections; ${SECONDS} s healthy, fault, 1 s settle, ${SECONDS} s outage; ${ROUNDS} rounds.\n\n` +
       table(['variant', 'healthy req/s', 'outage req/s', 'outage vs no cache', 'healthy p99 ms', 'outage p99 ms', 'errors to clients', 'log lines per minute', 'recovery ms'], rows) +
       '\n',
   );

@@ -1,9 +1,10 @@
 // One HTTP server variant for the benchmarks: GET /users/:id over a 5 ms timer "database".
-// VARIANT: trivial | nocache | handwritten | nest-cache-manager | ours-controller | ours-service | ours-getorset
+// VARIANT: trivial | nocache | handwritten | handwritten-intercepted | nest-cache-manager | ours-controller | ours-service | ours-getorset
 // SIZE: 1k | 100k; PORT; MEMCACHED (host:port). GET /__stats reports database calls and CPU time.
 import 'reflect-metadata';
 import { CacheInterceptor, CacheModule } from '@nestjs/cache-manager';
-import { Controller, Get, Injectable, Module, Param, UseInterceptors, type DynamicModule } from '@nestjs/common';
+import { type CallHandler, Controller, type DynamicModule, type ExecutionContext, Get, Injectable, Module, type NestInterceptor, Param, UseInterceptors } from '@nestjs/common';
+import type { Observable } from 'rxjs';
 import { NestFactory } from '@nestjs/core';
 import { KeyvMemcache } from '@keyv/memcache';
 import { Keyv } from 'keyv';
@@ -69,6 +70,24 @@ class HandwrittenController {
   }
 }
 
+/** Does nothing: what any interceptor on a route costs in Nest's pipeline. */
+@Injectable()
+class NoopInterceptor implements NestInterceptor {
+  intercept(_context: ExecutionContext, next: CallHandler): Observable<unknown> {
+    return next.handle();
+  }
+}
+
+/** The hand-written route behind a no-op interceptor: the floor for any interceptor-based cache. */
+@Controller('users')
+class HandwrittenInterceptedController extends HandwrittenController {
+  @Get(':id')
+  @UseInterceptors(NoopInterceptor)
+  override find(@Param('id') id: string) {
+    return super.find(id);
+  }
+}
+
 @Controller('users')
 class NestCacheController {
   @Get(':id')
@@ -123,6 +142,7 @@ function appModule(): DynamicModule {
     trivial: { module: AppModule, controllers: [StatsController, TrivialController] },
     nocache: { module: AppModule, controllers: [StatsController, NoCacheController] },
     handwritten: { module: AppModule, controllers: [StatsController, HandwrittenController] },
+    'handwritten-intercepted': { module: AppModule, controllers: [StatsController, HandwrittenInterceptedController] },
     'nest-cache-manager': {
       module: AppModule,
       imports: [CacheModule.register({ stores: [new Keyv({ store: new KeyvMemcache(memcached) })], ttl: 60_000 })],

@@ -1,11 +1,49 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 
 const register = fileURLToPath(new URL('../../scripts/ts-register.mjs', import.meta.url));
 
-/** Starts a TypeScript script in its own Node process; resolves once it prints READY. */
-export async function startServer(script: URL, env: Record<string, string>): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', register, fileURLToPath(script)], {
+/**
+ * CPU pinning (BENCH_PIN=0 turns it off): the server under test gets the last CPU to itself; the
+ * load generator, memcached and this orchestrator share the others. On a small shared machine
+ * this keeps the load generator from stealing the server's CPU, so req/s measures the server.
+ */
+export const pinning: { server: string; rest: string } | undefined = (() => {
+  const cpus = os.availableParallelism();
+  if (process.env.BENCH_PIN === '0' || cpus < 2) return undefined;
+  try {
+    execFileSync('taskset', ['-V'], { stdio: 'ignore' });
+  } catch {
+    return undefined;
+  }
+  return { server: String(cpus - 1), rest: cpus === 2 ? '0' : `0-${cpus - 2}` };
+})();
+
+/** `node args...`, under `taskset -c cpus` when pinning is on. */
+function node(args: string[], cpus: string | undefined): [string, string[]] {
+  return pinning && cpus ? ['taskset', ['-c', cpus, process.execPath, ...args]] : [process.execPath, args];
+}
+
+/** Moves a running process (all its threads) to the non-server CPUs, when pinning is on. */
+export function pinToRest(pid: number | undefined): void {
+  if (pinning && pid) execFileSync('taskset', ['-a', '-p', '-c', pinning.rest, String(pid)], { stdio: 'ignore' });
+}
+
+/** How the processes were placed, for the report. */
+export function pinningNote(): string {
+  return pinning
+    ? `server pinned to CPU ${pinning.server}, load generator and memcached to CPU ${pinning.rest} (taskset; BENCH_PIN=0 turns this off)`
+    : 'no CPU pinning';
+}
+
+/**
+ * Starts a TypeScript script in its own Node process; resolves once it prints READY. `pin: false`
+ * leaves it unpinned (several servers at once).
+ */
+export async function startServer(script: URL, env: Record<string, string>, options: { pin?: boolean } = {}): Promise<ChildProcess> {
+  const [command, args] = node(['--import', register, fileURLToPath(script)], options.pin === false ? undefined : pinning?.server);
+  const child = spawn(command, args, {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -30,7 +68,8 @@ export async function stop(child: ChildProcess): Promise<void> {
 /** Runs a TypeScript script with a JSON job and returns its last stdout line, parsed. */
 export function runJson<T>(script: URL, job: object): Promise<T> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', register, fileURLToPath(script), JSON.stringify(job)], {
+    const [command, args] = node(['--import', register, fileURLToPath(script), JSON.stringify(job)], pinning?.rest);
+    const child = spawn(command, args, {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     let out = '';
