@@ -5,10 +5,13 @@ import memjs from 'memjs';
 import { MemcachedClient } from '../lib/index.js';
 import { MemcachedDaemon } from '../test/support/memcached-daemon.js';
 import { cell, interleave, machineNotes, summary, table } from './support/report.js';
+import { pinningNote, pinToRest, pinToServer } from './support/processes.js';
 import { catalog100k, user1k } from './support/payloads.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
+const SIZES = (process.env.BENCH_SIZES ?? '1k,100k').split(',');
+const OPS = (process.env.BENCH_OPS ?? 'get,set').split(',');
 
 interface Variant {
   name: string;
@@ -36,6 +39,8 @@ async function measure(fn: (i: number) => Promise<unknown>, concurrency: number,
 
 async function main() {
   const daemon = await MemcachedDaemon.start({ memoryMb: 512 });
+  pinToServer(process.pid);
+  pinToRest(daemon.pid);
   const raw = memjs.Client.create(daemon.address, { logger: { log() {} } });
   const ours = new MemcachedClient({ servers: daemon.address, logger: false, ttl: 0 });
   const oursRaw = new MemcachedClient({ servers: daemon.address, logger: false, ttl: 0, compressionThreshold: false });
@@ -46,13 +51,13 @@ async function main() {
     { name: 'MemcachedClient, no compression', get: (k) => oursRaw.get(k), set: (k, v) => oursRaw.set(k, v) },
   ];
   const sizes = [
-    { name: '1 KB', keys: 1000, value: user1k() },
-    { name: '100 KB', keys: 100, value: catalog100k() },
-  ];
-  const out: string[] = [`# Client benchmark\n\n${machineNotes()}; memcached ${(await ours.ping())[0].version} on loopback; ${ROUNDS} rounds x ${SECONDS} s per cell; ratios within each round vs memjs + JSON, then median [min–max].\n`];
+    { id: '1k', name: '1 KB', keys: 1000, value: user1k() },
+    { id: '100k', name: '100 KB', keys: 100, value: catalog100k() },
+  ].filter((s) => SIZES.includes(s.id));
+  const out: string[] = [`# Client benchmark\n\n${machineNotes()}; ${pinningNote().replace('server', 'this process').replace('load generator and ', '')}; memcached ${(await ours.ping())[0].version} on loopback; ${ROUNDS} rounds x ${SECONDS} s per cell; ratios within each round vs memjs + JSON, then median [min–max].\n`];
   for (const size of sizes) {
     const json = JSON.stringify(size.value);
-    for (const op of ['get', 'set'] as const) {
+    for (const op of (['get', 'set'] as const).filter((o) => OPS.includes(o))) {
       for (const concurrency of [1, 64]) {
         const results = new Map<string, number[]>(variants.map((v) => [v.name, []]));
         const ratios = new Map<string, number[]>(variants.map((v) => [v.name, []]));

@@ -19,7 +19,7 @@ async function main() {
   pinToRest(daemon.pid);
   const admin = new MemcachedClient({ servers: daemon.address, logger: false });
   const out = [
-    `# HTTP hit path\n\n${machineNotes()}; ${pinningNote()}; memcached on loopback; GET /users/<1..1000>, 5 ms timer database, 50 connections, ${WARMUP} s warm-up then ${SECONDS} s measured per cell, ${ROUNDS} rounds, variant order rotated each round. Ratios are taken within each round, then median [min–max].\n`,
+    `# HTTP hit path\n\n${machineNotes()}; ${pinningNote()}; memcached on loopback; GET /users/<1..1000>, 5 ms timer database, 50 connections, each id requested once, then ${WARMUP} s warm-up, then ${SECONDS} s measured per cell, ${ROUNDS} rounds, variant order rotated each round. Ratios are taken within each round, then median [min–max].\n`,
   ];
   for (const size of SIZES) {
     const rows = new Map<string, { rps: number[]; p50: number[]; p99: number[]; cpu: number[]; db: number[]; vsHand: number[]; vsTrivial: number[]; vsNest: number[]; errors: number }>();
@@ -31,6 +31,8 @@ async function main() {
       const child = await startServer(server, { VARIANT: variant, SIZE: size, PORT: String(port), MEMCACHED: daemon.address });
       const url = `http://127.0.0.1:${port}`;
       try {
+        // every id once (so the window measures hits), then random ids for the rest of the warm-up
+        await runJson<Load>(load, { url, connections: 50, amount: 1000, ids: 1000, everyId: true });
         await runJson<Load>(load, { url, connections: 50, seconds: WARMUP, ids: 1000 });
         const before = (await (await fetch(`${url}/__stats`)).json()) as { cpuMicros: number; dbCalls: number };
         const result = await runJson<Load>(load, { url, connections: 50, seconds: SECONDS, ids: 1000 });

@@ -1,8 +1,11 @@
 // The load generator, run in its own process: autocannon against GET /users/<random id>.
-// argv: JSON { url, connections, seconds, ids, fixedId? }; prints one JSON line of results.
+// argv: JSON { url, connections, seconds | amount, ids, fixedId?, everyId? }; prints one JSON line of
+// results. everyId: ids 1..ids in turn (a warm-up that caches every id), else random ids.
 import autocannon from 'autocannon';
 
-const job = JSON.parse(process.argv[2]) as { url: string; connections: number; seconds?: number; amount?: number; ids: number; fixedId?: number };
+const job = JSON.parse(process.argv[2]) as { url: string; connections: number; seconds?: number; amount?: number; ids: number; fixedId?: number; everyId?: boolean };
+let next = 0;
+const pickId = () => job.fixedId ?? (job.everyId ? 1 + (next++ % job.ids) : 1 + Math.floor(Math.random() * job.ids));
 const latencies: number[] = [];
 const started = new Map<unknown, number>();
 
@@ -15,7 +18,7 @@ const instance = autocannon(
       {
         setupRequest: (req: Record<string, unknown>) => ({
           ...req,
-          path: `/users/${job.fixedId ?? 1 + Math.floor(Math.random() * job.ids)}`,
+          path: `/users/${pickId()}`,
         }),
       },
     ],

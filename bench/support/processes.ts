@@ -30,6 +30,11 @@ export function pinToRest(pid: number | undefined): void {
   if (pinning && pid) execFileSync('taskset', ['-a', '-p', '-c', pinning.rest, String(pid)], { stdio: 'ignore' });
 }
 
+/** Moves a running process (all its threads) to the server's CPU, when pinning is on. */
+export function pinToServer(pid: number): void {
+  if (pinning) execFileSync('taskset', ['-a', '-p', '-c', pinning.server, String(pid)], { stdio: 'ignore' });
+}
+
 /** How the processes were placed, for the report. */
 export function pinningNote(): string {
   return pinning
