@@ -37,7 +37,10 @@ async function main() {
       const outage = await runJson<Load>(load, { url, connections: 50, seconds: SECONDS, ids: 1000 });
       const logsAfter = (await stats(url)).logLines;
       if (FAULT === 'stop') daemon.resume();
-      else await daemon.restart();
+      else {
+        await daemon.restart();
+        pinToRest(daemon.pid);
+      }
       const restartedAt = performance.now();
       // recovery: time until a repeated read of one id stops reaching the database (at most
       // 10 s; a request that gets no answer in 5 s counts as a hang)

@@ -1,5 +1,5 @@
 // One HTTP server variant for the benchmarks: GET /users/:id over a 5 ms timer "database".
-// VARIANT: trivial | nocache | handwritten | handwritten-intercepted | nest-cache-manager | ours-controller | ours-service | ours-getorset
+// VARIANT: trivial | nocache | nocache-intercepted | handwritten | handwritten-intercepted | nest-cache-manager | ours-controller | ours-service | ours-getorset
 // SIZE: 1k | 100k; PORT; MEMCACHED (host:port). GET /__stats reports database calls and CPU time.
 import 'reflect-metadata';
 import { CacheInterceptor, CacheModule } from '@nestjs/cache-manager';
@@ -88,6 +88,16 @@ class HandwrittenInterceptedController extends HandwrittenController {
   }
 }
 
+/** No cache behind a no-op interceptor: the floor for an interceptor-based cache that is down. */
+@Controller('users')
+class NoCacheInterceptedController {
+  @Get(':id')
+  @UseInterceptors(NoopInterceptor)
+  find(@Param('id') id: string) {
+    return db(id);
+  }
+}
+
 @Controller('users')
 class NestCacheController {
   @Get(':id')
@@ -141,6 +151,7 @@ function appModule(): DynamicModule {
   const table: Record<string, DynamicModule> = {
     trivial: { module: AppModule, controllers: [StatsController, TrivialController] },
     nocache: { module: AppModule, controllers: [StatsController, NoCacheController] },
+    'nocache-intercepted': { module: AppModule, controllers: [StatsController, NoCacheInterceptedController] },
     handwritten: { module: AppModule, controllers: [StatsController, HandwrittenController] },
     'handwritten-intercepted': { module: AppModule, controllers: [StatsController, HandwrittenInterceptedController] },
     'nest-cache-manager': {

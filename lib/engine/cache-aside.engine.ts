@@ -136,6 +136,21 @@ export class CacheAsideEngine {
     return result;
   }
 
+  /**
+   * True when a call under `plan` would go straight to the source because the node holding its
+   * namespace is down (its breaker is open), and nothing else in the plan needs the engine (no
+   * condition, put or eviction, nobody listening to misses) and `eligible` agrees. The call is
+   * counted as a miss, so the caller can skip the engine and run the method as it is.
+   */
+  skipsDownCache(plan: CachePlan, eligible: () => boolean = () => true): boolean {
+    const options = plan.cacheable;
+    if (options === undefined || options.condition !== undefined || plan.put !== undefined || plan.evicts.length > 0) return false;
+    const namespace = this.namespaceOf(plan, options);
+    if (!this.client.isDown(namespace + GENERATION_SUFFIX) || this.events.has('miss') || !eligible()) return false;
+    this.count(namespace).misses++;
+    return true;
+  }
+
   /** Deletes one entry of a namespace (under its current generation). Never rejects. */
   async evict(namespace: string, key: string): Promise<void> {
     try {

@@ -43,6 +43,11 @@ export class CacheInterceptor implements NestInterceptor {
       const site: CallSite = { keyArgs: [context], defaultKey: () => `${handler.name}:${stableKey(data)}` };
       return from(this.engine.execute(plan, site, load));
     }
+    if (this.engine.skipsDownCache(plan, () => this.isRequestCacheable(context) && this.cacheBypass(context, plan) === undefined)) {
+      // its node is known down: the handler's own Observable, with nothing around it
+      this.setCacheHeader(context.switchToHttp().getResponse(), 'MISS');
+      return next.handle();
+    }
     return from(this.executeHttp(context, plan, load));
   }
 
@@ -88,12 +93,9 @@ export class CacheInterceptor implements NestInterceptor {
     let bypass: string | undefined;
     let keySuffix: string | undefined;
     if (plan.cacheable && readable) {
-      if (usesResponseObject(context)) bypass = 'response-object';
-      else if (plan.cacheable.principal) {
-        const principal = plan.cacheable.principal(request, context);
-        if (principal !== undefined && principal !== '') keySuffix = `~principal=${principal}`;
-        else if (this.hasCredentials(request)) bypass = 'credentials';
-      } else if (this.hasCredentials(request)) bypass = 'credentials';
+      const principal = plan.cacheable.principal?.(request, context);
+      if (principal !== undefined && principal !== '') keySuffix = `~principal=${principal}`;
+      bypass = this.cacheBypass(context, plan, keySuffix !== undefined);
     }
     const path = () => this.trackBy(request).split('?', 1)[0];
     const site: CallSite = {
@@ -115,6 +117,16 @@ export class CacheInterceptor implements NestInterceptor {
     if (plan.cacheable && !readable) this.setCacheHeader(response, 'BYPASS');
     hooks.rawJson = readable && plan.cacheable !== undefined;
     return this.engine.execute(effective, site, load, hooks).then((value) => (value instanceof RawJson ? this.sendRawJson(response, value) : value));
+  }
+
+  /**
+   * Why a readable request must not use the shared cache (`@Res()` handler, credentials without
+   * a `principal` in the key), or undefined.
+   */
+  private cacheBypass(context: ExecutionContext, plan: CachePlan, hasPrincipal = plan.cacheable?.principal !== undefined): string | undefined {
+    if (usesResponseObject(context)) return 'response-object';
+    if (!hasPrincipal && this.hasCredentials(context.switchToHttp().getRequest())) return 'credentials';
+    return undefined;
   }
 
   /** A cached JSON body goes out as the stored text: no parse, no re-serialisation. */
