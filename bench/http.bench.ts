@@ -10,7 +10,7 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const WARMUP = Number(process.env.BENCH_WARMUP ?? 2);
 const SIZES = (process.env.BENCH_SIZES ?? '1k,100k').split(',');
-const VARIANTS = (process.env.BENCH_VARIANTS ?? 'trivial,nocache,handwritten,nest-cache-manager,ours-controller,ours-service,ours-getorset').split(',');
+const VARIANTS = (process.env.BENCH_VARIANTS ?? 'trivial,nocache,handwritten,handwritten-intercepted,nest-cache-manager,ours-controller,ours-service,ours-getorset').split(',');
 
 
 async function main() {

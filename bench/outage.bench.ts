@@ -8,7 +8,7 @@ import { cell, interleave, machineNotes, table } from './support/report.js';
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const FAULT = process.env.BENCH_FAULT ?? 'kill';
-const VARIANTS = ['nocache', 'handwritten', 'nest-cache-manager', 'ours-controller'];
+const VARIANTS = ['nocache', 'nocache-intercepted', 'handwritten', 'nest-cache-manager', 'ours-controller'];
 
 
 async function stats(url: string) {
