@@ -458,35 +458,39 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
    * or times out, `loader` runs and its result (or error) reaches the caller unchanged.
    * `undefined` results are not stored.
    */
-  getOrSet<T>(key: string, loader: () => T | Promise<T>, options?: GetOrSetOptions<T>): Promise<T> {
+  async getOrSet<T>(key: string, loader: () => T | Promise<T>, options?: GetOrSetOptions<T>): Promise<T> {
     const wire = this.keyFor(key, options?.namespace);
-    return this.flights.run(wire, async () => {
+    let cached: T | undefined;
+    try {
+      cached = await this.getWire<T>(wire);
+    } catch (err) {
+      // after a failed read the node is suspect: serve from the source, fill nothing (FB §3.1)
+      this.warnFailure(err);
+      return this.flights.run(wire, async () => loader());
+    }
+    if (cached !== undefined) return cached;
+    // concurrent misses of one key in this process share one load (hits never wait on each other)
+    return this.flights.run(wire, () => this.loadMissing(key, wire, loader, options));
+  }
+
+  private async loadMissing<T>(key: string, wire: string, loader: () => T | Promise<T>, options?: GetOrSetOptions<T>): Promise<T> {
+    const ttl = (value: T) => (typeof options?.ttl === 'function' ? normalizeTtl(options.ttl(value), 'ttl()') : options?.ttl);
+    if (this.options.leases && options?.lease !== false) {
+      const leaseKey = options?.namespace ? `${options.namespace}:${key}` : key;
+      return (await this.loadWithLease(leaseKey, async () => loader(), { ttl })).value;
+    }
+    const value = await loader();
+    if (value !== undefined) {
+      let seconds: number | undefined;
       try {
-        const cached = await this.getWire<T>(wire);
-        if (cached !== undefined) return cached;
+        seconds = ttl(value);
       } catch (err) {
-        // after a failed read the node is suspect: serve from the source, fill nothing (FB §3.1)
-        this.warnFailure(err);
-        return loader();
+        this.warnings.warn(`ttl:${key}`, (err as Error).message);
+        return value;
       }
-      const ttl = (value: T) => (typeof options?.ttl === 'function' ? normalizeTtl(options.ttl(value), 'ttl()') : options?.ttl);
-      if (this.options.leases && options?.lease !== false) {
-        const leaseKey = options?.namespace ? `${options.namespace}:${key}` : key;
-        return (await this.loadWithLease(leaseKey, async () => loader(), { ttl })).value;
-      }
-      const value = await loader();
-      if (value !== undefined) {
-        let seconds: number | undefined;
-        try {
-          seconds = ttl(value);
-        } catch (err) {
-          this.warnings.warn(`ttl:${key}`, (err as Error).message);
-          return value;
-        }
-        this.store(Opcode.Set, 'set', wire, value, seconds, options?.namespace).catch((err) => this.warnFailure(err));
-      }
-      return value;
-    });
+      this.store(Opcode.Set, 'set', wire, value, seconds, options?.namespace).catch((err) => this.warnFailure(err));
+    }
+    return value;
   }
 
   /** Removes every item on every node (memcached `flush_all`). Only on explicit request. */
