@@ -1,6 +1,6 @@
 // Outage: memcached killed (or frozen with SIGSTOP) under load. Healthy, outage and recovery
 // windows per variant, compared with no cache at all in the same round.
-// Run: npm run bench:outage   (BENCH_ROUNDS, BENCH_SECONDS, BENCH_FAULT=kill|stop)
+// Run: npm run bench:outage   (BENCH_ROUNDS, BENCH_SECONDS, BENCH_FAULT=kill|stop, BENCH_VARIANTS)
 import { freePort, MemcachedDaemon, sleep } from '../test/support/memcached-daemon.js';
 import { httpServer as server, loadGenerator as load, type LoadResult as Load, pinningNote, pinToRest, runJson, startServer, stop } from './support/processes.js';
 import { cell, interleave, machineNotes, table } from './support/report.js';
@@ -8,7 +8,7 @@ import { cell, interleave, machineNotes, table } from './support/report.js';
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const FAULT = process.env.BENCH_FAULT ?? 'kill';
-const VARIANTS = ['nocache', 'nocache-intercepted', 'handwritten', 'nest-cache-manager', 'ours-controller'];
+const VARIANTS = (process.env.BENCH_VARIANTS ?? 'nocache,nocache-intercepted,handwritten,nest-cache-manager,ours-controller').split(',');
 
 
 async function stats(url: string) {
