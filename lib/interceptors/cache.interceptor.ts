@@ -37,23 +37,23 @@ export class CacheInterceptor implements NestInterceptor {
     const handler = context.getHandler();
     const plan = getCachePlan(context.getClass(), handler);
     if (!plan) return next.handle();
+    if (type === 'http' && this.engine.skipsDownCache(plan, () => this.isRequestCacheable(context) && this.cacheBypass(context, plan) === undefined)) {
+      // its node is known down: the handler's own Observable, with nothing around it
+      this.setCacheHeader(responseOf(context), 'MISS');
+      return next.handle();
+    }
     const load = () => lastValueFrom(next.handle(), { defaultValue: undefined });
     if (type === 'rpc') {
       const data = context.switchToRpc().getData();
       const site: CallSite = { keyArgs: [context], defaultKey: () => `${handler.name}:${stableKey(data)}` };
       return from(this.engine.execute(plan, site, load));
     }
-    if (this.engine.skipsDownCache(plan, () => this.isRequestCacheable(context) && this.cacheBypass(context, plan) === undefined)) {
-      // its node is known down: the handler's own Observable, with nothing around it
-      this.setCacheHeader(context.switchToHttp().getResponse(), 'MISS');
-      return next.handle();
-    }
     return from(this.executeHttp(context, plan, load));
   }
 
   /** Whether this request may be answered from, and stored in, the shared cache. */
   protected isRequestCacheable(context: ExecutionContext): boolean {
-    const method = context.switchToHttp().getRequest<{ method?: string }>().method;
+    const method = requestOf(context).method;
     return method === 'GET' || method === 'HEAD';
   }
 
@@ -80,14 +80,12 @@ export class CacheInterceptor implements NestInterceptor {
   protected setCacheHeader(response: unknown, outcome: CacheOutcome): void {
     const res = response as { header?: (k: string, v: string) => void; setHeader?: (k: string, v: string) => void; headersSent?: boolean; sent?: boolean };
     if (res.headersSent || res.sent) return;
-    if (typeof res.header === 'function') res.header('X-Cache', outcome);
-    else res.setHeader?.('X-Cache', outcome);
+    setHeader(res, 'X-Cache', outcome);
   }
 
   private executeHttp(context: ExecutionContext, plan: CachePlan, load: () => Promise<unknown>): Promise<unknown> {
-    const http = context.switchToHttp();
-    const request = http.getRequest();
-    const response = http.getResponse();
+    const request = requestOf(context);
+    const response = responseOf(context);
     const readable = this.isRequestCacheable(context);
     const effective = readable ? plan : { ...plan, cacheable: undefined };
     let bypass: string | undefined;
@@ -125,19 +123,36 @@ export class CacheInterceptor implements NestInterceptor {
    */
   private cacheBypass(context: ExecutionContext, plan: CachePlan, hasPrincipal = plan.cacheable?.principal !== undefined): string | undefined {
     if (usesResponseObject(context)) return 'response-object';
-    if (!hasPrincipal && this.hasCredentials(context.switchToHttp().getRequest())) return 'credentials';
+    if (!hasPrincipal && this.hasCredentials(requestOf(context))) return 'credentials';
     return undefined;
   }
 
   /** A cached JSON body goes out as the stored text: no parse, no re-serialisation. */
   protected sendRawJson(response: unknown, value: RawJson): string {
-    const res = response as { getHeader?: (k: string) => unknown; header?: (k: string, v: string) => void; setHeader?: (k: string, v: string) => void };
-    if (res.getHeader?.('content-type') === undefined) {
-      if (typeof res.header === 'function') res.header('Content-Type', 'application/json; charset=utf-8');
-      else res.setHeader?.('Content-Type', 'application/json; charset=utf-8');
-    }
+    const res = response as HeaderTarget & { getHeader?: (k: string) => unknown };
+    if (res.getHeader?.('content-type') === undefined) setHeader(res, 'Content-Type', 'application/json; charset=utf-8');
     return value.json;
   }
+}
+
+type HeaderTarget = { header?: (k: string, v: string) => void; setHeader?: (k: string, v: string) => void };
+
+/**
+ * Sets a response header: Node's `setHeader` where there is one (Express, plain Node), else the
+ * adapter's `header` (a Fastify reply).
+ */
+function setHeader(res: HeaderTarget, name: string, value: string): void {
+  if (typeof res.setHeader === 'function') res.setHeader(name, value);
+  else res.header?.(name, value);
+}
+
+/** The HTTP request and response (`switchToHttp()` builds three closures per call; these do not). */
+function requestOf(context: ExecutionContext): { method?: string; headers?: Record<string, string | string[] | undefined>; originalUrl?: string; url?: string } {
+  return context.getArgByIndex(0);
+}
+
+function responseOf(context: ExecutionContext): unknown {
+  return context.getArgByIndex(1);
 }
 
 const responseObjectHandlers = new WeakMap<Function, boolean>();
