@@ -1,3 +1,4 @@
+import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { KetamaRing, ketamaHash } from '../../lib/cluster/ketama.js';
@@ -26,6 +27,13 @@ describe('KetamaRing (libmemcached weighted ketama)', () => {
       // only meaningful for the weighted ring
       if (!spy) expect(ring.pointAt(ring.pointIndex(v.hash1)), v.key).toBe(v.hash2);
       expect(pool[ring.locate(v.key)].host, v.key).toBe(v.server);
+    }
+  });
+
+  it('hashes any key (non-ASCII, long, empty) as the first four MD5 bytes, little-endian', () => {
+    const keys = ['', 'é', '日本語:キー', 'a'.repeat(300), ...Array.from({ length: 500 }, () => randomBytes(1 + (randomBytes(1)[0] % 40)).toString('latin1'))];
+    for (const key of keys) {
+      expect(ketamaHash(key), JSON.stringify(key)).toBe(createHash('md5').update(key).digest().readUInt32LE(0));
     }
   });
 
