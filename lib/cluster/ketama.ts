@@ -1,5 +1,4 @@
 import * as crypto from 'node:crypto';
-import { createHash } from 'node:crypto';
 
 export interface KetamaNode {
   host: string;
@@ -40,7 +39,7 @@ export class KetamaRing {
           : node.port === DEFAULT_PORT
             ? `${node.host}-${i}`
             : `${node.host}:${node.port}-${i}`;
-        const digest = createHash('md5').update(name).digest();
+        const digest = crypto.createHash('md5').update(name).digest();
         for (let h = 0; h < POINTS_PER_HASH; h++) {
           entries.push({ point: digest.readUInt32LE(h * 4), owner: index });
         }
@@ -94,7 +93,7 @@ const oneShot = (crypto as { hash?: (algorithm: string, data: string, encoding: 
 
 /** libmemcached's MD5 key hash: the first four digest bytes, little-endian. */
 export function ketamaHash(key: string): number {
-  if (oneShot === undefined) return createHash('md5').update(key).digest().readUInt32LE(0);
+  if (oneShot === undefined) return crypto.createHash('md5').update(key).digest().readUInt32LE(0);
   const bigEndian = parseInt(oneShot('md5', key, 'hex').slice(0, 8), 16);
   return (((bigEndian & 0xff) << 24) | ((bigEndian & 0xff00) << 8) | ((bigEndian >>> 8) & 0xff00) | (bigEndian >>> 24)) >>> 0;
 }

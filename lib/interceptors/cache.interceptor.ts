@@ -78,7 +78,7 @@ export class CacheInterceptor implements NestInterceptor {
   }
 
   protected setCacheHeader(response: unknown, outcome: CacheOutcome): void {
-    const res = response as { header?: (k: string, v: string) => void; setHeader?: (k: string, v: string) => void; headersSent?: boolean; sent?: boolean };
+    const res = response as HeaderTarget & { headersSent?: boolean; sent?: boolean };
     if (res.headersSent || res.sent) return;
     setHeader(res, 'X-Cache', outcome);
   }
