@@ -13,6 +13,7 @@ export const Opcode = {
   GetKQ: 0x0d,
   Stat: 0x10,
   Touch: 0x1c,
+  SaslAuth: 0x21,
 } as const;
 
 export const Status = {
@@ -24,6 +25,7 @@ export const Status = {
   NotStored: 0x05,
   NonNumeric: 0x06,
   AuthError: 0x20,
+  AuthContinue: 0x21,
   UnknownCommand: 0x81,
   OutOfMemory: 0x82,
 } as const;
@@ -40,7 +42,7 @@ export const STATUS_TEXT: Record<number, string> = {
   0x82: 'out of memory',
 };
 
-/** A response as memjs parses it. */
+/** One response frame. */
 export interface BinaryResponse {
   header: {
     opcode: number;
@@ -54,6 +56,8 @@ export interface BinaryResponse {
   key: Buffer;
   extras: Buffer;
   val: Buffer;
+  /** The body was larger than the client accepts and was skipped: key, extras and value are empty. */
+  oversized?: boolean;
 }
 
 const HEADER = 24;

@@ -1,0 +1,296 @@
+import { authFailed, authRequired, clientClosed, closedByServer, connectionReset, malformedResponse, noAnswer, noConnection, opcodeMismatch, protocolDropped, saslRefused, saslStatus } from '../memcached.messages.js';
+import net from 'node:net';
+import type { MemcachedNodeAddress } from '../config/server-list.js';
+import { MemcachedError } from './memcached.error.js';
+import { type BinaryResponse, buildRequest, Opcode, Status } from './protocol.js';
+import { ProtocolError, ResponseParser } from './response-parser.js';
+
+/** `onResponse` returns this while a multi-response request (getMulti, stats) is still streaming. */
+export const PENDING: unique symbol = Symbol('pending');
+
+export interface ConnectionOptions {
+  username?: string;
+  password?: string;
+  timeout: number;
+  connectTimeout: number;
+  keepAlive: boolean;
+  retries: number;
+  retryDelay: number;
+  /** Longest response body accepted; a longer one is skipped as it arrives and read as `oversized`. */
+  maxBodyLength: number;
+}
+
+export interface RequestOptions {
+  /** The request may get several responses; `onResponse` returns PENDING until the last. */
+  quiet?: boolean;
+  /** Safe to send again after a connection error. */
+  idempotent?: boolean;
+}
+
+/** What the client needs from a node: requests with a deadline, a reset, and close. */
+export interface NodeTransport {
+  readonly label: string;
+  request<T>(
+    operation: string,
+    seq: number,
+    frame: Buffer,
+    onResponse: (res: BinaryResponse) => T | typeof PENDING,
+    options?: RequestOptions,
+  ): Promise<T>;
+  /** Drops the current socket (a confused or stuck stream); the next request opens a new one. */
+  reset(): void;
+  close(): void;
+}
+
+export type NodeTransportFactory = (address: MemcachedNodeAddress, options: ConnectionOptions) => NodeTransport;
+
+interface Pending {
+  operation: string;
+  opcode: number;
+  frame: Buffer;
+  onResponse: (res: BinaryResponse) => unknown;
+  quiet: boolean;
+  idempotent: boolean;
+  attempt: number;
+  startedAt: number;
+  timer: NodeJS.Timeout;
+  resolve(value: unknown): void;
+  reject(error: MemcachedError): void;
+}
+
+type State = 'idle' | 'connecting' | 'ready' | 'closed';
+
+// SASL credentials live here, never on the connection, so inspecting a node cannot show them
+const credentials = new WeakMap<NodeConnection, Buffer>();
+
+const SASL_OPAQUE = 0;
+
+/**
+ * One memcached node over one pipelined socket, speaking the binary protocol. Every byte the
+ * server sends is checked (see `ResponseParser`): a broken frame drops the socket and fails what
+ * was in flight on it, never the process. Every request has its own deadline, including when the
+ * server closes the socket or stops answering; idempotent requests can be retried after a
+ * connection error, within that deadline. SASL PLAIN runs before anything else is sent.
+ */
+export class NodeConnection implements NodeTransport {
+  readonly label: string;
+  private state: State = 'idle';
+  private socket?: net.Socket;
+  private connectTimer?: NodeJS.Timeout;
+  private readonly pending = new Map<number, Pending>();
+  private outbox: Array<{ seq: number; frame: Buffer }> = [];
+  private flushScheduled = false;
+  private readonly options: Omit<ConnectionOptions, 'username' | 'password'>;
+
+  constructor(
+    readonly address: MemcachedNodeAddress,
+    { username, password, ...options }: ConnectionOptions,
+  ) {
+    this.label = address.label;
+    this.options = options;
+    if (username) {
+      const auth = Buffer.from(`\0${username}\0${password ?? ''}`, 'utf8');
+      credentials.set(this, buildRequest(Opcode.SaslAuth, 'PLAIN', null, auth, SASL_OPAQUE));
+    }
+  }
+
+  request<T>(
+    operation: string,
+    seq: number,
+    frame: Buffer,
+    onResponse: (res: BinaryResponse) => T | typeof PENDING,
+    options: RequestOptions = {},
+  ): Promise<T> {
+    if (this.state === 'closed') {
+      return Promise.reject(new MemcachedError(operation, this.label, 'CLOSED', clientClosed()));
+    }
+    if (this.pending.has(seq)) {
+      return Promise.reject(new MemcachedError(operation, this.label, 'CONNECTION', `request id ${seq} is already in flight`));
+    }
+    return new Promise<T>((resolve, reject) => {
+      const timeout = this.options.timeout;
+      const pending: Pending = {
+        operation,
+        opcode: frame[1],
+        frame,
+        onResponse,
+        quiet: options.quiet === true,
+        idempotent: options.idempotent === true,
+        attempt: 0,
+        startedAt: Date.now(),
+        timer: setTimeout(() => {
+          if (this.pending.get(seq) !== pending) return;
+          this.pending.delete(seq);
+          reject(new MemcachedError(operation, this.label, 'TIMEOUT', noAnswer(timeout)));
+        }, timeout),
+        resolve: resolve as (value: unknown) => void,
+        reject,
+      };
+      this.pending.set(seq, pending);
+      this.enqueue(seq, frame);
+    });
+  }
+
+  reset(): void {
+    if (this.socket) this.drop(this.socket, new MemcachedError('reset', this.label, 'CONNECTION', connectionReset()));
+  }
+
+  /** Ends the socket; requests made afterwards reject with `CLOSED`. */
+  close(): void {
+    if (this.state === 'closed') return;
+    // what was already asked for (a fill behind a result, say) still goes out
+    this.flush();
+    const wasReady = this.state === 'ready';
+    this.state = 'closed';
+    const socket = this.socket;
+    if (!socket) return;
+    if (!wasReady) {
+      this.drop(socket, new MemcachedError('close', this.label, 'CLOSED', clientClosed()));
+      return;
+    }
+    socket.end();
+    setTimeout(() => socket.destroy(), Math.min(this.options.timeout, 1000)).unref();
+  }
+
+  /**
+   * Requests issued in the same turn of the event loop (every HTTP request that arrived in it, a
+   * burst of concurrent calls) leave in one socket write instead of one system call each.
+   */
+  private enqueue(seq: number, frame: Buffer): void {
+    this.outbox.push({ seq, frame });
+    if (this.state === 'idle') this.connect();
+    if (this.state !== 'ready' || this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(this.flush);
+  }
+
+  private readonly flush = (): void => {
+    this.flushScheduled = false;
+    if (this.state !== 'ready' || this.socket === undefined) return;
+    const entries = this.outbox;
+    if (entries.length === 0) return;
+    this.outbox = [];
+    // frames of requests that already timed out are not sent
+    const frames: Buffer[] = [];
+    for (const entry of entries) if (this.pending.get(entry.seq)?.frame === entry.frame) frames.push(entry.frame);
+    if (frames.length > 0) this.socket.write(frames.length === 1 ? frames[0] : Buffer.concat(frames));
+  };
+
+  private connect(): void {
+    this.state = 'connecting';
+    const { host, port } = this.address;
+    const socket = net.connect({ host, port, noDelay: true, keepAlive: this.options.keepAlive, keepAliveInitialDelay: 30_000 });
+    socket.unref();
+    this.socket = socket;
+    const parser = new ResponseParser(this.options.maxBodyLength, (res) => this.dispatch(socket, res));
+    this.connectTimer = setTimeout(
+      () => this.drop(socket, new MemcachedError('connect', this.label, 'CONNECTION', noConnection(this.options.connectTimeout))),
+      this.options.connectTimeout,
+    );
+    socket.once('connect', () => {
+      if (this.socket !== socket) return;
+      const auth = credentials.get(this);
+      if (auth) socket.write(auth);
+      else this.ready(socket);
+    });
+    socket.on('data', (chunk: Buffer) => {
+      if (this.socket !== socket) return;
+      try {
+        parser.push(chunk);
+      } catch (error) {
+        const detail = error instanceof ProtocolError ? error.message : `unreadable response: ${String(error)}`;
+        this.drop(socket, new MemcachedError('read', this.label, 'PROTOCOL', protocolDropped(detail), undefined, { cause: error }));
+      }
+    });
+    socket.on('error', (error) => this.drop(socket, toError('connect', this.label, error)));
+    socket.on('close', () => this.drop(socket, new MemcachedError('read', this.label, 'CONNECTION', closedByServer())));
+  }
+
+  private ready(socket: net.Socket): void {
+    clearTimeout(this.connectTimer);
+    if (this.state === 'closed') {
+      socket.end();
+      return;
+    }
+    this.state = 'ready';
+    this.flush();
+  }
+
+  private dispatch(socket: net.Socket, res: BinaryResponse): void {
+    if (this.socket !== socket) return;
+    const { opcode, opaque, status } = res.header;
+    if (opcode === Opcode.SaslAuth && opaque === SASL_OPAQUE && this.state !== 'ready') {
+      if (status === Status.Ok) this.ready(socket);
+      else
+        this.drop(socket, new MemcachedError('authenticate', this.label, 'AUTH', status === Status.AuthError
+          ? saslRefused()
+          : saslStatus(status)));
+      return;
+    }
+    const pending = this.pending.get(opaque);
+    // a late answer to a request that already timed out
+    if (pending === undefined) return;
+    if (opcode !== pending.opcode && !(pending.quiet && opcode === Opcode.Noop)) {
+      throw new ProtocolError(opcodeMismatch(opcode, pending.opcode));
+    }
+    if (status === Status.AuthError) {
+      const detail = credentials.has(this)
+        ? authFailed()
+        : authRequired();
+      this.settle(opaque, pending, new MemcachedError(pending.operation, this.label, 'AUTH', detail, status));
+      return;
+    }
+    let result: unknown;
+    try {
+      result = pending.onResponse(res);
+    } catch (error) {
+      const failure = error instanceof MemcachedError
+        ? error
+        : new MemcachedError(pending.operation, this.label, 'PROTOCOL', malformedResponse((error as Error)?.message ?? String(error)), status, { cause: error });
+      this.settle(opaque, pending, failure);
+      return;
+    }
+    if (result !== PENDING) this.settle(opaque, pending, null, result);
+  }
+
+  private settle(seq: number, pending: Pending, error: MemcachedError | null, value?: unknown): void {
+    if (this.pending.get(seq) !== pending) return;
+    this.pending.delete(seq);
+    clearTimeout(pending.timer);
+    if (error) pending.reject(error);
+    else pending.resolve(value);
+  }
+
+  /** Drops a socket: its buffered bytes, unsent frames and in-flight requests go with it. */
+  private drop(socket: net.Socket, error: MemcachedError): void {
+    if (this.socket !== socket) return;
+    this.socket = undefined;
+    clearTimeout(this.connectTimer);
+    socket.destroy();
+    this.outbox = [];
+    const closed = this.state === 'closed';
+    if (!closed) this.state = 'idle';
+    for (const [seq, pending] of [...this.pending]) {
+      const left = this.options.timeout - (Date.now() - pending.startedAt) - this.options.retryDelay;
+      if (!closed && pending.idempotent && pending.attempt < this.options.retries && left > 0) {
+        pending.attempt++;
+        setTimeout(() => {
+          if (this.pending.get(seq) === pending && this.state !== 'closed') this.enqueue(seq, pending.frame);
+        }, this.options.retryDelay).unref();
+        continue;
+      }
+      const failure = closed && error.code !== 'AUTH' ? new MemcachedError(pending.operation, this.label, 'CLOSED', clientClosed()) : error;
+      this.settle(seq, pending, failure.operation === pending.operation ? failure : rename(failure, pending.operation));
+    }
+  }
+}
+
+function rename(error: MemcachedError, operation: string): MemcachedError {
+  const detail = error.message.slice(error.message.indexOf(' failed: ') + ' failed: '.length);
+  return new MemcachedError(operation, error.node, error.code, detail, error.status, { cause: error.cause });
+}
+
+function toError(operation: string, node: string, err: unknown): MemcachedError {
+  const message = err instanceof Error ? err.message : String(err);
+  return new MemcachedError(operation, node, 'CONNECTION', message, undefined, { cause: err });
+}
