@@ -1,6 +1,27 @@
 import { MemcachedClient } from './client/memcached.client.js';
 
-/** The injection token of a named client; the default client is injected by its class. */
+export const CACHEABLE_METADATA = 'nestjs-memcached:cacheable';
+export const CACHE_EVICT_METADATA = 'nestjs-memcached:cache-evict';
+export const CACHE_PUT_METADATA = 'nestjs-memcached:cache-put';
+/**
+ * Set on an instance (or a prototype) by the explorer: the function its decorated methods'
+ * trampolines hand their calls to.
+ */
+export const CACHE_INVOKER = Symbol.for('nestjs-memcached:invoker');
+/** Marks a method replaced by the decoration-time trampoline, holding the original. */
+export const ORIGINAL_METHOD = Symbol.for('nestjs-memcached:original');
+/**
+ * The interceptor the cache decorators apply to controller routes: `CacheInterceptor` unless the
+ * module's `interceptor` extra names a subclass.
+ */
+export const CACHE_INTERCEPTOR = Symbol.for('nestjs-memcached:interceptor');
+
+/**
+ * The injection token of a named client; the default client is injected by its class.
+ *
+ * @example
+ * Test.createTestingModule({ ... }).overrideProvider(getMemcachedClientToken('sessions')).useValue(fake)
+ */
 export function getMemcachedClientToken(name?: string): string | typeof MemcachedClient {
   return name === undefined || name === '' ? MemcachedClient : `MemcachedClient:${name}`;
 }

@@ -4,23 +4,92 @@ export const invalidOption = (name: string, value: unknown, expected: string) =>
 export const invalidEnv = (name: string, value: string, expected: string) =>
   `Invalid ${name}=${JSON.stringify(value)} (expected ${expected})`;
 
+export const invalidDecoratorOption = (decorator: string, where: string, option: string, value: string, expected: string) =>
+  `Invalid ${decorator} option "${option}" on ${where}: ${value} (expected ${expected})`;
+
 export const unknownOption = (name: string) =>
   `Unknown MemcachedModule option "${name}": see the README's configuration table for the supported options`;
 
 export const unknownEnv = (names: string[]) =>
   `Ignoring unknown environment variable(s) ${names.join(', ')}: not a MemcachedModule setting (typo?)`;
 
-export const oversizeSkipped = (pattern: string, size: number, limit: number) =>
-  `Not caching "${pattern}…": item of ${size} bytes exceeds the item size limit of ${limit} bytes ` +
-  `(memcached -I / maxItemSize); the key was deleted instead. Further skips for this pattern are only counted.`;
+export const oversizeSkipped = (label: string, size: number, limit: number) =>
+  `Not caching a value in ${label}: item of ${size} bytes exceeds the item size limit of ${limit} bytes ` +
+  `(memcached -I / maxItemSize); the key was deleted instead. Further skips in ${label} are only counted.`;
+
+export const unsupportedValueSkipped = (label: string, detail: string) => `Not caching a value in ${label}: ${detail}`;
+
+export const fillRefused = (label: string, detail: string) => `Not caching a value in ${label}: ${detail}`;
+
+export const unsupportedValue = (what: string, where: string, mode: string) =>
+  `${what}${where ? ` at ${where}` : ''} cannot be cached without changing: ` +
+  (mode === 'json'
+    ? 'the serializer is "json", which keeps only JSON types (strings, numbers, booleans, null, plain objects and arrays)'
+    : 'class instances, functions, symbols and errors would come back as something else. ' +
+      'Cache a plain object instead, or give the module a serializer that knows the type');
+
+export const cacheFailed = (operation: string, namespace: string, detail: string) =>
+  `cache ${operation} failed for namespace "${namespace}", continuing without the cache: ${detail}`;
 
 export const reachable = (node: string, version: string) => `memcached ${node} is reachable (version ${version})`;
 
 export const unreachable = (node: string, reason: string) =>
   `memcached ${node} is not reachable (${reason}); the application runs with this node's cache degraded`;
 
+export const nodeDown = (node: string, failures: number, lastError: string, cooldown: number) =>
+  `memcached ${node} marked down after ${failures} consecutive failures (${lastError}); ` +
+  `its requests are skipped while probes check it (at most ${cooldown} ms apart)`;
+
+export const nodeUp = (node: string, downForMs: number) => `memcached ${node} is back up after ${downForMs} ms`;
+
+// --- the wire: why a memcached operation failed (the detail of a MemcachedError) ---
+
+export const clientClosed = () => 'the client is closed';
+export const connectionReset = () => 'connection reset by the client';
+export const closedByServer = () => 'connection closed by the server';
+export const noAnswer = (ms: number) => `no answer within ${ms} ms`;
+export const noConnection = (ms: number) => `no connection within ${ms} ms`;
+export const saslRefused = () => 'authentication failed: the server refused the SASL username or password';
+export const saslStatus = (status: number) => `authentication failed: status 0x${status.toString(16)}`;
+export const authFailed = () => 'authentication failed';
+export const authRequired = () => 'authentication required: the server expects SASL credentials (username and password)';
+export const malformedResponse = (detail: string) => `malformed response: ${detail}`;
+export const protocolDropped = (detail: string) => `${detail}; connection dropped`;
+export const badMagic = (byte: string) => `not a binary-protocol response (magic byte 0x${byte}, expected 0x81)`;
+export const badDataType = (byte: string) => `unknown data type 0x${byte} in a response`;
+export const bodyTooLarge = (bytes: number) => `response declares a ${bytes}-byte body, more than any memcached item can hold`;
+export const keyExtrasTooLong = (key: number, extras: number, body: number) =>
+  `response key (${key} bytes) and extras (${extras} bytes) exceed its body (${body} bytes)`;
+export const opcodeMismatch = (got: number, sent: number) =>
+  `response opcode 0x${got.toString(16)} does not match request opcode 0x${sent.toString(16)}`;
+export const nodeSkipped = () => 'node is down; skipped until a probe succeeds';
+export const leaseStatus = (status: number) => `lease answered with status 0x${status.toString(16)}`;
+export const generationLost = () => 'a namespace generation could not be stored';
+
+// --- values, keys and TTLs a caller gives ---
+
+export const keyNotString = (got: string) => `memcached key must be a string, got ${got}`;
+export const invalidNamespace = (namespace: string) =>
+  `Invalid cache namespace ${JSON.stringify(namespace)}: use letters, digits, '_', '.' or '-'`;
+export const ttlPast2106 = (ttl: number) => `Invalid ttl ${ttl}: expires after the year 2106, beyond memcached's 32-bit expiry`;
+export const undefinedValue = () => 'undefined cannot be stored in memcached: use delete() to remove a key';
+export const invalidCounterNumber = (name: string, value: unknown) =>
+  `Invalid ${name} ${String(value)}: expected a whole number >= 0 (use a bigint above 2^53)`;
+export const invalidCounterBigint = (name: string, value: unknown) => `Invalid ${name} ${String(value)}: expected an unsigned 64-bit integer`;
+export const keyFromFunction = (type: string) =>
+  `cannot derive a cache key from a ${type}: give the decorator a key function`;
+export const keyFromCycle = () => 'cannot derive a cache key from a circular structure';
+export const keyFnNotString = (type: string) => `a cache key function returned ${type}, expected a string`;
+export const keysFnNotList = () => 'a keys() function must return a list of strings';
+export const notAMethod = (name: string) => `cache decorators apply to methods; ${name} is not one`;
+export const optionsNotObject = (value: string) => `MemcachedModule options must be an object, got ${value}`;
+export const viaPrototype = (className: string) =>
+  `${className} is not a singleton: its cached methods use the cache through the prototype`;
+
 export function show(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'number' || typeof value === 'bigint') return Object.is(value, -0) ? '-0' : String(value);
+  if (value instanceof RegExp) return String(value);
   if (typeof value === 'function') return 'a function';
   try {
     return JSON.stringify(value) ?? String(value);

@@ -1,18 +1,27 @@
+import { ttlPast2106 } from '../memcached.messages.js';
 /** memcached reads an expiry above 30 days as an absolute Unix time (REALTIME_MAXDELTA). */
 export const MAX_RELATIVE_TTL = 60 * 60 * 24 * 30;
+/** The longest TTL accepted: ten years (memcached's 32-bit absolute expiry ends in 2106). */
+export const MAX_TTL = 10 * 365 * 24 * 60 * 60;
 const MAX_EXPIRY = 0xffffffff;
 
 /**
- * Validates a TTL in seconds. Fractions round up, so a short TTL never becomes 0 (= never expire).
- * `name` is what the error calls the value (an option, an env variable, a decorator field).
+ * Validates a TTL in seconds: a number from 0 (no expiry) to ten years. Fractions round up, so a
+ * short TTL never becomes 0 (= never expire). `name` is what the error calls the value (an option,
+ * an env variable, a decorator field).
  */
 export function normalizeTtl(ttl: unknown, name = 'ttl'): number {
-  if (typeof ttl !== 'number' || !Number.isFinite(ttl) || ttl < 0) {
+  if (typeof ttl !== 'number' || !Number.isFinite(ttl) || ttl < 0 || ttl > MAX_TTL) {
     throw new RangeError(
-      `Invalid ${name} ${JSON.stringify(ttl) ?? String(ttl)}: expected a number of seconds >= 0 (0 = no expiry)`,
+      `Invalid ${name} ${JSON.stringify(ttl) ?? String(ttl)}: expected a number of seconds from 0 (no expiry) to ${MAX_TTL} (ten years)`,
     );
   }
   return Math.ceil(ttl);
+}
+
+/** A TTL given at a call: `undefined` means `fallback`; anything else (`null` included) is validated. */
+export function ttlOrDefault(ttl: unknown, fallback: number, name = 'ttl'): number {
+  return ttl === undefined ? fallback : normalizeTtl(ttl, name);
 }
 
 /**
@@ -24,7 +33,7 @@ export function toExpiry(ttlSeconds: number, nowMs: number = Date.now()): number
   if (ttl <= MAX_RELATIVE_TTL) return ttl;
   const absolute = Math.floor(nowMs / 1000) + ttl;
   if (absolute > MAX_EXPIRY) {
-    throw new RangeError(`Invalid ttl ${ttlSeconds}: expires after the year 2106, beyond memcached's 32-bit expiry`);
+    throw new RangeError(ttlPast2106(ttlSeconds));
   }
   return absolute;
 }

@@ -1,5 +1,8 @@
+import { deserialize, serialize } from 'node:v8';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import type { MemcachedSerializer } from '../interfaces/memcached-module-options.interface.js';
+import { undefinedValue, unsupportedValue } from '../memcached.messages.js';
+import { fidelityOf } from './value-fidelity.js';
 
 /** High 16 bits of the flags we write ("NM"): a value without them was stored by someone else. */
 export const FLAGS_MAGIC = 0x4e4d0000;
@@ -10,9 +13,40 @@ export const FLAG_COMPRESSED = 0x00000100;
 export const FLAG_LEASE = 0x00000200;
 /** The body starts with the entry's freshness deadline (stale-while-revalidate). */
 export const FLAG_FRESHNESS = 0x00000400;
+/** After any freshness deadline, the body carries the HTTP response's metadata (`ResponseMeta`). */
+export const FLAG_RESPONSE_META = 0x00000800;
 
-export const ValueFormat = { Json: 1, Utf8: 2, Binary: 3, Custom: 4 } as const;
+/** What an HTTP entry records about the request it answered. */
+export interface ResponseMeta {
+  /** The response's `Vary` header names with the request's values for them. */
+  vary?: Array<[string, string]>;
+}
+
+export const ValueFormat = { Json: 1, Utf8: 2, Binary: 3, Custom: 4, Structured: 5 } as const;
 type ValueFormat = (typeof ValueFormat)[keyof typeof ValueFormat];
+
+/**
+ * How values that are neither strings nor Buffers are stored: `auto` (JSON when the value
+ * survives JSON unchanged, else Node's structured serialisation when that keeps it, else
+ * refused), `json` (JSON only: for values other languages read), `structured` (always
+ * structured serialisation).
+ */
+export type ValueMode = 'auto' | 'json' | 'structured';
+
+/** A value that would not come back as it went in; it is not stored. */
+export class UnsupportedValueError extends TypeError {
+  override readonly name = 'UnsupportedValueError';
+
+  constructor(
+    /** What could not be kept, e.g. `an instance of User` or `a Map`. */
+    readonly what: string,
+    /** Where in the value, e.g. `.owner` or `[3]`; empty for the value itself. */
+    readonly where: string,
+    mode: ValueMode,
+  ) {
+    super(unsupportedValue(what, where, mode));
+  }
+}
 
 export interface EncodedValue {
   bytes: Buffer;
@@ -40,11 +74,13 @@ export interface DecodedItem {
   value: unknown;
   /** Epoch ms after which the entry is stale (stale-while-revalidate entries only). */
   freshUntil?: number;
+  meta?: ResponseMeta;
 }
 
 export interface ValueCodecOptions {
   compressionThreshold: number;
   serializer?: MemcachedSerializer;
+  mode?: ValueMode;
 }
 
 // memcached may space-pad a counter that a decrement made shorter
@@ -52,8 +88,10 @@ const DIGITS = /^([0-9]{1,20}) *$/;
 
 /**
  * Encodes values for memcached and records the format in the item's flags, so a reader never
- * guesses: strings and Buffers round-trip byte for byte, everything else goes through JSON (or
- * the configured serializer); bodies above the threshold are deflated when that saves space.
+ * guesses: strings and Buffers round-trip byte for byte; everything else goes through JSON when
+ * JSON keeps it, through structured serialisation when only that does (see `ValueMode`), or the
+ * configured serializer; a value neither keeps is refused with `UnsupportedValueError`. Bodies
+ * above the threshold are deflated when that saves space.
  */
 export class ValueCodec {
   constructor(private readonly options: ValueCodecOptions) {}
@@ -63,30 +101,13 @@ export class ValueCodec {
     return { bytes: token, flags: (FLAGS_MAGIC | FLAG_LEASE) >>> 0 };
   }
 
-  /** `freshUntil` (epoch ms) makes a stale-while-revalidate entry. */
-  encode(value: unknown, freshUntil?: number): EncodedValue {
-    let bytes: Buffer;
-    let format: ValueFormat;
-    if (typeof value === 'string' && value.isWellFormed()) {
-      bytes = Buffer.from(value, 'utf8');
-      format = ValueFormat.Utf8;
-    } else if (Buffer.isBuffer(value)) {
-      bytes = value;
-      format = ValueFormat.Binary;
-    } else if (value === undefined) {
-      throw new TypeError('undefined cannot be stored in memcached: use delete() to remove a key');
-    } else if (this.options.serializer) {
-      const out = this.options.serializer.serialize(value);
-      bytes = typeof out === 'string' ? Buffer.from(out, 'utf8') : out;
-      format = ValueFormat.Custom;
-    } else {
-      const json = JSON.stringify(value);
-      if (json === undefined) {
-        throw new TypeError(`a ${typeof value} cannot be stored as JSON`);
-      }
-      bytes = Buffer.from(json, 'utf8');
-      format = ValueFormat.Json;
-    }
+  /**
+   * `freshUntil` (epoch ms) makes a stale-while-revalidate entry. `asResponse` stores an HTTP
+   * response body: JSON exactly as Nest would send it, with no type check (what a client receives
+   * is that text either way).
+   */
+  encode(value: unknown, freshUntil?: number, asResponse = false, meta?: ResponseMeta): EncodedValue {
+    let { bytes, format } = this.body(value, asResponse);
     let flags = FLAGS_MAGIC | format;
     const threshold = this.options.compressionThreshold;
     if (threshold > 0 && bytes.length >= threshold) {
@@ -96,6 +117,14 @@ export class ValueCodec {
         flags |= FLAG_COMPRESSED;
       }
     }
+    if (meta !== undefined) {
+      const json = Buffer.from(JSON.stringify(meta), 'utf8');
+      if (json.length > 0xffff) throw new UnsupportedValueError('response metadata over 64 KiB', '', 'json');
+      const length = Buffer.allocUnsafe(2);
+      length.writeUInt16BE(json.length, 0);
+      bytes = Buffer.concat([length, json, bytes]);
+      flags |= FLAG_RESPONSE_META;
+    }
     if (freshUntil !== undefined) {
       const header = Buffer.allocUnsafe(8);
       header.writeDoubleBE(freshUntil, 0);
@@ -103,6 +132,29 @@ export class ValueCodec {
       flags |= FLAG_FRESHNESS;
     }
     return { bytes, flags: flags >>> 0 };
+  }
+
+  private body(value: unknown, asResponse: boolean): { bytes: Buffer; format: ValueFormat } {
+    if (typeof value === 'string' && value.isWellFormed()) return { bytes: Buffer.from(value, 'utf8'), format: ValueFormat.Utf8 };
+    if (Buffer.isBuffer(value)) return { bytes: value, format: ValueFormat.Binary };
+    if (value === undefined) throw new TypeError(undefinedValue());
+    if (asResponse) {
+      const json = JSON.stringify(value);
+      if (json === undefined) throw new UnsupportedValueError(`a ${typeof value}`, '', 'json');
+      return { bytes: Buffer.from(json, 'utf8'), format: ValueFormat.Json };
+    }
+    if (this.options.serializer) {
+      const out = this.options.serializer.serialize(value);
+      return { bytes: typeof out === 'string' ? Buffer.from(out, 'utf8') : out, format: ValueFormat.Custom };
+    }
+    const mode = this.options.mode ?? 'auto';
+    const fidelity = fidelityOf(value);
+    if (fidelity.kind === 'unsupported') throw new UnsupportedValueError(fidelity.what, fidelity.where, mode);
+    if (fidelity.kind === 'json' && mode !== 'structured') {
+      return { bytes: Buffer.from(JSON.stringify(value), 'utf8'), format: ValueFormat.Json };
+    }
+    if (mode === 'json') throw new UnsupportedValueError(fidelity.kind === 'structured' ? fidelity.what : 'a value', '', mode);
+    return { bytes: serialize(value), format: ValueFormat.Structured };
   }
 
   /** The value, LEASE for a lease marker, or UNDECODABLE. */
@@ -125,8 +177,17 @@ export class ValueCodec {
       freshUntil = bytes.readDoubleBE(0);
       bytes = bytes.subarray(8);
     }
+    let meta: ResponseMeta | undefined;
+    if (flags & FLAG_RESPONSE_META) {
+      if (bytes.length < 2 || bytes.length < 2 + bytes.readUInt16BE(0)) return UNDECODABLE;
+      const end = 2 + bytes.readUInt16BE(0);
+      meta = parseMeta(bytes.toString('utf8', 2, end));
+      if (meta === undefined) return UNDECODABLE;
+      bytes = bytes.subarray(end);
+    }
     const value = this.decodeBody(bytes, flags, rawJson);
-    return value === UNDECODABLE ? UNDECODABLE : { value, freshUntil };
+    if (value === UNDECODABLE) return UNDECODABLE;
+    return meta === undefined ? { value, freshUntil } : { value, freshUntil, meta };
   }
 
   private decodeBody(bytes: Buffer, flags: number, rawJson: boolean): unknown {
@@ -142,12 +203,29 @@ export class ValueCodec {
           return Buffer.from(body);
         case ValueFormat.Custom:
           return this.options.serializer ? this.options.serializer.deserialize(body) : UNDECODABLE;
+        case ValueFormat.Structured:
+          return deserialize(body);
         default:
           return UNDECODABLE;
       }
     } catch {
       return UNDECODABLE;
     }
+  }
+}
+
+/** Response metadata as stored, checked to be the shape we write; undefined when it is not. */
+function parseMeta(text: string): ResponseMeta | undefined {
+  try {
+    const meta = JSON.parse(text) as ResponseMeta;
+    if (meta === null || typeof meta !== 'object') return undefined;
+    const vary = meta.vary;
+    if (vary !== undefined && !(Array.isArray(vary) && vary.every((p) => Array.isArray(p) && p.length === 2 && typeof p[0] === 'string' && typeof p[1] === 'string'))) {
+      return undefined;
+    }
+    return { vary };
+  } catch {
+    return undefined;
   }
 }
 

@@ -1,20 +1,30 @@
 import type { LoggerService } from '@nestjs/common';
 import type {
+  MemcachedHttpOptions,
   MemcachedModuleOptions,
   MemcachedSerializer,
 } from '../interfaces/memcached-module-options.interface.js';
-import { invalidOption, show, unknownOption } from '../memcached.messages.js';
-import { type MemcachedNodeAddress, parseEntry, parseServerList, toNode, DEFAULT_PORT } from './server-list.js';
+import { MAX_TTL } from '../codec/ttl.js';
+import type { ValueMode } from '../codec/value.codec.js';
+import { invalidOption, optionsNotObject, show, unknownOption } from '../memcached.messages.js';
+import { DEFAULT_PORT, isHostName, MAX_WEIGHT, type MemcachedNodeAddress, parseEntry, parseServerList, toNode } from './server-list.js';
 
 /** Thrown at startup for configuration that cannot work; the message names the option or variable. */
 export class MemcachedConfigError extends Error {
   override readonly name = 'MemcachedConfigError';
 }
 
+/** The module-wide HTTP caching rules, resolved from the `http` option. */
+export interface HttpCachePolicy {
+  /** Header names (lower case) that identify the caller; undefined: the built-in list and the name rule. */
+  credentialHeaders?: ReadonlySet<string>;
+  /** Cookies that never change a response (consent, analytics, theme). */
+  ignoreCookies: ReadonlyArray<string | RegExp>;
+}
+
 export interface ResolvedMemcachedOptions {
   nodes: MemcachedNodeAddress[];
   username?: string;
-  password?: string;
   keyPrefix: string;
   ttl: number;
   timeout: number;
@@ -32,6 +42,8 @@ export interface ResolvedMemcachedOptions {
   deadNodePolicy: 'miss' | 'rehash';
   hashing: 'ketama' | 'ketama-spy';
   serializer?: MemcachedSerializer;
+  valueMode: ValueMode;
+  http: HttpCachePolicy;
   /** undefined: Nest's Logger. */
   logger: LoggerService | false | undefined;
 }
@@ -50,21 +62,65 @@ export const DEFAULTS = {
   leaseTtl: 5,
   leaseWait: 2000,
   breakerThreshold: 3,
-  breakerCooldown: 2000,
+  breakerCooldown: 250,
   deadNodePolicy: 'miss',
   hashing: 'ketama',
 } as const;
 
+/** A numeric option's range and unit, shared by the options and their environment variables. */
+export interface NumericBound {
+  min: number;
+  max: number;
+  unit: string;
+  /** Whole numbers only. */
+  integer: boolean;
+}
+
+export const NUMERIC_OPTIONS = {
+  ttl: { min: 0, max: MAX_TTL, unit: 'seconds (0 = no expiry)', integer: false },
+  timeout: { min: 1, max: 600_000, unit: 'milliseconds', integer: true },
+  connectTimeout: { min: 1, max: 600_000, unit: 'milliseconds', integer: true },
+  retries: { min: 0, max: 10, unit: 'attempts', integer: true },
+  retryDelay: { min: 0, max: 60_000, unit: 'milliseconds', integer: true },
+  compressionThreshold: { min: 0, max: 1024 * 1024 * 1024, unit: 'bytes (0 = off)', integer: true },
+  maxItemSize: { min: 1024, max: 1024 * 1024 * 1024, unit: 'bytes', integer: true },
+  leaseTtl: { min: 1, max: 86_400, unit: 'seconds', integer: true },
+  leaseWait: { min: 0, max: 600_000, unit: 'milliseconds', integer: true },
+  breakerThreshold: { min: 0, max: 10_000, unit: 'failures (0 = off)', integer: true },
+  breakerCooldown: { min: 10, max: 600_000, unit: 'milliseconds', integer: true },
+} as const satisfies Record<string, NumericBound>;
+
+export type NumericOption = keyof typeof NUMERIC_OPTIONS;
+
+/** What a numeric option accepts, as an error message says it. */
+export function describeBound(bound: NumericBound): string {
+  return `${bound.integer ? 'a whole number' : 'a number'} of ${bound.unit} from ${bound.min} to ${bound.max}`;
+}
+
+export function withinBound(value: unknown, bound: NumericBound): value is number {
+  return (
+    typeof value === 'number' &&
+    Number.isFinite(value) &&
+    (!bound.integer || Number.isInteger(value)) &&
+    value >= bound.min &&
+    value <= bound.max
+  );
+}
+
 const KNOWN = new Set<string>([
   'servers', 'username', 'password', 'keyPrefix', 'ttl', 'timeout', 'connectTimeout', 'retries',
   'retryDelay', 'keepAlive', 'compressionThreshold', 'maxItemSize', 'serializer', 'logger',
-  'breakerThreshold', 'breakerCooldown', 'deadNodePolicy', 'hashing', 'leases', 'leaseTtl', 'leaseWait',
+  'breakerThreshold', 'breakerCooldown', 'deadNodePolicy', 'hashing', 'leases', 'leaseTtl', 'leaseWait', 'http',
 ]);
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+/** Printable ASCII without space or '#', so a prefixed key can still be sent as it is. */
+const KEY_PREFIX = /^[\x21-\x22\x24-\x7e]{0,128}$/;
 
 /** Validates options and fills in defaults. Throws `MemcachedConfigError` naming the bad option. */
 export function resolveOptions(options: MemcachedModuleOptions = {}): ResolvedMemcachedOptions {
   if (options === null || typeof options !== 'object') {
-    throw new MemcachedConfigError(`MemcachedModule options must be an object, got ${show(options)}`);
+    throw new MemcachedConfigError(optionsNotObject(show(options)));
   }
   for (const name of Object.keys(options)) {
     if (!KNOWN.has(name)) throw new MemcachedConfigError(unknownOption(name));
@@ -80,63 +136,96 @@ export function resolveOptions(options: MemcachedModuleOptions = {}): ResolvedMe
     }
     return value as string | undefined;
   };
-  const int = (name: keyof MemcachedModuleOptions, value: unknown, min: number, unit: string) => {
-    if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
-      throw fail(name, value, `a whole number of ${unit} >= ${min}`);
-    }
+  const num = (name: NumericOption, value: unknown) => {
+    const bound = NUMERIC_OPTIONS[name];
+    if (!withinBound(value, bound)) throw fail(name, value, describeBound(bound));
     return value;
   };
 
-  const ttl = def(options.ttl, DEFAULTS.ttl);
-  if (typeof ttl !== 'number' || !Number.isFinite(ttl) || ttl < 0) {
-    throw fail('ttl', ttl, 'a number of seconds >= 0, 0 = no expiry');
-  }
-  const timeout = int('timeout', def(options.timeout, DEFAULTS.timeout), 1, 'milliseconds');
+  const ttl = num('ttl', def(options.ttl, DEFAULTS.ttl));
+  const timeout = num('timeout', def(options.timeout, DEFAULTS.timeout));
   const compression = def(options.compressionThreshold, DEFAULTS.compressionThreshold);
   const keepAlive = def(options.keepAlive, DEFAULTS.keepAlive);
   if (typeof keepAlive !== 'boolean') throw fail('keepAlive', keepAlive, 'true or false');
   const leases = def(options.leases, DEFAULTS.leases);
   if (typeof leases !== 'boolean') throw fail('leases', leases, 'true or false');
-  const serializer = options.serializer;
+  const serializer = def(options.serializer, 'auto');
+  const custom = typeof serializer === 'object' && serializer !== null;
   if (
-    serializer !== undefined &&
-    (typeof serializer?.serialize !== 'function' || typeof serializer?.deserialize !== 'function')
+    !(serializer === 'auto' || serializer === 'json' || serializer === 'structured') &&
+    !(custom && typeof serializer.serialize === 'function' && typeof serializer.deserialize === 'function')
   ) {
-    throw fail('serializer', serializer, 'an object with serialize() and deserialize()');
+    throw fail('serializer', serializer, '"auto", "json", "structured" or an object with serialize() and deserialize()');
   }
   const logger = options.logger;
   if (logger !== undefined && logger !== false && typeof logger?.warn !== 'function') {
     throw fail('logger', logger, 'a Nest LoggerService or false');
+  }
+  const keyPrefix = str('keyPrefix', def(options.keyPrefix, DEFAULTS.keyPrefix))!;
+  if (!KEY_PREFIX.test(keyPrefix)) {
+    throw fail('keyPrefix', keyPrefix, "at most 128 printable ASCII characters, without spaces or '#'");
   }
 
   const deadNodePolicy = def(options.deadNodePolicy, DEFAULTS.deadNodePolicy);
   if (deadNodePolicy !== 'miss' && deadNodePolicy !== 'rehash') throw fail('deadNodePolicy', deadNodePolicy, '"miss" or "rehash"');
   const hashing = def(options.hashing, DEFAULTS.hashing);
   if (hashing !== 'ketama' && hashing !== 'ketama-spy') throw fail('hashing', hashing, '"ketama" or "ketama-spy"');
+  const maxItemSize = num('maxItemSize', def(options.maxItemSize, DEFAULTS.maxItemSize));
+  const retryDelay = num('retryDelay', def(options.retryDelay, DEFAULTS.retryDelay));
 
-  return {
+  const resolved: ResolvedMemcachedOptions = {
     nodes,
     username: str('username', options.username) ?? username,
-    password: str('password', options.password) ?? password,
-    keyPrefix: str('keyPrefix', def(options.keyPrefix, DEFAULTS.keyPrefix))!,
+    keyPrefix,
     ttl: Math.ceil(ttl),
     timeout,
-    connectTimeout: int('connectTimeout', def(options.connectTimeout, timeout), 1, 'milliseconds'),
-    retries: int('retries', def(options.retries, DEFAULTS.retries), 0, 'attempts'),
-    retryDelay: int('retryDelay', def(options.retryDelay, DEFAULTS.retryDelay), 0, 'milliseconds'),
+    connectTimeout: num('connectTimeout', def(options.connectTimeout, timeout)),
+    retries: num('retries', def(options.retries, DEFAULTS.retries)),
+    retryDelay,
     keepAlive,
-    compressionThreshold:
-      compression === false ? 0 : int('compressionThreshold', compression, 0, 'bytes (0 or false = off)'),
-    maxItemSize: int('maxItemSize', def(options.maxItemSize, DEFAULTS.maxItemSize), 1024, 'bytes'),
+    compressionThreshold: compression === false ? 0 : num('compressionThreshold', compression),
+    maxItemSize,
     leases,
-    leaseTtl: int('leaseTtl', def(options.leaseTtl, DEFAULTS.leaseTtl), 1, 'seconds'),
-    leaseWait: int('leaseWait', def(options.leaseWait, DEFAULTS.leaseWait), 0, 'milliseconds'),
-    breakerThreshold: int('breakerThreshold', def(options.breakerThreshold, DEFAULTS.breakerThreshold), 0, 'failures (0 = off)'),
-    breakerCooldown: int('breakerCooldown', def(options.breakerCooldown, DEFAULTS.breakerCooldown), 1, 'milliseconds'),
+    leaseTtl: num('leaseTtl', def(options.leaseTtl, DEFAULTS.leaseTtl)),
+    leaseWait: num('leaseWait', def(options.leaseWait, DEFAULTS.leaseWait)),
+    breakerThreshold: num('breakerThreshold', def(options.breakerThreshold, DEFAULTS.breakerThreshold)),
+    breakerCooldown: num('breakerCooldown', def(options.breakerCooldown, DEFAULTS.breakerCooldown)),
     deadNodePolicy,
     hashing,
-    serializer,
+    serializer: custom ? (serializer as MemcachedSerializer) : undefined,
+    valueMode: custom ? 'auto' : (serializer as ValueMode),
+    http: resolveHttp(options.http, fail),
     logger,
+  };
+  // the password is never a property: inspecting the options, even with showHidden, cannot show it
+  const secret = str('password', options.password) ?? password;
+  if (secret !== undefined) passwords.set(resolved, secret);
+  return resolved;
+}
+
+const passwords = new WeakMap<ResolvedMemcachedOptions, string>();
+
+/** The SASL password of resolved options (kept apart from them). */
+export function passwordOf(options: ResolvedMemcachedOptions): string | undefined {
+  return passwords.get(options);
+}
+
+function resolveHttp(http: MemcachedHttpOptions | undefined, fail: (name: string, value: unknown, expected: string) => Error): HttpCachePolicy {
+  if (http === undefined) return { ignoreCookies: [] };
+  if (http === null || typeof http !== 'object') throw fail('http', http, 'an object');
+  for (const name of Object.keys(http)) {
+    if (name !== 'credentialHeaders' && name !== 'ignoreCookies') throw fail(`http.${name}`, (http as Record<string, unknown>)[name], 'a known option: credentialHeaders or ignoreCookies');
+  }
+  const { credentialHeaders, ignoreCookies } = http;
+  if (credentialHeaders !== undefined && !(Array.isArray(credentialHeaders) && credentialHeaders.every((h) => typeof h === 'string' && HEADER_NAME.test(h)))) {
+    throw fail('http.credentialHeaders', credentialHeaders, 'a list of header names');
+  }
+  if (ignoreCookies !== undefined && !(Array.isArray(ignoreCookies) && ignoreCookies.every((c) => (typeof c === 'string' && c !== '') || c instanceof RegExp))) {
+    throw fail('http.ignoreCookies', ignoreCookies, 'a list of cookie names or regular expressions');
+  }
+  return {
+    credentialHeaders: credentialHeaders === undefined ? undefined : new Set(credentialHeaders.map((h) => h.toLowerCase())),
+    ignoreCookies: ignoreCookies ?? [],
   };
 }
 
@@ -156,13 +245,13 @@ function resolveServers(servers: unknown): {
   }
   const nodes = servers.map((entry) => {
     if (typeof entry === 'string') return parseEntry(entry.trim(), (why) => fail(entry, why));
-    if (entry === null || typeof entry !== 'object' || typeof entry.host !== 'string' || entry.host === '') {
-      throw fail(entry, 'an object needs a non-empty "host"');
+    if (entry === null || typeof entry !== 'object' || typeof entry.host !== 'string' || !isHostName(entry.host)) {
+      throw fail(entry, 'an object needs a "host": a host name or IP address');
     }
     const port = entry.port ?? DEFAULT_PORT;
     const weight = entry.weight ?? 1;
     if (!Number.isInteger(port) || port < 1 || port > 65535) throw fail(entry, `port ${show(port)} is not 1-65535`);
-    if (!Number.isInteger(weight) || weight < 1) throw fail(entry, `weight ${show(weight)} is not a whole number >= 1`);
+    if (!Number.isInteger(weight) || weight < 1 || weight > MAX_WEIGHT) throw fail(entry, `weight ${show(weight)} is not a whole number from 1 to ${MAX_WEIGHT}`);
     return toNode(entry.host, port, weight);
   });
   return { nodes };

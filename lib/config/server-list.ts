@@ -12,7 +12,16 @@ export interface ParsedServerList {
   password?: string;
 }
 
+/** The port memcached (and libmemcached's ketama point names) assume when none is given. */
 export const DEFAULT_PORT = 11211;
+export const MAX_WEIGHT = 10_000;
+
+const HOST = /^[A-Za-z0-9._%-]+$|^[0-9A-Fa-f:.%]*:[0-9A-Fa-f:.%]*$/;
+
+/** A host name, an IPv4 address, or an IPv6 address (without brackets). */
+export function isHostName(host: string): boolean {
+  return host.length > 0 && host.length <= 253 && HOST.test(host);
+}
 
 /**
  * Parses `host[:port[:weight]]` entries (comma-separated). IPv6 hosts go in brackets:
@@ -58,12 +67,13 @@ export function parseEntry(entry: string, fail: (why: string) => Error): Memcach
     host = parts[0];
     rest = parts.slice(1);
   }
-  if (!/^[A-Za-z0-9._:%-]+$/.test(host)) throw fail('no valid host name');
+  if (!isHostName(host)) throw fail('no valid host name');
   if (rest.length > 2) throw fail('too many ":" (expected host:port:weight)');
-  const port = rest[0] === undefined || rest[0] === '' ? DEFAULT_PORT : Number(rest[0]);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw fail(`port ${JSON.stringify(rest[0])} is not 1-65535`);
-  const weight = rest[1] === undefined ? 1 : Number(rest[1]);
-  if (!Number.isInteger(weight) || weight < 1) throw fail(`weight ${JSON.stringify(rest[1])} is not a whole number >= 1`);
+  // decimal digits only: Number() would also take "0x2bcb", "+11211" or "1e4"
+  const port = rest[0] === undefined || rest[0] === '' ? DEFAULT_PORT : /^[1-9][0-9]{0,4}$/.test(rest[0]) ? Number(rest[0]) : NaN;
+  if (!(port >= 1 && port <= 65535)) throw fail(`port ${JSON.stringify(rest[0])} is not a decimal number from 1 to 65535`);
+  const weight = rest[1] === undefined ? 1 : /^[1-9][0-9]{0,4}$/.test(rest[1]) ? Number(rest[1]) : NaN;
+  if (!(weight >= 1 && weight <= MAX_WEIGHT)) throw fail(`weight ${JSON.stringify(rest[1])} is not a whole number from 1 to ${MAX_WEIGHT}`);
   return toNode(host, port, weight);
 }
 

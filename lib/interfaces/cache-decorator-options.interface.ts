@@ -28,11 +28,22 @@ export interface CacheableOptions<A extends unknown[] = any[], R = any> extends 
   /** Checked after a miss, on the result: `true` returns it without storing it. */
   unless?: NoInfer<(result: Awaited<R>, ...args: A) => boolean>;
   /**
-   * Controllers only: the caller's identity (user id, tenant) taken from the request, which then
-   * becomes part of the key. Without it, requests carrying `Authorization` or a session cookie
-   * bypass the cache, so no user is ever served another user's response.
+   * Controllers only: the caller's identity (user id, tenant) taken from the request; each caller
+   * gets their own variant of the entry. Without it (or when it returns undefined), a request
+   * carrying a credential header or a cookie bypasses the cache, so no user is ever served
+   * another user's response.
    */
   principal?: (request: any, context: ExecutionContext) => string | undefined;
+  /**
+   * Controllers only: the response is the same for every caller, so requests with credentials or
+   * cookies are answered from (and fill) the shared entry. Default false.
+   */
+  public?: boolean;
+  /**
+   * Controllers only: cookies that do not change this route's response (names or patterns), on top
+   * of the module's `http.ignoreCookies`; a request whose other cookies are all ignored is cached.
+   */
+  ignoreCookies?: Array<string | RegExp>;
   /**
    * Seconds an entry may still be served after its TTL while exactly one caller (across all
    * processes) refreshes it in the background; past TTL + this, it is a miss. HTTP: `X-Cache: STALE`.
@@ -58,6 +69,16 @@ export interface CachePutOptions<A extends unknown[] = any[], R = any> extends C
   ttl?: number | ((result: Awaited<R>) => number);
   /** Checked after the call: `true` skips the write. */
   unless?: NoInfer<(result: Awaited<R>, ...args: A) => boolean>;
+}
+
+/** Everything the engine needs to know about one decorated method, read once from its decorators. */
+export interface CachePlan {
+  className: string;
+  methodName: string;
+  cacheable?: CacheableOptions;
+  put?: CachePutOptions;
+  evicts: CacheEvictOptions[];
+  defaults: CacheClassDefaults;
 }
 
 /** Defaults a class-level decorator gives its methods. */

@@ -1,4 +1,4 @@
-import type { LoggerService } from '@nestjs/common';
+import type { LoggerService, NestInterceptor, Type } from '@nestjs/common';
 
 /** One memcached node. `weight` (default 1) sets its share of keys in a cluster. */
 export interface MemcachedServerOptions {
@@ -72,10 +72,38 @@ export interface MemcachedModuleOptions {
   deadNodePolicy?: 'miss' | 'rehash';
   /** Key distribution over several servers: libmemcached weighted ketama, or its KETAMA_SPY naming. Default `ketama`. */
   hashing?: 'ketama' | 'ketama-spy';
-  /** Serializer for values that are not strings or Buffers. Default JSON. */
-  serializer?: MemcachedSerializer;
+  /**
+   * How values other than strings and Buffers are stored. `auto`: JSON when the value survives
+   * JSON unchanged, else Node's structured serialisation (Date, Map, Set, BigInt, typed arrays,
+   * undefined, NaN, cycles); a value neither keeps (a class instance, a function) is not cached,
+   * with a counted warning. `json`: JSON only (for values other languages read). `structured`:
+   * always structured serialisation. Or your own serializer. Default `auto`.
+   */
+  serializer?: 'auto' | 'json' | 'structured' | MemcachedSerializer;
   /** Where the client logs (rate-limited); `false` silences it. Default Nest's `Logger`. */
   logger?: LoggerService | false;
+  /** How `@Cacheable` controller routes decide which requests share cached responses. */
+  http?: MemcachedHttpOptions;
+}
+
+/**
+ * The HTTP caching rules. A request that carries a credential header or a cookie is answered
+ * around the cache (`X-Cache: BYPASS`) unless its route puts the caller in the key (`principal`),
+ * declares the response the same for every caller (`public: true`) or ignores those cookies.
+ *
+ * @example
+ * http: { credentialHeaders: ['x-api-key', 'x-tenant'], ignoreCookies: ['_ga', /^_pk_/, 'theme'] }
+ */
+export interface MemcachedHttpOptions {
+  /**
+   * Headers that identify the caller, besides `Authorization`, `Proxy-Authorization` and
+   * `Cookie` (always). Default: a built-in list of common ones (`x-api-key`, `x-auth-token`,
+   * `x-user-id`, ...) plus any header whose name holds a credential word (token, auth, session,
+   * user, tenant, api-key, jwt, ...). Giving the list replaces both.
+   */
+  credentialHeaders?: string[];
+  /** Cookies that never change a response (consent, analytics, theme): names or patterns. */
+  ignoreCookies?: Array<string | RegExp>;
 }
 
 /** Extras accepted by `forRoot` / `forRootAsync` beside the options. */
@@ -84,4 +112,9 @@ export interface MemcachedModuleExtras {
   isGlobal?: boolean;
   /** Registers a named client, injected with `@InjectMemcached(name)`. */
   name?: string;
+  /**
+   * A `CacheInterceptor` subclass that serves the cache decorators on controller routes instead
+   * of `CacheInterceptor` (its dependencies must be injectable where `MemcachedModule` is).
+   */
+  interceptor?: Type<NestInterceptor>;
 }

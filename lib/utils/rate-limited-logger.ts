@@ -2,7 +2,8 @@ import type { LoggerService } from '@nestjs/common';
 
 /**
  * Logs a message at most once per interval for each topic, then reports how many were held back,
- * so a dead cache node yields a few lines a minute instead of one per request.
+ * so a dead cache node yields a few lines a minute instead of one per request. It remembers at
+ * most `maxTopics` topics (the oldest are forgotten), so no stream of distinct topics grows it.
  */
 export class RateLimitedLogger {
   private readonly last = new Map<string, { at: number; suppressed: number }>();
@@ -10,7 +11,13 @@ export class RateLimitedLogger {
   constructor(
     private readonly logger: LoggerService | false,
     private readonly intervalMs = 10_000,
+    private readonly maxTopics = 1000,
   ) {}
+
+  /** How many topics are remembered. */
+  get size(): number {
+    return this.last.size;
+  }
 
   /** `message` may be a function, so a suppressed message costs no string building. */
   warn(topic: string, message: string | (() => string)): void {
@@ -22,14 +29,20 @@ export class RateLimitedLogger {
       return;
     }
     const suffix = entry && entry.suppressed > 0 ? ` (${entry.suppressed} similar messages suppressed)` : '';
-    this.last.set(topic, { at: now, suppressed: 0 });
+    this.remember(topic, now);
     this.logger.warn((typeof message === 'function' ? message() : message) + suffix);
   }
 
-  /** Logs once per topic for the life of the process. */
+  /** Logs once per topic (as long as the topic is remembered). */
   once(topic: string, message: string): void {
     if (!this.logger || this.last.has(topic)) return;
-    this.last.set(topic, { at: Number.POSITIVE_INFINITY, suppressed: 0 });
+    this.remember(topic, Number.POSITIVE_INFINITY);
     this.logger.warn(message);
+  }
+
+  private remember(topic: string, at: number): void {
+    this.last.delete(topic);
+    if (this.last.size >= this.maxTopics) this.last.delete(this.last.keys().next().value!);
+    this.last.set(topic, { at, suppressed: 0 });
   }
 }

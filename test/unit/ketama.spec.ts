@@ -10,7 +10,7 @@ interface Vector {
   server: string;
 }
 const vectors = JSON.parse(
-  readFileSync(new URL('../../../shared/research/ketama-vectors.json', import.meta.url), 'utf8'),
+  readFileSync(new URL('../fixtures/ketama-vectors.json', import.meta.url), 'utf8'),
 ) as { pool: Array<[string, number, number]>; ketama_test_cases: Vector[]; ketama_test_cases_spy: Vector[] };
 const pool = vectors.pool.map(([host, port, weight]) => ({ host, port, weight }));
 

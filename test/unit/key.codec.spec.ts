@@ -1,22 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { composeKey, MAX_KEY_LENGTH, toWireKey } from '../../lib/codec/key.codec.js';
+import fc from 'fast-check';
+import { assertNamespace, MAX_KEY_LENGTH, toWireKey } from '../../lib/codec/key.codec.js';
 
 const isWireSafe = (key: string) => Buffer.byteLength(key) <= MAX_KEY_LENGTH && /^[\x21-\x7e]+$/.test(key);
 
-describe('composeKey', () => {
-  it('joins prefix, namespace and key as prefix + namespace + ":" + key', () => {
-    expect(composeKey('svc:', 'users', '42')).toBe('svc:users:42');
-    expect(composeKey('svc:', undefined, '42')).toBe('svc:42');
-    expect(composeKey('', '', 'k')).toBe('k');
-  });
-
-  it('rejects namespaces that would make the namespace/key split ambiguous', () => {
-    expect(() => composeKey('', 'a:b', 'c')).toThrow(/Invalid cache namespace "a:b"/);
-    expect(() => composeKey('', 'has space', 'c')).toThrow(/namespace/);
-  });
-
-  it('rejects non-string keys with a clear error', () => {
-    expect(() => composeKey('', undefined, 42 as unknown as string)).toThrow(/key must be a string, got number/);
+describe('assertNamespace', () => {
+  it('accepts letters, digits and _ . -, and rejects anything else, naming the namespace', () => {
+    expect(() => assertNamespace('users.v2_a-b')).not.toThrow();
+    expect(() => assertNamespace('a:b')).toThrow(/Invalid cache namespace "a:b"/);
+    expect(() => assertNamespace('has space')).toThrow(/namespace/);
+    expect(() => assertNamespace('')).toThrow(/namespace/);
   });
 });
 
@@ -58,5 +51,42 @@ describe('toWireKey', () => {
   it('rewrites keys that contain the hash mark, so a plain key cannot impersonate a hashed one', () => {
     const hashed = toWireKey('a b');
     expect(toWireKey(hashed)).not.toBe(hashed);
+  });
+});
+
+describe('toWireKey, property-based', () => {
+  // strings of any UTF-16 code units, lone surrogates included, biased towards the characters
+  // the codec treats specially and towards lengths around the 250-byte limit
+  const unit = fc.oneof(
+    fc.constantFrom('#', ' ', '\t', '\u0000', '\u007f', '\ud800', '\udc00', '\ufffd', 'é', '_', ':', 'a', '!'),
+    fc.integer({ min: 0, max: 0xffff }).map((c) => String.fromCharCode(c)),
+  );
+  const key = fc.oneof(
+    fc.array(unit, { maxLength: 20 }).map((a) => a.join('')),
+    fc.tuple(fc.integer({ min: 200, max: 300 }), fc.array(unit, { maxLength: 6 })).map(([n, tail]) => 'k'.repeat(n) + tail.join('')),
+  );
+
+  it('every wire key is valid: printable ASCII, no space, 1 to 250 bytes', () => {
+    fc.assert(
+      fc.property(key, (k) => {
+        expect(isWireSafe(toWireKey(k))).toBe(true);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('distinct inputs never share a wire key', () => {
+    fc.assert(
+      fc.property(key, key, (a, b) => {
+        fc.pre(a !== b);
+        expect(toWireKey(a)).not.toBe(toWireKey(b));
+      }),
+      { numRuns: 5000 },
+    );
+  });
+
+  it('lone surrogates and the replacement character keep separate entries', () => {
+    const inputs = ['\ud800', '\udc00', '\ufffd', 'a\ud800', 'a\udc00', 'a\ufffd', '\ud800\udc00', '\udc00\ud800'];
+    expect(new Set(inputs.map(toWireKey)).size).toBe(inputs.length);
   });
 });

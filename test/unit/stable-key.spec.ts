@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { stableKey } from '../../lib/engine/stable-key.js';
+import { stableKey } from '../../lib/codec/stable-key.js';
 
 describe('stableKey (default keys from method arguments)', () => {
   it('ignores object key order and undefined properties', () => {

@@ -1,7 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { FLAG_COMPRESSED, FLAGS_MAGIC, UNDECODABLE, ValueCodec } from '../../lib/codec/value.codec.js';
+import { inspect, isDeepStrictEqual } from 'node:util';
+import fc from 'fast-check';
+import { FLAG_COMPRESSED, FLAGS_MAGIC, UNDECODABLE, UnsupportedValueError, ValueCodec } from '../../lib/codec/value.codec.js';
 
 const codec = new ValueCodec({ compressionThreshold: 1024 });
+// Node's isDeepStrictEqual compares Dates by getTime() with ===, so two Invalid Dates are never
+// equal to it; where it says no, an exhaustive inspect (prototypes, hidden properties) decides.
+const same = (a: unknown, b: unknown) =>
+  isDeepStrictEqual(a, b) || inspect(a, { depth: null, showHidden: true }) === inspect(b, { depth: null, showHidden: true });
 const roundTrip = (value: unknown, c = codec) => {
   const { bytes, flags } = c.encode(value);
   return c.decode(bytes, flags);
@@ -83,5 +89,107 @@ describe('ValueCodec', () => {
     const json = codec.encode({ b: 2 });
     expect(custom.decode(json.bytes, json.flags)).toStrictEqual({ b: 2 });
     expect(codec.decode(encoded.bytes, encoded.flags)).toBe(UNDECODABLE);
+  });
+});
+
+describe('ValueCodec: a value comes back with its type, or is refused', () => {
+  class User {
+    constructor(readonly id: string) {}
+  }
+
+  it.each([
+    ['a Map', new Map<unknown, unknown>([[1, { a: 2n }], ['k', new Set([1])]])],
+    ['a Set', new Set(['a', 1])],
+    ['a Date', new Date(1_700_000_000_123)],
+    ['a Date inside a row', { id: 1, createdAt: new Date(5), tags: ['x'] }],
+    ['NaN, Infinity and -0', [Number.NaN, Infinity, -Infinity, -0]],
+    ['a BigInt', 2n ** 70n],
+    ['undefined inside', { a: undefined, b: [undefined] }],
+    ['a sparse array', [1, , 3]], // eslint-disable-line no-sparse-arrays
+    ['a typed array', new Uint8Array([1, 2, 3])],
+    ['a Buffer inside an object', { bytes: Buffer.from('hi') }],
+    ['a RegExp', /x+/gi],
+    ['a cycle', (() => { const o: Record<string, unknown> = { n: 1 }; o.self = o; return o; })()],
+  ])('%s round-trips exactly (structured serialisation)', (_, value) => {
+    const { bytes, flags } = codec.encode(value);
+    expect(flags & 0xff).toBe(5);
+    const back = codec.decode(bytes, flags);
+    expect(isDeepStrictEqual(back, value)).toBe(true);
+  });
+
+  it('plain JSON values stay JSON (readable by anyone)', () => {
+    expect(codec.encode({ a: [1, 'x', null, true] }).flags & 0xff).toBe(1);
+  });
+
+  it.each([
+    ['a class instance', new User('1'), 'an instance of User', ''],
+    ['a class instance inside', { owner: { list: [new User('2')] } }, 'an instance of User', '.owner.list[0]'],
+    ['a function', { run: () => 1 }, 'a function', '.run'],
+    ['a symbol', { s: Symbol('x') }, 'a symbol', '.s'],
+    ['an error', new Error('boom'), 'an error (Error)', ''],
+    ['a promise', Promise.resolve(1), 'an instance of Promise', ''],
+    ['a plain object with toJSON', { toJSON: () => 'other' }, 'a function', '.toJSON'],
+  ])('%s is refused with UnsupportedValueError naming the type and where', (_, value, what, where) => {
+    try {
+      codec.encode(value);
+      throw new Error('expected a refusal');
+    } catch (error) {
+      expect(error).toBeInstanceOf(UnsupportedValueError);
+      expect((error as UnsupportedValueError).what).toBe(what);
+      expect((error as UnsupportedValueError).where).toBe(where);
+      expect((error as Error).message).toContain(what);
+    }
+  });
+
+  it('serializer "json" refuses what JSON would change, "structured" stores everything it can keep that way', () => {
+    const json = new ValueCodec({ compressionThreshold: 0, mode: 'json' });
+    expect(() => json.encode(new Map())).toThrow(/serializer is "json"/);
+    expect(json.encode({ a: 1 }).flags & 0xff).toBe(1);
+    const structured = new ValueCodec({ compressionThreshold: 0, mode: 'structured' });
+    expect(structured.encode({ a: 1 }).flags & 0xff).toBe(5);
+    expect(() => structured.encode(new User('x'))).toThrow(UnsupportedValueError);
+  });
+
+  it('an HTTP response body is stored as the JSON Nest would send, whatever it holds', () => {
+    const { bytes, flags } = codec.encode({ at: new Date(0), user: new User('1') }, undefined, true);
+    expect(bytes.toString()).toBe('{"at":"1970-01-01T00:00:00.000Z","user":{"id":"1"}}');
+    expect(flags & 0xff).toBe(1);
+  });
+
+  it('keeps an Invalid Date an Invalid Date', () => {
+    const back = roundTrip({ at: new Date(Number.NaN) }) as { at: Date };
+    expect(back.at).toBeInstanceOf(Date);
+    expect(Number.isNaN(back.at.getTime())).toBe(true);
+    expect(same(back, { at: new Date(0) })).toBe(false);
+  });
+
+  it('property: anything either decodes deep-strictly equal (prototypes included) or is refused', () => {
+    fc.assert(
+      fc.property(
+        fc.anything({
+          withBigInt: true,
+          withDate: true,
+          withMap: true,
+          withSet: true,
+          withTypedArray: true,
+          withSparseArray: true,
+          withNullPrototype: false,
+          withBoxedValues: true,
+          withObjectString: true,
+        }),
+        (value) => {
+          if (value === undefined) return;
+          let encoded;
+          try {
+            encoded = codec.encode(value);
+          } catch (error) {
+            expect(error).toBeInstanceOf(UnsupportedValueError);
+            return;
+          }
+          expect(same(codec.decode(encoded.bytes, encoded.flags), value)).toBe(true);
+        },
+      ),
+      { numRuns: 3000 },
+    );
   });
 });

@@ -1,3 +1,4 @@
+import { keyFromCycle, keyFromFunction } from '../memcached.messages.js';
 /**
  * A deterministic text for method arguments, used as the default cache key: object keys sorted,
  * types tagged so that `1`, `'1'` and `1n` differ. Throws on values with no stable identity
@@ -21,11 +22,11 @@ function encode(value: unknown, seen: Set<object>): string {
       return `${value}n`;
     case 'function':
     case 'symbol':
-      throw new TypeError(`cannot derive a cache key from a ${typeof value}: give the decorator a key function`);
+      throw new TypeError(keyFromFunction(typeof value));
   }
   if (value === null) return 'null';
   const obj = value as object;
-  if (seen.has(obj)) throw new TypeError('cannot derive a cache key from a circular structure');
+  if (seen.has(obj)) throw new TypeError(keyFromCycle());
   seen.add(obj);
   try {
     if (Array.isArray(obj)) return `[${obj.map((v) => encode(v, seen)).join(',')}]`;

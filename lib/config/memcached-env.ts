@@ -1,0 +1,124 @@
+import { Logger } from '@nestjs/common';
+import type { MemcachedModuleOptions } from '../interfaces/memcached-module-options.interface.js';
+import { invalidEnv, unknownEnv } from '../memcached.messages.js';
+import { describeBound, MemcachedConfigError, NUMERIC_OPTIONS, type NumericOption, withinBound } from './memcached-options.js';
+
+/** The environment variables `readMemcachedEnv` understands, and the option each one sets. */
+export const MEMCACHED_ENV_VARIABLES = {
+  MEMCACHED_SERVERS: 'servers',
+  MEMCACHED_USERNAME: 'username',
+  MEMCACHED_PASSWORD: 'password',
+  MEMCACHED_KEY_PREFIX: 'keyPrefix',
+  MEMCACHED_TTL: 'ttl',
+  MEMCACHED_TIMEOUT: 'timeout',
+  MEMCACHED_CONNECT_TIMEOUT: 'connectTimeout',
+  MEMCACHED_RETRIES: 'retries',
+  MEMCACHED_RETRY_DELAY: 'retryDelay',
+  MEMCACHED_KEEP_ALIVE: 'keepAlive',
+  MEMCACHED_COMPRESSION_THRESHOLD: 'compressionThreshold',
+  MEMCACHED_MAX_ITEM_SIZE: 'maxItemSize',
+  MEMCACHED_LEASES: 'leases',
+  MEMCACHED_LEASE_TTL: 'leaseTtl',
+  MEMCACHED_LEASE_WAIT: 'leaseWait',
+  MEMCACHED_BREAKER_THRESHOLD: 'breakerThreshold',
+  MEMCACHED_BREAKER_COOLDOWN: 'breakerCooldown',
+  MEMCACHED_DEAD_NODE_POLICY: 'deadNodePolicy',
+  MEMCACHED_HASHING: 'hashing',
+  MEMCACHED_SERIALIZER: 'serializer',
+  MEMCACHED_HTTP_CREDENTIAL_HEADERS: 'http',
+  MEMCACHED_HTTP_IGNORE_COOKIES: 'http',
+} as const satisfies Record<string, keyof MemcachedModuleOptions>;
+
+type EnvName = keyof typeof MEMCACHED_ENV_VARIABLES;
+
+/**
+ * Reads `MEMCACHED_*` variables into module options. Unset or empty variables are left out, so
+ * the library defaults apply; a bad value throws an error naming the variable and the value.
+ *
+ * @example
+ * MemcachedModule.forRoot(readMemcachedEnv(process.env))
+ */
+export function readMemcachedEnv(env: NodeJS.ProcessEnv = process.env): MemcachedModuleOptions {
+  const options: Record<string, unknown> = {};
+  const get = (name: EnvName) => {
+    const value = env[name];
+    return value === undefined || value.trim() === '' ? undefined : value.trim();
+  };
+  // whole decimal numbers only, checked against the same bounds as the options they set
+  const int = (name: EnvName) => {
+    const raw = get(name);
+    if (raw === undefined) return;
+    const bound = NUMERIC_OPTIONS[MEMCACHED_ENV_VARIABLES[name] as NumericOption];
+    if (!/^[0-9]{1,15}$/.test(raw) || !withinBound(Number(raw), bound)) {
+      throw new MemcachedConfigError(invalidEnv(name, raw, describeBound({ ...bound, integer: true })));
+    }
+    options[MEMCACHED_ENV_VARIABLES[name]] = Number(raw);
+  };
+  const size = (name: EnvName) => {
+    const raw = get(name);
+    if (raw === undefined) return;
+    const bound = NUMERIC_OPTIONS[MEMCACHED_ENV_VARIABLES[name] as NumericOption];
+    const match = /^([0-9]{1,15})([kKmM]?)$/.exec(raw);
+    const bytes = match ? Number(match[1]) * (match[2] === '' ? 1 : /k/i.test(match[2]) ? 1024 : 1024 * 1024) : NaN;
+    if (!withinBound(bytes, bound)) {
+      throw new MemcachedConfigError(invalidEnv(name, raw, `${describeBound(bound)}, optionally with k or m`));
+    }
+    options[MEMCACHED_ENV_VARIABLES[name]] = bytes;
+  };
+
+  for (const name of ['MEMCACHED_SERVERS', 'MEMCACHED_USERNAME'] as const) {
+    const value = get(name);
+    if (value !== undefined) options[MEMCACHED_ENV_VARIABLES[name]] = value;
+  }
+  // taken verbatim: a password or a prefix may begin or end with a space
+  if (env.MEMCACHED_PASSWORD) options.password = env.MEMCACHED_PASSWORD;
+  if (env.MEMCACHED_KEY_PREFIX) options.keyPrefix = env.MEMCACHED_KEY_PREFIX;
+  int('MEMCACHED_TTL');
+  int('MEMCACHED_TIMEOUT');
+  int('MEMCACHED_CONNECT_TIMEOUT');
+  int('MEMCACHED_RETRIES');
+  int('MEMCACHED_RETRY_DELAY');
+  size('MEMCACHED_COMPRESSION_THRESHOLD');
+  size('MEMCACHED_MAX_ITEM_SIZE');
+  int('MEMCACHED_LEASE_TTL');
+  int('MEMCACHED_LEASE_WAIT');
+  int('MEMCACHED_BREAKER_THRESHOLD');
+  int('MEMCACHED_BREAKER_COOLDOWN');
+  const choice = (name: EnvName, allowed: string[]) => {
+    const raw = get(name);
+    if (raw === undefined) return;
+    if (!allowed.includes(raw)) throw new MemcachedConfigError(invalidEnv(name, raw, allowed.join(' or ')));
+    options[MEMCACHED_ENV_VARIABLES[name]] = raw;
+  };
+  choice('MEMCACHED_DEAD_NODE_POLICY', ['miss', 'rehash']);
+  choice('MEMCACHED_HASHING', ['ketama', 'ketama-spy']);
+  choice('MEMCACHED_SERIALIZER', ['auto', 'json', 'structured']);
+  // comma-separated names; the module checks them as it checks the option
+  const list = (name: EnvName, field: 'credentialHeaders' | 'ignoreCookies') => {
+    const raw = get(name);
+    if (raw === undefined) return;
+    const names = raw.split(',').map((n) => n.trim()).filter((n) => n !== '');
+    if (names.length === 0 || names.some((n) => !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(n))) {
+      throw new MemcachedConfigError(invalidEnv(name, raw, 'a comma-separated list of names'));
+    }
+    options.http = { ...(options.http as object), [field]: names };
+  };
+  list('MEMCACHED_HTTP_CREDENTIAL_HEADERS', 'credentialHeaders');
+  list('MEMCACHED_HTTP_IGNORE_COOKIES', 'ignoreCookies');
+  const bool = (name: EnvName) => {
+    const raw = get(name);
+    if (raw === undefined) return;
+    if (!/^(true|false|1|0|yes|no|on|off)$/i.test(raw)) {
+      throw new MemcachedConfigError(invalidEnv(name, raw, 'true or false'));
+    }
+    options[MEMCACHED_ENV_VARIABLES[name]] = /^(true|1|yes|on)$/i.test(raw);
+  };
+  bool('MEMCACHED_KEEP_ALIVE');
+  bool('MEMCACHED_LEASES');
+
+  const unknown = Object.keys(env).filter(
+    (name) => name.startsWith('MEMCACHED_') && !(name in MEMCACHED_ENV_VARIABLES),
+  );
+  if (unknown.length > 0) new Logger('MemcachedModule').warn(unknownEnv(unknown));
+  return options as MemcachedModuleOptions;
+}

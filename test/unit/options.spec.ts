@@ -1,0 +1,116 @@
+import { inspect } from 'node:util';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { MAX_TTL, normalizeTtl, ttlOrDefault } from '../../lib/codec/ttl.js';
+import { MemcachedConfigError, NUMERIC_OPTIONS, passwordOf, resolveOptions } from '../../lib/config/memcached-options.js';
+import { MEMCACHED_ENV_VARIABLES, readMemcachedEnv } from '../../lib/config/memcached-env.js';
+
+const names = Object.keys(NUMERIC_OPTIONS) as Array<keyof typeof NUMERIC_OPTIONS>;
+const envOf = Object.fromEntries(Object.entries(MEMCACHED_ENV_VARIABLES).map(([env, option]) => [option, env]));
+
+describe('numeric options are bounded', () => {
+  it.each(names)('%s: out-of-range, fractional, non-numeric and null values fail, naming the option and the range', (name) => {
+    const bound = NUMERIC_OPTIONS[name];
+    const bad: unknown[] = [bound.min - 1, bound.max + 1, Number.NaN, Infinity, '5', null, true];
+    if (bound.integer) bad.push(bound.min + 0.5);
+    for (const value of bad) {
+      expect(() => resolveOptions({ [name]: value })).toThrow(MemcachedConfigError);
+      expect(() => resolveOptions({ [name]: value })).toThrow(new RegExp(`option "${name}".*from ${bound.min} to ${bound.max}`));
+    }
+    expect(resolveOptions({ [name]: bound.min })).toBeDefined();
+    expect(resolveOptions({ [name]: bound.max })).toBeDefined();
+  });
+
+  it('any value inside a bound is accepted, any outside rejected (property)', () => {
+    fc.assert(
+      fc.property(fc.constantFrom(...names), fc.double({ noNaN: true }), (name, value) => {
+        const bound = NUMERIC_OPTIONS[name];
+        const ok = value >= bound.min && value <= bound.max && (!bound.integer || Number.isInteger(value));
+        if (ok) expect(() => resolveOptions({ [name]: value })).not.toThrow();
+        else expect(() => resolveOptions({ [name]: value })).toThrow(MemcachedConfigError);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it.each([
+    ['timeout above what a Node timer can hold', { timeout: 2 ** 31 }],
+    ['a ttl so large that every set would throw', { ttl: 2 ** 32 }],
+    ['a leaseTtl above 30 days (memcached would read it as a date in 1970)', { leaseTtl: 2_592_001 }],
+  ])('rejects %s', (_, options) => {
+    expect(() => resolveOptions(options)).toThrow(MemcachedConfigError);
+  });
+
+  it.each(names.filter((n) => envOf[n]))('env variable for %s: same bounds, decimal digits only', (name) => {
+    const bound = NUMERIC_OPTIONS[name];
+    const env = envOf[name];
+    for (const raw of [String(bound.max + 1), '0x10', '+5', '1e3', '-1', '5.5', 'soon']) {
+      expect(() => readMemcachedEnv({ [env]: raw })).toThrow(new RegExp(`Invalid ${env}="${raw.replace('+', '\\+')}"`));
+    }
+    expect(readMemcachedEnv({ [env]: String(bound.max) })).toMatchObject({ [name]: bound.max });
+  });
+});
+
+describe('servers', () => {
+  it.each(['h:0x2bcb', 'h:+11211', 'h:011211', 'h:1e4', 'h:11211.0', 'h: 11211', 'h:65536', 'h:0', 'h:11211:0x2', 'h:11211:+2', 'h:11211:100000'])(
+    'rejects %s, naming the entry',
+    (entry) => {
+      expect(() => resolveOptions({ servers: entry })).toThrow(/option "servers"/);
+    },
+  );
+
+  it.each([{ host: 'a b' }, { host: '' }, { host: 'x\ny' }, { host: 'h', port: 1.5 }, { host: 'h', weight: 0 }, { host: 'h', port: '11211' }])(
+    'rejects the object form %j',
+    (entry) => {
+      expect(() => resolveOptions({ servers: [entry as never] })).toThrow(/option "servers"/);
+    },
+  );
+
+  it('accepts names, IPv4 and IPv6', () => {
+    const nodes = resolveOptions({ servers: 'cache-1.internal:11212:3,10.0.0.5,[::1]:11213' }).nodes;
+    expect(nodes.map((n) => [n.host, n.port, n.weight])).toStrictEqual([
+      ['cache-1.internal', 11212, 3],
+      ['10.0.0.5', 11211, 1],
+      ['::1', 11213, 1],
+    ]);
+  });
+});
+
+describe('keyPrefix and credentials', () => {
+  it.each(['has space', 'tab\t', 'hash#', 'é', 'x'.repeat(129)])('rejects the key prefix %j', (prefix) => {
+    expect(() => resolveOptions({ keyPrefix: prefix })).toThrow(/option "keyPrefix"/);
+  });
+
+  it('keeps the password out of what inspecting or serialising the options shows', () => {
+    const options = resolveOptions({ username: 'app', password: 'hunter2-secret' });
+    expect(passwordOf(options)).toBe('hunter2-secret');
+    expect(inspect(options, { depth: 5, showHidden: true })).not.toContain('hunter2');
+    expect(JSON.stringify(options)).not.toContain('hunter2');
+    const fromUrl = resolveOptions({ servers: 'app:url-secret@cache:11211' });
+    expect(inspect(fromUrl, { showHidden: true })).not.toContain('url-secret');
+    expect(passwordOf(fromUrl)).toBe('url-secret');
+  });
+});
+
+describe('TTL at a call', () => {
+  it('null, negative, NaN and beyond ten years are refused; undefined is the default', () => {
+    for (const bad of [null, -1, Number.NaN, MAX_TTL + 1, '60']) {
+      expect(() => ttlOrDefault(bad, 60)).toThrow(/Invalid ttl/);
+    }
+    expect(ttlOrDefault(undefined, 60)).toBe(60);
+    expect(normalizeTtl(0.2)).toBe(1);
+  });
+});
+
+describe('environment variables for the value format and the HTTP rules', () => {
+  it('reads them, and names the variable when one is wrong', () => {
+    expect(readMemcachedEnv({ MEMCACHED_SERIALIZER: 'json', MEMCACHED_HTTP_CREDENTIAL_HEADERS: 'x-partner, x-tenant', MEMCACHED_HTTP_IGNORE_COOKIES: '_ga' })).toMatchObject({
+      serializer: 'json',
+      http: { credentialHeaders: ['x-partner', 'x-tenant'], ignoreCookies: ['_ga'] },
+    });
+    expect(() => readMemcachedEnv({ MEMCACHED_SERIALIZER: 'yaml' })).toThrow(/Invalid MEMCACHED_SERIALIZER="yaml"/);
+    expect(() => readMemcachedEnv({ MEMCACHED_HTTP_IGNORE_COOKIES: 'a b' })).toThrow(/Invalid MEMCACHED_HTTP_IGNORE_COOKIES/);
+    expect(() => resolveOptions({ http: { credentialHeaders: ['bad header'] } })).toThrow(/option "http.credentialHeaders"/);
+    expect(() => resolveOptions({ http: { ignore: [] } as never })).toThrow(/option "http.ignore"/);
+  });
+});
