@@ -1,8 +1,9 @@
 import type { LoggerService } from '@nestjs/common';
-import { MemcachedError } from '../client/memcached.error.js';
-import type { NodeTransport, RequestOptions } from '../client/node-connection.js';
-import { PENDING } from '../client/node-connection.js';
-import { type BinaryResponse, buildRequest, Opcode } from '../client/protocol.js';
+import { MemcachedError } from '../transport/memcached.error.js';
+import type { NodeTransport, RequestOptions } from '../transport/node-connection.js';
+import { PENDING } from '../transport/node-connection.js';
+import { type BinaryResponse, buildRequest, Opcode } from '../transport/protocol.js';
+import { nodeDown, nodeSkipped, nodeUp } from '../memcached.messages.js';
 
 export type BreakerState = 'closed' | 'open';
 
@@ -23,17 +24,24 @@ export interface NodeStatus {
 export interface BreakerOptions {
   /** Consecutive connection failures or timeouts that open the breaker; 0 disables it. */
   threshold: number;
-  /** While open: how often a probe (memcached `version`) checks whether the node is back, ms. */
+  /**
+   * While open: the longest pause between probes, ms. Probes start after a tenth of it (at least
+   * 10 ms) and back off by doubling, so a node that comes back quickly is used again quickly.
+   */
   cooldown: number;
   logger: LoggerService | false;
 }
 
+/** Failures that say the node (or our way to it) is unusable, as opposed to memcached's answers. */
+const NODE_FAILURES = new Set(['CONNECTION', 'TIMEOUT', 'PROTOCOL', 'AUTH']);
+
 /**
  * A per-node circuit breaker around a transport. After `threshold` consecutive connection
- * failures or timeouts it opens: requests to the node fail at once (a dead node costs ~0 ms, not
- * a timeout per request) while a background probe asks the node for its version every
- * `cooldown` ms; the first successful probe closes it again. memcached's own error answers
- * (not found, too large, ...) are successes here: the node is alive.
+ * failures, timeouts, protocol or authentication errors it opens: the socket is dropped, requests
+ * to the node fail at once (a dead node costs ~0 ms, not a timeout per request) while background
+ * probes (an authenticated `noop` on a fresh socket) check whether the node is back, first after
+ * a tenth of `cooldown` and then backing off to `cooldown`; the first successful probe closes it
+ * again. memcached's own error answers (not found, too large, ...) are successes here.
  */
 export class BreakerNode implements NodeTransport {
   private state: BreakerState = 'closed';
@@ -43,6 +51,7 @@ export class BreakerNode implements NodeTransport {
   private downSince?: Date;
   private latency?: number;
   private probeTimer?: NodeJS.Timeout;
+  private probeDelay = 0;
   private probeSeq = 0;
   private closed = false;
   private readonly downErrors = new Map<string, MemcachedError>();
@@ -88,7 +97,7 @@ export class BreakerNode implements NodeTransport {
       // one error object per operation name while down: building a stack per request is not free
       let error = this.downErrors.get(operation);
       if (!error) {
-        error = new MemcachedError(operation, this.label, 'UNAVAILABLE', 'node is down; skipped until a probe succeeds');
+        error = new MemcachedError(operation, this.label, 'UNAVAILABLE', nodeSkipped());
         this.downErrors.set(operation, error);
       }
       settled?.(operation, this.label, 0, error);
@@ -104,7 +113,7 @@ export class BreakerNode implements NodeTransport {
       },
       (error: unknown) => {
         const ms = performance.now() - started;
-        if (error instanceof MemcachedError && (error.code === 'CONNECTION' || error.code === 'TIMEOUT')) {
+        if (error instanceof MemcachedError && NODE_FAILURES.has(error.code)) {
           this.failed(error);
         } else if (error instanceof MemcachedError && error.code === 'SERVER') {
           this.succeeded(ms);
@@ -113,6 +122,10 @@ export class BreakerNode implements NodeTransport {
         throw error;
       },
     );
+  }
+
+  reset(): void {
+    this.inner.reset();
   }
 
   close(): void {
@@ -136,18 +149,20 @@ export class BreakerNode implements NodeTransport {
   private open(): void {
     this.state = 'open';
     this.downSince = new Date();
+    // whatever state the socket is in (a stuck or confused stream), probes start on a fresh one
+    this.inner.reset();
     if (this.options.logger) {
-      this.options.logger.warn(
-        `memcached ${this.label} marked down after ${this.failures} consecutive failures (${this.lastError}); ` +
-          `its requests are skipped, probing every ${this.options.cooldown} ms`,
-      );
+      this.options.logger.warn(nodeDown(this.label, this.failures, this.lastError ?? 'unknown error', this.options.cooldown));
     }
+    this.probeDelay = Math.max(10, Math.floor(this.options.cooldown / 10));
     this.scheduleProbe();
   }
 
   private scheduleProbe(): void {
     if (this.closed) return;
-    this.probeTimer = setTimeout(() => void this.probe(), this.options.cooldown);
+    const delay = Math.min(this.probeDelay, this.options.cooldown);
+    this.probeDelay = delay * 2;
+    this.probeTimer = setTimeout(() => void this.probe(), delay);
     this.probeTimer.unref();
   }
 
@@ -157,13 +172,14 @@ export class BreakerNode implements NodeTransport {
     this.probeSeq = this.probeSeq >= 0x7fffffff ? 1 : this.probeSeq + 1;
     const seq = 0x80000000 + this.probeSeq;
     try {
-      await this.inner.request('probe', seq, buildRequest(Opcode.Version, '', null, null, seq), () => true);
+      // noop needs authentication (version does not), so a probe passes only where requests would
+      await this.inner.request('probe', seq, buildRequest(Opcode.Noop, '', null, null, seq), () => true);
       const downFor = this.downSince ? Date.now() - this.downSince.getTime() : 0;
       this.state = 'closed';
       this.failures = 0;
       this.downSince = undefined;
       this.downErrors.clear();
-      if (this.options.logger) this.options.logger.log?.(`memcached ${this.label} is back up after ${downFor} ms`);
+      if (this.options.logger) this.options.logger.log?.(nodeUp(this.label, downFor));
     } catch (error) {
       this.lastError = (error as Error).message;
       this.lastErrorAt = new Date();

@@ -1,4 +1,5 @@
 import * as crypto from 'node:crypto';
+import { DEFAULT_PORT } from '../config/server-list.js';
 
 export interface KetamaNode {
   host: string;
@@ -13,7 +14,6 @@ export interface KetamaOptions {
 
 const POINTS_PER_SERVER = 160;
 const POINTS_PER_HASH = 4;
-const DEFAULT_PORT = 11211;
 
 /**
  * A weighted ketama continuum, byte-compatible with libmemcached's weighted ketama

@@ -1,7 +1,8 @@
-import { MemcachedError } from '../client/memcached.error.js';
-import type { NodeTransport, RequestOptions } from '../client/node-connection.js';
-import { PENDING } from '../client/node-connection.js';
-import { type BinaryResponse, NO_INITIAL, Opcode, Status } from '../client/protocol.js';
+import { clientClosed } from '../memcached.messages.js';
+import { MemcachedError } from '../transport/memcached.error.js';
+import type { NodeTransport, RequestOptions } from '../transport/node-connection.js';
+import { PENDING } from '../transport/node-connection.js';
+import { type BinaryResponse, NO_INITIAL, Opcode, Status } from '../transport/protocol.js';
 import { MAX_RELATIVE_TTL } from '../codec/ttl.js';
 
 interface Item {
@@ -42,7 +43,7 @@ export class InMemoryNode implements NodeTransport {
     _options?: RequestOptions,
   ): Promise<T> {
     if (this.closed) {
-      return Promise.reject(new MemcachedError(operation, this.label, 'CLOSED', 'the client is closed'));
+      return Promise.reject(new MemcachedError(operation, this.label, 'CLOSED', clientClosed()));
     }
     return new Promise<T>((resolve, reject) => {
       queueMicrotask(() => {
@@ -58,6 +59,8 @@ export class InMemoryNode implements NodeTransport {
       });
     });
   }
+
+  reset(): void {}
 
   close(): void {
     this.closed = true;

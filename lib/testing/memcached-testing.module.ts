@@ -1,14 +1,14 @@
 import { type DynamicModule, Module } from '@nestjs/common';
 import { DiscoveryModule } from '@nestjs/core';
 import { MemcachedClient } from '../client/memcached.client.js';
-import { CacheAsideEngine } from '../engine/cache-aside.engine.js';
 import type { MemcachedModuleOptions } from '../interfaces/memcached-module-options.interface.js';
-import { cacheEngineProviders, MEMCACHED_MODULE_OPTIONS } from '../memcached.module-definition.js';
+import { MEMCACHED_MODULE_OPTIONS } from '../memcached.module-definition.js';
+import { CACHE_EXPORTS, cacheProviders } from '../memcached.providers.js';
 import { InMemoryMemcachedClient } from './in-memory-memcached.client.js';
 
 /**
  * Replaces `MemcachedModule` in unit tests: a global module providing an
- * `InMemoryMemcachedClient` as `MemcachedClient`, and the same decorator engine, so
+ * `InMemoryMemcachedClient` as `MemcachedClient`, the same decorator engine and `MemcachedCache`, so
  * `@Cacheable`, `@CacheEvict` and `@CachePut` behave as in production, without a server.
  *
  * @example
@@ -28,9 +28,9 @@ export class MemcachedTestingModule {
       providers: [
         { provide: MEMCACHED_MODULE_OPTIONS, useValue: { logger: false, ...options } },
         { provide: MemcachedClient, useFactory: () => new InMemoryMemcachedClient(options) },
-        ...cacheEngineProviders(),
+        ...cacheProviders(MEMCACHED_MODULE_OPTIONS),
       ],
-      exports: [MemcachedClient, CacheAsideEngine],
+      exports: [MemcachedClient, ...CACHE_EXPORTS],
     };
   }
 }

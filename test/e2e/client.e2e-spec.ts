@@ -63,11 +63,15 @@ describe('MemcachedClient against a real memcached', () => {
     for (const [i, wire] of wires.entries()) expect((await rawGet(daemon.port, wire))?.bytes.toString()).toBe(String(i));
   });
 
-  it('joins prefix and namespace into the key on the server', async () => {
+  it('keeps a namespaced key under the namespace generation, as the decorators do: prefix + namespace@generation:key', async () => {
     await client.set('42', 'jane', { namespace: 'users' });
-    await expect(rawGet(daemon.port, 'test:users:42')).resolves.toMatchObject({ bytes: Buffer.from('jane') });
+    const generation = JSON.parse((await rawGet(daemon.port, 'test:users@gen'))!.bytes.toString()) as number;
+    expect(Number.isSafeInteger(generation)).toBe(true);
+    await expect(rawGet(daemon.port, `test:users@${generation}:42`)).resolves.toMatchObject({ bytes: Buffer.from('jane') });
     await expect(client.get('42', { namespace: 'users' })).resolves.toBe('jane');
     await expect(client.get('42')).resolves.toBeUndefined();
+    await client.deleteNamespace('users');
+    await expect(client.get('42', { namespace: 'users' })).resolves.toBeUndefined();
   });
 
   it('records the format in memcached flags and treats foreign or corrupt bytes as a miss', async () => {
@@ -256,11 +260,15 @@ describe('MemcachedClient and the item size limit (memcached -I 2k)', () => {
     }
   });
 
-  it('warns once per key pattern, and counts every skip', async () => {
+  it('warns once per namespace, never naming the key, and counts every skip', async () => {
     await client.set('report:3', 'z'.repeat(4000));
     await client.set('report:4', 'z'.repeat(4000));
-    expect(client.stats().oversizeSkips).toBe(3);
-    expect(warnings.filter((w) => w.includes('"report'))).toHaveLength(1);
+    await client.set('secret-user@example.com', 'z'.repeat(4000), { namespace: 'reports' });
+    await client.set('other-user@example.com', 'z'.repeat(4000), { namespace: 'reports' });
+    expect(client.stats().oversizeSkips).toBe(5);
+    expect(warnings.filter((w) => w.includes('keys without a namespace'))).toHaveLength(1);
+    expect(warnings.filter((w) => w.includes('namespace "reports"'))).toHaveLength(1);
     expect(warnings[0]).toMatch(/exceeds the item size limit of 2048 bytes/);
+    expect(warnings.join('\n')).not.toMatch(/report:|example\.com/);
   });
 });

@@ -1,5 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { KetamaRing, MemcachedClient, type MemcachedModuleOptions } from '../../lib/index.js';
+import { KetamaRing } from '../../lib/cluster/ketama.js';
+import { MemcachedClient, type MemcachedModuleOptions } from '../../lib/index.js';
 import { MemcachedDaemon, sleep, startDaemons } from '../support/memcached-daemon.js';
 import { rawGet } from '../support/text-protocol.js';
 

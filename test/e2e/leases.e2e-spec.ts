@@ -3,7 +3,7 @@ import { Test, type TestingModule } from '@nestjs/testing';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CacheAsideEngine, Cacheable, CacheEvict, MemcachedClient, MemcachedModule } from '../../lib/index.js';
+import { MemcachedCache, Cacheable, CacheEvict, MemcachedClient, MemcachedModule } from '../../lib/index.js';
 import { MemcachedDaemon, sleep } from '../support/memcached-daemon.js';
 import { startWorker } from '../support/workers.js';
 
@@ -247,7 +247,7 @@ describe('leases against real memcached', () => {
       await sleep(450);
       expect(calls).toBe(2);
       expect(await rates.rate()).toBe(2);
-      expect(moduleRef.get(CacheAsideEngine).stats().rates.stale).toBeGreaterThanOrEqual(1);
+      expect(moduleRef.get(MemcachedCache).stats().rates.stale).toBeGreaterThanOrEqual(1);
     } finally {
       await moduleRef.close();
     }

@@ -1,3 +1,5 @@
+import { clientInternals } from '../../lib/client/memcached.client.js';
+import { Opcode } from '../../lib/transport/protocol.js';
 import { Module } from '@nestjs/common';
 import { Test, type TestingModule } from '@nestjs/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -54,16 +56,25 @@ async function clientScenario(client: MemcachedClient): Promise<unknown[]> {
   trace.push(await client.set('big', 'x'.repeat(3000)), await client.get('big'));
   trace.push(Object.fromEntries(await client.getMulti(['k', 'c', 'zzz'])));
   trace.push(await client.set('t', 'v', { ttl: 31 * 24 * 3600 }), await client.touch('t', 1), await client.touch('zzz', 1));
-  const lease = await client.acquireLease('L');
-  trace.push(lease !== null, await client.acquireLease('L'), await client.get('L'));
+  // the lease protocol's primitives: a marker, a conditional fill, a conditional release
+  const { ops, readThrough } = clientInternals(client);
+  const leases = readThrough.leases;
+  const fill = async (key: string, value: string, cas: Buffer) =>
+    ops.store(Opcode.Set, 'fill', client.keyFor(key), ops.encode(value), 60, 'test', cas);
+  const lease = await leases.acquire(client.keyFor('L'));
+  trace.push(lease !== null, await leases.acquire(client.keyFor('L')), await client.get('L'));
   await client.delete('L');
-  trace.push(await client.fillIfUnchanged('L', 'stale', lease!));
-  const second = await client.acquireLease('L');
-  trace.push(await client.fillIfUnchanged('L', 'fresh', second!), await client.get('L'));
-  const marker = await client.acquireLease('M');
-  trace.push(await client.deleteIfUnchanged('M', Buffer.alloc(8, 7)), await client.deleteIfUnchanged('M', marker!));
+  trace.push(await fill('L', 'stale', lease!));
+  const second = await leases.acquire(client.keyFor('L'));
+  trace.push(await fill('L', 'fresh', second!), await client.get('L'));
+  const marker = await leases.acquire(client.keyFor('M'));
+  trace.push(await ops.delete(client.keyFor('M'), 'release', Buffer.alloc(8, 7)), await ops.delete(client.keyFor('M'), 'release', marker!));
+  // namespaced keys: generations, the same on both
+  trace.push(await client.set('n', 1, { namespace: 'ns' }), await client.get('n', { namespace: 'ns' }));
+  await client.deleteNamespace('ns');
+  trace.push(await client.get('n', { namespace: 'ns' }));
   await sleep(2100);
-  trace.push(await client.get('k'), await client.get('t'), client.keyFor('a b', 'ns'));
+  trace.push(await client.get('k'), await client.get('t'), client.keyFor('a b'));
   return trace;
 }
 

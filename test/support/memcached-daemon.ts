@@ -1,12 +1,33 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 /** Flags for one daemon; `itemSize` is memcached's `-I` (e.g. `'2k'`). */
 export interface DaemonOptions {
   itemSize?: string;
   memoryMb?: number;
   extraArgs?: string[];
+  /** Starts memcached with SASL (`-S`, binary protocol only), with these users in a sasldb. */
+  saslUsers?: Array<{ username: string; password: string }>;
+}
+
+/**
+ * A SASL configuration directory for memcached: a sasldb made with `saslpasswd2` (Debian's
+ * memcached has no plaintext password file) and a config allowing PLAIN. Readable by the
+ * `memcache` user the daemon drops to.
+ */
+function saslConfig(users: Array<{ username: string; password: string }>): string {
+  const dir = mkdtempSync(join(tmpdir(), 'memcached-sasl-'));
+  chmodSync(dir, 0o755);
+  const db = join(dir, 'sasldb2');
+  for (const { username, password } of users) {
+    execFileSync('saslpasswd2', ['-p', '-a', 'memcached', '-c', '-f', db, username], { input: password });
+  }
+  chmodSync(db, 0o644);
+  writeFileSync(join(dir, 'memcached.conf'), `mech_list: plain\nsasldb_path: ${db}\n`, { mode: 0o644 });
+  return dir;
 }
 
 const running = new Set<MemcachedDaemon>();
@@ -44,6 +65,7 @@ export function freePort(): Promise<number> {
  */
 export class MemcachedDaemon {
   private child?: ChildProcess;
+  private saslDir?: string;
 
   private constructor(
     readonly port: number,
@@ -105,6 +127,7 @@ export class MemcachedDaemon {
   }
 
   killNow(): void {
+    if (this.saslDir) rmSync(this.saslDir, { recursive: true, force: true });
     if (!this.child) return;
     try {
       this.child.kill('SIGKILL');
@@ -124,8 +147,14 @@ export class MemcachedDaemon {
       args.push('-I', String(bytes), '-o', `slab_chunk_max=${Math.min(bytes / 2, 512 * 1024)}`);
     }
     if (process.getuid?.() === 0) args.push('-u', 'memcache');
+    const env = { ...process.env };
+    if (this.options.saslUsers) {
+      this.saslDir ??= saslConfig(this.options.saslUsers);
+      args.push('-S');
+      env.SASL_CONF_PATH = this.saslDir;
+    }
     args.push(...(this.options.extraArgs ?? []));
-    const child = spawn(memcachedBinary(), args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(memcachedBinary(), args, { stdio: ['ignore', 'ignore', 'pipe'], env });
     let stderr = '';
     child.stderr?.on('data', (chunk) => (stderr += chunk));
     let exited = false;
@@ -150,11 +179,15 @@ export class MemcachedDaemon {
 
   private async signalAndWait(signal: NodeJS.Signals): Promise<void> {
     const child = this.child;
-    if (!child) return;
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    child.kill('SIGCONT');
-    child.kill(signal);
-    await exited;
+    if (child) {
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      child.kill('SIGCONT');
+      child.kill(signal);
+      await exited;
+    }
+    // a restart writes a fresh one
+    if (this.saslDir) rmSync(this.saslDir, { recursive: true, force: true });
+    this.saslDir = undefined;
   }
 }
 

@@ -1,0 +1,166 @@
+import { generationLost, keyNotString } from '../memcached.messages.js';
+import { LRUCache } from 'lru-cache';
+import { assertNamespace, toWireKey } from '../codec/key.codec.js';
+import { RawJson } from '../codec/value.codec.js';
+import { Opcode } from '../transport/protocol.js';
+import type { ItemRead, Operations } from './operations.js';
+
+/**
+ * Where a cached value lives: a `key` within a `namespace` (or a plain key without one), and
+ * optionally one `variant` of that key (an HTTP response's query, principal or `Vary` values).
+ * Evicting a key evicts all of its variants.
+ */
+export interface CacheTarget {
+  namespace?: string;
+  key: string;
+  variant?: string;
+}
+
+/** What a read found, and the wire key it read (the one a fill must write). */
+export interface Lookup {
+  wire: string;
+  item: ItemRead;
+}
+
+const KNOWN_NAMESPACES = 10_000;
+const KNOWN_VARIANT_GROUPS = 50_000;
+
+/**
+ * Namespaces and variant groups as memcached holds them. memcached cannot delete by prefix, so
+ * each namespace has a generation counter (`ns@gen`) and its entries live at `ns@<gen>:key`:
+ * evicting the namespace is one atomic increment, and older entries are never read again.
+ * The variants of one key work the same way, under a counter of their own (`ns@r:key`), so an
+ * eviction of the key makes every variant miss. A lost counter restarts from the clock, never
+ * from a value used before. The generations last seen are kept (bounded), so a read is one round
+ * trip that fetches the counters and the entry together, and checks them.
+ */
+export class Namespaces {
+  private readonly generations = new LRUCache<string, number>({ max: KNOWN_NAMESPACES });
+  private readonly groups = new LRUCache<string, number>({ max: KNOWN_VARIANT_GROUPS });
+  private readonly generationWires = new LRUCache<string, string>({ max: KNOWN_NAMESPACES });
+
+  constructor(
+    private readonly ops: Operations,
+    private readonly prefix: string,
+  ) {}
+
+  /** The wire key of a plain key (no namespace). */
+  plainWire(key: string): string {
+    if (typeof key !== 'string') throw new TypeError(keyNotString(key === null ? 'null' : typeof key));
+    return toWireKey(this.prefix + key);
+  }
+
+  /** True when the node holding the target's namespace counter (or plain key) is down. */
+  isDown(target: CacheTarget): boolean {
+    return this.ops.isDown(target.namespace ? this.generationWire(target.namespace) : this.plainWire(target.key));
+  }
+
+  /** Reads the target's entry under the current generations (one round trip when they are known). */
+  async lookup(target: CacheTarget, rawJson = false): Promise<Lookup> {
+    const { namespace, variant } = target;
+    if (!namespace) {
+      const wire = this.plainWire(target.key);
+      return { wire, item: (await this.ops.read([wire], rawJson))[0] };
+    }
+    assertNamespace(namespace);
+    const known = this.generations.get(namespace);
+    const knownGroup = variant === undefined ? 0 : this.groups.get(this.groupId(namespace, target.key));
+    if (known !== undefined && knownGroup !== undefined) {
+      const wire = this.entryWire(target, known, knownGroup);
+      const wires = variant === undefined
+        ? [this.generationWire(namespace), wire]
+        : [this.generationWire(namespace), this.groupWire(namespace, target.key), wire];
+      const items = await this.ops.read(wires, rawJson);
+      const generation = counterValue(items[0]);
+      const group = variant === undefined ? 0 : counterValue(items[1]);
+      if (generation === known && group === knownGroup) return { wire, item: items[wires.length - 1] };
+      if (generation !== undefined && group !== undefined) {
+        this.generations.set(namespace, generation);
+        if (variant !== undefined) this.groups.set(this.groupId(namespace, target.key), group);
+        const current = this.entryWire(target, generation, group);
+        return { wire: current, item: (await this.ops.read([current], rawJson))[0] };
+      }
+    }
+    const wire = await this.currentWire(target);
+    return { wire, item: (await this.ops.read([wire], rawJson))[0] };
+  }
+
+  /** The wire key of the target's entry under the current generations (created when missing). */
+  async currentWire(target: CacheTarget): Promise<string> {
+    if (!target.namespace) return this.plainWire(target.key);
+    assertNamespace(target.namespace);
+    const [generation, group] = await Promise.all([
+      this.current(this.generationWire(target.namespace), (g) => this.generations.set(target.namespace!, g)),
+      target.variant === undefined
+        ? 0
+        : this.current(this.groupWire(target.namespace, target.key), (g) => this.groups.set(this.groupId(target.namespace!, target.key), g)),
+    ]);
+    return this.entryWire(target, generation, group);
+  }
+
+  /** The wire keys of several keys of one namespace, under its current generation. */
+  async currentWires(namespace: string, keys: readonly string[]): Promise<string[]> {
+    assertNamespace(namespace);
+    const generation = await this.current(this.generationWire(namespace), (g) => this.generations.set(namespace, g));
+    return keys.map((key) => this.entryWire({ namespace, key }, generation, 0));
+  }
+
+  /** Makes every entry of the namespace miss, with one atomic increment. */
+  async bump(namespace: string): Promise<void> {
+    assertNamespace(namespace);
+    const wire = this.generationWire(namespace);
+    const next = await this.ops.counter(Opcode.Increment, 'evictAll', wire, 1n, BigInt(freshGeneration()), 0);
+    if (next !== null) this.generations.set(namespace, Number(next));
+  }
+
+  /** Makes every variant of `key` miss (a no-op when it never had any). */
+  async bumpVariants(namespace: string, key: string): Promise<void> {
+    assertNamespace(namespace);
+    const next = await this.ops.counter(Opcode.Increment, 'evict', this.groupWire(namespace, key), 1n, undefined, 0);
+    if (next !== null) this.groups.set(this.groupId(namespace, key), Number(next));
+  }
+
+  /** The wire keys that identify a namespace's current entries, for splitting in-process loads. */
+  generationWire(namespace: string): string {
+    let wire = this.generationWires.get(namespace);
+    if (wire === undefined) this.generationWires.set(namespace, (wire = toWireKey(`${this.prefix}${namespace}@gen`)));
+    return wire;
+  }
+
+  private groupWire(namespace: string, key: string): string {
+    return toWireKey(`${this.prefix}${namespace}@r:${key}`);
+  }
+
+  private groupId(namespace: string, key: string): string {
+    return `${namespace}:${key}`;
+  }
+
+  private entryWire(target: CacheTarget, generation: number, group: number): string {
+    const key = target.variant === undefined ? target.key : JSON.stringify([target.key, group, target.variant]);
+    return toWireKey(`${this.prefix}${target.namespace}@${generation}:${key}`);
+  }
+
+  /** A counter's value as memcached holds it, created from the clock when missing. */
+  private async current(wire: string, remember: (value: number) => void): Promise<number> {
+    let value = counterValue((await this.ops.read([wire]))[0]);
+    if (value === undefined) {
+      // a lost counter restarts from the clock, never from a value used before
+      const fresh = this.ops.encode(freshGeneration());
+      await this.ops.store(Opcode.Add, 'generation', wire, fresh, 0, 'generations');
+      value = counterValue((await this.ops.read([wire]))[0]);
+      if (value === undefined) throw new Error(generationLost());
+    }
+    remember(value);
+    return value;
+  }
+}
+
+function counterValue(item: ItemRead): number | undefined {
+  if (item.state !== 'hit') return undefined;
+  const value = item.value instanceof RawJson ? Number(item.value.json) : item.value;
+  return typeof value === 'number' && Number.isSafeInteger(value) ? value : undefined;
+}
+
+function freshGeneration(): number {
+  return Date.now() * 1000;
+}

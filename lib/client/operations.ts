@@ -1,0 +1,366 @@
+import type { BreakerNode } from '../cluster/breaker-node.js';
+import type { NodeRouter } from '../cluster/router.js';
+import { type EncodedValue, LEASE, type ResponseMeta, UNDECODABLE, UnsupportedValueError, type ValueCodec } from '../codec/value.codec.js';
+import { oversizeSkipped, unsupportedValueSkipped } from '../memcached.messages.js';
+import { MemcachedError } from '../transport/memcached.error.js';
+import { PENDING } from '../transport/node-connection.js';
+import { type BinaryResponse, buildMultiGet, buildRequest, counterExtras, expiryExtras, NO_INITIAL, Opcode, Status, STATUS_TEXT, storeExtras } from '../transport/protocol.js';
+import type { RateLimitedLogger } from '../utils/rate-limited-logger.js';
+import type { ClientStats } from './client-stats.js';
+
+/** What a read found for a key: nothing, another caller's lease marker, or a value. */
+export type ItemRead =
+  | { state: 'miss' }
+  | { state: 'lease'; cas: Buffer }
+  | { state: 'hit'; value: unknown; cas: Buffer; freshUntil?: number; meta?: ResponseMeta };
+
+export const MISS: ItemRead = { state: 'miss' };
+
+/** How a store ended: stored, refused by memcached (`exists` / `missing`), or not sent (too large). */
+export type StoreOutcome = 'stored' | 'exists' | 'missing' | 'oversize';
+
+export interface NodePing {
+  node: string;
+  ok: boolean;
+  version?: string;
+  latencyMs?: number;
+  error?: string;
+}
+
+/** memcached's per-item overhead beyond key and value (item header, CAS, flags, CRLF), rounded up. */
+const ITEM_OVERHEAD = 72;
+
+/**
+ * memcached's commands over wire keys (already prefixed and made safe), routed to their node:
+ * one frame each, with the value codec, the item size rule and the client's counters. Nothing
+ * here logs a key: keys can hold user data, so warnings name the namespace (`label`).
+ */
+export class Operations {
+  private seq = 0;
+
+  constructor(
+    readonly router: NodeRouter,
+    readonly codec: ValueCodec,
+    readonly stats: ClientStats,
+    readonly warnings: RateLimitedLogger,
+    private readonly maxItemSize: number,
+  ) {}
+
+  isDown(wire: string): boolean {
+    return this.router.isDown(wire);
+  }
+
+  /** A value, or `undefined` for a miss (counted either way). */
+  async get(wire: string): Promise<unknown> {
+    const seq = this.nextSeq();
+    const res = await this.send(this.router.nodeFor(wire), 'get', seq, buildRequest(Opcode.Get, wire, null, null, seq), {
+      idempotent: true,
+      onResponse: (r) => r,
+    });
+    if (res.header.status === Status.KeyNotFound) {
+      this.stats.counters.misses++;
+      return undefined;
+    }
+    if (res.header.status !== Status.Ok) throw this.serverError('get', wire, res.header.status);
+    const value = this.decode(res);
+    if (value === undefined) this.stats.counters.misses++;
+    else this.stats.counters.hits++;
+    return value;
+  }
+
+  /**
+   * Reads keys with their CAS and lease state, one pipelined request per node; the result is in
+   * the order of `wires`. Rejects if a node fails (the caller then serves from its source).
+   * With `rawJson`, JSON entries come back as `RawJson` text.
+   */
+  async read(wires: readonly string[], rawJson = false): Promise<ItemRead[]> {
+    const found = wires.length === 1 ? [await this.fetchOne(wires[0])] : await this.fetch(wires, false);
+    const result: ItemRead[] = new Array(wires.length);
+    for (let i = 0; i < wires.length; i++) {
+      const res = found[i];
+      const item = res === undefined ? undefined : this.decodeItem(res, rawJson);
+      if (item === undefined) result[i] = MISS;
+      // the CAS is a slice of a received chunk, which nothing writes to afterwards
+      else if (item === LEASE) result[i] = { state: 'lease', cas: res!.header.cas };
+      else result[i] = { state: 'hit', value: item.value, cas: res!.header.cas, freshUntil: item.freshUntil, meta: item.meta };
+    }
+    return result;
+  }
+
+  /** Raw responses in the order of `wires` (undefined: a miss); a failing node's keys read as misses, with a warning. */
+  fetchTolerant(wires: readonly string[]): Promise<Array<BinaryResponse | undefined>> {
+    return this.fetch(wires, true);
+  }
+
+  /** The value of a GET response, or undefined (a miss, a lease marker, bytes that do not decode). */
+  decode(res: BinaryResponse): unknown {
+    const item = this.decodeItem(res);
+    return item === undefined || item === LEASE ? undefined : item.value;
+  }
+
+  /** Encodes a value; a value that cannot be kept as it is throws `UnsupportedValueError`, counted. */
+  encode(value: unknown, freshUntil?: number, asResponse = false, meta?: ResponseMeta): EncodedValue {
+    try {
+      return this.codec.encode(value, freshUntil, asResponse, meta);
+    } catch (error) {
+      if (error instanceof UnsupportedValueError) this.stats.counters.unsupportedValues++;
+      throw error;
+    }
+  }
+
+  /** Warns (once per namespace and type, rate-limited) that a value was not cached. */
+  warnUnsupported(label: string, error: unknown): void {
+    const what = error instanceof UnsupportedValueError ? error.what : 'a value';
+    this.warnings.warn(`unsupported:${label}:${what}`, () => unsupportedValueSkipped(label, (error as Error).message));
+  }
+
+  /**
+   * SET / ADD / REPLACE, with `cas` a conditional store. An item over `maxItemSize` is not sent:
+   * the key is deleted instead (only if it still holds `cas`, when given), so an older value
+   * cannot survive as a stale hit, and the skip is counted and warned once per `label`.
+   */
+  async store(
+    opcode: number,
+    operation: string,
+    wire: string,
+    encoded: EncodedValue,
+    expiry: number,
+    label: string,
+    cas?: Buffer,
+  ): Promise<StoreOutcome> {
+    const size = encoded.bytes.length + wire.length + ITEM_OVERHEAD;
+    if (size > this.maxItemSize) {
+      this.noteOversize(label, size);
+      await this.delete(wire, operation, cas);
+      return 'oversize';
+    }
+    const seq = this.nextSeq();
+    const frame = buildRequest(opcode, wire, storeExtras(encoded.flags, expiry), encoded.bytes, seq, cas);
+    const status = await this.send(this.router.nodeFor(wire), operation, seq, frame, {
+      idempotent: opcode !== Opcode.Add && cas === undefined,
+      onResponse: (res) => res.header.status,
+    });
+    switch (status) {
+      case Status.Ok:
+        this.stats.counters.sets++;
+        return 'stored';
+      case Status.KeyExists:
+        return 'exists';
+      case Status.KeyNotFound:
+      case Status.NotStored:
+        return 'missing';
+      case Status.ValueTooLarge:
+        // memcached has already unlinked the old item
+        this.noteOversize(label, size);
+        return 'oversize';
+      default:
+        throw this.serverError(operation, wire, status);
+    }
+  }
+
+  /** DELETE (only if the key still holds `cas`, when given); false when it was not there (or changed). */
+  async delete(wire: string, operation = 'delete', cas?: Buffer): Promise<boolean> {
+    const seq = this.nextSeq();
+    const deleted = await this.send(this.router.nodeFor(wire), operation, seq, buildRequest(Opcode.Delete, wire, null, null, seq, cas), {
+      idempotent: cas === undefined,
+      onResponse: (res) => {
+        if (res.header.status === Status.Ok) return true;
+        if (res.header.status === Status.KeyNotFound || res.header.status === Status.KeyExists) return false;
+        throw this.serverError(operation, wire, res.header.status);
+      },
+    });
+    if (deleted) this.stats.counters.deletes++;
+    return deleted;
+  }
+
+  /** INCREMENT / DECREMENT: the new value, or null when the counter is missing and `initial` is not given. */
+  counter(opcode: number, operation: string, wire: string, delta: bigint, initial: bigint | undefined, expiry: number): Promise<bigint | null> {
+    const seq = this.nextSeq();
+    const extras = counterExtras(delta, initial ?? 0n, initial === undefined ? NO_INITIAL : expiry);
+    // never retried: a lost answer does not mean the increment was not applied
+    return this.send(this.router.nodeFor(wire), operation, seq, buildRequest(opcode, wire, extras, null, seq), {
+      onResponse: (res) => {
+        if (res.header.status === Status.Ok) return res.val.readBigUInt64BE(0);
+        if (res.header.status === Status.KeyNotFound) return null;
+        throw this.serverError(operation, wire, res.header.status);
+      },
+    });
+  }
+
+  async touch(wire: string, expiry: number): Promise<boolean> {
+    const seq = this.nextSeq();
+    return this.send(this.router.nodeFor(wire), 'touch', seq, buildRequest(Opcode.Touch, wire, expiryExtras(expiry), null, seq), {
+      idempotent: true,
+      onResponse: (res) => {
+        if (res.header.status === Status.Ok) return true;
+        if (res.header.status === Status.KeyNotFound) return false;
+        throw this.serverError('touch', wire, res.header.status);
+      },
+    });
+  }
+
+  async flush(): Promise<void> {
+    await Promise.all(
+      this.router.nodes.map((node) => {
+        const seq = this.nextSeq();
+        return this.send(node, 'flush', seq, buildRequest(Opcode.Flush, '', null, null, seq), {
+          idempotent: true,
+          onResponse: (res) => {
+            if (res.header.status !== Status.Ok) throw this.serverError('flush', '', res.header.status, node);
+          },
+        });
+      }),
+    );
+  }
+
+  async serverStats(): Promise<Record<string, Record<string, string>>> {
+    const entries = await Promise.all(
+      this.router.nodes.map(async (node) => {
+        const seq = this.nextSeq();
+        const acc: Record<string, string> = {};
+        const stats = await this.send(node, 'serverStats', seq, buildRequest(Opcode.Stat, '', null, null, seq), {
+          quiet: true,
+          idempotent: true,
+          onResponse(res) {
+            if (res.header.keyLength === 0) return acc;
+            acc[res.key.toString('latin1')] = res.val.toString('latin1');
+            return PENDING;
+          },
+        });
+        return [node.label, stats] as const;
+      }),
+    );
+    return Object.fromEntries(entries);
+  }
+
+  /**
+   * Asks every node for its version and for a `noop`, which (unlike `version`) needs SASL
+   * authentication, so a node that refuses our credentials is reported as such. Never rejects.
+   */
+  ping(): Promise<NodePing[]> {
+    return Promise.all(
+      this.router.nodes.map(async (node): Promise<NodePing> => {
+        const started = performance.now();
+        const versionSeq = this.nextSeq();
+        const noopSeq = this.nextSeq();
+        const version = this.send(node, 'ping', versionSeq, buildRequest(Opcode.Version, '', null, null, versionSeq), {
+          idempotent: true,
+          onResponse: (res) => res.val.toString('latin1'),
+        });
+        const noop = this.send(node, 'ping', noopSeq, buildRequest(Opcode.Noop, '', null, null, noopSeq), {
+          idempotent: true,
+          onResponse: () => true,
+        });
+        const [v, n] = await Promise.allSettled([version, noop]);
+        const failed = n.status === 'rejected' ? n : v.status === 'rejected' ? v : undefined;
+        if (failed) return { node: node.label, ok: false, error: (failed.reason as Error).message };
+        return { node: node.label, ok: true, version: (v as PromiseFulfilledResult<string>).value, latencyMs: performance.now() - started };
+      }),
+    );
+  }
+
+  warnFailure(error: unknown): void {
+    const topic = error instanceof MemcachedError ? `${error.operation}:${error.node}:${error.code}` : 'other';
+    this.warnings.warn(topic, () => `cache bypassed: ${(error as Error).message}`);
+  }
+
+  nextSeq(): number {
+    // the upper half of the 32-bit opaque is the breaker's probes'
+    this.seq = this.seq >= 0x7fffffff ? 1 : this.seq + 1;
+    return this.seq;
+  }
+
+  /** One key with a plain GET (a multi-get would add a NOOP frame); undefined for a miss. */
+  private async fetchOne(wire: string): Promise<BinaryResponse | undefined> {
+    const seq = this.nextSeq();
+    const res = await this.send(this.router.nodeFor(wire), 'get', seq, buildRequest(Opcode.Get, wire, null, null, seq), {
+      idempotent: true,
+      onResponse: (r) => r,
+    });
+    if (res.header.status === Status.KeyNotFound) return undefined;
+    if (res.header.status !== Status.Ok) throw this.serverError('get', wire, res.header.status);
+    return res;
+  }
+
+  private async fetch(wires: readonly string[], tolerant: boolean): Promise<Array<BinaryResponse | undefined>> {
+    const found: Array<BinaryResponse | undefined> = new Array(wires.length);
+    const groups = this.router.group(wires);
+    if (groups.length === 1) await this.fetchFromNode(groups[0][0], wires, found, tolerant, groups[0][1]);
+    else await Promise.all(groups.map(([node, positions]) => this.fetchFromNode(node, wires, found, tolerant, positions)));
+    return found;
+  }
+
+  /** One pipelined GETKQ... NOOP on `node` for `wires` (or those at `positions`); hits land in `found`. */
+  private async fetchFromNode(
+    node: BreakerNode,
+    wires: readonly string[],
+    found: Array<BinaryResponse | undefined>,
+    tolerant: boolean,
+    positions?: number[],
+  ): Promise<void> {
+    const mine = positions === undefined ? wires : positions.map((i) => wires[i]);
+    // a few keys: match a hit by scanning; many: by a map of wire key to positions
+    let byWire: Map<string, number[]> | undefined;
+    if (mine.length > 8) {
+      byWire = new Map();
+      for (let j = 0; j < mine.length; j++) {
+        const at = positions === undefined ? j : positions[j];
+        const list = byWire.get(mine[j]);
+        if (list) list.push(at);
+        else byWire.set(mine[j], [at]);
+      }
+    }
+    const seq = this.nextSeq();
+    try {
+      await this.send(node, 'getMulti', seq, buildMultiGet(mine, seq), {
+        quiet: true,
+        idempotent: true,
+        onResponse(res) {
+          if (res.header.opcode === Opcode.Noop) return true;
+          if (res.header.status !== Status.Ok) return PENDING;
+          const wire = res.key.toString('latin1');
+          if (byWire !== undefined) {
+            for (const at of byWire.get(wire) ?? []) found[at] = res;
+          } else {
+            for (let j = 0; j < mine.length; j++) if (mine[j] === wire) found[positions === undefined ? j : positions[j]] = res;
+          }
+          return PENDING;
+        },
+      });
+    } catch (error) {
+      if (!tolerant) throw error;
+      // one sick node must not cost the others' hits: its keys read as misses
+      this.warnFailure(error);
+    }
+  }
+
+  private decodeItem(res: BinaryResponse, rawJson = false) {
+    // a hit always carries its 4 bytes of flags; a body over the size limit was never read
+    const item = res.oversized || res.extras.length < 4 ? UNDECODABLE : this.codec.decodeItem(res.val, res.extras.readUInt32BE(0), rawJson);
+    if (item === UNDECODABLE) {
+      this.stats.counters.undecodable++;
+      return undefined;
+    }
+    return item;
+  }
+
+  private noteOversize(label: string, size: number): void {
+    this.stats.counters.oversizeSkips++;
+    this.warnings.once(`oversize:${label}`, oversizeSkipped(label, size, this.maxItemSize));
+  }
+
+  send<T>(
+    node: BreakerNode,
+    operation: string,
+    seq: number,
+    frame: Buffer,
+    spec: { quiet?: boolean; idempotent?: boolean; onResponse: (res: BinaryResponse) => T | typeof PENDING },
+  ): Promise<T> {
+    return node.request(operation, seq, frame, spec.onResponse, spec, this.stats.settled);
+  }
+
+  private serverError(operation: string, wire: string, status: number, node?: BreakerNode): MemcachedError {
+    const label = (node ?? this.router.nodeFor(wire)).label;
+    return new MemcachedError(operation, label, 'SERVER', STATUS_TEXT[status] ?? `status 0x${status.toString(16)}`, status);
+  }
+}

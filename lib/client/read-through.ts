@@ -1,0 +1,126 @@
+import type { ResponseMeta } from '../codec/value.codec.js';
+import { Flights } from './flights.js';
+import { type CacheFailure, type FillReport, LeaseProtocol, type Loader } from './lease.js';
+import type { CacheTarget, Lookup, Namespaces } from './namespaces.js';
+import type { Operations } from './operations.js';
+
+/** How a read-through call was served. */
+export type ReadOutcome = 'HIT' | 'MISS' | 'STALE';
+
+export interface ReadRequest<T> {
+  target: CacheTarget;
+  /** The source: its value, and how to store it. */
+  load: Loader<T>;
+  /** Fill under a lease (one loader across processes, no stale set after an eviction). */
+  lease: boolean;
+  /** JSON hits come back as `RawJson` text (the HTTP path sends it as is). */
+  rawJson?: boolean;
+  /** Names the entries in warnings (the namespace); keys are never logged. */
+  label: string;
+}
+
+export interface Served<T> {
+  value: T;
+  outcome: ReadOutcome;
+  /** A hit's recorded metadata (HTTP entries). */
+  meta?: ResponseMeta;
+  /** The call waited for another caller's fill. */
+  waited?: boolean;
+  /** A cache operation that failed (the value then came from the source). */
+  failure?: CacheFailure;
+  /** This call's fill or background refresh, settling after the call returns. */
+  filled?: Promise<FillReport>;
+}
+
+/**
+ * Cache-aside reads, one implementation for `getOrSet` and the decorators: read the entry under
+ * its namespace's generation; on a hit return it (stale ones are refreshed once in the
+ * background); on a miss load once per key in this process (see `Flights`) and fill, under a
+ * lease or plainly. Fails open: when the cache cannot be read, the source is loaded and nothing
+ * is filled (a failed read means a sick node: no fill is queued behind it). What happened comes
+ * back in the result; nothing is called back but the load.
+ */
+export class ReadThrough {
+  readonly flights = new Flights();
+  readonly leases: LeaseProtocol;
+
+  constructor(
+    private readonly ops: Operations,
+    readonly namespaces: Namespaces,
+    leaseOptions: { leaseTtl: number; leaseWait: number },
+  ) {
+    this.leases = new LeaseProtocol(ops, leaseOptions);
+  }
+
+  async read<T>(request: ReadRequest<T>): Promise<Served<T>> {
+    const ticket = this.flights.ticket();
+    const target = request.target;
+    let found: Lookup | undefined;
+    let failure: CacheFailure | undefined;
+    if (!this.namespaces.isDown(target)) {
+      try {
+        found = await this.namespaces.lookup(target, request.rawJson);
+      } catch (error) {
+        failure = { operation: 'get', error };
+      }
+    }
+    const item = found?.item;
+    if (item?.state === 'hit') {
+      if (item.freshUntil !== undefined && item.freshUntil <= Date.now()) {
+        return { value: item.value as T, outcome: 'STALE', meta: item.meta, filled: this.leases.refresh(found!.wire, item.cas, request.load, request.label) };
+      }
+      return item.meta === undefined ? { value: item.value as T, outcome: 'HIT' } : { value: item.value as T, outcome: 'HIT', meta: item.meta };
+    }
+    if (found === undefined) {
+      // the cache cannot be read: still one load per key in this process, and nothing filled
+      const { result } = await this.flights.run(logicalKey(target), ticket, undefined, async () => (await request.load()).value);
+      return failure === undefined ? { value: result, outcome: 'MISS' } : { value: result, outcome: 'MISS', failure };
+    }
+    const wire = found.wire;
+    const { result, joined } = await this.flights.run(request.rawJson ? RAW + wire : wire, ticket, item, async (flight): Promise<Served<T>> => {
+      if (request.lease) return this.leases.load(wire, request.load, request.label, flight, request.rawJson);
+      flight.leased(null);
+      const loaded = await request.load();
+      return { value: loaded.value, outcome: 'MISS', filled: this.leases.fill(wire, loaded, request.label, flight) };
+    });
+    // a call that joined another's load shares its value, not its fill or its wait
+    return joined ? { value: result.value, outcome: result.outcome } : result;
+  }
+
+  /**
+   * Evicts a key and every variant of it: its running loads in this process are split off (not
+   * joined, not stored), the entry is deleted and its variants' generation bumped.
+   */
+  async evict(target: { namespace?: string; key: string }): Promise<boolean> {
+    this.flights.invalidatePrefix(logicalKey({ namespace: target.namespace, key: target.key, variant: '' }));
+    const wire = await this.namespaces.currentWire(target);
+    this.flights.invalidate(wire);
+    this.flights.invalidate(RAW + wire);
+    const [deleted] = await Promise.all([
+      this.ops.delete(wire),
+      target.namespace ? this.namespaces.bumpVariants(target.namespace, target.key) : undefined,
+    ]);
+    return deleted;
+  }
+
+  /** Evicts every entry of a namespace (a new generation; running loads belong to the old one). */
+  async evictAll(namespace: string): Promise<void> {
+    this.flights.invalidatePrefix(`${namespace}\u0000`);
+    await this.namespaces.bump(namespace);
+  }
+
+  /** An overwrite of a key: its running loads in this process must not store their older result. */
+  overwritten(wire: string): void {
+    this.flights.invalidate(wire);
+    this.flights.invalidate(RAW + wire);
+  }
+}
+
+/** Marks the flights of HTTP reads (their hits are `RawJson`); no wire key holds a control character. */
+const RAW = '\u0001';
+
+/** A target's identity while the cache cannot be read (no generation known). */
+function logicalKey(target: CacheTarget): string {
+  const head = `${target.namespace ?? ''}\u0000${target.key}\u0000`;
+  return target.variant === undefined ? head : head + target.variant;
+}

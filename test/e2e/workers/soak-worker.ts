@@ -1,0 +1,68 @@
+// One process of the stale-read soak: a Nest application context whose service reads rows of a
+// PostgreSQL table through @Cacheable and bumps them through @CacheEvict, at random, for a while.
+// Prints one JSON line: every read (when it started, row, version seen) and every write (when its
+// eviction returned, row, version written), on the machine-wide monotonic clock.
+import 'reflect-metadata';
+import { Injectable, Module } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import pg from 'pg';
+import { MemcachedCache, Cacheable, CacheEvict, MemcachedClient, MemcachedModule } from '../../../lib/index.js';
+
+interface Job {
+  servers: string;
+  table: string;
+  rows: number;
+  durationMs: number;
+  concurrency: number;
+  writeShare: number;
+  /** Seconds a read spends in the database (a realistic query, not a primary-key lookup on a warm table). */
+  readSeconds: number;
+}
+
+const job = JSON.parse(process.argv[2]) as Job;
+const pool = new pg.Pool({ host: '127.0.0.1', port: 5432, user: 'postgres', database: 'test', max: job.concurrency + 2 });
+const now = () => Number(process.hrtime.bigint()) / 1e6;
+
+@Injectable()
+class Rows {
+  @Cacheable({ namespace: 'soak', key: (id: number) => String(id), ttl: 60 })
+  async find(id: number): Promise<number> {
+    const { rows } = await pool.query(`SELECT version, pg_sleep($2) FROM ${job.table} WHERE id = $1`, [id, job.readSeconds]);
+    return rows[0].version as number;
+  }
+
+  @CacheEvict({ namespace: 'soak', key: (id: number) => String(id) })
+  async bump(id: number): Promise<number> {
+    const { rows } = await pool.query(`UPDATE ${job.table} SET version = version + 1 WHERE id = $1 RETURNING version`, [id]);
+    return rows[0].version as number;
+  }
+}
+
+@Module({
+  imports: [MemcachedModule.forRoot({ servers: job.servers, leases: true, timeout: 1000, logger: false })],
+  providers: [Rows],
+})
+class SoakModule {}
+
+const app = await NestFactory.createApplicationContext(SoakModule, { logger: false });
+const rows = app.get(Rows);
+const reads: Array<[number, number, number]> = [];
+const writes: Array<[number, number, number]> = [];
+const until = Date.now() + job.durationMs;
+const loop = async () => {
+  while (Date.now() < until) {
+    const id = 1 + Math.floor(Math.random() * job.rows);
+    if (Math.random() < job.writeShare) {
+      const version = await rows.bump(id);
+      writes.push([now(), id, version]);
+    } else {
+      const startedAt = now();
+      reads.push([startedAt, id, await rows.find(id)]);
+    }
+  }
+};
+await Promise.all(Array.from({ length: job.concurrency }, loop));
+const stats = { ...app.get(MemcachedClient).stats(), cacheHits: app.get(MemcachedCache).stats().soak?.hits ?? 0 };
+await app.close();
+await pool.end();
+process.stdout.write(JSON.stringify({ reads, writes, stats }) + '\n', () => process.exit(0));
