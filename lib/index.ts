@@ -1,28 +1,36 @@
-export { MemcachedClient } from './client/memcached.client.js';
-export type {
-  CounterOptions,
-  GetOrSetOptions,
-  KeyOptions,
-  MemcachedClientStats,
-  NodePing,
-  SetOptions,
+// The public API. Everything else under lib/ is internal and may change without notice.
+
+// the module and the client
+export { MemcachedModule } from './memcached.module.js';
+export {
+  MemcachedClient,
+  type CounterOptions,
+  type GetOrSetOptions,
+  type KeyOptions,
+  type MemcachedClientStats,
+  type NodePing,
+  type OperationEvent,
+  type OperationStats,
+  type SetOptions,
 } from './client/memcached.client.js';
-export { MemcachedError, type MemcachedErrorCode } from './client/memcached.error.js';
-export { KetamaRing, ketamaHash, type KetamaNode, type KetamaOptions } from './cluster/ketama.js';
-export { composeKey, toWireKey, MAX_KEY_LENGTH } from './codec/key.codec.js';
-export { MAX_RELATIVE_TTL, toExpiry } from './codec/ttl.js';
-export { MemcachedConfigError, resolveOptions } from './config/memcached-options.js';
-export { memcachedConfig, readMemcachedEnv, MEMCACHED_ENV_VARIABLES } from './config/memcached.config.js';
+export type { NodeStatus } from './cluster/breaker-node.js';
 export { InjectMemcached } from './decorators/inject-memcached.decorator.js';
+export { CACHE_INTERCEPTOR, getMemcachedClientToken } from './memcached.constants.js';
 export type {
+  MemcachedHttpOptions,
   MemcachedModuleExtras,
   MemcachedModuleOptions,
   MemcachedSerializer,
   MemcachedServerOptions,
 } from './interfaces/memcached-module-options.interface.js';
-export { getMemcachedClientToken } from './memcached.constants.js';
-export { MEMCACHED_MODULE_OPTIONS } from './memcached.module-definition.js';
-export { MemcachedModule } from './memcached.module.js';
+
+// the cache: facade, events, counters
+export { MemcachedCache, type CacheEventSource } from './cache/memcached-cache.js';
+export type { CacheEventMap, CacheEventName } from './cache/cache-events.js';
+export type { NamespaceStats } from './cache/cache-stats.js';
+export type { CacheOutcome } from './cache/cache-aside.engine.js';
+
+// decorators and the interceptor they attach
 export { Cacheable } from './decorators/cacheable.decorator.js';
 export { CacheEvict } from './decorators/cache-evict.decorator.js';
 export { CachePut } from './decorators/cache-put.decorator.js';
@@ -34,10 +42,13 @@ export type {
   CacheKeyFn,
   CachePutOptions,
 } from './interfaces/cache-decorator-options.interface.js';
-export { CacheAsideEngine, entryKey, type CacheOutcome, type CallSite, type CallHooks, type NamespaceStats } from './engine/cache-aside.engine.js';
-export { CacheEvents, type CacheEventMap, type CacheEventName } from './engine/cache-events.js';
-export { stableKey } from './engine/stable-key.js';
 export { CacheInterceptor } from './interceptors/cache.interceptor.js';
-export { CacheExplorer } from './explorer/cache.explorer.js';
+
+// errors
+export { MemcachedError, type MemcachedErrorCode } from './transport/memcached.error.js';
+export { MemcachedConfigError } from './config/memcached-options.js';
+export { UnsupportedValueError } from './codec/value.codec.js';
+
+// testing without a server
 export { InMemoryMemcachedClient } from './testing/in-memory-memcached.client.js';
 export { MemcachedTestingModule } from './testing/memcached-testing.module.js';

@@ -1,30 +1,15 @@
-import { ConfigurableModuleBuilder, Logger, type Provider } from '@nestjs/common';
+import { ConfigurableModuleBuilder } from '@nestjs/common';
 import { DiscoveryModule } from '@nestjs/core';
 import { MemcachedClient } from './client/memcached.client.js';
-import { CacheAsideEngine } from './engine/cache-aside.engine.js';
-import { CacheExplorer } from './explorer/cache.explorer.js';
 import type {
   MemcachedModuleExtras,
   MemcachedModuleOptions,
 } from './interfaces/memcached-module-options.interface.js';
 import { getMemcachedClientToken } from './memcached.constants.js';
-import { createMemcachedClientProvider } from './memcached.providers.js';
+import { CACHE_EXPORTS, cacheProviders, createMemcachedClientProvider } from './memcached.providers.js';
 
 /** Injection token of the options given to `forRoot` / `forRootAsync`. */
 export const MEMCACHED_MODULE_OPTIONS = Symbol('MEMCACHED_MODULE_OPTIONS');
-
-/** The decorators' engine and its explorer, registered with the default (unnamed) client. */
-export function cacheEngineProviders(): Provider[] {
-  return [
-    {
-      provide: CacheAsideEngine,
-      useFactory: (client: MemcachedClient, options: MemcachedModuleOptions) =>
-        new CacheAsideEngine(client, options.logger === undefined ? new Logger('MemcachedCache') : options.logger),
-      inject: [MemcachedClient, MEMCACHED_MODULE_OPTIONS],
-    },
-    CacheExplorer,
-  ];
-}
 
 export const { ConfigurableModuleClass, OPTIONS_TYPE, ASYNC_OPTIONS_TYPE } = new ConfigurableModuleBuilder<MemcachedModuleOptions>({
   moduleName: 'Memcached',
@@ -32,7 +17,7 @@ export const { ConfigurableModuleClass, OPTIONS_TYPE, ASYNC_OPTIONS_TYPE } = new
 })
   .setClassMethodName('forRoot')
   .setFactoryMethodName('createMemcachedOptions')
-  .setExtras<MemcachedModuleExtras>({ isGlobal: false, name: undefined }, (definition, extras) => {
+  .setExtras<MemcachedModuleExtras>({ isGlobal: false, name: undefined, interceptor: undefined }, (definition, extras) => {
     const token = getMemcachedClientToken(extras.name);
     const isDefault = token === MemcachedClient;
     return {
@@ -42,9 +27,9 @@ export const { ConfigurableModuleClass, OPTIONS_TYPE, ASYNC_OPTIONS_TYPE } = new
       providers: [
         ...(definition.providers ?? []),
         createMemcachedClientProvider(token, MEMCACHED_MODULE_OPTIONS),
-        ...(isDefault ? cacheEngineProviders() : []),
+        ...(isDefault ? cacheProviders(MEMCACHED_MODULE_OPTIONS, extras.interceptor) : []),
       ],
-      exports: [...(definition.exports ?? []), token, ...(isDefault ? [CacheAsideEngine] : [])],
+      exports: [...(definition.exports ?? []), token, ...(isDefault ? CACHE_EXPORTS : [])],
     };
   })
   .build();

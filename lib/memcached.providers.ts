@@ -1,6 +1,11 @@
-import type { FactoryProvider, InjectionToken } from '@nestjs/common';
+import { type FactoryProvider, type InjectionToken, Logger, type NestInterceptor, type Provider, type Type } from '@nestjs/common';
+import { CacheAsideEngine } from './cache/cache-aside.engine.js';
+import { MemcachedCache } from './cache/memcached-cache.js';
 import { MemcachedClient } from './client/memcached.client.js';
+import { CacheExplorer } from './explorers/cache.explorer.js';
+import { CacheInterceptor } from './interceptors/cache.interceptor.js';
 import type { MemcachedModuleOptions } from './interfaces/memcached-module-options.interface.js';
+import { CACHE_INTERCEPTOR } from './memcached.constants.js';
 
 /** The client provider: options are validated here, so bad configuration fails at startup. */
 export function createMemcachedClientProvider(
@@ -13,3 +18,25 @@ export function createMemcachedClientProvider(
     inject: [optionsToken],
   };
 }
+
+/**
+ * What the decorators need, registered with the default (unnamed) client: the engine, the
+ * `MemcachedCache` facade over it, the explorer that turns provider methods on, and the
+ * interceptor controller routes use (`interceptor`, or `CacheInterceptor`).
+ */
+export function cacheProviders(optionsToken: InjectionToken, interceptor: Type<NestInterceptor> = CacheInterceptor): Provider[] {
+  return [
+    {
+      provide: CacheAsideEngine,
+      useFactory: (client: MemcachedClient, options: MemcachedModuleOptions) =>
+        new CacheAsideEngine(client, options.logger === undefined ? new Logger('MemcachedCache') : options.logger),
+      inject: [MemcachedClient, optionsToken],
+    },
+    { provide: MemcachedCache, useFactory: (engine: CacheAsideEngine) => new MemcachedCache(engine), inject: [CacheAsideEngine] },
+    { provide: CACHE_INTERCEPTOR, useClass: interceptor },
+    CacheExplorer,
+  ];
+}
+
+/** What the module exports besides the client. */
+export const CACHE_EXPORTS = [MemcachedCache, CACHE_INTERCEPTOR, CacheAsideEngine];

@@ -1,6 +1,7 @@
-import { CACHE_ENGINE, ORIGINAL_METHOD } from '../cache.constants.js';
-import type { CacheAsideEngine } from '../engine/cache-aside.engine.js';
-import { CacheInterceptor } from '../interceptors/cache.interceptor.js';
+import { MAX_TTL } from '../codec/ttl.js';
+import { CACHE_EVICT_METADATA, CACHE_INVOKER, CACHE_PUT_METADATA, CACHEABLE_METADATA, ORIGINAL_METHOD } from '../memcached.constants.js';
+import { invalidDecoratorOption, notAMethod, show } from '../memcached.messages.js';
+import { CacheInterceptorDelegate } from './cache-interceptor.delegate.js';
 
 type AnyMethod = (...args: any[]) => any;
 
@@ -9,9 +10,10 @@ const INTERCEPTORS_METADATA = '__interceptors__';
 
 /**
  * Records a cache decorator's options. On a class, they are defaults for its methods. On a method,
- * the method is replaced at decoration time by a trampoline that hands the call to the engine the
+ * the method is replaced at decoration time by a trampoline that hands the call to the invoker the
  * explorer bound to the instance at bootstrap (and simply calls the method before that, or on
- * instances Nest does not manage), and `CacheInterceptor` is attached once for controller routes.
+ * instances Nest does not manage), and the cache interceptor is attached once for controller
+ * routes (through a delegate, so the module can replace it).
  */
 export function recordCacheMetadata(
   metadataKey: string,
@@ -20,17 +22,19 @@ export function recordCacheMetadata(
 ): ClassDecorator & MethodDecorator {
   return ((target: object, propertyKey?: string | symbol, descriptor?: PropertyDescriptor) => {
     if (descriptor === undefined) {
+      validateOptions(metadataKey, options, (target as Function).name, undefined);
       defineOptions(metadataKey, options, target, mode);
       return target;
     }
+    validateOptions(metadataKey, options, (target as object).constructor?.name, String(propertyKey));
     if (typeof descriptor.value !== 'function') {
-      throw new TypeError(`cache decorators apply to methods; ${String(propertyKey)} is not one`);
+      throw new TypeError(notAMethod(String(propertyKey)));
     }
     const trampoline = installTrampoline(descriptor, String(propertyKey));
     defineOptions(metadataKey, options, trampoline, mode);
     const interceptors = (Reflect.getMetadata(INTERCEPTORS_METADATA, trampoline) as unknown[] | undefined) ?? [];
-    if (!interceptors.includes(CacheInterceptor)) {
-      Reflect.defineMetadata(INTERCEPTORS_METADATA, [...interceptors, CacheInterceptor], trampoline);
+    if (!interceptors.includes(CacheInterceptorDelegate)) {
+      Reflect.defineMetadata(INTERCEPTORS_METADATA, [...interceptors, CacheInterceptorDelegate], trampoline);
     }
     return descriptor;
   }) as ClassDecorator & MethodDecorator;
@@ -49,10 +53,11 @@ function installTrampoline(descriptor: PropertyDescriptor, methodName: string): 
   const current = descriptor.value as AnyMethod & { [ORIGINAL_METHOD]?: AnyMethod };
   if (current[ORIGINAL_METHOD]) return current;
   const original = current;
-  const trampoline = function (this: { [CACHE_ENGINE]?: CacheAsideEngine } | undefined, ...args: unknown[]) {
-    const engine = this?.[CACHE_ENGINE];
-    if (engine === undefined) return original.apply(this, args);
-    return engine.invokeMethod(this as object, methodName, original, trampoline, args);
+  type Invoker = (instance: object, methodName: string, original: Function, trampoline: Function, args: unknown[]) => unknown;
+  const trampoline = function (this: { [CACHE_INVOKER]?: Invoker } | undefined, ...args: unknown[]) {
+    const invoke = this?.[CACHE_INVOKER];
+    if (invoke === undefined) return original.apply(this, args);
+    return invoke(this as object, methodName, original, trampoline, args);
   };
   Object.defineProperty(trampoline, 'name', { value: original.name });
   Object.defineProperty(trampoline, 'length', { value: original.length });
@@ -63,4 +68,62 @@ function installTrampoline(descriptor: PropertyDescriptor, methodName: string): 
   }
   descriptor.value = trampoline;
   return trampoline;
+}
+
+type Check = (value: unknown) => string | undefined;
+
+const NAMESPACE = /^[A-Za-z0-9_.-]+$/;
+const isFunction: Check = (v) => (typeof v === 'function' ? undefined : 'a function');
+const isBoolean: Check = (v) => (typeof v === 'boolean' ? undefined : 'true or false');
+const seconds: Check = (v) =>
+  typeof v === 'number' && Number.isFinite(v) && v >= 0 && v <= MAX_TTL ? undefined : `a number of seconds from 0 to ${MAX_TTL}`;
+const checks: Record<string, Check> = {
+  namespace: (v) => (typeof v === 'string' && NAMESPACE.test(v) ? undefined : "letters, digits, '_', '.' or '-'"),
+  key: (v) => (typeof v === 'string' || typeof v === 'function' ? undefined : 'a string or a function'),
+  ttl: (v) => (typeof v === 'function' ? undefined : seconds(v) && `${seconds(v)} (0 = no expiry), or a function of the result`),
+  condition: isFunction,
+  unless: isFunction,
+  principal: isFunction,
+  keys: isFunction,
+  staleWhileRevalidate: seconds,
+  lease: isBoolean,
+  public: isBoolean,
+  allEntries: isBoolean,
+  beforeInvocation: isBoolean,
+  ignoreCookies: (v) =>
+    Array.isArray(v) && v.every((c) => (typeof c === 'string' && c !== '') || c instanceof RegExp)
+      ? undefined
+      : 'a list of cookie names or regular expressions',
+};
+const ALLOWED: Record<string, { name: string; options: string[] }> = {
+  [CACHEABLE_METADATA]: {
+    name: '@Cacheable',
+    options: ['namespace', 'key', 'ttl', 'condition', 'unless', 'principal', 'staleWhileRevalidate', 'lease', 'public', 'ignoreCookies'],
+  },
+  [CACHE_PUT_METADATA]: { name: '@CachePut', options: ['namespace', 'key', 'ttl', 'unless'] },
+  [CACHE_EVICT_METADATA]: { name: '@CacheEvict', options: ['namespace', 'key', 'keys', 'allEntries', 'beforeInvocation'] },
+};
+const CLASS_OPTIONS = ['namespace', 'ttl'];
+
+/**
+ * Checks a decorator's options when it is applied (at import, so at startup): a bad value, an
+ * unknown option or an option that has no effect where it is written fails with an error naming
+ * the decorator, the class and method, the option and the value.
+ */
+function validateOptions(metadataKey: string, options: object, className: string | undefined, method: string | undefined): void {
+  const { name, options: allowed } = ALLOWED[metadataKey];
+  const where = method === undefined ? (className ?? 'a class') : `${className ?? '?'}.${method}`;
+  if (options === null || typeof options !== 'object') {
+    throw new TypeError(invalidDecoratorOption(name, where, 'options', show(options), 'an object'));
+  }
+  for (const [option, value] of Object.entries(options)) {
+    if (value === undefined) continue;
+    const permitted = method === undefined ? CLASS_OPTIONS : allowed;
+    if (!permitted.includes(option)) {
+      const expected = method === undefined ? `on a class, only ${CLASS_OPTIONS.join(' and ')} apply` : `one of ${allowed.join(', ')}`;
+      throw new TypeError(invalidDecoratorOption(name, where, option, show(value), `a known option: ${expected}`));
+    }
+    const problem = checks[option](value);
+    if (problem !== undefined) throw new TypeError(invalidDecoratorOption(name, where, option, show(value), problem));
+  }
 }

@@ -1,4 +1,4 @@
-import { CACHE_EVICT_METADATA } from '../cache.constants.js';
+import { CACHE_EVICT_METADATA } from '../memcached.constants.js';
 import type { CacheDecorator, CacheEvictOptions } from '../interfaces/cache-decorator-options.interface.js';
 import { recordCacheMetadata } from './cache-decorator.factory.js';
 

@@ -1,4 +1,4 @@
-import { CACHE_PUT_METADATA } from '../cache.constants.js';
+import { CACHE_PUT_METADATA } from '../memcached.constants.js';
 import type { CacheDecorator, CachePutOptions } from '../interfaces/cache-decorator-options.interface.js';
 import { recordCacheMetadata } from './cache-decorator.factory.js';
 

@@ -1,4 +1,4 @@
-import { CACHEABLE_METADATA } from '../cache.constants.js';
+import { CACHEABLE_METADATA } from '../memcached.constants.js';
 import type { CacheDecorator, CacheableOptions } from '../interfaces/cache-decorator-options.interface.js';
 import { recordCacheMetadata } from './cache-decorator.factory.js';
 

@@ -6,26 +6,47 @@ import {
   StreamableFile,
 } from '@nestjs/common';
 import { from, lastValueFrom, type Observable } from 'rxjs';
-import { CacheAsideEngine, type CacheOutcome, type CallHooks, type CallSite } from '../engine/cache-aside.engine.js';
-import { type CachePlan, getCachePlan } from '../engine/cache-metadata.accessor.js';
-import { stableKey } from '../engine/stable-key.js';
-import { RawJson } from '../codec/value.codec.js';
+import { CacheAsideEngine, type CacheOutcome, type CallReport, type CallSite, type Produced } from '../cache/cache-aside.engine.js';
+import type { HttpRequestParts } from '../cache/variants.js';
+import { stableKey } from '../codec/stable-key.js';
+import { RawJson, type ResponseMeta } from '../codec/value.codec.js';
+import { getCachePlan } from '../decorators/cache-metadata.accessor.js';
+import type { CacheableOptions, CachePlan } from '../interfaces/cache-decorator-options.interface.js';
+import {
+  canonicalUrl,
+  credentialIn,
+  type HttpRequestLike,
+  requestHeader,
+  resourceKeyOfCanonical,
+  responseNotStorable,
+  varyNames,
+} from './http-cache-rules.js';
 
 // @nestjs/common's ROUTE_ARGS_METADATA and the RESPONSE / NEXT route param types
 const ROUTE_ARGS_METADATA = '__routeArguments__';
 const RESPONSE_PARAM_TYPES = new Set(['1', '2']);
-const SESSION_COOKIE = /(?:^|;)\s*[^=;]*(?:sess|sid|token|auth|jwt|login)[^=;]*=/i;
 
 /**
  * Serves `@Cacheable`, `@CacheEvict` and `@CachePut` on controller routes (HTTP and
- * microservice handlers) through the cache-aside engine. The decorators attach it; subclass it to
- * change the protected hooks.
+ * microservice handlers) through the cache-aside engine. The decorators attach it; to change its
+ * protected hooks, subclass it and give the subclass to the module (`interceptor` extra).
  *
- * HTTP: only GET and HEAD are read from the cache, only 2xx results are stored, the key defaults
- * to the route path plus the sorted query string, `X-Cache` says HIT, MISS, STALE or BYPASS.
- * `StreamableFile` results and `@Res()` handlers bypass the cache, and so does a request with an
- * `Authorization` header or a session cookie unless the decorator's `principal` puts the caller
- * in the key.
+ * HTTP, as a shared cache should: only GET and HEAD are read from the cache; only 2xx responses
+ * without `Cache-Control: private | no-store | no-cache`, `Vary: *` or `Set-Cookie` are stored;
+ * a request with a credential header or a cookie bypasses the cache unless the route puts the
+ * caller in the key (`principal`), declares the response the same for everyone (`public`), or
+ * lists the cookies that do not matter (`ignoreCookies`). The key is the route's path; its query
+ * string, the principal and the values of the response's `Vary` headers select a variant of it,
+ * and evicting the path evicts every variant. `X-Cache` says HIT, MISS, STALE or BYPASS.
+ *
+ * @example
+ * @Injectable()
+ * export class TenantCacheInterceptor extends CacheInterceptor {
+ *   protected override isRequestCacheable(context: ExecutionContext) {
+ *     return super.isRequestCacheable(context) && !context.switchToHttp().getRequest().query.preview;
+ *   }
+ * }
+ * MemcachedModule.forRoot({ isGlobal: true, interceptor: TenantCacheInterceptor })
  */
 @Injectable()
 export class CacheInterceptor implements NestInterceptor {
@@ -37,18 +58,17 @@ export class CacheInterceptor implements NestInterceptor {
     const handler = context.getHandler();
     const plan = getCachePlan(context.getClass(), handler);
     if (!plan) return next.handle();
-    if (type === 'http' && this.engine.skipsDownCache(plan, () => this.isRequestCacheable(context) && this.cacheBypass(context, plan) === undefined)) {
+    if (type === 'http' && this.engine.skipsDownCache(plan, () => this.isRequestCacheable(context) && this.bypassReason(context, plan.cacheable!) === undefined)) {
       // its node is known down: the handler's own Observable, with nothing around it
       this.setCacheHeader(responseOf(context), 'MISS');
       return next.handle();
     }
-    const load = () => lastValueFrom(next.handle(), { defaultValue: undefined });
     if (type === 'rpc') {
       const data = context.switchToRpc().getData();
       const site: CallSite = { keyArgs: [context], defaultKey: () => `${handler.name}:${stableKey(data)}` };
-      return from(this.engine.execute(plan, site, load));
+      return from(this.engine.execute(plan, site, async () => ({ value: await lastValueFrom(next.handle(), { defaultValue: undefined }) })));
     }
-    return from(this.executeHttp(context, plan, load));
+    return from(this.executeHttp(context, plan, next));
   }
 
   /** Whether this request may be answered from, and stored in, the shared cache. */
@@ -57,24 +77,12 @@ export class CacheInterceptor implements NestInterceptor {
     return method === 'GET' || method === 'HEAD';
   }
 
-  /** Whether the request carries credentials, so a shared entry must not answer it. */
-  protected hasCredentials(request: { headers?: Record<string, string | string[] | undefined> }): boolean {
-    const headers = request.headers ?? {};
-    if (headers.authorization) return true;
-    const cookie = headers.cookie;
-    return typeof cookie === 'string' && SESSION_COOKIE.test(cookie);
-  }
-
-  /** The default key: the route path plus the query string with its parameters sorted. */
-  protected trackBy(request: { originalUrl?: string; url?: string }): string {
-    const url = request.originalUrl ?? request.url ?? '/';
-    const mark = url.indexOf('?');
-    if (mark < 0) return url;
-    const params = [...new URLSearchParams(url.slice(mark + 1))].sort(([a, x], [b, y]) =>
-      a < b ? -1 : a > b ? 1 : x < y ? -1 : x > y ? 1 : 0,
-    );
-    const query = new URLSearchParams(params).toString();
-    return query === '' ? url.slice(0, mark) : `${url.slice(0, mark)}?${query}`;
+  /**
+   * Why this request must not share a cached response (a credential header, a cookie that is not
+   * ignored), or undefined. Not consulted for routes with a `principal` or `public: true`.
+   */
+  protected credentialsOf(request: HttpRequestLike, options: CacheableOptions): string | undefined {
+    return credentialIn(request, this.engine.httpPolicy, options.ignoreCookies);
   }
 
   protected setCacheHeader(response: unknown, outcome: CacheOutcome): void {
@@ -83,59 +91,110 @@ export class CacheInterceptor implements NestInterceptor {
     setHeader(res, 'X-Cache', outcome);
   }
 
-  private executeHttp(context: ExecutionContext, plan: CachePlan, load: () => Promise<unknown>): Promise<unknown> {
-    const request = requestOf(context);
-    const response = responseOf(context);
-    const readable = this.isRequestCacheable(context);
-    const effective = readable ? plan : { ...plan, cacheable: undefined };
-    let bypass: string | undefined;
-    let keySuffix: string | undefined;
-    if (plan.cacheable && readable) {
-      const principal = plan.cacheable.principal?.(request, context);
-      if (principal !== undefined && principal !== '') keySuffix = `~principal=${principal}`;
-      bypass = this.cacheBypass(context, plan, keySuffix !== undefined);
-    }
-    const path = () => this.trackBy(request).split('?', 1)[0];
-    const site: CallSite = {
-      keyArgs: [context],
-      defaultKey: () => this.trackBy(request),
-      defaultEvictKey: path,
-      keySuffix,
-      bypass,
-    };
-    let unstorable = false;
-    const hooks: CallHooks = {
-      storable: (value) => {
-        const status = (response as { statusCode?: number }).statusCode ?? 200;
-        unstorable = value instanceof StreamableFile || status < 200 || status >= 300;
-        return !unstorable;
-      },
-      onOutcome: (outcome) => this.setCacheHeader(response, unstorable && outcome === 'MISS' ? 'BYPASS' : outcome),
-    };
-    if (plan.cacheable && !readable) this.setCacheHeader(response, 'BYPASS');
-    hooks.rawJson = readable && plan.cacheable !== undefined;
-    return this.engine.execute(effective, site, load, hooks).then((value) => (value instanceof RawJson ? this.sendRawJson(response, value) : value));
-  }
-
-  /**
-   * Why a readable request must not use the shared cache (`@Res()` handler, credentials without
-   * a `principal` in the key), or undefined.
-   */
-  private cacheBypass(context: ExecutionContext, plan: CachePlan, hasPrincipal = plan.cacheable?.principal !== undefined): string | undefined {
-    if (usesResponseObject(context)) return 'response-object';
-    if (!hasPrincipal && this.hasCredentials(requestOf(context))) return 'credentials';
-    return undefined;
-  }
-
   /** A cached JSON body goes out as the stored text: no parse, no re-serialisation. */
   protected sendRawJson(response: unknown, value: RawJson): string {
-    const res = response as HeaderTarget & { getHeader?: (k: string) => unknown };
+    const res = response as HeaderTarget;
     if (res.getHeader?.('content-type') === undefined) setHeader(res, 'Content-Type', 'application/json; charset=utf-8');
     return value.json;
   }
+
+  private executeHttp(context: ExecutionContext, plan: CachePlan, next: CallHandler): Promise<unknown> {
+    const request = requestOf(context);
+    const response = responseOf(context) as HttpResponseLike;
+    const options = plan.cacheable;
+    const readable = this.isRequestCacheable(context);
+    const call = new HttpCall(context, request, options, readable);
+    if (options && readable) call.bypass = this.bypassReason(context, options, call.principal);
+    if (options && !readable) this.setCacheHeader(response, 'BYPASS');
+    const report: CallReport = {};
+    const produce = async (): Promise<Produced<unknown>> => {
+      const value = await lastValueFrom(next.handle(), { defaultValue: undefined });
+      const storable = !(value instanceof StreamableFile) && storableResponse(response);
+      return { value, storable, meta: storable ? responseMeta(response, request) : undefined };
+    };
+    return this.engine.execute(readable ? plan : { ...plan, cacheable: undefined }, call, produce, report).then((value) => {
+      if (report.outcome !== undefined) this.setCacheHeader(response, report.outcome);
+      // a hit says what it varies on, as the response it was stored from did
+      const vary = report.meta?.vary;
+      if (vary && vary.length > 0 && response.getHeader?.('vary') === undefined) setHeader(response, 'Vary', vary.map(([name]) => name).join(', '));
+      return value instanceof RawJson ? this.sendRawJson(response, value) : value;
+    });
+  }
+
+  /** Why a readable request must not use the shared cache (a `@Res()` handler, credentials), or undefined. */
+  private bypassReason(context: ExecutionContext, options: CacheableOptions, principal?: string): string | undefined {
+    if (usesResponseObject(context)) return 'response-object';
+    if (options.public === true || principal !== undefined) return undefined;
+    const credential = this.credentialsOf(requestOf(context), options);
+    // a route with a principal function that found no caller still must not share a caller's response
+    return credential === undefined ? undefined : `credentials (${credential})`;
+  }
 }
 
-type HeaderTarget = { header?: (k: string, v: string) => void; setHeader?: (k: string, v: string) => void };
+type HeaderTarget = {
+  header?: (k: string, v: string) => void;
+  setHeader?: (k: string, v: string) => void;
+  getHeader?: (k: string) => unknown;
+};
+
+type HttpResponseLike = HeaderTarget & { statusCode?: number };
+
+/** One HTTP request as the engine sees it: its keys, and what selects its response among a key's variants. */
+class HttpCall implements CallSite, HttpRequestParts {
+  readonly http: HttpRequestParts | undefined;
+  readonly principal: string | undefined;
+  readonly path: string | undefined;
+  readonly query: string | undefined;
+  bypass: string | undefined;
+  private readonly canonicalPath: string;
+
+  constructor(
+    private readonly context: ExecutionContext,
+    private readonly request: HttpRequestLike,
+    options: CacheableOptions | undefined,
+    readable: boolean,
+  ) {
+    const url = canonicalUrl(request.originalUrl ?? request.url ?? '/');
+    this.canonicalPath = url.path;
+    const defaultKeyed = options?.key === undefined;
+    this.path = defaultKeyed ? url.path : undefined;
+    this.query = defaultKeyed ? url.query : undefined;
+    if (options?.principal && readable) {
+      const caller = options.principal(request, context);
+      this.principal = caller === undefined || caller === null || caller === '' ? undefined : String(caller);
+    }
+    this.http = readable && options !== undefined ? this : undefined;
+  }
+
+  /** What key functions receive: the ExecutionContext (built when one asks). */
+  get keyArgs(): unknown[] {
+    return [this.context];
+  }
+
+  defaultKey(): string {
+    return resourceKeyOfCanonical(this.canonicalPath);
+  }
+
+  defaultEvictKey(): string {
+    return resourceKeyOfCanonical(this.canonicalPath);
+  }
+
+  header(name: string): string {
+    return requestHeader(this.request, name);
+  }
+}
+
+/** A 2xx response a shared cache may keep. */
+function storableResponse(response: HttpResponseLike): boolean {
+  const status = response.statusCode ?? 200;
+  return status >= 200 && status < 300 && responseNotStorable((name) => response.getHeader?.(name)) === undefined;
+}
+
+/** The response's `Vary` names with the request's values for them. */
+function responseMeta(response: HttpResponseLike, request: HttpRequestLike): ResponseMeta | undefined {
+  const names = varyNames(response.getHeader?.('vary'));
+  return names === '*' || names.length === 0 ? undefined : { vary: names.map((name) => [name, requestHeader(request, name)]) };
+}
 
 /**
  * Sets a response header: Node's `setHeader` where there is one (Express, plain Node), else the
@@ -147,7 +206,7 @@ function setHeader(res: HeaderTarget, name: string, value: string): void {
 }
 
 /** The HTTP request and response (`switchToHttp()` builds three closures per call; these do not). */
-function requestOf(context: ExecutionContext): { method?: string; headers?: Record<string, string | string[] | undefined>; originalUrl?: string; url?: string } {
+function requestOf(context: ExecutionContext): HttpRequestLike {
   return context.getArgByIndex(0);
 }
 

@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, type Registry, register as defaultRegistry } from 'prom-client';
 import type { MemcachedClient } from '../client/memcached.client.js';
-import type { CacheAsideEngine } from '../engine/cache-aside.engine.js';
+import type { MemcachedCache } from '../cache/memcached-cache.js';
 
 export interface MemcachedMetricsOptions {
   /** Default: prom-client's global registry. */
@@ -19,11 +19,11 @@ const SECONDS_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.
  * recording.
  *
  * @example
- * registerMemcachedMetrics(app.get(MemcachedClient), app.get(CacheAsideEngine), { registry });
+ * registerMemcachedMetrics(app.get(MemcachedClient), app.get(MemcachedCache), { registry });
  */
 export function registerMemcachedMetrics(
   client: MemcachedClient,
-  engine: CacheAsideEngine | undefined,
+  cache: MemcachedCache | undefined,
   options: MemcachedMetricsOptions = {},
 ): () => void {
   const registry = options.registry ?? defaultRegistry;
@@ -82,8 +82,8 @@ export function registerMemcachedMetrics(
       operationDuration.observe({ operation: e.operation, node: e.node, result: e.error ? 'error' : 'ok' }, e.durationMs / 1000),
     ),
   );
-  if (engine) {
-    const events = engine.events;
+  if (cache) {
+    const events = cache.events;
     unsubscribe.push(
       events.on('hit', (e) => {
         const outcome = e.stale ? 'stale' : 'hit';

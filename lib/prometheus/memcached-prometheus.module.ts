@@ -8,7 +8,7 @@ import {
   Optional,
 } from '@nestjs/common';
 import { MemcachedClient } from '../client/memcached.client.js';
-import { CacheAsideEngine } from '../engine/cache-aside.engine.js';
+import { MemcachedCache } from '../cache/memcached-cache.js';
 import { type MemcachedMetricsOptions, registerMemcachedMetrics } from './memcached-metrics.js';
 
 const METRICS_OPTIONS = Symbol('MEMCACHED_METRICS_OPTIONS');
@@ -19,12 +19,12 @@ class MemcachedMetricsRecorder implements OnModuleInit, OnApplicationShutdown {
 
   constructor(
     private readonly client: MemcachedClient,
-    @Optional() @Inject(CacheAsideEngine) private readonly engine: CacheAsideEngine | undefined,
+    @Optional() @Inject(MemcachedCache) private readonly cache: MemcachedCache | undefined,
     @Inject(METRICS_OPTIONS) private readonly options: MemcachedMetricsOptions,
   ) {}
 
   onModuleInit(): void {
-    this.stop = registerMemcachedMetrics(this.client, this.engine, this.options);
+    this.stop = registerMemcachedMetrics(this.client, this.cache, this.options);
   }
 
   onApplicationShutdown(): void {

@@ -2,7 +2,7 @@ import { type INestApplication, Module } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CacheAsideEngine, MemcachedModule } from '../../lib/index.js';
+import { MemcachedCache, MemcachedModule } from '../../lib/index.js';
 import { MemcachedDaemon, sleep } from '../support/memcached-daemon.js';
 import { ItemsController, ItemsDb } from './src/items.fixtures.js';
 import { UsersDb, UsersService } from './src/users.fixtures.js';
@@ -69,7 +69,7 @@ describe('decorated methods when memcached dies mid-suite', () => {
     const started = performance.now();
     await exerciseEverything();
     expect(performance.now() - started).toBeLessThan(30 * TIMEOUT);
-    const stats = app.get(CacheAsideEngine).stats();
+    const stats = app.get(MemcachedCache).stats();
     expect(Object.values(stats).reduce((sum, s) => sum + s.errors, 0)).toBeGreaterThan(0);
     expect(warnings.length).toBeGreaterThan(0);
     expect(warnings.length).toBeLessThan(30);
@@ -77,7 +77,7 @@ describe('decorated methods when memcached dies mid-suite', () => {
 
   it('serves a cached route straight from the handler while the node is down: MISS, BYPASS with credentials, counted', async () => {
     const db = app.get(ItemsDb);
-    const engine = app.get(CacheAsideEngine);
+    const engine = app.get(MemcachedCache);
     const before = { calls: db.count('findOne'), misses: engine.stats().items?.misses ?? 0, bypasses: engine.stats().items?.bypasses ?? 0 };
     const server = app.getHttpServer();
     for (let i = 0; i < 3; i++) {
@@ -116,4 +116,47 @@ describe('decorated methods when memcached dies mid-suite', () => {
     await users.findById('2');
     expect(db.count('findById') - before).toBeLessThanOrEqual(1);
   });
+});
+
+describe('recovery after memcached restarts, with the default breaker settings', () => {
+  let daemon: MemcachedDaemon;
+  let app: INestApplication;
+
+  beforeAll(async () => {
+    daemon = await MemcachedDaemon.start();
+    const moduleRef = await Test.createTestingModule({
+      imports: [MemcachedModule.forRoot({ isGlobal: true, servers: daemon.address, logger: false }), AppModule],
+    }).compile();
+    app = moduleRef.createNestApplication({ logger: false });
+    await app.init();
+  });
+  afterAll(async () => {
+    await app?.close();
+    await daemon?.kill();
+  });
+
+  it('after an outage of 3 s, caches again within a few hundred milliseconds of memcached answering', async () => {
+    const users = app.get(UsersService);
+    const db = app.get(UsersDb);
+    await users.findById('1');
+    await daemon.kill();
+    // enough calls to open the breaker; then a long outage, so the probes have backed off fully
+    for (let i = 0; i < 5; i++) await users.findById('1');
+    await sleep(3000);
+    await daemon.restart();
+    const back = performance.now();
+    let recoveredAfter = Number.POSITIVE_INFINITY;
+    while (performance.now() - back < 3000) {
+      const before = db.count('findById');
+      await users.findById('1');
+      await sleep(5);
+      await users.findById('1');
+      if (db.count('findById') - before === 1) {
+        recoveredAfter = performance.now() - back;
+        break;
+      }
+      await sleep(10);
+    }
+    expect(recoveredAfter).toBeLessThan(500);
+  }, 15_000);
 });

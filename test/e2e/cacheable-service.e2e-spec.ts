@@ -3,7 +3,7 @@ import { ContextIdFactory } from '@nestjs/core';
 import { Test, type TestingModule } from '@nestjs/testing';
 import { firstValueFrom, isObservable, type Observable } from 'rxjs';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { CacheAsideEngine, MemcachedClient, MemcachedModule } from '../../lib/index.js';
+import { MemcachedCache, MemcachedClient, MemcachedModule } from '../../lib/index.js';
 import { MemcachedDaemon, sleep } from '../support/memcached-daemon.js';
 import { rawEntry } from '../support/text-protocol.js';
 import { RequestScopedService, UsersDb, UsersService } from './src/users.fixtures.js';
@@ -169,12 +169,12 @@ describe('@Cacheable / @CacheEvict / @CachePut on a service, against real memcac
     await settle();
     const entry = await rawEntry(daemon.port, 'svc:', 'UsersService', 'classDefaults:["z"]');
     expect(entry?.bytes.toString()).toBe('d:z');
-    const stats = moduleRef.get(CacheAsideEngine).stats();
+    const stats = moduleRef.get(MemcachedCache).stats();
     expect(stats.UsersService.misses).toBeGreaterThanOrEqual(1);
   });
 
   it('emits events for hits, misses, fills and evictions, and counts them per namespace', async () => {
-    const engine = moduleRef.get(CacheAsideEngine);
+    const engine = moduleRef.get(MemcachedCache);
     const seen: string[] = [];
     const off = [
       engine.events.on('miss', (e) => seen.push(`miss ${e.namespace}:${e.key}`)),

@@ -7,8 +7,8 @@ import {
   MemcachedClient,
   MemcachedModule,
   type MemcachedModuleOptions,
-  memcachedConfig,
 } from '../../lib/index.js';
+import { memcachedConfig } from '../../lib/config/index.js';
 import { freePort, MemcachedDaemon, sleep } from '../support/memcached-daemon.js';
 import { rawGet, textCommand } from '../support/text-protocol.js';
 

@@ -1,20 +1,11 @@
-import { CACHE_EVICT_METADATA, CACHE_PUT_METADATA, CACHEABLE_METADATA } from '../cache.constants.js';
+import { CACHE_EVICT_METADATA, CACHE_PUT_METADATA, CACHEABLE_METADATA } from '../memcached.constants.js';
 import type {
   CacheableOptions,
   CacheClassDefaults,
   CacheEvictOptions,
+  CachePlan,
   CachePutOptions,
 } from '../interfaces/cache-decorator-options.interface.js';
-
-/** Everything the engine needs to know about one decorated method, read once. */
-export interface CachePlan {
-  className: string;
-  methodName: string;
-  cacheable?: CacheableOptions;
-  put?: CachePutOptions;
-  evicts: CacheEvictOptions[];
-  defaults: CacheClassDefaults;
-}
 
 const plans = new WeakMap<Function, CachePlan | null>();
 

@@ -1,24 +1,29 @@
+import { viaPrototype } from '../memcached.messages.js';
 import { Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { DiscoveryService, MetadataScanner } from '@nestjs/core';
-import { CACHE_ENGINE, ORIGINAL_METHOD } from '../cache.constants.js';
-import { CacheAsideEngine } from '../engine/cache-aside.engine.js';
-import { getCachePlan } from '../engine/cache-metadata.accessor.js';
+import { CacheAsideEngine } from '../cache/cache-aside.engine.js';
+import { getCachePlan } from '../decorators/cache-metadata.accessor.js';
+import { CACHE_INVOKER, ORIGINAL_METHOD } from '../memcached.constants.js';
+import { type CachedMethodInvoker, cachedMethodInvoker } from './cached-method.invoker.js';
 
 /**
- * Finds providers with decorated methods at bootstrap and binds the engine to them, which turns
- * their methods' trampolines on. Request-scoped and transient providers get the engine on their
- * prototype, so every instance Nest creates later is served too.
+ * Finds providers with decorated methods at bootstrap and binds the cached-method invoker to
+ * them, which turns their methods' trampolines on. Request-scoped and transient providers get it
+ * on their prototype, so every instance Nest creates later is served too.
  */
 @Injectable()
 export class CacheExplorer implements OnModuleInit, OnApplicationShutdown {
   private readonly logger = new Logger('MemcachedCache');
   private readonly boundPrototypes: object[] = [];
+  private readonly invoker: CachedMethodInvoker;
 
   constructor(
     private readonly discovery: DiscoveryService,
     private readonly scanner: MetadataScanner,
-    private readonly engine: CacheAsideEngine,
-  ) {}
+    engine: CacheAsideEngine,
+  ) {
+    this.invoker = cachedMethodInvoker(engine);
+  }
 
   onModuleInit(): void {
     for (const wrapper of this.discovery.getProviders()) {
@@ -31,22 +36,22 @@ export class CacheExplorer implements OnModuleInit, OnApplicationShutdown {
       });
       if (decorated.length === 0) continue;
       if (wrapper.isDependencyTreeStatic() && wrapper.instance && typeof wrapper.instance === 'object') {
-        bind(wrapper.instance as object, this.engine);
+        bind(wrapper.instance as object, this.invoker);
       } else {
-        bind(proto, this.engine);
+        bind(proto, this.invoker);
         this.boundPrototypes.push(proto);
-        this.logger.debug(`${metatype.name} is not a singleton: its cached methods use the engine through the prototype`);
+        this.logger.debug(viaPrototype(metatype.name));
       }
     }
   }
 
   onApplicationShutdown(): void {
     for (const proto of this.boundPrototypes) {
-      if ((proto as Record<symbol, unknown>)[CACHE_ENGINE] === this.engine) delete (proto as Record<symbol, unknown>)[CACHE_ENGINE];
+      if ((proto as Record<symbol, unknown>)[CACHE_INVOKER] === this.invoker) delete (proto as Record<symbol, unknown>)[CACHE_INVOKER];
     }
   }
 }
 
-function bind(target: object, engine: CacheAsideEngine): void {
-  Object.defineProperty(target, CACHE_ENGINE, { value: engine, configurable: true, enumerable: false, writable: true });
+function bind(target: object, invoker: CachedMethodInvoker): void {
+  Object.defineProperty(target, CACHE_INVOKER, { value: invoker, configurable: true, enumerable: false, writable: true });
 }

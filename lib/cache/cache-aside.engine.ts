@@ -1,0 +1,344 @@
+import { Logger, type LoggerService } from '@nestjs/common';
+import type { FillPlan, FillReport, Loaded } from '../client/lease.js';
+import { type ClientInternals, clientInternals, type MemcachedClient } from '../client/memcached.client.js';
+import type { CacheTarget } from '../client/namespaces.js';
+import type { Served } from '../client/read-through.js';
+import { assertNamespace } from '../codec/key.codec.js';
+import { normalizeTtl } from '../codec/ttl.js';
+import type { ResponseMeta } from '../codec/value.codec.js';
+import type { HttpCachePolicy } from '../config/memcached-options.js';
+import type { CacheableOptions, CacheEvictOptions, CachePlan, CachePutOptions } from '../interfaces/cache-decorator-options.interface.js';
+import { cacheFailed, keyFnNotString, keysFnNotList } from '../memcached.messages.js';
+import { RateLimitedLogger } from '../utils/rate-limited-logger.js';
+import { CacheEvents } from './cache-events.js';
+import { CacheStats, type NamespaceStats } from './cache-stats.js';
+import { type HttpRequestParts, LearnedVary, varyMatches } from './variants.js';
+
+/** How a cached call was served: from the cache, from the method, or around the cache. */
+export type CacheOutcome = 'HIT' | 'MISS' | 'BYPASS' | 'STALE';
+
+/** A decorated call as the engine needs it: data, and keys computed only when asked for. */
+export interface CallSite {
+  /** What key, keys, condition and unless functions receive. */
+  keyArgs: unknown[];
+  /** The key when the decorator gives none. */
+  defaultKey(): string;
+  /** The key an eviction without a key uses (HTTP: the resource path). Default: defaultKey. */
+  defaultEvictKey?(): string;
+  /**
+   * An HTTP request: what selects its response among the variants of a key. Its fills store the
+   * response body, and JSON hits come back as `RawJson` text.
+   */
+  http?: HttpRequestParts;
+  /** Set when the call must not read or fill the cache; the reason is reported. */
+  bypass?: string;
+}
+
+/** What the decorated method (or handler) produced. */
+export interface Produced<T> {
+  value: T;
+  /** `false`: return it without storing it (a non-2xx response, a StreamableFile, ...). */
+  storable?: boolean;
+  /** What an HTTP entry records about its request: the response's `Vary` names and the request's values. */
+  meta?: ResponseMeta;
+}
+
+/** How a call was served, as `execute` fills it in (HTTP: `X-Cache` and the hit's `Vary`). */
+export interface CallReport {
+  outcome?: CacheOutcome;
+  /** The hit's recorded metadata. */
+  meta?: ResponseMeta;
+}
+
+/** Tries of a call whose hits belong to other `Vary` values before it loads around the cache. */
+const MAX_RETARGETS = 3;
+
+/**
+ * The one cache-aside engine behind the interceptor (controllers), the provider methods and the
+ * `MemcachedCache` facade. It is policy only: it turns a decorated call's plan into keys, TTLs and
+ * fill plans, runs it through the client's read-through core (namespace generations,
+ * single-flight, leases), evicts, and applies the fail-open rule: a cache error or timeout is a
+ * miss or a no-op, the method's own result or error reaches the caller unchanged, and the
+ * failure is logged (rate-limited), counted and emitted.
+ */
+export class CacheAsideEngine {
+  /** Subscribe to hits, misses, fills, evictions, bypasses and errors. */
+  readonly events = new CacheEvents();
+  private readonly counters = new CacheStats();
+  private readonly warnings: RateLimitedLogger;
+  private readonly internals: ClientInternals;
+  private readonly vary = new LearnedVary();
+
+  constructor(
+    readonly client: MemcachedClient,
+    logger: LoggerService | false = new Logger('MemcachedCache'),
+  ) {
+    this.warnings = new RateLimitedLogger(logger);
+    this.internals = clientInternals(client);
+  }
+
+  /** The module's HTTP caching rules (the `http` option). */
+  get httpPolicy(): HttpCachePolicy {
+    return this.internals.options.http;
+  }
+
+  /**
+   * Runs a decorated call under its plan: evictions before (if asked), the cached read or a plain
+   * call, the put, then evictions after success. `produce` runs the method; `report`, when given,
+   * receives how the call was served.
+   */
+  async execute<T>(plan: CachePlan, site: CallSite, produce: () => Promise<Produced<T>>, report?: CallReport): Promise<T> {
+    for (const evict of plan.evicts) {
+      if (evict.beforeInvocation) await this.evictFor(plan, site, evict);
+    }
+    let result: T;
+    const cacheable = plan.cacheable;
+    if (cacheable && this.conditionHolds(plan, cacheable, site)) {
+      result = await this.cached(plan, cacheable, site, produce, report);
+    } else {
+      if (cacheable && report) report.outcome = 'BYPASS';
+      result = (await produce()).value;
+    }
+    if (plan.put) await this.putFor(plan, plan.put, site, result);
+    for (const evict of plan.evicts) {
+      if (!evict.beforeInvocation) await this.evictFor(plan, site, evict);
+    }
+    return result;
+  }
+
+  /**
+   * True when a call under `plan` would go straight to the source because the node holding its
+   * namespace is down (its breaker is open), and nothing else in the plan needs the engine (no
+   * condition, put or eviction, nobody listening to misses) and `eligible` agrees. The call is
+   * counted as a miss, so the caller can skip the engine and run the method as it is.
+   */
+  skipsDownCache(plan: CachePlan, eligible: () => boolean = () => true): boolean {
+    const options = plan.cacheable;
+    if (options === undefined || options.condition !== undefined || plan.put !== undefined || plan.evicts.length > 0) return false;
+    const namespace = this.namespaceOf(plan, options);
+    if (!this.internals.readThrough.namespaces.isDown({ namespace, key: '' }) || this.events.has('miss') || !eligible()) return false;
+    this.counters.of(namespace).misses++;
+    return true;
+  }
+
+  /** Deletes one entry of a namespace and every variant of it. Never rejects. */
+  async evict(namespace: string, key: string): Promise<void> {
+    try {
+      assertNamespace(namespace);
+      await this.internals.readThrough.evict({ namespace, key });
+      this.counters.of(namespace).evictions++;
+      this.events.emit('evict', { namespace, key, allEntries: false });
+    } catch (error) {
+      this.fail(namespace, 'evict', error);
+    }
+  }
+
+  /** Makes every entry of a namespace miss, with one atomic increment. Never rejects. */
+  async evictAll(namespace: string): Promise<void> {
+    try {
+      await this.internals.readThrough.evictAll(namespace);
+      this.counters.of(namespace).evictions++;
+      this.events.emit('evict', { namespace, allEntries: true });
+    } catch (error) {
+      this.fail(namespace, 'evictAll', error);
+    }
+  }
+
+  /** Counters per namespace since start. */
+  stats(): Record<string, NamespaceStats> {
+    return this.counters.snapshot();
+  }
+
+  private conditionHolds(plan: CachePlan, options: CacheableOptions, site: CallSite): boolean {
+    if (site.bypass) {
+      this.bypass(plan, options, site.bypass);
+      return false;
+    }
+    if (!options.condition) return true;
+    try {
+      if (options.condition(...site.keyArgs)) return true;
+      this.bypass(plan, options, 'condition');
+    } catch (error) {
+      this.fail(this.namespaceOf(plan, options), 'condition', error);
+    }
+    return false;
+  }
+
+  private bypass(plan: CachePlan, options: { namespace?: string }, reason: string): void {
+    const namespace = this.namespaceOf(plan, options);
+    this.counters.of(namespace).bypasses++;
+    this.events.emit('bypass', { namespace, reason });
+  }
+
+  private async cached<T>(plan: CachePlan, options: CacheableOptions, site: CallSite, produce: () => Promise<Produced<T>>, report?: CallReport): Promise<T> {
+    const namespace = this.namespaceOf(plan, options);
+    const http = site.http;
+    let target: CacheTarget;
+    try {
+      assertNamespace(namespace);
+      const key = this.keyOf(options, site, false);
+      target = { namespace, key, variant: http && this.vary.variant(plan, key, http) };
+    } catch (error) {
+      this.fail(namespace, 'key', error);
+      if (report) report.outcome = 'BYPASS';
+      return (await produce()).value;
+    }
+    const started = performance.now();
+    const lease = this.internals.options.leases && options.lease !== false;
+    const label = `namespace "${namespace}"`;
+    let unstorable = false;
+    let served: Served<T>;
+    for (let attempt = 0; ; attempt++) {
+      const current = target;
+      const load = async (): Promise<Loaded<T>> => {
+        const produced = await produce();
+        if (produced.storable === false) unstorable = true;
+        return { value: produced.value, fill: await this.fillPlan(plan, options, site, current, produced) };
+      };
+      served = await this.internals.readThrough.read({ target, load, lease, rawJson: http !== undefined, label });
+      if (http === undefined || served.outcome === 'MISS' || varyMatches(served.meta, http)) break;
+      // a hit stored for other Vary values: read the variant they select, or go around the cache
+      if (attempt < MAX_RETARGETS && this.vary.learn(plan, served.meta!.vary!.map(([name]) => name))) {
+        target = { ...target, variant: this.vary.variant(plan, target.key, http) };
+        continue;
+      }
+      this.bypass(plan, options, 'vary');
+      if (report) report.outcome = 'BYPASS';
+      return (await produce()).value;
+    }
+    this.account(namespace, target.key, served, performance.now() - started);
+    if (report) {
+      report.outcome = unstorable && served.outcome === 'MISS' ? 'BYPASS' : served.outcome;
+      report.meta = served.meta;
+    }
+    return served.value;
+  }
+
+  /** Counts and emits what a cached call did; its fill is accounted when it settles. */
+  private account(namespace: string, key: string, served: Served<unknown>, durationMs: number): void {
+    const stats = this.counters.of(namespace);
+    stats.latency.observe(durationMs);
+    if (served.outcome === 'MISS') {
+      stats.misses++;
+      if (this.events.has('miss')) this.events.emit('miss', { namespace, key, durationMs });
+    } else {
+      if (served.outcome === 'STALE') stats.stale++;
+      stats.hits++;
+      if (this.events.has('hit')) this.events.emit('hit', { namespace, key, durationMs, stale: served.outcome === 'STALE' });
+    }
+    if (served.waited) {
+      stats.leaseWaits++;
+      if (this.events.has('leaseWait')) this.events.emit('leaseWait', { namespace, key });
+    }
+    if (served.failure) this.fail(namespace, served.failure.operation, served.failure.error);
+    served.filled?.then((report) => this.filled(namespace, key, report));
+  }
+
+  private filled(namespace: string, key: string, report: FillReport): void {
+    if (report.outcome === 'stored') {
+      this.counters.of(namespace).fills++;
+      if (this.events.has('fill')) this.events.emit('fill', { namespace, key });
+    }
+    if (report.failure) this.fail(namespace, report.failure.operation, report.failure.error);
+  }
+
+  /**
+   * How to store what a call produced, or undefined: not storable, `unless` says no, or a
+   * function of the decorator failed (reported). An HTTP response whose `Vary` names are new to
+   * its route is stored under the variant they select.
+   */
+  private async fillPlan(
+    plan: CachePlan,
+    options: CacheableOptions | CachePutOptions,
+    site: CallSite,
+    target: CacheTarget,
+    produced: Produced<unknown>,
+  ): Promise<FillPlan | undefined> {
+    const value = produced.value;
+    const namespace = target.namespace!;
+    try {
+      if (value === undefined || produced.storable === false || options.unless?.(value as never, ...site.keyArgs)) return undefined;
+      const ttl = this.ttlOf(plan, options, value) ?? this.internals.options.ttl;
+      const swr = 'staleWhileRevalidate' in options ? options.staleWhileRevalidate : undefined;
+      const fill: FillPlan = {
+        ttl: swr && ttl > 0 ? ttl + swr : ttl,
+        freshFor: swr ? ttl : undefined,
+        asResponse: site.http !== undefined,
+        meta: produced.meta,
+      };
+      const http = site.http;
+      if (http !== undefined && produced.meta?.vary && this.vary.learn(plan, produced.meta.vary.map(([name]) => name))) {
+        const variant = this.vary.variant(plan, target.key, http);
+        if (variant !== target.variant) fill.wire = await this.internals.readThrough.namespaces.currentWire({ ...target, variant });
+      }
+      return fill;
+    } catch (error) {
+      this.fail(namespace, 'fill', error);
+      return undefined;
+    }
+  }
+
+  private async putFor(plan: CachePlan, options: CachePutOptions, site: CallSite, result: unknown): Promise<void> {
+    const namespace = this.namespaceOf(plan, options);
+    try {
+      assertNamespace(namespace);
+      const key = this.keyOf(options, site, false);
+      const readThrough = this.internals.readThrough;
+      const wire = await readThrough.namespaces.currentWire({ namespace, key });
+      // an overwrite: a load of this key already running here must not store its older result,
+      // and the key's cached variants are older than it
+      readThrough.overwritten(wire);
+      const fill = await this.fillPlan(plan, options, { ...site, http: undefined }, { namespace, key }, { value: result });
+      const [report] = await Promise.all([
+        readThrough.leases.fill(wire, { value: result, fill }, `namespace "${namespace}"`),
+        readThrough.namespaces.bumpVariants(namespace, key),
+      ]);
+      this.filled(namespace, key, report);
+    } catch (error) {
+      this.fail(namespace, 'put', error);
+    }
+  }
+
+  private async evictFor(plan: CachePlan, site: CallSite, options: CacheEvictOptions): Promise<void> {
+    const namespace = this.namespaceOf(plan, options);
+    if (options.allEntries) return this.evictAll(namespace);
+    let keys: string[];
+    try {
+      keys = options.keys ? options.keys(...site.keyArgs) : [this.keyOf(options, site, true)];
+      if (!Array.isArray(keys) || keys.some((k) => typeof k !== 'string')) throw new TypeError(keysFnNotList());
+    } catch (error) {
+      this.fail(namespace, 'key', error);
+      return;
+    }
+    await Promise.all(keys.map((key) => this.evict(namespace, key)));
+  }
+
+  private keyOf(options: CacheableOptions | CachePutOptions | CacheEvictOptions, site: CallSite, evicting: boolean): string {
+    let key: string;
+    if (typeof options.key === 'string') key = options.key;
+    else if (typeof options.key === 'function') key = options.key(...site.keyArgs);
+    else key = evicting && site.defaultEvictKey ? site.defaultEvictKey() : site.defaultKey();
+    if (typeof key !== 'string') throw new TypeError(keyFnNotString(typeof key));
+    return key;
+  }
+
+  private ttlOf(plan: CachePlan, options: CacheableOptions | CachePutOptions, value: unknown): number | undefined {
+    const ttl = options.ttl;
+    if (typeof ttl === 'function') return normalizeTtl(ttl(value as never), 'ttl()');
+    if (ttl !== undefined) return normalizeTtl(ttl);
+    return plan.defaults.ttl;
+  }
+
+  private namespaceOf(plan: CachePlan, options: { namespace?: string }): string {
+    return options.namespace ?? plan.defaults.namespace ?? plan.className;
+  }
+
+  private fail(namespace: string, operation: string, error: unknown): void {
+    this.counters.of(namespace).errors++;
+    this.events.emit('error', { namespace, operation, error });
+    const code = (error as { code?: string })?.code;
+    // topics by operation, node and error kind: never by a message, which can hold user data
+    const topic = `${namespace}:${operation}:${(error as { node?: string })?.node ?? ''}:${typeof code === 'string' ? code : (error as Error)?.name ?? typeof error}`;
+    this.warnings.warn(topic, () => cacheFailed(operation, namespace, error instanceof Error ? error.message : String(error)));
+  }
+}
