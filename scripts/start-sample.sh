@@ -58,6 +58,6 @@ else
   fi
 fi
 
-say "compiling the sample app"
+say "compiling the sample app (into .sample-build/, outside the published dist/)"
 node node_modules/typescript/bin/tsc -p tsconfig.sample.json
-exec node dist/sample/sample-app/main.js
+exec node .sample-build/sample-app/main.js

@@ -36,17 +36,29 @@ describe('package.json', () => {
     }
     expect(imported.size).toBeGreaterThan(0);
     expect([...imported].filter((name) => !declared.has(name))).toStrictEqual([]);
+    // and nothing is installed for users that the library does not use
+    expect(Object.keys(pkg.dependencies ?? {}).filter((name) => !imported.has(name))).toStrictEqual([]);
   });
 
-  it('imports optional peers (prom-client, @nestjs/terminus) only from their own entry points', () => {
+  it('imports optional peers (@nestjs/config, prom-client, @nestjs/terminus) only behind their own entry points', () => {
     const optional = Object.keys(pkg.peerDependenciesMeta ?? {}).filter((name) => pkg.peerDependenciesMeta[name].optional);
-    expect(optional.sort()).toStrictEqual(['@nestjs/terminus', 'prom-client']);
-    const offenders = sourceFiles(join(root, 'lib'))
-      .filter((file) => !file.includes('/lib/prometheus/') && !file.includes('/lib/health/'))
-      .filter((file) => optional.some((name) => readFileSync(file, 'utf8').includes(`from '${name}'`)));
+    expect(optional.sort()).toStrictEqual(['@nestjs/config', '@nestjs/terminus', 'prom-client']);
+    // the only files that may import them, each reached only through its subpath export
+    const allowed: Record<string, RegExp> = {
+      '@nestjs/config': /\/lib\/config\/memcached\.config\.ts$/,
+      'prom-client': /\/lib\/prometheus\//,
+      '@nestjs/terminus': /\/lib\/terminus\//,
+    };
+    const offenders = sourceFiles(join(root, 'lib')).flatMap((file) =>
+      optional.filter((name) => readFileSync(file, 'utf8').includes(`from '${name}'`) && !allowed[name].test(file)).map((name) => `${file}: ${name}`),
+    );
     expect(offenders).toStrictEqual([]);
+    // and the main entry point does not reach those files
+    const index = readFileSync(join(root, 'lib/index.ts'), 'utf8');
+    expect(index).not.toMatch(/config\/(index|memcached\.config)|prometheus|terminus/);
+    expect(pkg.exports['./config'].import.default).toBe('./dist/esm/config/index.js');
     expect(pkg.exports['./prometheus'].import.default).toBe('./dist/esm/prometheus/index.js');
-    expect(pkg.exports['./terminus'].require.default).toBe('./dist/cjs/health/index.js');
+    expect(pkg.exports['./terminus'].require.default).toBe('./dist/cjs/terminus/index.js');
   });
 
   it('has exports with types for import and require', () => {

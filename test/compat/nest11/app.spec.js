@@ -3,7 +3,8 @@ require('reflect-metadata');
 const { Injectable, Module } = require('@nestjs/common');
 const { ConfigModule } = require('@nestjs/config');
 const { Test } = require('@nestjs/testing');
-const { InjectMemcached, MemcachedClient, MemcachedModule, memcachedConfig } = require('nestjs-memcached');
+const { Cacheable, CacheEvict, InjectMemcached, MemcachedCache, MemcachedClient, MemcachedModule } = require('nestjs-memcached');
+const { memcachedConfig } = require('nestjs-memcached/config');
 
 class UsersService {
   constructor(cache) {
@@ -20,8 +21,25 @@ class UsersService {
 Injectable()(UsersService);
 InjectMemcached()(UsersService, undefined, 0);
 
+class PricesService {
+  constructor() {
+    this.loads = 0;
+  }
+  price(sku) {
+    this.loads++;
+    return Promise.resolve({ sku, cents: 1999 });
+  }
+  reprice() {
+    return Promise.resolve();
+  }
+}
+Injectable()(PricesService);
+const method = (name) => Object.getOwnPropertyDescriptor(PricesService.prototype, name);
+Object.defineProperty(PricesService.prototype, 'price', Cacheable({ namespace: 'prices', key: (sku) => sku })(PricesService.prototype, 'price', method('price')));
+Object.defineProperty(PricesService.prototype, 'reprice', CacheEvict({ namespace: 'prices', allEntries: true })(PricesService.prototype, 'reprice', method('reprice')));
+
 class UsersModule {}
-Module({ providers: [UsersService], exports: [UsersService] })(UsersModule);
+Module({ providers: [UsersService, PricesService], exports: [UsersService, PricesService] })(UsersModule);
 
 describe('nestjs-memcached in a NestJS 11 CommonJS app', () => {
   let moduleRef;
@@ -34,6 +52,7 @@ describe('nestjs-memcached in a NestJS 11 CommonJS app', () => {
         UsersModule,
       ],
     }).compile();
+    await moduleRef.init();
   });
   afterAll(() => moduleRef && moduleRef.close());
 
@@ -46,5 +65,22 @@ describe('nestjs-memcached in a NestJS 11 CommonJS app', () => {
     expect(await users.find(1)).toEqual({ id: 1, name: 'user 1' });
     expect(users.loads).toBe(1);
     expect(await users.cache.get('user:1')).toEqual({ id: 1, name: 'user 1' });
+  });
+
+  it('serves @Cacheable and @CacheEvict on a service, and evicts through MemcachedCache', async () => {
+    const prices = moduleRef.get(PricesService);
+    const cache = moduleRef.get(MemcachedCache);
+    await cache.evictAll('prices');
+    expect(await prices.price('a')).toEqual({ sku: 'a', cents: 1999 });
+    await new Promise((r) => setTimeout(r, 20));
+    expect(await prices.price('a')).toEqual({ sku: 'a', cents: 1999 });
+    expect(prices.loads).toBe(1);
+    await prices.reprice();
+    await prices.price('a');
+    expect(prices.loads).toBe(2);
+    await new Promise((r) => setTimeout(r, 20));
+    await cache.evict('prices', 'a');
+    await prices.price('a');
+    expect(prices.loads).toBe(3);
   });
 });
