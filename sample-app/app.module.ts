@@ -1,6 +1,7 @@
 import { Module } from '@nestjs/common';
 import { ConfigModule } from '@nestjs/config';
-import { MemcachedModule, memcachedConfig } from '../lib/index.js';
+import { memcachedConfig } from '../lib/config/index.js';
+import { MemcachedModule } from '../lib/index.js';
 import { DatabaseModule } from './database/database.module.js';
 import { ObservabilityModule } from './observability/observability.module.js';
 import { UsersModule } from './users/users.module.js';

@@ -2,8 +2,8 @@ import { Controller, Get, Header, Injectable, Logger, Module, type OnApplication
 import { ConfigService } from '@nestjs/config';
 import { HealthCheck, HealthCheckService, TerminusModule } from '@nestjs/terminus';
 import { Gauge, Registry } from 'prom-client';
-import { CacheAsideEngine } from '../../lib/index.js';
-import { MemcachedHealthIndicator } from '../../lib/health/index.js';
+import { MemcachedCache } from '../../lib/index.js';
+import { MemcachedHealthIndicator } from '../../lib/terminus/index.js';
 import { MemcachedPrometheusModule } from '../../lib/prometheus/index.js';
 import { DatabaseService } from '../database/database.service.js';
 
@@ -15,18 +15,18 @@ class CacheOutcomeLogger implements OnModuleInit, OnApplicationBootstrap {
   private readonly logger = new Logger('Cache');
 
   constructor(
-    private readonly engine: CacheAsideEngine,
+    private readonly cache: MemcachedCache,
     private readonly config: ConfigService,
   ) {}
 
   /** The embedded database starts fresh on every run: entries cached by an earlier run must not answer. */
   async onApplicationBootstrap(): Promise<void> {
     if (this.config.get('DATABASE_URL')) return;
-    await Promise.all(['users', 'user-lists', 'country-stats'].map((ns) => this.engine.evictAll(ns)));
+    await Promise.all(['users', 'user-lists', 'country-stats'].map((ns) => this.cache.evictAll(ns)));
   }
 
   onModuleInit(): void {
-    const { events } = this.engine;
+    const { events } = this.cache;
     events.on('hit', (e) => this.logger.debug(`${e.stale ? 'STALE' : 'HIT'}  ${e.namespace} ${e.key} (${e.durationMs.toFixed(2)} ms)`));
     events.on('miss', (e) => this.logger.debug(`MISS ${e.namespace} ${e.key} (${e.durationMs.toFixed(2)} ms)`));
     events.on('bypass', (e) => this.logger.debug(`BYPASS ${e.namespace} (${e.reason})`));
