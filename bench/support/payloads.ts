@@ -1,11 +1,11 @@
-/** A user object whose JSON is exactly 1,024 bytes (as in research/baseline-perf.md). */
+/** A user object whose JSON is exactly 1,024 bytes. */
 export function user1k(id = 1): Record<string, unknown> {
   const base = { id, name: `User ${id}`, email: `user${id}@example.com`, country: 'FR', bio: '' };
   const pad = 1024 - JSON.stringify(base).length;
   return { ...base, bio: 'x'.repeat(pad) };
 }
 
-/** A catalog of 569 small records, about 100 KB of JSON (the shape research/baseline-perf.md used). */
+/** A catalog of 569 small records, about 100 KB of JSON. */
 export function catalog100k(): Record<string, unknown> {
   const items = Array.from({ length: 569 }, (_, i) => ({
     sku: `SKU-${100000 + i}`,

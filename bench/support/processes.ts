@@ -1,4 +1,5 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { appendFileSync } from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 
@@ -47,11 +48,14 @@ export function pinningNote(): string {
  * leaves it unpinned (several servers at once).
  */
 export async function startServer(script: URL, env: Record<string, string>, options: { pin?: boolean } = {}): Promise<ChildProcess> {
-  const [command, args] = node(['--import', register, fileURLToPath(script)], options.pin === false ? undefined : pinning?.server);
+  // BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof": flags for the server under test only
+  const extra = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+  const [command, args] = node([...extra, '--import', register, fileURLToPath(script)], options.pin === false ? undefined : pinning?.server);
   const child = spawn(command, args, {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
+  if (process.env.BENCH_SERVER_LOG) child.stdout!.on('data', (chunk) => appendFileSync(process.env.BENCH_SERVER_LOG!, chunk));
   await new Promise<void>((resolve, reject) => {
     let out = '';
     child.stdout!.on('data', (chunk) => {
@@ -63,11 +67,14 @@ export async function startServer(script: URL, env: Record<string, string>, opti
   return child;
 }
 
+/** Stops a server: SIGTERM (a clean exit, so `--cpu-prof` writes its profile), SIGKILL after 5 s. */
 export async function stop(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null) return;
   const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGKILL');
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
   await exited;
+  clearTimeout(timer);
 }
 
 /** Runs a TypeScript script with a JSON job and returns its last stdout line, parsed. */
