@@ -11,7 +11,7 @@ const lib = new URL('../../lib/', import.meta.url).pathname;
 const LAYERS: Array<[number, RegExp]> = [
   [0, /^(utils|interfaces|codec|config)\/|^memcached\.messages\.ts$/],
   [1, /^transport\//],
-  [2, /^cluster\//],
+  [2, /^(cluster|near|bus)\//],
   [3, /^client\//],
   [4, /^cache\//],
   [5, /^(decorators|interceptors|explorers)\/|^memcached\.constants\.ts$/],

@@ -12,6 +12,9 @@ function sourceFiles(dir: string): string[] {
   );
 }
 
+/** The bus transports' clients, loaded with a dynamic import by lib/bus/transports.ts only. */
+const BROKER_CLIENTS = ['@nats-io/transport-node', 'amqplib', 'ioredis'];
+
 function packageName(specifier: string): string {
   const parts = specifier.split('/');
   return specifier.startsWith('@') ? parts.slice(0, 2).join('/') : parts[0];
@@ -41,8 +44,9 @@ describe('package.json', () => {
   });
 
   it('imports optional peers (@nestjs/config, prom-client, @nestjs/terminus) only behind their own entry points', () => {
-    const optional = Object.keys(pkg.peerDependenciesMeta ?? {}).filter((name) => pkg.peerDependenciesMeta[name].optional);
-    expect(optional.sort()).toStrictEqual(['@nestjs/config', '@nestjs/terminus', 'prom-client']);
+    const optional = Object.keys(pkg.peerDependenciesMeta ?? {})
+      .filter((name) => pkg.peerDependenciesMeta[name].optional)
+      .filter((name) => !BROKER_CLIENTS.includes(name));
     // the only files that may import them, each reached only through its subpath export
     const allowed: Record<string, RegExp> = {
       '@nestjs/config': /\/lib\/config\/memcached\.config\.ts$/,
@@ -59,6 +63,17 @@ describe('package.json', () => {
     expect(pkg.exports['./config'].import.default).toBe('./dist/esm/config/index.js');
     expect(pkg.exports['./prometheus'].import.default).toBe('./dist/esm/prometheus/index.js');
     expect(pkg.exports['./terminus'].require.default).toBe('./dist/cjs/terminus/index.js');
+  });
+
+  it('loads the broker clients (optional peers) only when a bus transport is configured: no static import', () => {
+    for (const name of BROKER_CLIENTS) expect(pkg.peerDependenciesMeta[name]?.optional).toBe(true);
+    const offenders = sourceFiles(join(root, 'lib')).flatMap((file) => {
+      const text = readFileSync(file, 'utf8');
+      return BROKER_CLIENTS.filter((name) => new RegExp(`^\\s*import[^;]*from\\s*'${name}'`, 'm').test(text) || (text.includes(`'${name}'`) && !file.endsWith('/lib/bus/transports.ts'))).map((name) => `${file}: ${name}`);
+    });
+    expect(offenders).toStrictEqual([]);
+    const transports = readFileSync(join(root, 'lib/bus/transports.ts'), 'utf8');
+    for (const name of BROKER_CLIENTS) expect(transports).toContain(`await load<typeof import('${name}')>('${name}'`);
   });
 
   it('has exports with types for import and require', () => {
