@@ -97,3 +97,14 @@ export function show(value: unknown): string {
     return String(value);
   }
 }
+
+export const busPeerMissing = (transport: string, pkg: string, detail: string) =>
+  `The "${transport}" bus transport needs the package ${pkg} (npm install ${pkg}): ${detail}`;
+
+export const busUnavailable = (transport: string, detail: string) =>
+  `Invalidation bus (${transport}) not reachable: ${detail}. The near cache stays off (reads go to memcached) and the bus keeps retrying.`;
+
+export const busHealthy = (transport: string) => `Invalidation bus (${transport}) up: the near cache serves hits`;
+
+export const busUnhealthy = (transport: string, reason: string) =>
+  `Invalidation bus (${transport}) ${reason}: the near cache is dropped and bypassed until it is back`;

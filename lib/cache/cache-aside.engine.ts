@@ -195,7 +195,7 @@ export class CacheAsideEngine {
         if (produced.storable === false) unstorable = true;
         return { value: produced.value, fill: await this.fillPlan(plan, options, site, current, produced) };
       };
-      served = await this.internals.readThrough.read({ target, load, lease, rawJson: http !== undefined, label });
+      served = await this.internals.readThrough.read({ target, load, lease, rawJson: http !== undefined, label, near: this.internals.usesNear(target.namespace, options.nearCache) });
       if (http === undefined || served.outcome === 'MISS' || varyMatches(served.meta, http)) break;
       // a hit stored for other Vary values: read the variant they select, or go around the cache
       if (attempt < MAX_RETARGETS && this.vary.learn(plan, served.meta!.vary!.map(([name]) => name))) {
@@ -287,12 +287,13 @@ export class CacheAsideEngine {
       const wire = await readThrough.namespaces.currentWire({ namespace, key });
       // an overwrite: a load of this key already running here must not store its older result,
       // and the key's cached variants are older than it
-      readThrough.overwritten(wire);
+      readThrough.overwritten(wire, { namespace, key });
       const fill = await this.fillPlan(plan, options, { ...site, http: undefined }, { namespace, key }, { value: result });
       const [report] = await Promise.all([
         readThrough.leases.fill(wire, { value: result, fill }, `namespace "${namespace}"`),
         readThrough.namespaces.bumpVariants(namespace, key),
       ]);
+      if (report.outcome === 'stored') readThrough.written({ namespace, key });
       this.filled(namespace, key, report);
     } catch (error) {
       this.fail(namespace, 'put', error);

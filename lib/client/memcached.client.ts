@@ -19,6 +19,9 @@ import { ClientStats, type MemcachedClientStats, type OperationEvent, type Opera
 import { Namespaces } from './namespaces.js';
 import { type NodePing, Operations } from './operations.js';
 import { ReadThrough } from './read-through.js';
+import { NearTier } from './near-tier.js';
+import { NearCache, type NearCacheStats } from '../near/near-cache.js';
+import type { BusStats } from '../bus/invalidation-bus.js';
 
 export type { MemcachedClientStats, OperationEvent, OperationStats } from './client-stats.js';
 export type { NodePing } from './operations.js';
@@ -47,6 +50,14 @@ export interface GetOrSetOptions<T> extends KeyOptions {
   ttl?: number | ((value: T) => number);
   /** `false` skips the lease protocol for this call (plain load and set). Default: the module's `leases`. */
   lease?: boolean;
+  /** Read through the near cache (when the module has one): default per `nearCache.namespaces`. */
+  nearCache?: boolean;
+}
+
+/** The near cache and its bus, in `stats()` when configured. */
+export interface NearCacheReport {
+  cache: NearCacheStats;
+  bus: BusStats | undefined;
 }
 
 /** What the cache layer (decorators, facade) needs from a client; not part of the public API. */
@@ -54,6 +65,8 @@ export interface ClientInternals {
   readonly options: ResolvedMemcachedOptions;
   readonly ops: Operations;
   readonly readThrough: ReadThrough;
+  /** Whether reads of the namespace go through the near cache (`choice`: a decorator's own). */
+  usesNear(namespace: string | undefined, choice: boolean | undefined): boolean;
 }
 
 const internals = new WeakMap<MemcachedClient, ClientInternals>();
@@ -85,6 +98,7 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
   private readonly readThrough: ReadThrough;
   private readonly statistics = new ClientStats();
   private readonly logger: LoggerService | false;
+  private readonly near: NearTier | undefined;
 
   /**
    * @param options see `MemcachedModuleOptions`
@@ -116,7 +130,13 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
     this.ops = new Operations(this.router, codec, this.statistics, new RateLimitedLogger(this.logger), o.maxItemSize);
     this.namespaces = new Namespaces(this.ops, o.keyPrefix);
     this.readThrough = new ReadThrough(this.ops, this.namespaces, { leaseTtl: o.leaseTtl, leaseWait: o.leaseWait });
-    internals.set(this, { options: o, ops: this.ops, readThrough: this.readThrough });
+    if (o.bus !== undefined) {
+      // a bus alone still tells other processes' near caches about this process's changes
+      const cache = new NearCache(o.nearCache ?? { maxBytes: 1024, ttl: 1 });
+      this.near = this.readThrough.near = new NearTier(cache, this.ops, this.namespaces, o.keyPrefix);
+      this.near.connect(o.bus);
+    }
+    internals.set(this, { options: o, ops: this.ops, readThrough: this.readThrough, usesNear: (namespace, choice) => this.usesNear(namespace, choice) });
   }
 
   /** The key as sent to memcached for a key without a namespace: prefixed, made safe for the protocol. */
@@ -232,6 +252,7 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
     const label = namespace ? `namespace "${namespace}"` : 'keys without a namespace';
     const served = await this.readThrough.read({
       target: { namespace, key },
+      near: this.near !== undefined && this.usesNear(namespace, options?.nearCache),
       load: async () => {
         const value = await loader();
         if (typeof ttl !== 'function' || value === undefined) return { value, fill: { ttl: fixedTtl } };
@@ -265,9 +286,10 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
     return this.router.status();
   }
 
-  /** This client's counters since it started. */
-  stats(): MemcachedClientStats {
-    return this.statistics.snapshot();
+  /** This client's counters since it started (with `nearCache` when one is configured). */
+  stats(): MemcachedClientStats & { nearCache?: NearCacheReport } {
+    const counters = this.statistics.snapshot();
+    return this.near === undefined ? counters : { ...counters, nearCache: { cache: this.near.cache.stats(), bus: this.near.bus?.stats() } };
   }
 
   /** Count, failures and latency histogram of each operation (get, set, getMulti, ...). */
@@ -291,9 +313,17 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
     return this.ops.ping();
   }
 
-  /** Closes the sockets. Called by Nest on application shutdown. */
+  /** Closes the sockets and the bus. Called by Nest on application shutdown. */
   close(): void {
     this.router.close();
+    this.near?.close();
+  }
+
+  private usesNear(namespace: string | undefined, choice: boolean | undefined): boolean {
+    const near = this.options.nearCache;
+    if (near === undefined) return false;
+    if (choice !== undefined) return choice;
+    return near.namespaces === '*' || (namespace !== undefined && near.namespaces.has(namespace));
   }
 
   onApplicationBootstrap(): void {
@@ -328,8 +358,11 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
     const encoded = this.ops.encode(value);
     const wire = await this.wireOf(key, options);
     // an overwrite: a load of this key already running here must not store its older result
-    this.readThrough.overwritten(wire);
-    return (await this.ops.store(opcode, operation, wire, encoded, expiry, label)) === 'stored';
+    const target = { namespace: options?.namespace, key };
+    this.readThrough.overwritten(wire, target);
+    const stored = (await this.ops.store(opcode, operation, wire, encoded, expiry, label)) === 'stored';
+    if (stored) this.readThrough.written(target);
+    return stored;
   }
 
   private async counter(
@@ -342,7 +375,12 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
     const amount = toUint64(delta, 'delta');
     const initial = options?.initial === undefined ? undefined : toUint64(options.initial, 'initial');
     const expiry = toExpiry(ttlOrDefault(options?.ttl, this.options.ttl));
-    return this.ops.counter(opcode, operation, await this.wireOf(key, options), amount, initial, expiry);
+    const target = { namespace: options?.namespace, key };
+    const wire = await this.wireOf(key, options);
+    this.readThrough.overwritten(wire, target);
+    const result = await this.ops.counter(opcode, operation, wire, amount, initial, expiry);
+    if (result !== null) this.readThrough.written(target);
+    return result;
   }
 }
 

@@ -20,6 +20,9 @@ export interface CacheTarget {
 export interface Lookup {
   wire: string;
   item: ItemRead;
+  /** The generations the entry was read under, checked by the same read (namespaced targets). */
+  generation?: number;
+  group?: number;
 }
 
 const KNOWN_NAMESPACES = 10_000;
@@ -55,54 +58,65 @@ export class Namespaces {
     return this.ops.isDown(target.namespace ? this.generationWire(target.namespace) : this.plainWire(target.key));
   }
 
-  /** Reads the target's entry under the current generations (one round trip when they are known). */
-  async lookup(target: CacheTarget, rawJson = false): Promise<Lookup> {
+  /**
+   * Reads the target's entry under the current generations (one round trip when they are known).
+   * With `keep`, a hit carries a copy of its bytes (for the near cache).
+   */
+  async lookup(target: CacheTarget, rawJson = false, keep = false): Promise<Lookup> {
     const { namespace, variant } = target;
     if (!namespace) {
       const wire = this.plainWire(target.key);
-      return { wire, item: (await this.ops.read([wire], rawJson))[0] };
+      return { wire, item: (await this.ops.read([wire], rawJson, keep))[0] };
     }
     assertNamespace(namespace);
     const known = this.generations.get(namespace);
     const knownGroup = variant === undefined ? 0 : this.groups.get(this.groupId(namespace, target.key));
     if (known !== undefined && knownGroup !== undefined) {
-      const wire = this.entryWire(target, known, knownGroup);
+      const wire = this.wireAt(target, known, knownGroup);
       const wires = variant === undefined
         ? [this.generationWire(namespace), wire]
         : [this.generationWire(namespace), this.groupWire(namespace, target.key), wire];
-      const items = await this.ops.read(wires, rawJson);
+      const items = await this.ops.read(wires, rawJson, keep);
       const generation = counterValue(items[0]);
       const group = variant === undefined ? 0 : counterValue(items[1]);
-      if (generation === known && group === knownGroup) return { wire, item: items[wires.length - 1] };
+      if (generation === known && group === knownGroup) return { wire, item: items[wires.length - 1], generation, group };
       if (generation !== undefined && group !== undefined) {
         this.generations.set(namespace, generation);
         if (variant !== undefined) this.groups.set(this.groupId(namespace, target.key), group);
-        const current = this.entryWire(target, generation, group);
-        return { wire: current, item: (await this.ops.read([current], rawJson))[0] };
+        const current = this.wireAt(target, generation, group);
+        return { wire: current, item: (await this.ops.read([current], rawJson, keep))[0], generation, group };
       }
     }
-    const wire = await this.currentWire(target);
-    return { wire, item: (await this.ops.read([wire], rawJson))[0] };
+    const ids = await this.currentIds(target);
+    const wire = this.wireAt(target, ids.generation, ids.group);
+    return { wire, item: (await this.ops.read([wire], rawJson, keep))[0], ...ids };
   }
 
   /** The wire key of the target's entry under the current generations (created when missing). */
   async currentWire(target: CacheTarget): Promise<string> {
     if (!target.namespace) return this.plainWire(target.key);
-    assertNamespace(target.namespace);
+    const { generation, group } = await this.currentIds(target);
+    return this.wireAt(target, generation, group);
+  }
+
+  /** The target's current namespace generation and variant group (created when missing). */
+  private async currentIds(target: CacheTarget): Promise<{ generation: number; group: number }> {
+    const namespace = target.namespace!;
+    assertNamespace(namespace);
     const [generation, group] = await Promise.all([
-      this.current(this.generationWire(target.namespace), (g) => this.generations.set(target.namespace!, g)),
+      this.current(this.generationWire(namespace), (g) => this.generations.set(namespace, g)),
       target.variant === undefined
         ? 0
-        : this.current(this.groupWire(target.namespace, target.key), (g) => this.groups.set(this.groupId(target.namespace!, target.key), g)),
+        : this.current(this.groupWire(namespace, target.key), (g) => this.groups.set(this.groupId(namespace, target.key), g)),
     ]);
-    return this.entryWire(target, generation, group);
+    return { generation, group };
   }
 
   /** The wire keys of several keys of one namespace, under its current generation. */
   async currentWires(namespace: string, keys: readonly string[]): Promise<string[]> {
     assertNamespace(namespace);
     const generation = await this.current(this.generationWire(namespace), (g) => this.generations.set(namespace, g));
-    return keys.map((key) => this.entryWire({ namespace, key }, generation, 0));
+    return keys.map((key) => this.wireAt({ namespace, key }, generation, 0));
   }
 
   /** Makes every entry of the namespace miss, with one atomic increment. */
@@ -135,7 +149,8 @@ export class Namespaces {
     return `${namespace}:${key}`;
   }
 
-  private entryWire(target: CacheTarget, generation: number, group: number): string {
+  /** The wire key of a namespaced target's entry under the given generations. */
+  wireAt(target: CacheTarget, generation: number, group: number): string {
     const key = target.variant === undefined ? target.key : JSON.stringify([target.key, group, target.variant]);
     return toWireKey(`${this.prefix}${target.namespace}@${generation}:${key}`);
   }

@@ -12,7 +12,13 @@ import type { ClientStats } from './client-stats.js';
 export type ItemRead =
   | { state: 'miss' }
   | { state: 'lease'; cas: Buffer }
-  | { state: 'hit'; value: unknown; cas: Buffer; freshUntil?: number; meta?: ResponseMeta };
+  | { state: 'hit'; value: unknown; cas: Buffer; freshUntil?: number; meta?: ResponseMeta; kept?: KeptBytes };
+
+/** A hit's stored bytes and flags, copied out (for the near cache, which decodes them per hit). */
+export interface KeptBytes {
+  bytes: Buffer;
+  flags: number;
+}
 
 export const MISS: ItemRead = { state: 'miss' };
 
@@ -71,9 +77,10 @@ export class Operations {
   /**
    * Reads keys with their CAS and lease state, one pipelined request per node; the result is in
    * the order of `wires`. Rejects if a node fails (the caller then serves from its source).
-   * With `rawJson`, JSON entries come back as `RawJson` text.
+   * With `rawJson`, JSON entries come back as `RawJson` text; with `keep`, hits of the last key
+   * also carry a copy of their stored bytes.
    */
-  async read(wires: readonly string[], rawJson = false): Promise<ItemRead[]> {
+  async read(wires: readonly string[], rawJson = false, keep = false): Promise<ItemRead[]> {
     const found = wires.length === 1 ? [await this.fetchOne(wires[0])] : await this.fetch(wires, false);
     const result: ItemRead[] = new Array(wires.length);
     for (let i = 0; i < wires.length; i++) {
@@ -84,12 +91,23 @@ export class Operations {
       else if (item === LEASE) result[i] = { state: 'lease', cas: res!.header.cas };
       else result[i] = { state: 'hit', value: item.value, cas: res!.header.cas, freshUntil: item.freshUntil, meta: item.meta };
     }
+    const last = wires.length - 1;
+    if (keep && result[last].state === 'hit') {
+      const res = found[last]!;
+      (result[last] as { kept?: KeptBytes }).kept = { bytes: Buffer.from(res.val), flags: res.extras.readUInt32BE(0) };
+    }
     return result;
   }
 
   /** Raw responses in the order of `wires` (undefined: a miss); a failing node's keys read as misses, with a warning. */
   fetchTolerant(wires: readonly string[]): Promise<Array<BinaryResponse | undefined>> {
     return this.fetch(wires, true);
+  }
+
+  /** A value the near cache kept, decoded as a hit would be (undefined if it no longer decodes). */
+  decodeKept(kept: KeptBytes, rawJson: boolean): { value: unknown; meta?: ResponseMeta } | undefined {
+    const item = this.codec.decodeItem(kept.bytes, kept.flags, rawJson);
+    return typeof item === 'symbol' ? undefined : item;
   }
 
   /** The value of a GET response, or undefined (a miss, a lease marker, bytes that do not decode). */

@@ -2,6 +2,7 @@ import type { ResponseMeta } from '../codec/value.codec.js';
 import { Flights } from './flights.js';
 import { type CacheFailure, type FillReport, LeaseProtocol, type Loader } from './lease.js';
 import type { CacheTarget, Lookup, Namespaces } from './namespaces.js';
+import type { NearTier } from './near-tier.js';
 import type { Operations } from './operations.js';
 
 /** How a read-through call was served. */
@@ -17,6 +18,8 @@ export interface ReadRequest<T> {
   rawJson?: boolean;
   /** Names the entries in warnings (the namespace); keys are never logged. */
   label: string;
+  /** Serve from and keep in the near cache (when the client has one). */
+  near?: boolean;
 }
 
 export interface Served<T> {
@@ -43,6 +46,8 @@ export interface Served<T> {
 export class ReadThrough {
   readonly flights = new Flights();
   readonly leases: LeaseProtocol;
+  /** The in-process tier, when configured. */
+  near: NearTier | undefined;
 
   constructor(
     private readonly ops: Operations,
@@ -55,11 +60,18 @@ export class ReadThrough {
   async read<T>(request: ReadRequest<T>): Promise<Served<T>> {
     const ticket = this.flights.ticket();
     const target = request.target;
+    const near = request.near === true ? this.near : undefined;
+    let start = 0;
+    if (near !== undefined && near.cache.active) {
+      const hit = near.read(target, request.rawJson === true);
+      if (hit !== undefined) return hit.meta === undefined ? { value: hit.value as T, outcome: 'HIT' } : { value: hit.value as T, outcome: 'HIT', meta: hit.meta };
+      start = near.cache.begin();
+    }
     let found: Lookup | undefined;
     let failure: CacheFailure | undefined;
     if (!this.namespaces.isDown(target)) {
       try {
-        found = await this.namespaces.lookup(target, request.rawJson);
+        found = await this.namespaces.lookup(target, request.rawJson, near !== undefined && near.cache.active);
       } catch (error) {
         failure = { operation: 'get', error };
       }
@@ -69,6 +81,7 @@ export class ReadThrough {
       if (item.freshUntil !== undefined && item.freshUntil <= Date.now()) {
         return { value: item.value as T, outcome: 'STALE', meta: item.meta, filled: this.leases.refresh(found!.wire, item.cas, request.load, request.label) };
       }
+      if (item.kept !== undefined) near?.keep(start, target, found!);
       return item.meta === undefined ? { value: item.value as T, outcome: 'HIT' } : { value: item.value as T, outcome: 'HIT', meta: item.meta };
     }
     if (found === undefined) {
@@ -93,6 +106,7 @@ export class ReadThrough {
    */
   async evict(target: { namespace?: string; key: string }): Promise<boolean> {
     this.flights.invalidatePrefix(logicalKey({ namespace: target.namespace, key: target.key, variant: '' }));
+    this.near?.keyChanging(target);
     const wire = await this.namespaces.currentWire(target);
     this.flights.invalidate(wire);
     this.flights.invalidate(RAW + wire);
@@ -100,19 +114,32 @@ export class ReadThrough {
       this.ops.delete(wire),
       target.namespace ? this.namespaces.bumpVariants(target.namespace, target.key) : undefined,
     ]);
+    this.near?.keyChanged(target);
     return deleted;
   }
 
   /** Evicts every entry of a namespace (a new generation; running loads belong to the old one). */
   async evictAll(namespace: string): Promise<void> {
     this.flights.invalidatePrefix(`${namespace}\u0000`);
+    this.near?.namespaceChanging(namespace);
     await this.namespaces.bump(namespace);
+    this.near?.namespaceChanged(namespace);
   }
 
-  /** An overwrite of a key: its running loads in this process must not store their older result. */
-  overwritten(wire: string): void {
+  /**
+   * An overwrite of a key is about to be sent: its running loads in this process must not store
+   * their older result, and the near cache must not keep what it read before. Call `written`
+   * once memcached took it.
+   */
+  overwritten(wire: string, target: { namespace?: string; key: string }): void {
     this.flights.invalidate(wire);
     this.flights.invalidate(RAW + wire);
+    this.near?.keyChanging(target);
+  }
+
+  /** An overwrite landed in memcached: every process's near cache drops the key. */
+  written(target: { namespace?: string; key: string }): void {
+    this.near?.keyChanged(target);
   }
 }
 

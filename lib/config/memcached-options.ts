@@ -7,6 +7,7 @@ import type {
 import { MAX_TTL } from '../codec/ttl.js';
 import type { ValueMode } from '../codec/value.codec.js';
 import { invalidOption, optionsNotObject, show, unknownOption } from '../memcached.messages.js';
+import { resolveNearOptions, type ResolvedBusOptions, type ResolvedNearCacheOptions } from './near-options.js';
 import { DEFAULT_PORT, isHostName, MAX_WEIGHT, type MemcachedNodeAddress, parseEntry, parseServerList, toNode } from './server-list.js';
 
 /** Thrown at startup for configuration that cannot work; the message names the option or variable. */
@@ -44,6 +45,8 @@ export interface ResolvedMemcachedOptions {
   serializer?: MemcachedSerializer;
   valueMode: ValueMode;
   http: HttpCachePolicy;
+  nearCache?: ResolvedNearCacheOptions;
+  bus?: ResolvedBusOptions;
   /** undefined: Nest's Logger. */
   logger: LoggerService | false | undefined;
 }
@@ -111,6 +114,7 @@ const KNOWN = new Set<string>([
   'servers', 'username', 'password', 'keyPrefix', 'ttl', 'timeout', 'connectTimeout', 'retries',
   'retryDelay', 'keepAlive', 'compressionThreshold', 'maxItemSize', 'serializer', 'logger',
   'breakerThreshold', 'breakerCooldown', 'deadNodePolicy', 'hashing', 'leases', 'leaseTtl', 'leaseWait', 'http',
+  'nearCache', 'bus',
 ]);
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
@@ -195,6 +199,7 @@ export function resolveOptions(options: MemcachedModuleOptions = {}): ResolvedMe
     serializer: custom ? (serializer as MemcachedSerializer) : undefined,
     valueMode: custom ? 'auto' : (serializer as ValueMode),
     http: resolveHttp(options.http, fail),
+    ...resolveNearOptions(options.nearCache, options.bus, fail),
     logger,
   };
   // the password is never a property: inspecting the options, even with showHidden, cannot show it

@@ -87,6 +87,7 @@ const checks: Record<string, Check> = {
   keys: isFunction,
   staleWhileRevalidate: seconds,
   lease: isBoolean,
+  nearCache: isBoolean,
   public: isBoolean,
   allEntries: isBoolean,
   beforeInvocation: isBoolean,
@@ -98,7 +99,7 @@ const checks: Record<string, Check> = {
 const ALLOWED: Record<string, { name: string; options: string[] }> = {
   [CACHEABLE_METADATA]: {
     name: '@Cacheable',
-    options: ['namespace', 'key', 'ttl', 'condition', 'unless', 'principal', 'staleWhileRevalidate', 'lease', 'public', 'ignoreCookies'],
+    options: ['namespace', 'key', 'ttl', 'condition', 'unless', 'principal', 'staleWhileRevalidate', 'lease', 'nearCache', 'public', 'ignoreCookies'],
   },
   [CACHE_PUT_METADATA]: { name: '@CachePut', options: ['namespace', 'key', 'ttl', 'unless'] },
   [CACHE_EVICT_METADATA]: { name: '@CacheEvict', options: ['namespace', 'key', 'keys', 'allEntries', 'beforeInvocation'] },

@@ -51,6 +51,11 @@ export interface CacheableOptions<A extends unknown[] = any[], R = any> extends 
   staleWhileRevalidate?: number;
   /** `false` turns the lease protocol off for this method. Default: the module's `leases`. */
   lease?: boolean;
+  /**
+   * Serve hits from the module's near cache (in process, no round trip) while its bus is healthy.
+   * Default: per the module's `nearCache.namespaces`; without a module `nearCache`, no effect.
+   */
+  nearCache?: boolean;
 }
 
 /** Options of `@CacheEvict`. */

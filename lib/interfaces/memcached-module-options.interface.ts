@@ -1,4 +1,5 @@
 import type { LoggerService, NestInterceptor, Type } from '@nestjs/common';
+import type { BusTransport } from './bus-transport.interface.js';
 
 /** One memcached node. `weight` (default 1) sets its share of keys in a cluster. */
 export interface MemcachedServerOptions {
@@ -84,6 +85,52 @@ export interface MemcachedModuleOptions {
   logger?: LoggerService | false;
   /** How `@Cacheable` controller routes decide which requests share cached responses. */
   http?: MemcachedHttpOptions;
+  /**
+   * An in-process tier (L1) in front of memcached, off by default: hits are served from memory,
+   * without a round trip, while the invalidation `bus` is healthy. Needs `bus`.
+   */
+  nearCache?: MemcachedNearCacheOptions;
+  /** The invalidation bus that keeps every process's near cache coherent (needed by `nearCache`). */
+  bus?: MemcachedBusOptions;
+}
+
+/**
+ * The near cache. It holds stored bytes (decoded per hit, so callers never share an object),
+ * bounded by bytes, each entry for at most `ttl` seconds, and only while the bus is healthy.
+ *
+ * @example
+ * nearCache: { maxBytes: 32 * 1024 * 1024, ttl: 5, namespaces: ['users', 'catalog'] }
+ */
+export interface MemcachedNearCacheOptions {
+  /** Bytes held at most (least recently used dropped first). Default 67108864 (64 MiB). */
+  maxBytes?: number;
+  /** Seconds an entry is served from memory at most; keep it below your memcached TTLs. Default 10. */
+  ttl?: number;
+  /** Namespaces read through it; `'*'`: all. A decorator's `nearCache` overrides. Default `'*'`. */
+  namespaces?: string[] | '*';
+}
+
+/**
+ * The invalidation bus. Every eviction, overwrite and namespace eviction is published once
+ * memcached took it; every process drops what it holds of it. Messages carry a source and a
+ * sequence number, and a heartbeat checks the channel: a gap, a new source, a lost connection or
+ * a silent channel drops the whole near cache, which is bypassed until the bus is back.
+ *
+ * @example
+ * bus: { transport: 'nats', url: 'nats://127.0.0.1:4222' }
+ */
+export interface MemcachedBusOptions {
+  /**
+   * `nats` (package `@nats-io/transport-node`), `redis` (`ioredis`), `rabbitmq` (`amqplib`: a
+   * fanout exchange, one exclusive queue per process), or your own `BusTransport`. Default `nats`.
+   */
+  transport?: 'nats' | 'redis' | 'rabbitmq' | BusTransport;
+  /** The broker. Default `nats://127.0.0.1:4222`, `redis://127.0.0.1:6379` or `amqp://guest:guest@127.0.0.1:5672`. */
+  url?: string;
+  /** Subject, channel or exchange; the same for every process of one pool and key prefix. Default `nestjs-memcached.invalidations`. */
+  channel?: string;
+  /** Milliseconds within which a silent channel is noticed (heartbeats go 4 times as often). Default 1000. */
+  heartbeat?: number;
 }
 
 /**

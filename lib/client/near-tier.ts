@@ -1,0 +1,144 @@
+import type { ResponseMeta } from '../codec/value.codec.js';
+import { type BusFlushReason, type BusListener, InvalidationBus } from '../bus/invalidation-bus.js';
+import { createBusTransport } from '../bus/transports.js';
+import type { ResolvedBusOptions } from '../config/near-options.js';
+import { busHealthy, busUnavailable, busUnhealthy } from '../memcached.messages.js';
+import type { NearCache } from '../near/near-cache.js';
+import type { CacheTarget, Lookup, Namespaces } from './namespaces.js';
+import type { KeptBytes, Operations } from './operations.js';
+
+/** A hit served from memory. */
+export interface NearHit {
+  value: unknown;
+  meta?: ResponseMeta;
+}
+
+/**
+ * The near cache as the client uses it: reads it before memcached, keeps validated hits, drops
+ * what this process or another one changed, and publishes this process's changes on the bus once
+ * memcached has taken them. Names on the bus are logical (`prefix\0namespace\0key`), so every
+ * variant of a key, under any generation, goes with it.
+ */
+export class NearTier implements BusListener {
+  bus: InvalidationBus | undefined;
+  private closed = false;
+  private busName = 'custom';
+
+  constructor(
+    readonly cache: NearCache,
+    private readonly ops: Operations,
+    private readonly spaces: Namespaces,
+    private readonly prefix: string,
+  ) {}
+
+  /**
+   * Starts the bus in the background: the transport's client is loaded, connected and subscribed;
+   * until then (or while the broker is away, retried) the near cache stays off.
+   */
+  connect(options: ResolvedBusOptions): void {
+    this.busName = typeof options.transport === 'string' ? options.transport : 'custom';
+    void (async () => {
+      const transport = typeof options.transport === 'string'
+        ? await createBusTransport(options.transport, { url: options.url, channel: options.channel })
+        : options.transport;
+      const bus = new InvalidationBus(transport, this, options.heartbeat);
+      this.bus = bus;
+      if (this.closed) return void (await bus.close());
+      await bus.start();
+    })().catch((error: Error) => this.ops.warnings.warn('bus:unavailable', () => busUnavailable(this.busName, error.message)));
+  }
+
+  close(): void {
+    this.closed = true;
+    void this.bus?.close().catch(() => undefined);
+  }
+
+  /** The entry held for the target, decoded as a memcached hit would be; undefined otherwise. */
+  read(target: CacheTarget, rawJson: boolean): NearHit | undefined {
+    const cache = this.cache;
+    if (!cache.active) return undefined;
+    let wire: string;
+    if (target.namespace === undefined) {
+      wire = this.spaces.plainWire(target.key);
+    } else {
+      const generation = cache.generation(this.namespaceName(target.namespace));
+      if (generation === undefined) return undefined;
+      const group = target.variant === undefined ? 0 : cache.group(this.family(target));
+      if (group === undefined) return undefined;
+      wire = this.spaces.wireAt(target, generation, group);
+    }
+    const entry = cache.get(wire);
+    if (entry === undefined) return undefined;
+    return this.ops.decodeKept(entry.held as KeptBytes, rawJson);
+  }
+
+  /** Keeps a fresh memcached hit read since `start` (refused if an invalidation came after it). */
+  keep(start: number, target: CacheTarget, found: Lookup): void {
+    const item = found.item;
+    if (item.state !== 'hit' || item.kept === undefined) return;
+    let ttl: number | undefined;
+    if (item.freshUntil !== undefined) {
+      ttl = (item.freshUntil - Date.now()) / 1000;
+      if (ttl <= 0) return;
+    }
+    this.cache.store(
+      start,
+      found.wire,
+      { family: this.family(target), held: item.kept, size: item.kept.bytes.length + found.wire.length },
+      target.namespace === undefined
+        ? {}
+        : { namespace: this.namespaceName(target.namespace), generation: found.generation, group: target.variant === undefined ? undefined : found.group },
+      ttl,
+    );
+  }
+
+  /** A key is about to change, or just changed, here: drop it and refuse reads that began before. */
+  keyChanging(target: { namespace?: string; key: string }): void {
+    this.cache.invalidateKey(this.family(target));
+  }
+
+  /** A key changed in memcached: drop it again (reads begun meanwhile) and tell every process. */
+  keyChanged(target: { namespace?: string; key: string }): void {
+    const family = this.family(target);
+    this.cache.invalidateKey(family);
+    this.bus?.publishKeys([family]);
+  }
+
+  namespaceChanging(namespace: string): void {
+    this.cache.invalidateNamespace(this.namespaceName(namespace));
+  }
+
+  namespaceChanged(namespace: string): void {
+    const name = this.namespaceName(namespace);
+    this.cache.invalidateNamespace(name);
+    this.bus?.publishNamespaces([name]);
+  }
+
+  // BusListener: another process's changes
+  keys(families: string[]): void {
+    for (const family of families) this.cache.invalidateKey(family);
+  }
+
+  namespaces(names: string[]): void {
+    for (const name of names) this.cache.invalidateNamespace(name);
+  }
+
+  flush(_reason: BusFlushReason): void {
+    this.cache.flush();
+  }
+
+  healthy(healthy: boolean): void {
+    this.cache.setActive(healthy);
+    // rate-limited: a flapping broker must not flood the log
+    if (healthy) this.ops.warnings.warn('bus:up', () => busHealthy(this.busName));
+    else this.ops.warnings.warn('bus:down', () => busUnhealthy(this.busName, this.bus?.stats().connected ? 'is silent' : 'is disconnected'));
+  }
+
+  private family(target: { namespace?: string; key: string }): string {
+    return `${this.prefix}\u0000${target.namespace ?? ''}\u0000${target.key}`;
+  }
+
+  private namespaceName(namespace: string): string {
+    return `${this.prefix}\u0000${namespace}`;
+  }
+}

@@ -1,0 +1,106 @@
+import type { BusTransport } from '../interfaces/bus-transport.interface.js';
+import type { MemcachedBusOptions, MemcachedNearCacheOptions } from '../interfaces/memcached-module-options.interface.js';
+
+export interface ResolvedNearCacheOptions {
+  maxBytes: number;
+  ttl: number;
+  /** '*': every namespace. */
+  namespaces: ReadonlySet<string> | '*';
+}
+
+export interface ResolvedBusOptions {
+  transport: 'nats' | 'redis' | 'rabbitmq' | BusTransport;
+  url: string;
+  channel: string;
+  heartbeat: number;
+}
+
+export const NEAR_DEFAULTS = { maxBytes: 64 * 1024 * 1024, ttl: 10, channel: 'nestjs-memcached.invalidations', heartbeat: 1000 } as const;
+
+const BROKER_URLS = {
+  nats: { url: 'nats://127.0.0.1:4222', schemes: ['nats:', 'tls:'] },
+  redis: { url: 'redis://127.0.0.1:6379', schemes: ['redis:', 'rediss:'] },
+  rabbitmq: { url: 'amqp://guest:guest@127.0.0.1:5672', schemes: ['amqp:', 'amqps:'] },
+} as const;
+
+const CHANNEL = /^[A-Za-z0-9_.:-]{1,200}$/;
+const NAMESPACE = /^[A-Za-z0-9_.-]{1,200}$/;
+
+type Fail = (name: string, value: unknown, expected: string) => Error;
+
+/** Validates `nearCache` and `bus`; a near cache without a bus cannot be kept coherent. */
+export function resolveNearOptions(
+  near: MemcachedNearCacheOptions | undefined,
+  bus: MemcachedBusOptions | undefined,
+  fail: Fail,
+): { nearCache?: ResolvedNearCacheOptions; bus?: ResolvedBusOptions } {
+  const result: { nearCache?: ResolvedNearCacheOptions; bus?: ResolvedBusOptions } = {};
+  if (bus !== undefined) result.bus = resolveBus(bus, fail);
+  if (near === undefined) return result;
+  if (near === null || typeof near !== 'object') throw fail('nearCache', near, 'an object such as { maxBytes, ttl }');
+  known('nearCache', near, ['maxBytes', 'ttl', 'namespaces'], fail);
+  if (result.bus === undefined) throw fail('nearCache', near, 'a bus to keep it coherent across processes: set the bus option too');
+  const maxBytes = near.maxBytes ?? NEAR_DEFAULTS.maxBytes;
+  if (!Number.isInteger(maxBytes) || maxBytes < 1024 || maxBytes > 2 ** 40) throw fail('nearCache.maxBytes', maxBytes, 'a whole number of bytes from 1024 to 2^40');
+  const ttl = near.ttl ?? NEAR_DEFAULTS.ttl;
+  if (typeof ttl !== 'number' || !Number.isFinite(ttl) || ttl < 0.001 || ttl > 86_400) throw fail('nearCache.ttl', ttl, 'a number of seconds from 0.001 to 86400');
+  const namespaces = near.namespaces ?? '*';
+  if (namespaces !== '*' && !(Array.isArray(namespaces) && namespaces.every((n) => typeof n === 'string' && NAMESPACE.test(n)))) {
+    throw fail('nearCache.namespaces', namespaces, "'*' or a list of namespaces ([A-Za-z0-9_.-])");
+  }
+  result.nearCache = { maxBytes, ttl, namespaces: namespaces === '*' ? '*' : new Set(namespaces) };
+  return result;
+}
+
+function resolveBus(bus: MemcachedBusOptions, fail: Fail): ResolvedBusOptions {
+  if (bus === null || typeof bus !== 'object') throw fail('bus', bus, "an object such as { transport: 'nats', url: 'nats://127.0.0.1:4222' }");
+  known('bus', bus, ['transport', 'url', 'channel', 'heartbeat'], fail);
+  const transport = bus.transport ?? 'nats';
+  const custom = typeof transport === 'object' && transport !== null;
+  if (custom) {
+    for (const method of ['start', 'publish', 'close'] as const) {
+      if (typeof (transport as unknown as Record<string, unknown>)[method] !== 'function') throw fail('bus.transport', transport, 'an object with start(), publish() and close()');
+    }
+  } else if (transport !== 'nats' && transport !== 'redis' && transport !== 'rabbitmq') {
+    throw fail('bus.transport', transport, '"nats", "redis", "rabbitmq" or a BusTransport');
+  }
+  let url = '';
+  if (!custom) {
+    const broker = BROKER_URLS[transport as keyof typeof BROKER_URLS];
+    url = bus.url ?? broker.url;
+    let parsed: URL | undefined;
+    try {
+      parsed = typeof url === 'string' ? new URL(url) : undefined;
+    } catch {
+      parsed = undefined;
+    }
+    if (parsed === undefined || !(broker.schemes as readonly string[]).includes(parsed.protocol) || parsed.hostname === '') {
+      throw fail('bus.url', redact(url), `a ${broker.schemes.map((s) => `${s}//host:port`).join(' or ')} URL`);
+    }
+  } else if (bus.url !== undefined) {
+    throw fail('bus.url', redact(bus.url), 'nothing with a custom transport (it connects itself)');
+  }
+  const channel = bus.channel ?? NEAR_DEFAULTS.channel;
+  if (typeof channel !== 'string' || !CHANNEL.test(channel)) throw fail('bus.channel', channel, 'at most 200 characters of [A-Za-z0-9_.:-]');
+  const heartbeat = bus.heartbeat ?? NEAR_DEFAULTS.heartbeat;
+  if (!Number.isInteger(heartbeat) || heartbeat < 20 || heartbeat > 600_000) throw fail('bus.heartbeat', heartbeat, 'a whole number of milliseconds from 20 to 600000');
+  return { transport: transport as ResolvedBusOptions['transport'], url, channel, heartbeat };
+}
+
+function known(option: string, value: object, names: string[], fail: Fail): void {
+  for (const name of Object.keys(value)) {
+    if (!names.includes(name)) throw fail(`${option}.${name}`, (value as Record<string, unknown>)[name], `a known option: ${names.join(', ')}`);
+  }
+}
+
+/** A broker URL as an error may show it: without its password. */
+function redact(url: unknown): unknown {
+  if (typeof url !== 'string') return url;
+  try {
+    const parsed = new URL(url);
+    if (parsed.password !== '') parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return url.replace(/\/\/([^:/@]*):[^@/]*@/, '//$1:***@');
+  }
+}

@@ -1,0 +1,159 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { randomUUID } from 'node:crypto';
+import { MemcachedClient } from '../../lib/index.js';
+import { FaultProxy } from '../support/fault-proxy.js';
+import { freePort, MemcachedDaemon } from '../support/memcached-daemon.js';
+
+// The near cache and its bus against real memcached and the real brokers this machine runs:
+// NATS (4222), Redis (6379), RabbitMQ (5672). Each client stands for one process: its own bus
+// connection (through its own proxy, so one process's link can be cut or silenced) and source id.
+const BROKERS = [
+  { transport: 'nats' as const, port: 4222, url: (port: number) => `nats://127.0.0.1:${port}` },
+  { transport: 'redis' as const, port: 6379, url: (port: number) => `redis://127.0.0.1:${port}` },
+  { transport: 'rabbitmq' as const, port: 5672, url: (port: number) => `amqp://guest:guest@127.0.0.1:${port}` },
+];
+const HEARTBEAT = 200;
+
+let daemon: MemcachedDaemon;
+beforeAll(async () => {
+  daemon = await MemcachedDaemon.start();
+});
+afterAll(async () => {
+  await daemon?.stop();
+});
+
+async function until(check: () => boolean | Promise<boolean>, ms = 5000): Promise<number> {
+  const started = performance.now();
+  while (!(await check())) {
+    if (performance.now() - started > ms) throw new Error(`not within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  return performance.now() - started;
+}
+
+const near = (client: MemcachedClient) => client.stats().nearCache!;
+
+describe.each(BROKERS)('near cache over $transport', ({ transport, port, url }) => {
+  const channel = `nmc-test-${randomUUID()}`;
+  const proxies: FaultProxy[] = [];
+  const clients: MemcachedClient[] = [];
+
+  async function spawn(): Promise<{ client: MemcachedClient; proxy: FaultProxy }> {
+    const proxy = await new FaultProxy(port).start();
+    const client = new MemcachedClient({
+      servers: daemon.address,
+      logger: false,
+      nearCache: { ttl: 60 },
+      bus: { transport, url: url(proxy.port), channel, heartbeat: HEARTBEAT },
+    });
+    proxies.push(proxy);
+    clients.push(client);
+    await until(() => near(client).bus?.healthy === true);
+    return { client, proxy };
+  }
+
+  afterAll(async () => {
+    for (const client of clients) client.close();
+    await new Promise((r) => setTimeout(r, 50));
+    for (const proxy of proxies) await proxy.stop();
+  });
+
+  it('every process receives every invalidation: 3 processes, 40 keys held in two near caches, evicted by the third', async () => {
+    const [a, b, c] = [await spawn(), await spawn(), await spawn()];
+    const ns = `n${randomUUID().slice(0, 8)}`;
+    let version = 0;
+    const keys = Array.from({ length: 40 }, (_, i) => `k${i}`);
+    const read = (client: MemcachedClient, key: string) => client.getOrSet(key, () => ({ key, version }), { namespace: ns });
+    for (const key of keys) await read(a.client, key);
+    for (const p of [b, c]) for (const key of keys) await read(p.client, key); // memcached hits, kept in L1
+    const held = [near(b.client).cache.hits, near(c.client).cache.hits];
+    for (const p of [b, c]) for (const key of keys) expect(await read(p.client, key)).toStrictEqual({ key, version: 0 });
+    // served from memory: the near caches counted a hit each
+    expect(near(b.client).cache.hits - held[0]).toBe(keys.length);
+    expect(near(c.client).cache.hits - held[1]).toBe(keys.length);
+
+    version = 1;
+    for (const key of keys) await a.client.delete(key, { namespace: ns });
+    const waited = await until(async () => {
+      for (const p of [b, c]) for (const key of keys) if ((await read(p.client, key)).version !== 1) return false;
+      return true;
+    }, 2000);
+    expect(near(b.client).cache.invalidations).toBeGreaterThanOrEqual(keys.length);
+    expect(near(c.client).cache.invalidations).toBeGreaterThanOrEqual(keys.length);
+    expect(near(b.client).bus!.gaps + near(c.client).bus!.gaps).toBe(0);
+    console.log(`[near ${transport}] all 80 near entries fresh ${waited.toFixed(1)} ms after the last eviction returned; heartbeat lag ${near(b.client).bus!.lagMs} ms`);
+  });
+
+  it('a namespace eviction (allEntries) and an overwrite reach the other processes', async () => {
+    const [a, b] = [await spawn(), await spawn()];
+    const ns = `n${randomUUID().slice(0, 8)}`;
+    let version = 0;
+    const read = (client: MemcachedClient, key: string) => client.getOrSet(key, () => version, { namespace: ns });
+    await read(b.client, 'x');
+    await read(b.client, 'x');
+    version = 1;
+    await a.client.deleteNamespace(ns);
+    await until(async () => (await read(b.client, 'x')) === 1, 2000);
+    await a.client.set('x', 7, { namespace: ns });
+    await until(async () => (await read(b.client, 'x')) === 7, 2000);
+  });
+
+  it('a silent link is noticed within the heartbeat: the near cache is dropped and bypassed, then resumes', async () => {
+    const [a, b] = [await spawn(), await spawn()];
+    const ns = `n${randomUUID().slice(0, 8)}`;
+    let version = 0;
+    const read = (client: MemcachedClient) => client.getOrSet('x', () => version, { namespace: ns });
+    await read(b.client);
+    await read(b.client);
+    b.proxy.silent = true;
+    version = 1;
+    await a.client.delete('x', { namespace: ns }); // b cannot hear this
+    const noticed = await until(() => near(b.client).bus!.healthy === false, 3 * HEARTBEAT);
+    expect(near(b.client).cache.active).toBe(false);
+    expect(await read(b.client)).toBe(1); // from memcached
+    b.proxy.silent = false;
+    await until(() => near(b.client).cache.active, 5000);
+    const hits = near(b.client).cache.hits;
+    await read(b.client);
+    await read(b.client);
+    expect(near(b.client).cache.hits).toBeGreaterThan(hits);
+    console.log(`[near ${transport}] silent link noticed ${noticed.toFixed(0)} ms after the eviction (heartbeat ${HEARTBEAT} ms)`);
+  });
+
+  it('a cut connection drops the near cache; reads go to memcached until the bus is back', async () => {
+    const [a, b] = [await spawn(), await spawn()];
+    const ns = `n${randomUUID().slice(0, 8)}`;
+    let version = 0;
+    const read = (client: MemcachedClient) => client.getOrSet('x', () => version, { namespace: ns });
+    await read(b.client);
+    await read(b.client);
+    b.proxy.cutAll();
+    version = 1;
+    await a.client.delete('x', { namespace: ns });
+    await until(() => near(b.client).cache.active === false || near(b.client).cache.entries === 0, 3 * HEARTBEAT);
+    expect(await read(b.client)).toBe(1);
+    await until(() => near(b.client).cache.active, 10_000);
+  });
+});
+
+describe('near cache with its broker away', () => {
+  it('never breaks a call: reads go to memcached and the near cache stays off', async () => {
+    const dead = await freePort();
+    const client = new MemcachedClient({
+      servers: daemon.address,
+      logger: false,
+      nearCache: {},
+      bus: { transport: 'nats', url: `nats://127.0.0.1:${dead}`, heartbeat: 100 },
+    });
+    try {
+      let loads = 0;
+      const ns = `n${randomUUID().slice(0, 8)}`;
+      for (let i = 0; i < 3; i++) expect(await client.getOrSet('k', () => ++loads, { namespace: ns })).toBe(1);
+      expect(loads).toBe(1);
+      expect(near(client).cache.active).toBe(false);
+      expect(near(client).cache.hits).toBe(0);
+    } finally {
+      client.close();
+    }
+  });
+});
