@@ -15,8 +15,8 @@ const SECONDS_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.
  * Exposes the cache's counters and latencies as Prometheus metrics (prom-client, an optional peer
  * dependency): cached calls by namespace and outcome with their latency, fills, evictions,
  * errors and lease waits per namespace, memcached operations by operation and node with their
- * latency, the client's counters, and each node's up/down state. Returns a function that stops
- * recording.
+ * latency, the client's counters, each node's up/down state, and the near cache and its bus
+ * when configured. Returns a function that stops recording.
  *
  * @example
  * registerMemcachedMetrics(app.get(MemcachedClient), app.get(MemcachedCache), { registry });
@@ -64,7 +64,40 @@ export function registerMemcachedMetrics(
     registers,
     collect() {
       this.reset();
-      for (const [event, value] of Object.entries(client.stats())) this.inc({ event }, value);
+      for (const [event, value] of Object.entries(client.stats())) if (typeof value === 'number') this.inc({ event }, value);
+    },
+  });
+  new Counter({
+    name: `${p}near_cache_events_total`,
+    help: 'Near cache: hits, misses, invalidations, flushes, refused fills; bus: published, received, gaps, new sources, malformed, flushes, publish failures',
+    labelNames: ['event'],
+    registers,
+    collect() {
+      this.reset();
+      const near = client.stats().nearCache;
+      if (near === undefined) return;
+      const { hits, misses, invalidations, flushes, refusedFills } = near.cache;
+      for (const [event, value] of Object.entries({ hits, misses, invalidations, flushes, refused_fills: refusedFills })) this.inc({ event }, value);
+      if (near.bus === undefined) return;
+      const { published, received, gaps, newSources, malformed, publishFailures } = near.bus;
+      const busEvents = { bus_published: published, bus_received: received, bus_gaps: gaps, bus_new_sources: newSources, bus_malformed: malformed, bus_flushes: near.bus.flushes, bus_publish_failures: publishFailures };
+      for (const [event, value] of Object.entries(busEvents)) this.inc({ event }, value);
+    },
+  });
+  new Gauge({
+    name: `${p}near_cache`,
+    help: 'Near cache: entries, bytes, active (1 while the bus vouches for it), bus_healthy, bus_lag_seconds (last heartbeat round trip)',
+    labelNames: ['measure'],
+    registers,
+    collect() {
+      this.reset();
+      const near = client.stats().nearCache;
+      if (near === undefined) return;
+      this.set({ measure: 'entries' }, near.cache.entries);
+      this.set({ measure: 'bytes' }, near.cache.bytes);
+      this.set({ measure: 'active' }, near.cache.active ? 1 : 0);
+      this.set({ measure: 'bus_healthy' }, near.bus?.healthy ? 1 : 0);
+      if (near.bus?.lagMs !== undefined) this.set({ measure: 'bus_lag_seconds' }, near.bus.lagMs / 1000);
     },
   });
   new Gauge({
@@ -103,7 +136,7 @@ export function registerMemcachedMetrics(
   }
   return () => {
     for (const off of unsubscribe) off();
-    for (const name of ['cache_requests_total', 'cache_request_duration_seconds', 'cache_events_total', 'operation_duration_seconds', 'client_events_total', 'node_up']) {
+    for (const name of ['cache_requests_total', 'cache_request_duration_seconds', 'cache_events_total', 'operation_duration_seconds', 'client_events_total', 'node_up', 'near_cache_events_total', 'near_cache']) {
       registry.removeSingleMetric(p + name);
     }
   };

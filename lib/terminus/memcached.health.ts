@@ -9,7 +9,8 @@ export interface MemcachedHealthOptions {
 
 /**
  * A `@nestjs/terminus` health indicator (an optional peer dependency) that pings every node and
- * reports each one: up or down, version, latency, breaker state, last error.
+ * reports each one: up or down, version, latency, breaker state, last error; with a near cache,
+ * also its bus (up or down, lag), which never makes the check fail.
  *
  * @example
  * @Get('health') @HealthCheck()
@@ -42,6 +43,12 @@ export class MemcachedHealthIndicator {
     );
     const up = pings.filter((p) => p.ok).length;
     const healthy = options.requireAll ? up === pings.length : up > 0;
-    return healthy ? indicator.up({ nodes }) : indicator.down({ nodes });
+    // the bus is reported, not judged: without it reads go to memcached, which still serves them
+    const near = this.client.stats().nearCache;
+    const bus = near === undefined
+      ? undefined
+      : { status: near.bus?.healthy ? 'up' : 'down', connected: near.bus?.connected ?? false, lagMs: near.bus?.lagMs, nearCache: near.cache.active ? 'serving' : 'bypassed' };
+    const details: { nodes: typeof nodes; bus?: typeof bus } = bus === undefined ? { nodes } : { nodes, bus };
+    return healthy ? indicator.up(details) : indicator.down(details);
   }
 }

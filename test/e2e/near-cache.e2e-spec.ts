@@ -157,3 +157,32 @@ describe('near cache with its broker away', () => {
     }
   });
 });
+
+describe('near cache observability', () => {
+  it('Prometheus shows the near cache and its bus; stats() report them', async () => {
+    const { Registry } = await import('prom-client');
+    const { registerMemcachedMetrics } = await import('../../lib/prometheus/index.js');
+    const client = new MemcachedClient({
+      servers: daemon.address,
+      logger: false,
+      nearCache: {},
+      bus: { transport: 'nats', channel: `nmc-test-${randomUUID()}`, heartbeat: HEARTBEAT },
+    });
+    const registry = new Registry();
+    const stop = registerMemcachedMetrics(client, undefined, { registry });
+    try {
+      await until(() => near(client).bus?.healthy === true);
+      const ns = `n${randomUUID().slice(0, 8)}`;
+      for (let i = 0; i < 3; i++) await client.getOrSet('k', () => 1, { namespace: ns });
+      const text = await registry.metrics();
+      expect(text).toMatch(/memcached_near_cache_events_total\{event="hits"\} 1\b/);
+      expect(text).toMatch(/memcached_near_cache\{measure="bus_healthy"\} 1\b/);
+      expect(text).toMatch(/memcached_near_cache\{measure="entries"\} 1\b/);
+      expect(text).toMatch(/memcached_near_cache\{measure="active"\} 1\b/);
+      expect(near(client).cache).toMatchObject({ hits: 1, entries: 1, active: true });
+    } finally {
+      stop();
+      client.close();
+    }
+  });
+});
