@@ -1,5 +1,8 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { randomUUID } from 'node:crypto';
+import { MemcachedClient } from '../../lib/index.js';
+import { FaultProxy } from '../support/fault-proxy.js';
 import { MemcachedDaemon } from '../support/memcached-daemon.js';
 import { startWorker } from '../support/workers.js';
 
@@ -15,8 +18,11 @@ interface Result {
   stats: Record<string, number>;
 }
 
-/** Reads that started after an eviction of their row returned, yet saw an older version. */
-export function staleReads(results: Result[]): Array<{ row: number; startedAt: number; saw: number; evictedVersion: number }> {
+/**
+ * Reads that started after an eviction of their row returned, yet saw an older version; `lag` is
+ * how long after the first eviction that version missed had returned.
+ */
+export function staleReads(results: Result[]): Array<{ row: number; startedAt: number; saw: number; evictedVersion: number; lag: number }> {
   const writesByRow = new Map<number, Array<[number, number]>>();
   for (const r of results) for (const [at, row, version] of r.writes) (writesByRow.get(row) ?? writesByRow.set(row, []).get(row)!).push([at, version]);
   for (const list of writesByRow.values()) list.sort((a, b) => a[0] - b[0]);
@@ -24,11 +30,13 @@ export function staleReads(results: Result[]): Array<{ row: number; startedAt: n
   for (const r of results) {
     for (const [startedAt, row, saw] of r.reads) {
       let evictedVersion = 0;
+      let firstMissed = Number.POSITIVE_INFINITY;
       for (const [at, version] of writesByRow.get(row) ?? []) {
         if (at >= startedAt) break;
         evictedVersion = Math.max(evictedVersion, version);
+        if (version > saw) firstMissed = Math.min(firstMissed, at);
       }
-      if (saw < evictedVersion) stale.push({ row, startedAt, saw, evictedVersion });
+      if (saw < evictedVersion) stale.push({ row, startedAt, saw, evictedVersion, lag: startedAt - firstMissed });
     }
   }
   return stale;
@@ -70,5 +78,78 @@ describe('soak: 4 processes read and write PostgreSQL rows through @Cacheable / 
     const { rows } = await db.query(`SELECT id, version FROM ${table}`);
     const latest = new Map(rows.map((r: { id: number; version: number }) => [r.id, r.version]));
     for (const r of results) for (const [, row, version] of r.writes) expect(version).toBeLessThanOrEqual(latest.get(row)!);
+  }, 60_000 + SECONDS * 2000);
+});
+
+/**
+ * The same soak with a near cache in every process and a NATS bus, each process's bus through its
+ * own proxy. A read may return a value from its near cache until the eviction's message arrives:
+ * the bound. Midway, one process's link goes silent for 2 s and another's is cut: what they miss
+ * meanwhile must stop being served within the heartbeat (plus a quarter of it).
+ */
+describe('soak with near caches over NATS: stale only within the bus delivery bound, also while links are cut', () => {
+  const HEARTBEAT = 200;
+  /** What a near-cache read may lag behind an eviction: delivery, or noticing a silent link. */
+  const BOUND_MS = HEARTBEAT * 1.25 + 150;
+  let daemon: MemcachedDaemon;
+  const proxies: FaultProxy[] = [];
+  const table = `nm_soak_near_${process.pid}`;
+  const db = new pg.Client({ host: '127.0.0.1', port: 5432, user: 'postgres', database: 'test' });
+
+  beforeAll(async () => {
+    daemon = await MemcachedDaemon.start();
+    await db.connect();
+    await db.query(`CREATE TABLE ${table} (id int PRIMARY KEY, version int NOT NULL)`);
+    await db.query(`INSERT INTO ${table} SELECT g, 1 FROM generate_series(1, ${ROWS}) g`);
+    for (let i = 0; i < PROCESSES; i++) proxies.push(await new FaultProxy(4222).start());
+  });
+  afterAll(async () => {
+    await db.query(`DROP TABLE IF EXISTS ${table}`).catch(() => undefined);
+    await db.end();
+    for (const proxy of proxies) await proxy.stop();
+    await daemon?.kill();
+  });
+
+  it(`near-cache reads lag an eviction by at most ${BOUND_MS} ms; none is left stale in memcached (${SECONDS} s)`, async () => {
+    const channel = `nmc-soak-${randomUUID()}`;
+    const workers = proxies.map((proxy) =>
+      startWorker(worker, {
+        servers: daemon.address, table, rows: ROWS, durationMs: SECONDS * 1000, concurrency: 8, writeShare: 0.1, readSeconds: 0.005,
+        near: { url: `nats://127.0.0.1:${proxy.port}`, channel, heartbeat: HEARTBEAT },
+      }),
+    );
+    // midway: process 1's link goes silent for 2 s, process 2's is cut (it reconnects)
+    const faults = (async () => {
+      await new Promise((r) => setTimeout(r, (SECONDS * 1000) / 2));
+      proxies[1].silent = true;
+      proxies[2].cutAll();
+      await new Promise((r) => setTimeout(r, 2000));
+      proxies[1].silent = false;
+    })();
+    const results = (await Promise.all(workers.map((w) => w.result))) as Result[];
+    await faults;
+    const reads = results.reduce((n, r) => n + r.reads.length, 0);
+    const writes = results.reduce((n, r) => n + r.writes.length, 0);
+    const stale = staleReads(results);
+    const lags = stale.map((s) => s.lag).sort((a, b) => a - b);
+    const p99 = lags.length === 0 ? 0 : lags[Math.min(lags.length - 1, Math.floor(lags.length * 0.99))];
+    const sum = (name: string) => results.reduce((n, r) => n + (r.stats[name] ?? 0), 0);
+    process.stdout.write(`[soak near] ${SECONDS} s, ${PROCESSES} processes, NATS: ${reads} reads (${sum('nearHits')} from near caches), ${writes} writes; ` +
+      `${stale.length} reads older than an eviction that had returned, lag p99 ${p99.toFixed(1)} ms, max ${(lags.at(-1) ?? 0).toFixed(1)} ms; ` +
+      `near-cache flushes ${sum('nearFlushes')}, refused near fills ${sum('nearRefusedFills')}, rejected fills ${sum('rejectedFills')}\n`);
+    expect(reads).toBeGreaterThan(SECONDS * 100);
+    expect(sum('nearHits')).toBeGreaterThan(0);
+    expect(lags.filter((lag) => lag > BOUND_MS)).toStrictEqual([]);
+    // with leases on, nothing stale is left in memcached: each row's entry is absent or its latest version
+    const { rows } = await db.query(`SELECT id, version FROM ${table}`);
+    const check = new MemcachedClient({ servers: daemon.address, logger: false });
+    try {
+      for (const { id, version } of rows as Array<{ id: number; version: number }>) {
+        const cached = await check.get<number>(String(id), { namespace: 'soak' });
+        if (cached !== undefined) expect(cached).toBe(version);
+      }
+    } finally {
+      check.close();
+    }
   }, 60_000 + SECONDS * 2000);
 });

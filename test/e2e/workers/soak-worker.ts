@@ -17,6 +17,8 @@ interface Job {
   writeShare: number;
   /** Seconds a read spends in the database (a realistic query, not a primary-key lookup on a warm table). */
   readSeconds: number;
+  /** With a near cache: the NATS URL of its bus (through the test's proxy), channel and heartbeat. */
+  near?: { url: string; channel: string; heartbeat: number };
 }
 
 const job = JSON.parse(process.argv[2]) as Job;
@@ -39,13 +41,29 @@ class Rows {
 }
 
 @Module({
-  imports: [MemcachedModule.forRoot({ servers: job.servers, leases: true, timeout: 1000, logger: false })],
+  imports: [
+    MemcachedModule.forRoot({
+      servers: job.servers,
+      leases: true,
+      timeout: 1000,
+      logger: false,
+      ...(job.near && {
+        nearCache: { ttl: 30 },
+        bus: { transport: 'nats' as const, url: job.near.url, channel: job.near.channel, heartbeat: job.near.heartbeat },
+      }),
+    }),
+  ],
   providers: [Rows],
 })
 class SoakModule {}
 
 const app = await NestFactory.createApplicationContext(SoakModule, { logger: false });
 const rows = app.get(Rows);
+if (job.near) {
+  // start when the bus vouches for the near cache
+  const client = app.get(MemcachedClient);
+  while (client.stats().nearCache?.bus?.healthy !== true) await new Promise((r) => setTimeout(r, 10));
+}
 const reads: Array<[number, number, number]> = [];
 const writes: Array<[number, number, number]> = [];
 const until = Date.now() + job.durationMs;
@@ -62,7 +80,14 @@ const loop = async () => {
   }
 };
 await Promise.all(Array.from({ length: job.concurrency }, loop));
-const stats = { ...app.get(MemcachedClient).stats(), cacheHits: app.get(MemcachedCache).stats().soak?.hits ?? 0 };
+const { nearCache, ...counters } = app.get(MemcachedClient).stats();
+const stats = {
+  ...counters,
+  cacheHits: app.get(MemcachedCache).stats().soak?.hits ?? 0,
+  nearHits: nearCache?.cache.hits ?? 0,
+  nearFlushes: nearCache?.cache.flushes ?? 0,
+  nearRefusedFills: nearCache?.cache.refusedFills ?? 0,
+};
 await app.close();
 await pool.end();
 process.stdout.write(JSON.stringify({ reads, writes, stats }) + '\n', () => process.exit(0));
