@@ -77,7 +77,7 @@ export class NodeConnection implements NodeTransport {
   private state: State = 'idle';
   private socket?: net.Socket;
   private connectTimer?: NodeJS.Timeout;
-  private readonly pending = new Map<number, Pending>();
+  private readonly pending = new PendingTable();
   private outbox: Array<{ seq: number; frame: Buffer }> = [];
   private flushScheduled = false;
   private readonly options: Omit<ConnectionOptions, 'username' | 'password'>;
@@ -270,7 +270,7 @@ export class NodeConnection implements NodeTransport {
     this.outbox = [];
     const closed = this.state === 'closed';
     if (!closed) this.state = 'idle';
-    for (const [seq, pending] of [...this.pending]) {
+    for (const [seq, pending] of this.pending.entries()) {
       const left = this.options.timeout - (Date.now() - pending.startedAt) - this.options.retryDelay;
       if (!closed && pending.idempotent && pending.attempt < this.options.retries && left > 0) {
         pending.attempt++;
@@ -293,4 +293,29 @@ function rename(error: MemcachedError, operation: string): MemcachedError {
 function toError(operation: string, node: string, err: unknown): MemcachedError {
   const message = err instanceof Error ? err.message : String(err);
   return new MemcachedError(operation, node, 'CONNECTION', message, undefined, { cause: err });
+}
+
+/** In-flight requests by id: a dictionary object (V8 keeps integer keys as elements). */
+class PendingTable {
+  private table: Record<number, Pending> = Object.create(null);
+
+  get(seq: number): Pending | undefined {
+    return this.table[seq];
+  }
+
+  has(seq: number): boolean {
+    return this.table[seq] !== undefined;
+  }
+
+  set(seq: number, pending: Pending): void {
+    this.table[seq] = pending;
+  }
+
+  delete(seq: number): void {
+    delete this.table[seq];
+  }
+
+  entries(): Array<[number, Pending]> {
+    return Object.keys(this.table).map((key) => [Number(key), this.table[Number(key)]]);
+  }
 }
