@@ -8,16 +8,23 @@ export {
   type GetOrSetOptions,
   type KeyOptions,
   type MemcachedClientStats,
+  type NearCacheReport,
   type NodePing,
   type OperationEvent,
   type OperationStats,
   type SetOptions,
 } from './client/memcached.client.js';
 export type { NodeStatus } from './cluster/breaker-node.js';
+export type { BusTransport } from './interfaces/bus-transport.interface.js';
+export type { NearCacheStats } from './near/near-cache.js';
+export type { BusStats } from './bus/invalidation-bus.js';
 export { InjectMemcached } from './decorators/inject-memcached.decorator.js';
 export { CACHE_INTERCEPTOR, getMemcachedClientToken } from './memcached.constants.js';
 export type {
+  MemcachedBusFollow,
+  MemcachedBusOptions,
   MemcachedHttpOptions,
+  MemcachedNearCacheOptions,
   MemcachedModuleExtras,
   MemcachedModuleOptions,
   MemcachedSerializer,

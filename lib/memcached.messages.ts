@@ -108,3 +108,6 @@ export const busHealthy = (transport: string) => `Invalidation bus (${transport}
 
 export const busUnhealthy = (transport: string, reason: string) =>
   `Invalidation bus (${transport}) ${reason}: the near cache is dropped and bypassed until it is back`;
+
+export const followFailed = (namespace: string, detail: string) =>
+  `Could not evict from namespace "${namespace}" after a followed change (bus.follow): ${detail}`;

@@ -4,10 +4,12 @@
  * lost message (a gap), a restarted source (a new id) and a silent channel (its own heartbeats
  * stop coming back).
  *
- * `{"v":1,"s":"<source>","q":<seq>,"t":"k"|"n"|"h","x":["<name>", ...]}`
+ * `{"v":1,"s":"<source>","q":<seq>,"t":"k"|"n"|"h","x":["<name>", ...],"d":1}`
  * - `k`: keys changed (evicted or overwritten); `x` holds their families (`prefix\0namespace\0key`).
  * - `n`: namespaces got a new generation (every entry evicted); `x` holds `prefix\0namespace`.
  * - `h`: a heartbeat; `x` is empty.
+ * - `d` (optional): the change was itself caused by a followed change (`bus.follow`); receivers do
+ *   not follow it further, so two services that follow each other cannot loop.
  */
 export type BusMessageType = 'k' | 'n' | 'h';
 
@@ -16,6 +18,7 @@ export interface BusMessage {
   seq: number;
   type: BusMessageType;
   names: string[];
+  derived?: boolean;
 }
 
 export const BUS_VERSION = 1;
@@ -24,7 +27,9 @@ export const BUS_VERSION = 1;
 export const MAX_BUS_MESSAGE = 1 << 20;
 
 export function encodeBusMessage(message: BusMessage): string {
-  return JSON.stringify({ v: BUS_VERSION, s: message.source, q: message.seq, t: message.type, x: message.names });
+  const body: Record<string, unknown> = { v: BUS_VERSION, s: message.source, q: message.seq, t: message.type, x: message.names };
+  if (message.derived) body.d = 1;
+  return JSON.stringify(body);
 }
 
 /**
@@ -40,12 +45,13 @@ export function decodeBusMessage(data: string | Uint8Array): BusMessage | undefi
     return undefined;
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return undefined;
-  const { v, s, q, t, x } = parsed as Record<string, unknown>;
+  const { v, s, q, t, x, d } = parsed as Record<string, unknown>;
   if (v !== BUS_VERSION) return undefined;
   if (typeof s !== 'string' || s.length === 0 || s.length > 64) return undefined;
   if (typeof q !== 'number' || !Number.isSafeInteger(q) || q < 1) return undefined;
   if (t !== 'k' && t !== 'n' && t !== 'h') return undefined;
   if (!Array.isArray(x) || !x.every((name) => typeof name === 'string')) return undefined;
   if (t === 'h' ? x.length !== 0 : x.length === 0) return undefined;
-  return { source: s, seq: q, type: t, names: x as string[] };
+  if (d !== undefined && d !== 1) return undefined;
+  return d === 1 ? { source: s, seq: q, type: t, names: x as string[], derived: true } : { source: s, seq: q, type: t, names: x as string[] };
 }

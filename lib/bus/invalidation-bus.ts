@@ -4,8 +4,9 @@ import { type BusMessage, type BusMessageType, decodeBusMessage, encodeBusMessag
 
 /** What the bus tells the tier it keeps coherent. */
 export interface BusListener {
-  keys(families: string[]): void;
-  namespaces(names: string[]): void;
+  /** `derived`: caused by a followed change (not to be followed further). */
+  keys(families: string[], derived: boolean): void;
+  namespaces(names: string[], derived: boolean): void;
   /** Something may have been missed (a gap, a new source, a malformed message): drop everything. */
   flush(reason: BusFlushReason): void;
   /** The bus vouches for the tier (`true`) or no longer does. */
@@ -105,12 +106,12 @@ export class InvalidationBus {
   }
 
   /** Keys changed (after memcached took the change). Never throws: a lost message shows as a gap. */
-  publishKeys(families: string[]): void {
-    this.publish('k', families);
+  publishKeys(families: string[], derived = false): void {
+    this.publish('k', families, derived);
   }
 
-  publishNamespaces(names: string[]): void {
-    this.publish('n', names);
+  publishNamespaces(names: string[], derived = false): void {
+    this.publish('n', names, derived);
   }
 
   stats(): BusStats {
@@ -133,14 +134,14 @@ export class InvalidationBus {
     }
   }
 
-  private publish(type: BusMessageType, names: string[]): number {
+  private publish(type: BusMessageType, names: string[], derived = false): number {
     // every message takes a number, sent or not, so receivers see a gap for one that was lost
     const seq = ++this.seq;
     if (!this.connected) {
       if (type !== 'h') this.counters.publishFailures++;
       return seq;
     }
-    const data = encodeBusMessage({ source: this.source, seq, type, names });
+    const data = encodeBusMessage({ source: this.source, seq, type, names, derived });
     this.transport.publish(data).then(
       () => (type === 'h' ? undefined : void this.counters.published++),
       () => (type === 'h' ? undefined : void this.counters.publishFailures++),
@@ -162,8 +163,8 @@ export class InvalidationBus {
     }
     this.counters.received++;
     this.track(message, now);
-    if (message.type === 'k') this.listener.keys(message.names);
-    else if (message.type === 'n') this.listener.namespaces(message.names);
+    if (message.type === 'k') this.listener.keys(message.names, message.derived === true);
+    else if (message.type === 'n') this.listener.namespaces(message.names, message.derived === true);
   }
 
   private track(message: BusMessage, now: number): void {

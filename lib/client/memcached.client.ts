@@ -19,12 +19,12 @@ import { ClientStats, type MemcachedClientStats, type OperationEvent, type Opera
 import { Namespaces } from './namespaces.js';
 import { type NodePing, Operations } from './operations.js';
 import { ReadThrough } from './read-through.js';
-import { NearTier } from './near-tier.js';
-import { NearCache, type NearCacheStats } from '../near/near-cache.js';
-import type { BusStats } from '../bus/invalidation-bus.js';
+import { type NearCacheReport, NearTier } from './near-tier.js';
+import { NearCache } from '../near/near-cache.js';
 
 export type { MemcachedClientStats, OperationEvent, OperationStats } from './client-stats.js';
 export type { NodePing } from './operations.js';
+export type { NearCacheReport } from './near-tier.js';
 
 /** Options every key-taking method accepts. */
 export interface KeyOptions {
@@ -54,11 +54,6 @@ export interface GetOrSetOptions<T> extends KeyOptions {
   nearCache?: boolean;
 }
 
-/** The near cache and its bus, in `stats()` when configured. */
-export interface NearCacheReport {
-  cache: NearCacheStats;
-  bus: BusStats | undefined;
-}
 
 /** What the cache layer (decorators, facade) needs from a client; not part of the public API. */
 export interface ClientInternals {
@@ -134,6 +129,7 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
       // a bus alone still tells other processes' near caches about this process's changes
       const cache = new NearCache(o.nearCache ?? { maxBytes: 1024, ttl: 1 });
       this.near = this.readThrough.near = new NearTier(cache, this.ops, this.namespaces, o.keyPrefix);
+      this.near.evictor = (t) => (t.key === undefined ? this.readThrough.evictAll(t.namespace, true) : this.readThrough.evict({ namespace: t.namespace, key: t.key }, true));
       this.near.connect(o.bus);
     }
     internals.set(this, { options: o, ops: this.ops, readThrough: this.readThrough, usesNear: (namespace, choice) => this.usesNear(namespace, choice) });
@@ -289,7 +285,7 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
   /** This client's counters since it started (with `nearCache` when one is configured). */
   stats(): MemcachedClientStats & { nearCache?: NearCacheReport } {
     const counters = this.statistics.snapshot();
-    return this.near === undefined ? counters : { ...counters, nearCache: { cache: this.near.cache.stats(), bus: this.near.bus?.stats() } };
+    return this.near === undefined ? counters : { ...counters, nearCache: { cache: this.near.cache.stats(), bus: this.near.bus?.stats(), followed: { ...this.near.followed } } };
   }
 
   /** Count, failures and latency histogram of each operation (get, set, getMulti, ...). */

@@ -1,11 +1,19 @@
 import type { ResponseMeta } from '../codec/value.codec.js';
-import { type BusFlushReason, type BusListener, InvalidationBus } from '../bus/invalidation-bus.js';
+import { type BusFlushReason, type BusListener, type BusStats, InvalidationBus } from '../bus/invalidation-bus.js';
 import { createBusTransport } from '../bus/transports.js';
 import type { ResolvedBusOptions } from '../config/near-options.js';
-import { busHealthy, busUnavailable, busUnhealthy } from '../memcached.messages.js';
-import type { NearCache } from '../near/near-cache.js';
+import { busHealthy, busUnavailable, busUnhealthy, followFailed } from '../memcached.messages.js';
+import type { NearCache, NearCacheStats } from '../near/near-cache.js';
 import type { CacheTarget, Lookup, Namespaces } from './namespaces.js';
 import type { KeptBytes, Operations } from './operations.js';
+
+/** The near cache and its bus, in `stats()` when configured. */
+export interface NearCacheReport {
+  cache: NearCacheStats;
+  bus: BusStats | undefined;
+  /** Evictions made because a followed namespace changed (`bus.follow`), and those that failed. */
+  followed: { evictions: number; failures: number };
+}
 
 /** A hit served from memory. */
 export interface NearHit {
@@ -21,6 +29,10 @@ export interface NearHit {
  */
 export class NearTier implements BusListener {
   bus: InvalidationBus | undefined;
+  /** Carries out the evictions `bus.follow` asks for (set by the client). */
+  evictor: ((target: { namespace: string; key?: string }) => Promise<unknown>) | undefined;
+  readonly followed = { evictions: 0, failures: 0 };
+  private follow: ResolvedBusOptions['follow'] = [];
   private closed = false;
   private busName = 'custom';
 
@@ -37,6 +49,7 @@ export class NearTier implements BusListener {
    */
   connect(options: ResolvedBusOptions): void {
     this.busName = typeof options.transport === 'string' ? options.transport : 'custom';
+    this.follow = options.follow;
     void (async () => {
       const transport = typeof options.transport === 'string'
         ? await createBusTransport(options.transport, { url: options.url, channel: options.channel })
@@ -97,30 +110,76 @@ export class NearTier implements BusListener {
     this.cache.invalidateKey(this.family(target));
   }
 
-  /** A key changed in memcached: drop it again (reads begun meanwhile) and tell every process. */
-  keyChanged(target: { namespace?: string; key: string }): void {
+  /**
+   * A key changed in memcached: drop it again (reads begun meanwhile) and tell every process.
+   * `derived`: the change follows another one (`bus.follow`), so it is not followed further.
+   */
+  keyChanged(target: { namespace?: string; key: string }, derived = false): void {
     const family = this.family(target);
     this.cache.invalidateKey(family);
-    this.bus?.publishKeys([family]);
+    this.bus?.publishKeys([family], derived);
+    if (!derived) this.followKey(family);
   }
 
   namespaceChanging(namespace: string): void {
     this.cache.invalidateNamespace(this.namespaceName(namespace));
   }
 
-  namespaceChanged(namespace: string): void {
+  namespaceChanged(namespace: string, derived = false): void {
     const name = this.namespaceName(namespace);
     this.cache.invalidateNamespace(name);
-    this.bus?.publishNamespaces([name]);
+    this.bus?.publishNamespaces([name], derived);
+    if (!derived) this.followNamespace(name);
   }
 
   // BusListener: another process's changes
-  keys(families: string[]): void {
-    for (const family of families) this.cache.invalidateKey(family);
+  keys(families: string[], derived: boolean): void {
+    for (const family of families) {
+      this.cache.invalidateKey(family);
+      if (!derived) this.followKey(family);
+    }
   }
 
-  namespaces(names: string[]): void {
-    for (const name of names) this.cache.invalidateNamespace(name);
+  namespaces(names: string[], derived: boolean): void {
+    for (const name of names) {
+      this.cache.invalidateNamespace(name);
+      if (!derived) this.followNamespace(name);
+    }
+  }
+
+  /** A followed key changed: evict the same key (or everything) of the namespace derived from it. */
+  private followKey(family: string): void {
+    if (this.follow.length === 0) return;
+    const first = family.indexOf('\u0000');
+    const second = family.indexOf('\u0000', first + 1);
+    if (first < 0 || second < 0) return;
+    const prefix = family.slice(0, first);
+    const namespace = family.slice(first + 1, second);
+    const key = family.slice(second + 1);
+    for (const rule of this.follow) {
+      if (rule.keyPrefix === prefix && rule.namespace === namespace) this.evictFollowing(rule.allEntries ? { namespace: rule.evict } : { namespace: rule.evict, key });
+    }
+  }
+
+  private followNamespace(name: string): void {
+    if (this.follow.length === 0) return;
+    const cut = name.indexOf('\u0000');
+    if (cut < 0) return;
+    const prefix = name.slice(0, cut);
+    const namespace = name.slice(cut + 1);
+    for (const rule of this.follow) {
+      if (rule.keyPrefix === prefix && rule.namespace === namespace) this.evictFollowing({ namespace: rule.evict });
+    }
+  }
+
+  private evictFollowing(target: { namespace: string; key?: string }): void {
+    const evictor = this.evictor;
+    if (evictor === undefined) return;
+    this.followed.evictions++;
+    evictor(target).catch((error: Error) => {
+      this.followed.failures++;
+      this.ops.warnings.warn(`follow:${target.namespace}`, () => followFailed(target.namespace, error.message));
+    });
   }
 
   flush(_reason: BusFlushReason): void {

@@ -104,7 +104,7 @@ export class ReadThrough {
    * Evicts a key and every variant of it: its running loads in this process are split off (not
    * joined, not stored), the entry is deleted and its variants' generation bumped.
    */
-  async evict(target: { namespace?: string; key: string }): Promise<boolean> {
+  async evict(target: { namespace?: string; key: string }, derived = false): Promise<boolean> {
     this.flights.invalidatePrefix(logicalKey({ namespace: target.namespace, key: target.key, variant: '' }));
     this.near?.keyChanging(target);
     const wire = await this.namespaces.currentWire(target);
@@ -114,16 +114,16 @@ export class ReadThrough {
       this.ops.delete(wire),
       target.namespace ? this.namespaces.bumpVariants(target.namespace, target.key) : undefined,
     ]);
-    this.near?.keyChanged(target);
+    this.near?.keyChanged(target, derived);
     return deleted;
   }
 
   /** Evicts every entry of a namespace (a new generation; running loads belong to the old one). */
-  async evictAll(namespace: string): Promise<void> {
+  async evictAll(namespace: string, derived = false): Promise<void> {
     this.flights.invalidatePrefix(`${namespace}\u0000`);
     this.near?.namespaceChanging(namespace);
     await this.namespaces.bump(namespace);
-    this.near?.namespaceChanged(namespace);
+    this.near?.namespaceChanged(namespace, derived);
   }
 
   /**

@@ -199,7 +199,7 @@ export function resolveOptions(options: MemcachedModuleOptions = {}): ResolvedMe
     serializer: custom ? (serializer as MemcachedSerializer) : undefined,
     valueMode: custom ? 'auto' : (serializer as ValueMode),
     http: resolveHttp(options.http, fail),
-    ...resolveNearOptions(options.nearCache, options.bus, fail),
+    ...resolveNearOptions(options.nearCache, options.bus, keyPrefix, fail),
     logger,
   };
   // the password is never a property: inspecting the options, even with showHidden, cannot show it

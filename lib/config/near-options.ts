@@ -1,5 +1,5 @@
 import type { BusTransport } from '../interfaces/bus-transport.interface.js';
-import type { MemcachedBusOptions, MemcachedNearCacheOptions } from '../interfaces/memcached-module-options.interface.js';
+import type { MemcachedBusFollow, MemcachedBusOptions, MemcachedNearCacheOptions } from '../interfaces/memcached-module-options.interface.js';
 
 export interface ResolvedNearCacheOptions {
   maxBytes: number;
@@ -13,6 +13,7 @@ export interface ResolvedBusOptions {
   url: string;
   channel: string;
   heartbeat: number;
+  follow: Array<Required<MemcachedBusFollow>>;
 }
 
 export const NEAR_DEFAULTS = { maxBytes: 64 * 1024 * 1024, ttl: 10, channel: 'nestjs-memcached.invalidations', heartbeat: 1000 } as const;
@@ -32,10 +33,11 @@ type Fail = (name: string, value: unknown, expected: string) => Error;
 export function resolveNearOptions(
   near: MemcachedNearCacheOptions | undefined,
   bus: MemcachedBusOptions | undefined,
+  keyPrefix: string,
   fail: Fail,
 ): { nearCache?: ResolvedNearCacheOptions; bus?: ResolvedBusOptions } {
   const result: { nearCache?: ResolvedNearCacheOptions; bus?: ResolvedBusOptions } = {};
-  if (bus !== undefined) result.bus = resolveBus(bus, fail);
+  if (bus !== undefined) result.bus = resolveBus(bus, keyPrefix, fail);
   if (near === undefined) return result;
   if (near === null || typeof near !== 'object') throw fail('nearCache', near, 'an object such as { maxBytes, ttl }');
   known('nearCache', near, ['maxBytes', 'ttl', 'namespaces'], fail);
@@ -52,9 +54,9 @@ export function resolveNearOptions(
   return result;
 }
 
-function resolveBus(bus: MemcachedBusOptions, fail: Fail): ResolvedBusOptions {
+function resolveBus(bus: MemcachedBusOptions, keyPrefix: string, fail: Fail): ResolvedBusOptions {
   if (bus === null || typeof bus !== 'object') throw fail('bus', bus, "an object such as { transport: 'nats', url: 'nats://127.0.0.1:4222' }");
-  known('bus', bus, ['transport', 'url', 'channel', 'heartbeat'], fail);
+  known('bus', bus, ['transport', 'url', 'channel', 'heartbeat', 'follow'], fail);
   const transport = bus.transport ?? 'nats';
   const custom = typeof transport === 'object' && transport !== null;
   if (custom) {
@@ -84,7 +86,24 @@ function resolveBus(bus: MemcachedBusOptions, fail: Fail): ResolvedBusOptions {
   if (typeof channel !== 'string' || !CHANNEL.test(channel)) throw fail('bus.channel', channel, 'at most 200 characters of [A-Za-z0-9_.:-]');
   const heartbeat = bus.heartbeat ?? NEAR_DEFAULTS.heartbeat;
   if (!Number.isInteger(heartbeat) || heartbeat < 20 || heartbeat > 600_000) throw fail('bus.heartbeat', heartbeat, 'a whole number of milliseconds from 20 to 600000');
-  return { transport: transport as ResolvedBusOptions['transport'], url, channel, heartbeat };
+  return { transport: transport as ResolvedBusOptions['transport'], url, channel, heartbeat, follow: resolveFollow(bus.follow, keyPrefix, fail) };
+}
+
+function resolveFollow(follow: MemcachedBusFollow[] | undefined, keyPrefix: string, fail: Fail): Array<Required<MemcachedBusFollow>> {
+  if (follow === undefined) return [];
+  if (!Array.isArray(follow)) throw fail('bus.follow', follow, 'a list of { keyPrefix, namespace, evict }');
+  return follow.map((rule, i) => {
+    const name = `bus.follow[${i}]`;
+    if (rule === null || typeof rule !== 'object') throw fail(name, rule, 'an object { keyPrefix, namespace, evict }');
+    known(name, rule, ['keyPrefix', 'namespace', 'evict', 'allEntries'], fail);
+    const prefix = rule.keyPrefix ?? keyPrefix;
+    if (typeof prefix !== 'string' || prefix.length > 128) throw fail(`${name}.keyPrefix`, prefix, "the other service's keyPrefix");
+    if (typeof rule.namespace !== 'string' || !NAMESPACE.test(rule.namespace)) throw fail(`${name}.namespace`, rule.namespace, 'a namespace ([A-Za-z0-9_.-])');
+    if (typeof rule.evict !== 'string' || !NAMESPACE.test(rule.evict)) throw fail(`${name}.evict`, rule.evict, 'a namespace of this service ([A-Za-z0-9_.-])');
+    if (rule.allEntries !== undefined && typeof rule.allEntries !== 'boolean') throw fail(`${name}.allEntries`, rule.allEntries, 'true or false');
+    if (prefix === keyPrefix && rule.namespace === rule.evict) throw fail(name, rule, 'a different namespace to evict than the one followed');
+    return { keyPrefix: prefix, namespace: rule.namespace, evict: rule.evict, allEntries: rule.allEntries ?? false };
+  });
 }
 
 function known(option: string, value: object, names: string[], fail: Fail): void {

@@ -131,6 +131,30 @@ export interface MemcachedBusOptions {
   channel?: string;
   /** Milliseconds within which a silent channel is noticed (heartbeats go 4 times as often). Default 1000. */
   heartbeat?: number;
+  /**
+   * Cross-service invalidation: when another service (its `keyPrefix`) evicts or overwrites a key
+   * of one of its namespaces, evict the same key (or every entry) of a namespace of yours that
+   * you derived from it. Both services must use the same broker and `channel`.
+   */
+  follow?: MemcachedBusFollow[];
+}
+
+/**
+ * One namespace of another service this service derives data from.
+ *
+ * @example
+ * // orders caches user names under 'user-names:<userId>'; the users service evicts 'users:<userId>'
+ * follow: [{ keyPrefix: 'users-svc:', namespace: 'users', evict: 'user-names' }]
+ */
+export interface MemcachedBusFollow {
+  /** The other service's `keyPrefix`. Default: this service's own. */
+  keyPrefix?: string;
+  /** The other service's namespace whose changes matter here. */
+  namespace: string;
+  /** This service's namespace to evict: the same key, or every entry when `allEntries` is true or the source namespace was evicted whole. */
+  evict: string;
+  /** Evict every entry of `evict` on any change of the source (for data aggregated over many keys). Default false. */
+  allEntries?: boolean;
 }
 
 /**

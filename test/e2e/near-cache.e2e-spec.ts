@@ -186,3 +186,57 @@ describe('near cache observability', () => {
     }
   });
 });
+
+describe('cross-service invalidation (bus.follow) over NATS', () => {
+  const clients: MemcachedClient[] = [];
+  afterAll(() => clients.forEach((c) => c.close()));
+  const service = (keyPrefix: string, channel: string, follow: Array<{ keyPrefix?: string; namespace: string; evict: string; allEntries?: boolean }> = [], nearCache = false) => {
+    const client = new MemcachedClient({
+      servers: daemon.address,
+      logger: false,
+      keyPrefix,
+      ...(nearCache ? { nearCache: {} } : {}),
+      bus: { transport: 'nats', channel, heartbeat: HEARTBEAT, follow },
+    });
+    clients.push(client);
+    return client;
+  };
+
+  it("a service evicts what it derived from another service's data when that service changes it", async () => {
+    const channel = `nmc-test-${randomUUID()}`;
+    const users = service('users-svc:', channel);
+    // orders caches user names (near cache on), and a per-country count derived from all users
+    const orders = service('orders-svc:', channel, [
+      { keyPrefix: 'users-svc:', namespace: 'users', evict: 'user-names' },
+      { keyPrefix: 'users-svc:', namespace: 'users', evict: 'user-counts', allEntries: true },
+    ], true);
+    await until(() => near(users).bus?.healthy === true && near(orders).bus?.healthy === true);
+    let name = 'Ann';
+    let count = 1;
+    const readName = () => orders.getOrSet('7', () => name, { namespace: 'user-names' });
+    const readCount = () => orders.getOrSet('FR', () => count, { namespace: 'user-counts' });
+    expect(await readName()).toBe('Ann');
+    expect(await readCount()).toBe(1);
+    expect(await readName()).toBe('Ann');
+    name = 'Anna';
+    count = 2;
+    await users.delete('7', { namespace: 'users' }); // the users service evicts its own entry
+    await until(async () => (await readName()) === 'Anna' && (await readCount()) === 2, 2000);
+    expect(near(orders).followed).toStrictEqual({ evictions: 2, failures: 0 });
+    // a namespace eviction at the source evicts the derived namespace whole
+    name = 'Annie';
+    await users.deleteNamespace('users');
+    await until(async () => (await readName()) === 'Annie', 2000);
+  });
+
+  it('two services that follow each other do not loop', async () => {
+    const channel = `nmc-test-${randomUUID()}`;
+    const a = service('a-svc:', channel, [{ keyPrefix: 'b-svc:', namespace: 'things', evict: 'things' }]);
+    const b = service('b-svc:', channel, [{ keyPrefix: 'a-svc:', namespace: 'things', evict: 'things' }]);
+    await until(() => near(a).bus?.healthy === true && near(b).bus?.healthy === true);
+    await a.delete('1', { namespace: 'things' });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(near(b).followed.evictions).toBe(1);
+    expect(near(a).followed.evictions).toBe(0);
+  });
+});

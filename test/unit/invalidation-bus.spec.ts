@@ -24,10 +24,10 @@ class Channel {
 }
 
 function recorder() {
-  const seen = { keys: [] as string[], namespaces: [] as string[], flushes: [] as string[], healthy: [] as boolean[] };
+  const seen = { keys: [] as string[], namespaces: [] as string[], flushes: [] as string[], healthy: [] as boolean[], derived: [] as boolean[] };
   const listener: BusListener = {
-    keys: (f) => seen.keys.push(...f),
-    namespaces: (n) => seen.namespaces.push(...n),
+    keys: (f, d) => (seen.keys.push(...f), seen.derived.push(d)),
+    namespaces: (n, d) => (seen.namespaces.push(...n), seen.derived.push(d)),
     flush: (reason) => seen.flushes.push(reason),
     healthy: (h) => seen.healthy.push(h),
   };
@@ -45,6 +45,9 @@ describe('bus messages', () => {
     const message = { source: 'abc', seq: 3, type: 'k' as const, names: ['p\u0000users\u00007'] };
     expect(decodeBusMessage(encodeBusMessage(message))).toStrictEqual(message);
     expect(decodeBusMessage(Buffer.from(encodeBusMessage(message)))).toStrictEqual(message);
+    const derived = { ...message, derived: true };
+    expect(decodeBusMessage(encodeBusMessage(derived))).toStrictEqual(derived);
+    expect(decodeBusMessage('{"v":1,"s":"a","q":1,"t":"k","x":["a"],"d":2}')).toBeUndefined();
     for (const bad of ['', 'null', '[]', '{"v":2,"s":"a","q":1,"t":"k","x":["a"]}', '{"v":1,"s":"a","q":0,"t":"k","x":["a"]}',
       '{"v":1,"s":"a","q":1,"t":"z","x":["a"]}', '{"v":1,"s":"a","q":1,"t":"k","x":[1]}', '{"v":1,"s":"a","q":1,"t":"k","x":[]}',
       '{"v":1,"s":"a","q":1.5,"t":"h","x":[]}', '{"v":1,"s":"","q":1,"t":"h","x":[]}']) {
@@ -76,6 +79,7 @@ describe('InvalidationBus', () => {
     a.bus.publishNamespaces(['n1']);
     await Promise.resolve();
     expect(b.seen.keys).toStrictEqual(['k1']);
+    expect(b.seen.derived).toStrictEqual([false, false]);
     expect(b.seen.namespaces).toStrictEqual(['n1']);
     expect(a.seen.keys).toStrictEqual([]);
     expect(b.seen.flushes).toStrictEqual([]);

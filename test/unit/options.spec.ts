@@ -114,3 +114,35 @@ describe('environment variables for the value format and the HTTP rules', () => 
     expect(() => resolveOptions({ http: { ignore: [] } as never })).toThrow(/option "http.ignore"/);
   });
 });
+
+describe('near cache and bus options', () => {
+  const base = { logger: false as const };
+  it('accepts a near cache with a bus, and fills in defaults', () => {
+    const o = resolveOptions({ ...base, keyPrefix: 'orders:', nearCache: {}, bus: { follow: [{ keyPrefix: 'users:', namespace: 'users', evict: 'user-names' }] } });
+    expect(o.nearCache).toMatchObject({ maxBytes: 64 * 1024 * 1024, ttl: 10, namespaces: '*' });
+    expect(o.bus).toMatchObject({ transport: 'nats', url: 'nats://127.0.0.1:4222', channel: 'nestjs-memcached.invalidations', heartbeat: 1000 });
+    expect(o.bus!.follow).toStrictEqual([{ keyPrefix: 'users:', namespace: 'users', evict: 'user-names', allEntries: false }]);
+  });
+
+  it.each([
+    [{ nearCache: {} }, /"nearCache".*a bus to keep it coherent/],
+    [{ nearCache: { maxBytes: 10 }, bus: {} }, /"nearCache.maxBytes": 10/],
+    [{ nearCache: { ttl: -1 }, bus: {} }, /"nearCache.ttl": -1/],
+    [{ nearCache: { namespaces: ['bad space'] }, bus: {} }, /"nearCache.namespaces"/],
+    [{ nearCache: { size: 1 }, bus: {} }, /"nearCache.size"/],
+    [{ bus: { transport: 'kafka' } }, /"bus.transport": "kafka"/],
+    [{ bus: { transport: 'redis', url: 'nats://x:1' } }, /"bus.url".*redis:\/\/host:port/],
+    [{ bus: { url: 'nats://user:secret@host:4222/', transport: 'redis' } }, /\*\*\*/],
+    [{ bus: { channel: 'has space' } }, /"bus.channel": "has space"/],
+    [{ bus: { heartbeat: 5 } }, /"bus.heartbeat": 5/],
+    [{ bus: { follow: [{ namespace: 'users' }] } }, /"bus.follow\[0\].evict"/],
+    [{ bus: { follow: [{ namespace: 'users', evict: 'users' }] } }, /"bus.follow\[0\]".*different namespace/],
+    [{ bus: { follow: 'users' } }, /"bus.follow"/],
+  ])('rejects %j naming the option', (options, message) => {
+    expect(() => resolveOptions({ ...base, ...(options as object) })).toThrow(message);
+  });
+
+  it('never shows a broker password in an error', () => {
+    expect(() => resolveOptions({ ...base, bus: { transport: 'redis', url: 'redis://:hunter2@' } })).toThrow(/^(?!.*hunter2)/s);
+  });
+});
