@@ -1,5 +1,6 @@
 // One HTTP server variant for the benchmarks: GET /users/:id over a 5 ms timer "database".
 // VARIANT: trivial | nocache | nocache-intercepted | handwritten | handwritten-intercepted | nest-cache-manager | ours-controller | ours-service | ours-getorset
+//   | ours-controller-near | ours-service-near (near cache on, NATS bus at BUS_URL, default nats://127.0.0.1:4222)
 // SIZE: 1k | 100k; PORT; MEMCACHED (host:port). GET /__stats reports database calls and CPU time.
 import 'reflect-metadata';
 import { CacheInterceptor, CacheModule } from '@nestjs/cache-manager';
@@ -148,6 +149,13 @@ const countingLogger = { log: () => logLines++, error: () => logLines++, warn: (
 
 function appModule(): DynamicModule {
   const ours = MemcachedModule.forRoot({ isGlobal: true, servers: memcached, logger: countingLogger });
+  const oursNear = MemcachedModule.forRoot({
+    isGlobal: true,
+    servers: memcached,
+    logger: countingLogger,
+    nearCache: { ttl: 60 },
+    bus: { transport: 'nats', url: process.env.BUS_URL ?? 'nats://127.0.0.1:4222', channel: `nmc-bench-${process.pid}` },
+  });
   const table: Record<string, DynamicModule> = {
     trivial: { module: AppModule, controllers: [StatsController, TrivialController] },
     nocache: { module: AppModule, controllers: [StatsController, NoCacheController] },
@@ -162,6 +170,8 @@ function appModule(): DynamicModule {
     'ours-controller': { module: AppModule, imports: [ours], controllers: [StatsController, OursController] },
     'ours-service': { module: AppModule, imports: [ours], controllers: [StatsController, OursServiceController], providers: [UsersService] },
     'ours-getorset': { module: AppModule, imports: [ours], controllers: [StatsController, OursGetOrSetController] },
+    'ours-controller-near': { module: AppModule, imports: [oursNear], controllers: [StatsController, OursController] },
+    'ours-service-near': { module: AppModule, imports: [oursNear], controllers: [StatsController, OursServiceController], providers: [UsersService] },
   };
   const definition = table[variant];
   if (!definition) throw new Error(`unknown VARIANT ${variant}`);
