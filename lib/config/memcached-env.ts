@@ -27,6 +27,9 @@ export const MEMCACHED_ENV_VARIABLES = {
   MEMCACHED_SERIALIZER: 'serializer',
   MEMCACHED_HTTP_CREDENTIAL_HEADERS: 'http',
   MEMCACHED_HTTP_IGNORE_COOKIES: 'http',
+  MEMCACHED_BUS_URL: 'bus',
+  MEMCACHED_BUS_CHANNEL: 'bus',
+  MEMCACHED_NEAR_CACHE_TTL: 'nearCache',
 } as const satisfies Record<string, keyof MemcachedModuleOptions>;
 
 type EnvName = keyof typeof MEMCACHED_ENV_VARIABLES;
@@ -115,6 +118,23 @@ export function readMemcachedEnv(env: NodeJS.ProcessEnv = process.env): Memcache
   };
   bool('MEMCACHED_KEEP_ALIVE');
   bool('MEMCACHED_LEASES');
+  // the bus's transport follows the URL's scheme; the module checks URL and channel as options
+  const busUrl = get('MEMCACHED_BUS_URL');
+  if (busUrl !== undefined) {
+    const scheme = /^([a-z]+):\/\//.exec(busUrl)?.[1];
+    const transport = scheme === 'nats' || scheme === 'tls' ? 'nats' : scheme === 'redis' || scheme === 'rediss' ? 'redis' : scheme === 'amqp' || scheme === 'amqps' ? 'rabbitmq' : undefined;
+    if (transport === undefined) throw new MemcachedConfigError(invalidEnv('MEMCACHED_BUS_URL', busUrl.replace(/\/\/([^:/@]*):[^@/]*@/, '//$1:***@'), 'a nats://, redis:// or amqp:// URL'));
+    options.bus = { transport, url: busUrl };
+  }
+  const channel = get('MEMCACHED_BUS_CHANNEL');
+  if (channel !== undefined) options.bus = { ...(options.bus as object), channel };
+  const nearTtl = get('MEMCACHED_NEAR_CACHE_TTL');
+  if (nearTtl !== undefined) {
+    if (!/^[0-9]{1,5}(\.[0-9]{1,3})?$/.test(nearTtl) || Number(nearTtl) <= 0 || Number(nearTtl) > 86_400) {
+      throw new MemcachedConfigError(invalidEnv('MEMCACHED_NEAR_CACHE_TTL', nearTtl, 'a number of seconds from 0.001 to 86400 (turns the near cache on; needs MEMCACHED_BUS_URL)'));
+    }
+    options.nearCache = { ttl: Number(nearTtl) };
+  }
 
   const unknown = Object.keys(env).filter(
     (name) => name.startsWith('MEMCACHED_') && !(name in MEMCACHED_ENV_VARIABLES),

@@ -146,3 +146,17 @@ describe('near cache and bus options', () => {
     expect(() => resolveOptions({ ...base, bus: { transport: 'redis', url: 'redis://:hunter2@' } })).toThrow(/^(?!.*hunter2)/s);
   });
 });
+
+describe('near cache and bus variables', () => {
+  it('read the bus from its URL (transport by scheme) and turn the near cache on by its TTL', () => {
+    expect(readMemcachedEnv({ MEMCACHED_BUS_URL: 'redis://10.0.0.9:6379', MEMCACHED_BUS_CHANNEL: 'inv', MEMCACHED_NEAR_CACHE_TTL: '2.5' })).toMatchObject({
+      bus: { transport: 'redis', url: 'redis://10.0.0.9:6379', channel: 'inv' },
+      nearCache: { ttl: 2.5 },
+    });
+    expect(readMemcachedEnv({ MEMCACHED_BUS_URL: 'amqp://u:p@h:5672' }).bus).toStrictEqual({ transport: 'rabbitmq', url: 'amqp://u:p@h:5672' });
+    expect(() => readMemcachedEnv({ MEMCACHED_BUS_URL: 'kafka://u:secret@h:9092' })).toThrow(/MEMCACHED_BUS_URL="kafka:\/\/u:\*\*\*@h:9092"/);
+    expect(() => readMemcachedEnv({ MEMCACHED_NEAR_CACHE_TTL: '0' })).toThrow(/MEMCACHED_NEAR_CACHE_TTL/);
+    // the module refuses a near cache without a bus, naming the option
+    expect(() => resolveOptions({ ...readMemcachedEnv({ MEMCACHED_NEAR_CACHE_TTL: '5' }), logger: false })).toThrow(/"nearCache"/);
+  });
+});
