@@ -69,19 +69,19 @@ function walk(value: unknown, state: WalkState, depth: number): Refusal | undefi
     return undefined;
   }
   const proto = Object.getPrototypeOf(obj);
-  if (proto === Object.prototype || proto === null) return walkEntries(obj, Object.keys(obj), state, depth);
+  if (proto === Object.prototype || proto === null) return walkEntries(obj, state, depth);
   if (proto === Array.prototype) {
     const array = obj as unknown[];
-    if (depth >= TRACK_FROM_DEPTH) state.ancestors.add(obj);
-    try {
-      for (let i = 0; i < array.length; i++) {
-        if (!(i in array)) needsStructured(state, 'a sparse array');
-        const refusal = walk(array[i], state, depth + 1);
-        if (refusal) return (refusal.path.push(`[${i}]`), refusal);
-      }
-    } finally {
-      state.ancestors.delete(obj);
+    const track = depth >= TRACK_FROM_DEPTH;
+    if (track) state.ancestors.add(obj);
+    for (let i = 0; i < array.length; i++) {
+      const item = array[i];
+      // a hole reads as undefined: only then is it worth asking whether the index exists
+      if (item === undefined && !(i in array)) needsStructured(state, 'a sparse array');
+      const refusal = walk(item, state, depth + 1);
+      if (refusal) return (refusal.path.push(`[${i}]`), refusal);
     }
+    if (track) state.ancestors.delete(obj);
     return undefined;
   }
   if (Buffer.isBuffer(obj) || ArrayBuffer.isView(obj)) {
@@ -124,16 +124,16 @@ function walk(value: unknown, state: WalkState, depth: number): Refusal | undefi
   return { what: obj instanceof Error ? `an error (${name || 'Error'})` : `an instance of ${name || 'an anonymous class'}`, path: [] };
 }
 
-function walkEntries(target: object, keys: string[], s: WalkState, d: number): Refusal | undefined {
-  if (d >= TRACK_FROM_DEPTH) s.ancestors.add(target);
-  try {
-    for (const key of keys) {
-      const refusal = walk((target as Record<string, unknown>)[key], s, d + 1);
-      if (refusal) return (refusal.path.push(property(key)), refusal);
-    }
-  } finally {
-    s.ancestors.delete(target);
+/** A plain object's own enumerable string keys (what JSON writes), without an array of them. */
+function walkEntries(target: object, s: WalkState, d: number): Refusal | undefined {
+  const track = d >= TRACK_FROM_DEPTH;
+  if (track) s.ancestors.add(target);
+  for (const key in target) {
+    if (!Object.hasOwn(target, key)) continue;
+    const refusal = walk((target as Record<string, unknown>)[key], s, d + 1);
+    if (refusal) return (refusal.path.push(property(key)), refusal);
   }
+  if (track) s.ancestors.delete(target);
   return undefined;
 }
 
