@@ -87,13 +87,16 @@ describe('soak: 4 processes read and write PostgreSQL rows through @Cacheable / 
  * the bound. Midway, one process's link goes silent for 2 s and another's is cut: what they miss
  * meanwhile must stop being served within the heartbeat (plus a quarter of it).
  */
-describe('soak with near caches over NATS: stale only within the bus delivery bound, also while links are cut', () => {
+describe.each([
+  { title: 'links silenced and cut midway', dropShare: 0 },
+  { title: '10% of the invalidations each process receives lost (sequence gaps)', dropShare: 0.1 },
+])('soak with near caches over NATS, $title: stale only within the bus bound', ({ dropShare }) => {
   const HEARTBEAT = 200;
   /** What a near-cache read may lag behind an eviction: delivery, or noticing a silent link. */
   const BOUND_MS = HEARTBEAT * 1.25 + 150;
   let daemon: MemcachedDaemon;
   const proxies: FaultProxy[] = [];
-  const table = `nm_soak_near_${process.pid}`;
+  const table = `nm_soak_near_${process.pid}_${Math.round(dropShare * 100)}`;
   const db = new pg.Client({ host: '127.0.0.1', port: 5432, user: 'postgres', database: 'test' });
 
   beforeAll(async () => {
@@ -115,11 +118,12 @@ describe('soak with near caches over NATS: stale only within the bus delivery bo
     const workers = proxies.map((proxy) =>
       startWorker(worker, {
         servers: daemon.address, table, rows: ROWS, durationMs: SECONDS * 1000, concurrency: 8, writeShare: 0.1, readSeconds: 0.005,
-        near: { url: `nats://127.0.0.1:${proxy.port}`, channel, heartbeat: HEARTBEAT },
+        near: { url: `nats://127.0.0.1:${proxy.port}`, channel, heartbeat: HEARTBEAT, dropShare },
       }),
     );
     // midway: process 1's link goes silent for 2 s, process 2's is cut (it reconnects)
     const faults = (async () => {
+      if (dropShare > 0) return;
       await new Promise((r) => setTimeout(r, (SECONDS * 1000) / 2));
       proxies[1].silent = true;
       proxies[2].cutAll();
@@ -134,11 +138,12 @@ describe('soak with near caches over NATS: stale only within the bus delivery bo
     const lags = stale.map((s) => s.lag).sort((a, b) => a - b);
     const p99 = lags.length === 0 ? 0 : lags[Math.min(lags.length - 1, Math.floor(lags.length * 0.99))];
     const sum = (name: string) => results.reduce((n, r) => n + (r.stats[name] ?? 0), 0);
-    process.stdout.write(`[soak near] ${SECONDS} s, ${PROCESSES} processes, NATS: ${reads} reads (${sum('nearHits')} from near caches), ${writes} writes; ` +
+    process.stdout.write(`[soak near${dropShare > 0 ? `, ${Math.round(dropShare * 100)}% of invalidations lost: ${sum('droppedMessages')} dropped, ${sum('busGaps')} gaps seen` : ''}] ${SECONDS} s, ${PROCESSES} processes, NATS: ${reads} reads (${sum('nearHits')} from near caches), ${writes} writes; ` +
       `${stale.length} reads older than an eviction that had returned, lag p99 ${p99.toFixed(1)} ms, max ${(lags.at(-1) ?? 0).toFixed(1)} ms; ` +
       `near-cache flushes ${sum('nearFlushes')}, refused near fills ${sum('nearRefusedFills')}, rejected fills ${sum('rejectedFills')}\n`);
     expect(reads).toBeGreaterThan(SECONDS * 100);
     expect(sum('nearHits')).toBeGreaterThan(0);
+    if (dropShare > 0) expect(sum('busGaps')).toBeGreaterThan(0);
     expect(lags.filter((lag) => lag > BOUND_MS)).toStrictEqual([]);
     // with leases on, nothing stale is left in memcached: each row's entry is absent or its latest version
     const { rows } = await db.query(`SELECT id, version FROM ${table}`);

@@ -6,7 +6,8 @@ import 'reflect-metadata';
 import { Injectable, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import pg from 'pg';
-import { MemcachedCache, Cacheable, CacheEvict, MemcachedClient, MemcachedModule } from '../../../lib/index.js';
+import { MemcachedCache, Cacheable, CacheEvict, MemcachedClient, MemcachedModule, type BusTransport } from '../../../lib/index.js';
+import { createBusTransport } from '../../../lib/bus/transports.js';
 
 interface Job {
   servers: string;
@@ -18,7 +19,7 @@ interface Job {
   /** Seconds a read spends in the database (a realistic query, not a primary-key lookup on a warm table). */
   readSeconds: number;
   /** With a near cache: the NATS URL of its bus (through the test's proxy), channel and heartbeat. */
-  near?: { url: string; channel: string; heartbeat: number };
+  near?: { url: string; channel: string; heartbeat: number; dropShare?: number };
 }
 
 const job = JSON.parse(process.argv[2]) as Job;
@@ -40,6 +41,28 @@ class Rows {
   }
 }
 
+/**
+ * The real NATS transport, losing a share of the invalidations this process receives (not its
+ * heartbeats): a lossy link, seen by the bus as gaps in the senders' sequences.
+ */
+async function lossyNats(url: string, channel: string, dropShare: number): Promise<BusTransport> {
+  const inner = await createBusTransport('nats', { url, channel });
+  let dropped = 0;
+  const transport: BusTransport & { dropped(): number } = {
+    start: (deliver, state) =>
+      inner.start((data) => {
+        const text = typeof data === 'string' ? data : Buffer.from(data).toString('utf8');
+        if (!text.includes('"t":"h"') && Math.random() < dropShare) return void dropped++;
+        deliver(data);
+      }, state),
+    publish: (data) => inner.publish(data),
+    close: () => inner.close(),
+    dropped: () => dropped,
+  };
+  return transport;
+}
+const lossy = job.near?.dropShare ? await lossyNats(job.near.url, job.near.channel, job.near.dropShare) : undefined;
+
 @Module({
   imports: [
     MemcachedModule.forRoot({
@@ -49,7 +72,9 @@ class Rows {
       logger: false,
       ...(job.near && {
         nearCache: { ttl: 30 },
-        bus: { transport: 'nats' as const, url: job.near.url, channel: job.near.channel, heartbeat: job.near.heartbeat },
+        bus: lossy
+          ? { transport: lossy, channel: job.near.channel, heartbeat: job.near.heartbeat }
+          : { transport: 'nats' as const, url: job.near.url, channel: job.near.channel, heartbeat: job.near.heartbeat },
       }),
     }),
   ],
@@ -85,6 +110,8 @@ const stats = {
   ...counters,
   cacheHits: app.get(MemcachedCache).stats().soak?.hits ?? 0,
   nearHits: nearCache?.cache.hits ?? 0,
+  busGaps: nearCache?.bus?.gaps ?? 0,
+  droppedMessages: (lossy as { dropped?: () => number } | undefined)?.dropped?.() ?? 0,
   nearFlushes: nearCache?.cache.flushes ?? 0,
   nearRefusedFills: nearCache?.cache.refusedFills ?? 0,
 };
