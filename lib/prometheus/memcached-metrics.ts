@@ -69,7 +69,7 @@ export function registerMemcachedMetrics(
   });
   new Counter({
     name: `${p}near_cache_events_total`,
-    help: 'Near cache: hits, misses, invalidations, flushes, refused fills; bus: published, received, gaps, new sources, malformed, flushes, publish failures',
+    help: 'Near cache: hits, misses, invalidations, flushes, refused fills, followed evictions and failures; bus: published, received, gaps, new sources, malformed, flushes, publish failures',
     labelNames: ['event'],
     registers,
     collect() {
@@ -77,7 +77,8 @@ export function registerMemcachedMetrics(
       const near = client.stats().nearCache;
       if (near === undefined) return;
       const { hits, misses, invalidations, flushes, refusedFills } = near.cache;
-      for (const [event, value] of Object.entries({ hits, misses, invalidations, flushes, refused_fills: refusedFills })) this.inc({ event }, value);
+      const followed = { followed_evictions: near.followed.evictions, followed_failures: near.followed.failures };
+      for (const [event, value] of Object.entries({ hits, misses, invalidations, flushes, refused_fills: refusedFills, ...followed })) this.inc({ event }, value);
       if (near.bus === undefined) return;
       const { published, received, gaps, newSources, malformed, publishFailures } = near.bus;
       const busEvents = { bus_published: published, bus_received: received, bus_gaps: gaps, bus_new_sources: newSources, bus_malformed: malformed, bus_flushes: near.bus.flushes, bus_publish_failures: publishFailures };

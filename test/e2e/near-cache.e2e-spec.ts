@@ -179,6 +179,7 @@ describe('near cache observability', () => {
       expect(text).toMatch(/memcached_near_cache\{measure="bus_healthy"\} 1\b/);
       expect(text).toMatch(/memcached_near_cache\{measure="entries"\} 1\b/);
       expect(text).toMatch(/memcached_near_cache\{measure="active"\} 1\b/);
+      expect(text).toMatch(/memcached_near_cache_events_total\{event="followed_evictions"\} 0\b/);
       expect(near(client).cache).toMatchObject({ hits: 1, entries: 1, active: true });
     } finally {
       stop();
