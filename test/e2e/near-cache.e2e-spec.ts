@@ -241,3 +241,52 @@ describe('cross-service invalidation (bus.follow) over NATS', () => {
     expect(near(a).followed.evictions).toBe(0);
   });
 });
+
+describe('near cache on a controller route (HTTP entries), two processes over NATS', () => {
+  it('serves the stored response from memory (X-Cache: HIT, same body and Vary), and another process evicting the path reaches it', async () => {
+    const { Controller, Get, Header, Module, Param } = await import('@nestjs/common');
+    const { Test } = await import('@nestjs/testing');
+    const { default: request } = await import('supertest');
+    const { Cacheable, MemcachedModule } = await import('../../lib/index.js');
+    let version = 0;
+    @Controller('docs')
+    class DocsController {
+      @Get(':id')
+      @Cacheable({ namespace: 'docs' })
+      @Header('Vary', 'Accept-Language')
+      find(@Param('id') id: string) {
+        return { id, version };
+      }
+    }
+    const channel = `nmc-test-${randomUUID()}`;
+    @Module({
+      imports: [MemcachedModule.forRoot({ servers: daemon.address, logger: false, nearCache: {}, bus: { transport: 'nats', channel, heartbeat: HEARTBEAT } })],
+      controllers: [DocsController],
+    })
+    class AppModule {}
+    const app = (await Test.createTestingModule({ imports: [AppModule] }).compile()).createNestApplication({ logger: false });
+    await app.init();
+    const other = new MemcachedClient({ servers: daemon.address, logger: false, bus: { transport: 'nats', channel, heartbeat: HEARTBEAT } });
+    try {
+      const client = app.get(MemcachedClient);
+      await until(() => near(client).bus?.healthy === true && near(other).bus?.healthy === true);
+      const get = () => request(app.getHttpServer()).get('/docs/1').set('accept-language', 'fr');
+      expect((await get()).headers['x-cache']).toBe('MISS');
+      const fromMemcached = await get();
+      const fromMemory = await get();
+      expect(near(client).cache.hits).toBeGreaterThanOrEqual(1);
+      for (const res of [fromMemcached, fromMemory]) {
+        expect(res.headers['x-cache']).toBe('HIT');
+        expect(res.headers.vary).toMatch(/accept-language/i);
+        expect(res.headers['content-type']).toMatch(/application\/json/);
+        expect(res.text).toBe('{"id":"1","version":0}');
+      }
+      version = 1;
+      await other.delete('/docs/1', { namespace: 'docs' }); // the path's entry, every variant
+      await until(async () => (await get()).text === '{"id":"1","version":1}', 2000);
+    } finally {
+      other.close();
+      await app.close();
+    }
+  });
+});
