@@ -1,6 +1,7 @@
 import { Logger } from '@nestjs/common';
 import type { MemcachedModuleOptions } from '../interfaces/memcached-module-options.interface.js';
 import { invalidEnv, unknownEnv } from '../memcached.messages.js';
+import { redact, transportOfUrl } from './near-options.js';
 import { describeBound, MemcachedConfigError, NUMERIC_OPTIONS, type NumericOption, withinBound } from './memcached-options.js';
 
 /** The environment variables `readMemcachedEnv` understands, and the option each one sets. */
@@ -121,9 +122,8 @@ export function readMemcachedEnv(env: NodeJS.ProcessEnv = process.env): Memcache
   // the bus's transport follows the URL's scheme; the module checks URL and channel as options
   const busUrl = get('MEMCACHED_BUS_URL');
   if (busUrl !== undefined) {
-    const scheme = /^([a-z]+):\/\//.exec(busUrl)?.[1];
-    const transport = scheme === 'nats' || scheme === 'tls' ? 'nats' : scheme === 'redis' || scheme === 'rediss' ? 'redis' : scheme === 'amqp' || scheme === 'amqps' ? 'rabbitmq' : undefined;
-    if (transport === undefined) throw new MemcachedConfigError(invalidEnv('MEMCACHED_BUS_URL', busUrl.replace(/\/\/([^:/@]*):[^@/]*@/, '//$1:***@'), 'a nats://, redis:// or amqp:// URL'));
+    const transport = transportOfUrl(busUrl);
+    if (transport === undefined) throw new MemcachedConfigError(invalidEnv('MEMCACHED_BUS_URL', String(redact(busUrl)), 'a nats://, redis:// or amqp:// URL'));
     options.bus = { transport, url: busUrl };
   }
   const channel = get('MEMCACHED_BUS_CHANNEL');

@@ -112,8 +112,15 @@ function known(option: string, value: object, names: string[], fail: Fail): void
   }
 }
 
+/** The transport a broker URL's scheme names (`nats://`, `redis://`, `amqp://`...), if any. */
+export function transportOfUrl(url: string): keyof typeof BROKER_URLS | undefined {
+  const scheme = /^([a-z]+:)\/\//.exec(url)?.[1];
+  if (scheme === undefined) return undefined;
+  return (Object.keys(BROKER_URLS) as Array<keyof typeof BROKER_URLS>).find((name) => (BROKER_URLS[name].schemes as readonly string[]).includes(scheme));
+}
+
 /** A broker URL as an error may show it: without its password. */
-function redact(url: unknown): unknown {
+export function redact(url: unknown): unknown {
   if (typeof url !== 'string') return url;
   try {
     const parsed = new URL(url);
