@@ -3,6 +3,7 @@ import { Test } from '@nestjs/testing';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemcachedCache, MemcachedModule } from '../../lib/index.js';
+import { startMemcachedApp } from '../support/nest-app.js';
 import { MemcachedDaemon, sleep } from '../support/memcached-daemon.js';
 import { ItemsController, ItemsDb } from './src/items.fixtures.js';
 import { UsersDb, UsersService } from './src/users.fixtures.js';
@@ -123,12 +124,7 @@ describe('recovery after memcached restarts, with the default breaker settings',
   let app: INestApplication;
 
   beforeAll(async () => {
-    daemon = await MemcachedDaemon.start();
-    const moduleRef = await Test.createTestingModule({
-      imports: [MemcachedModule.forRoot({ isGlobal: true, servers: daemon.address, logger: false }), AppModule],
-    }).compile();
-    app = moduleRef.createNestApplication({ logger: false });
-    await app.init();
+    ({ app, daemon } = await startMemcachedApp({ imports: [AppModule] }));
   });
   afterAll(async () => {
     await app?.close();

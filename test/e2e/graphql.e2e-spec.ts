@@ -1,10 +1,10 @@
 import { ApolloDriver, type ApolloDriverConfig } from '@nestjs/apollo';
 import type { INestApplication } from '@nestjs/common';
 import { Args, Field, GraphQLModule, ID, Int, Mutation, ObjectType, Query, Resolver } from '@nestjs/graphql';
-import { Test } from '@nestjs/testing';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Cacheable, CacheEvict, MemcachedCache, MemcachedModule } from '../../lib/index.js';
+import { Cacheable, CacheEvict, MemcachedCache } from '../../lib/index.js';
+import { startMemcachedApp } from '../support/nest-app.js';
 import { MemcachedDaemon, sleep } from '../support/memcached-daemon.js';
 
 @ObjectType()
@@ -41,16 +41,10 @@ describe('GraphQL resolvers are cached through the provider path (@nestjs/graphq
   const gql = (query: string) => request(app.getHttpServer()).post('/graphql').send({ query });
 
   beforeAll(async () => {
-    daemon = await MemcachedDaemon.start();
-    const moduleRef = await Test.createTestingModule({
-      imports: [
-        MemcachedModule.forRoot({ isGlobal: true, servers: daemon.address, logger: false }),
-        GraphQLModule.forRoot<ApolloDriverConfig>({ driver: ApolloDriver, autoSchemaFile: true }),
-      ],
+    ({ app, daemon } = await startMemcachedApp({
+      imports: [GraphQLModule.forRoot<ApolloDriverConfig>({ driver: ApolloDriver, autoSchemaFile: true })],
       providers: [BooksResolver],
-    }).compile();
-    app = moduleRef.createNestApplication({ logger: false });
-    await app.init();
+    }));
   });
   afterAll(async () => {
     await app?.close();

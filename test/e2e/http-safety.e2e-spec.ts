@@ -6,6 +6,7 @@ import fc from 'fast-check';
 import request from 'supertest';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { MemcachedClient, MemcachedModule } from '../../lib/index.js';
+import { startMemcachedApp } from '../support/nest-app.js';
 import { MemcachedDaemon, sleep } from '../support/memcached-daemon.js';
 import { DocsController, DocsDb } from './src/docs.fixtures.js';
 
@@ -213,21 +214,10 @@ describe('the module\'s http options', () => {
   const http = () => request(app.getHttpServer());
 
   beforeAll(async () => {
-    daemon = await MemcachedDaemon.start();
-    const moduleRef = await Test.createTestingModule({
-      imports: [
-        MemcachedModule.forRoot({
-          isGlobal: true,
-          servers: daemon.address,
-          logger: false,
-          http: { credentialHeaders: ['x-partner'], ignoreCookies: ['consent'] },
-        }),
-      ],
-      controllers: [DocsController],
-      providers: [DocsDb],
-    }).compile();
-    app = moduleRef.createNestApplication({ logger: false });
-    await app.init();
+    ({ app, daemon } = await startMemcachedApp(
+      { controllers: [DocsController], providers: [DocsDb] },
+      { http: { credentialHeaders: ['x-partner'], ignoreCookies: ['consent'] } },
+    ));
   });
   afterAll(async () => {
     await app?.close();

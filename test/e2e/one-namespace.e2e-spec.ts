@@ -3,6 +3,7 @@ import { Test, type TestingModule } from '@nestjs/testing';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cacheable, CacheEvict, CacheInterceptor, MemcachedCache, MemcachedClient, MemcachedModule } from '../../lib/index.js';
+import { startMemcachedApp } from '../support/nest-app.js';
 import { MemcachedDaemon, sleep } from '../support/memcached-daemon.js';
 
 let loads = 0;
@@ -96,13 +97,7 @@ describe('the interceptor can be replaced', () => {
   let app: Awaited<ReturnType<TestingModule['createNestApplication']>>;
 
   beforeAll(async () => {
-    daemon = await MemcachedDaemon.start();
-    const moduleRef = await Test.createTestingModule({
-      imports: [MemcachedModule.forRoot({ isGlobal: true, servers: daemon.address, logger: false, interceptor: PreviewAwareInterceptor })],
-      controllers: [DocsController],
-    }).compile();
-    app = moduleRef.createNestApplication({ logger: false });
-    await app.init();
+    ({ app, daemon } = await startMemcachedApp({ controllers: [DocsController] }, { interceptor: PreviewAwareInterceptor }));
   });
   afterAll(async () => {
     await app?.close();
