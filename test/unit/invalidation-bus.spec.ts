@@ -40,6 +40,17 @@ function node(channel: Channel, clock: { now: number }, heartbeat = 1000) {
   return { bus, seen };
 }
 
+/** Two started buses on one channel, on one clock. */
+async function twoNodes() {
+  const channel = new Channel();
+  const clock = { now: 0 };
+  const a = node(channel, clock);
+  const b = node(channel, clock);
+  await a.bus.start();
+  await b.bus.start();
+  return { channel, clock, a, b };
+}
+
 describe('bus messages', () => {
   it('round-trip, and anything else read from the bus is refused', () => {
     const message = { source: 'abc', seq: 3, type: 'k' as const, names: ['p\u0000users\u00007'] };
@@ -68,12 +79,7 @@ describe('bus messages', () => {
 
 describe('InvalidationBus', () => {
   it('becomes healthy when its own heartbeat comes back, and hands on the others\' invalidations only', async () => {
-    const channel = new Channel();
-    const clock = { now: 0 };
-    const a = node(channel, clock);
-    const b = node(channel, clock);
-    await a.bus.start();
-    await b.bus.start();
+    const { channel, a, b } = await twoNodes();
     expect(a.bus.healthy && b.bus.healthy).toBe(true);
     a.bus.publishKeys(['k1']);
     a.bus.publishNamespaces(['n1']);
@@ -87,12 +93,7 @@ describe('InvalidationBus', () => {
   });
 
   it('flushes on a gap in a source\'s sequence (a lost message)', async () => {
-    const channel = new Channel();
-    const clock = { now: 0 };
-    const a = node(channel, clock);
-    const b = node(channel, clock);
-    await a.bus.start();
-    await b.bus.start();
+    const { channel, a, b } = await twoNodes();
     a.bus.publishKeys(['k1']);
     channel.drop = 1;
     a.bus.publishKeys(['k2']);
@@ -105,12 +106,7 @@ describe('InvalidationBus', () => {
   });
 
   it('a message published while disconnected still takes a number, so receivers see the gap', async () => {
-    const channel = new Channel();
-    const clock = { now: 0 };
-    const a = node(channel, clock);
-    const b = node(channel, clock);
-    await a.bus.start();
-    await b.bus.start();
+    const { channel, a, b } = await twoNodes();
     a.bus.publishKeys(['k0']);
     const aState = channel.subscribers[0].state;
     aState(false);
