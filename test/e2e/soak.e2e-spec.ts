@@ -42,6 +42,13 @@ export function staleReads(results: Result[]): Array<{ row: number; startedAt: n
   return stale;
 }
 
+/** Connects and creates the soak's table: ROWS rows at version 1. */
+async function createRows(db: pg.Client, table: string): Promise<void> {
+  await db.connect();
+  await db.query(`CREATE TABLE ${table} (id int PRIMARY KEY, version int NOT NULL)`);
+  await db.query(`INSERT INTO ${table} SELECT g, 1 FROM generate_series(1, ${ROWS}) g`);
+}
+
 describe('soak: 4 processes read and write PostgreSQL rows through @Cacheable / @CacheEvict, leases on', () => {
   let daemon: MemcachedDaemon;
   const table = `nm_soak_${process.pid}`;
@@ -49,9 +56,7 @@ describe('soak: 4 processes read and write PostgreSQL rows through @Cacheable / 
 
   beforeAll(async () => {
     daemon = await MemcachedDaemon.start();
-    await db.connect();
-    await db.query(`CREATE TABLE ${table} (id int PRIMARY KEY, version int NOT NULL)`);
-    await db.query(`INSERT INTO ${table} SELECT g, 1 FROM generate_series(1, ${ROWS}) g`);
+    await createRows(db, table);
   });
   afterAll(async () => {
     await db.query(`DROP TABLE IF EXISTS ${table}`).catch(() => undefined);
@@ -101,9 +106,7 @@ describe.each([
 
   beforeAll(async () => {
     daemon = await MemcachedDaemon.start();
-    await db.connect();
-    await db.query(`CREATE TABLE ${table} (id int PRIMARY KEY, version int NOT NULL)`);
-    await db.query(`INSERT INTO ${table} SELECT g, 1 FROM generate_series(1, ${ROWS}) g`);
+    await createRows(db, table);
     for (let i = 0; i < PROCESSES; i++) proxies.push(await new FaultProxy(4222).start());
   });
   afterAll(async () => {
