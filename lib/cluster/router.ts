@@ -5,7 +5,7 @@ import { BreakerNode, type NodeStatus } from './breaker-node.js';
 import { KetamaRing } from './ketama.js';
 
 export interface RouterOptions {
-  hashing: 'ketama' | 'ketama-spy';
+  hashing: 'ketama' | 'ketama-spy' | 'ketama-plain';
   deadNodePolicy: 'miss' | 'rehash';
   breakerThreshold: number;
   breakerCooldown: number;
@@ -30,7 +30,7 @@ export class NodeRouter {
   ) {
     const breaker = { threshold: options.breakerThreshold, cooldown: options.breakerCooldown, logger: options.logger };
     this.nodes = addresses.map((address) => new BreakerNode(transport(address, connection), breaker));
-    if (this.nodes.length > 1) this.ring = new KetamaRing(addresses, { spy: options.hashing === 'ketama-spy' });
+    if (this.nodes.length > 1) this.ring = new KetamaRing(addresses, { spy: options.hashing === 'ketama-spy', plain: options.hashing === 'ketama-plain' });
     else this.single = [[this.nodes[0], undefined]];
   }
 

@@ -90,3 +90,31 @@ describe('KetamaRing.locate with skipped nodes (rehash)', () => {
     expect(ring.locate('k', () => true)).toBe(-1);
   });
 });
+
+// generated from libmemcached itself by test/fixtures/pylibmc-ketama-vectors.py (Debian's python3-pylibmc)
+const pylibmc = JSON.parse(readFileSync(new URL('../fixtures/pylibmc-ketama-vectors.json', import.meta.url), 'utf8')) as {
+  servers: string[];
+  ketama: Array<[string, number]>;
+  ketama_weighted: Array<[string, number]>;
+};
+const pylibmcPool = pylibmc.servers.map((s) => ({ host: s.split(':')[0], port: Number(s.split(':')[1]), weight: 1 }));
+
+describe('KetamaRing against placements libmemcached made (pylibmc, one node on 11211)', () => {
+  it.each([
+    ['{"ketama": True}: plain ketama, one-at-a-time', pylibmc.ketama, true],
+    ['{"ketama_weighted": True}: weighted MD5 ketama', pylibmc.ketama_weighted, false],
+  ] as const)('%s places all 1000 keys on the same server', (_, cases, plain) => {
+    const ring = new KetamaRing(pylibmcPool, { plain });
+    expect(cases).toHaveLength(1000);
+    const wrong = cases.filter(([key, index]) => ring.locate(key) !== index);
+    expect(wrong).toEqual([]);
+  });
+
+  it('plain ketama has 100 points per server and ignores weights', () => {
+    const weighted = pylibmcPool.map((n, i) => ({ ...n, weight: i + 1 }));
+    const ring = new KetamaRing(weighted, { plain: true });
+    expect(ring.size).toBe(300);
+    const same = new KetamaRing(pylibmcPool, { plain: true });
+    for (const [key] of pylibmc.ketama.slice(0, 200)) expect(ring.locate(key)).toBe(same.locate(key));
+  });
+});
