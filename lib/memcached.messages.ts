@@ -23,7 +23,9 @@ export const fillRefused = (label: string, detail: string) => `Not caching a val
 
 export const unsupportedValue = (what: string, where: string, mode: string) =>
   `${what}${where ? ` at ${where}` : ''} cannot be cached without changing: ` +
-  (mode === 'json'
+  (mode === 'pylibmc'
+    ? 'valueFormat is "pylibmc", which keeps strings, Buffers, integers and JSON types (numbers, booleans, null, plain objects and arrays)'
+    : mode === 'json'
     ? 'the serializer is "json", which keeps only JSON types (strings, numbers, booleans, null, plain objects and arrays)'
     : 'class instances, functions, symbols and errors would come back as something else. ' +
       'Cache a plain object instead, or give the module a serializer that knows the type');
@@ -49,6 +51,15 @@ export const connectionReset = () => 'connection reset by the client';
 export const closedByServer = () => 'connection closed by the server';
 export const noAnswer = (ms: number) => `no answer within ${ms} ms`;
 export const noConnection = (ms: number) => `no connection within ${ms} ms`;
+export const tlsNoHandshake = (ms: number) => `no TLS handshake within ${ms} ms (does the server have TLS on, memcached -Z?)`;
+export const tlsFailed = (code: string | undefined, message: string) => {
+  const hint = code === 'ERR_TLS_CERT_ALTNAME_INVALID'
+    ? 'the certificate is not for this host: check tls.servername or the host in servers'
+    : code !== undefined && /CERT|SELF_SIGNED|ISSUER|VERIFY/.test(code)
+      ? "the server's certificate did not verify: check tls.ca"
+      : 'check that the server has TLS on (memcached -Z) and accepts this client (tls.cert, tls.key)';
+  return `TLS handshake failed (${code ?? 'no code'}: ${message}): ${hint}`;
+};
 export const saslRefused = () => 'authentication failed: the server refused the SASL username or password';
 export const saslStatus = (status: number) => `authentication failed: status 0x${status.toString(16)}`;
 export const authFailed = () => 'authentication failed';

@@ -8,8 +8,9 @@ import { inspect } from 'node:util';
 import type { NodeStatus } from '../cluster/breaker-node.js';
 import { NodeRouter } from '../cluster/router.js';
 import { normalizeTtl, toExpiry, ttlOrDefault } from '../codec/ttl.js';
+import { ValueCipher } from '../codec/value-cipher.js';
 import { ValueCodec } from '../codec/value.codec.js';
-import { passwordOf, resolveOptions, type ResolvedMemcachedOptions } from '../config/memcached-options.js';
+import { encryptionKeysOf, passwordOf, resolveOptions, tlsOf, type ResolvedMemcachedOptions } from '../config/memcached-options.js';
 import type { MemcachedModuleOptions } from '../interfaces/memcached-module-options.interface.js';
 import { fillRefused, invalidCounterBigint, invalidCounterNumber, reachable, unreachable } from '../memcached.messages.js';
 import { NodeConnection, type NodeTransportFactory } from '../transport/node-connection.js';
@@ -112,6 +113,7 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
       {
         username: o.username,
         password: passwordOf(o),
+        tls: tlsOf(o),
         timeout: o.timeout,
         connectTimeout: o.connectTimeout,
         keepAlive: o.keepAlive,
@@ -121,8 +123,9 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
       },
       { hashing: o.hashing, deadNodePolicy: o.deadNodePolicy, breakerThreshold: o.breakerThreshold, breakerCooldown: o.breakerCooldown, logger: this.logger },
     );
-    const codec = new ValueCodec({ compressionThreshold: o.compressionThreshold, serializer: o.serializer, mode: o.valueMode });
-    this.ops = new Operations(this.router, codec, this.statistics, new RateLimitedLogger(this.logger), o.maxItemSize);
+    const codec = new ValueCodec({ compressionThreshold: o.compressionThreshold, serializer: o.serializer, mode: o.valueMode, format: o.valueFormat });
+    const keys = encryptionKeysOf(o);
+    this.ops = new Operations(this.router, codec, this.statistics, new RateLimitedLogger(this.logger), o.maxItemSize, keys && new ValueCipher(keys));
     this.namespaces = new Namespaces(this.ops, o.keyPrefix);
     this.readThrough = new ReadThrough(this.ops, this.namespaces, { leaseTtl: o.leaseTtl, leaseWait: o.leaseWait });
     if (o.bus !== undefined) {
@@ -170,7 +173,7 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
     const result = new Map<string, T>();
     for (let i = 0; i < keys.length; i++) {
       const res = found[i];
-      const value = res === undefined ? undefined : this.ops.decode(res);
+      const value = res === undefined ? undefined : this.ops.decode(res, wires[i]);
       if (value === undefined) this.statistics.counters.misses++;
       else {
         this.statistics.counters.hits++;

@@ -33,7 +33,7 @@ export interface BreakerOptions {
 }
 
 /** Failures that say the node (or our way to it) is unusable, as opposed to memcached's answers. */
-const NODE_FAILURES = new Set(['CONNECTION', 'TIMEOUT', 'PROTOCOL', 'AUTH']);
+const NODE_FAILURES = new Set(['CONNECTION', 'TIMEOUT', 'PROTOCOL', 'AUTH', 'TLS']);
 
 /**
  * A per-node circuit breaker around a transport. After `threshold` consecutive connection

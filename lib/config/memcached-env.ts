@@ -1,4 +1,5 @@
 import { Logger } from '@nestjs/common';
+import { readFileSync } from 'node:fs';
 import type { MemcachedModuleOptions } from '../interfaces/memcached-module-options.interface.js';
 import { invalidEnv, unknownEnv } from '../memcached.messages.js';
 import { redact, transportOfUrl } from './near-options.js';
@@ -31,6 +32,13 @@ export const MEMCACHED_ENV_VARIABLES = {
   MEMCACHED_BUS_URL: 'bus',
   MEMCACHED_BUS_CHANNEL: 'bus',
   MEMCACHED_NEAR_CACHE_TTL: 'nearCache',
+  MEMCACHED_TLS: 'tls',
+  MEMCACHED_TLS_CA_FILE: 'tls',
+  MEMCACHED_TLS_CERT_FILE: 'tls',
+  MEMCACHED_TLS_KEY_FILE: 'tls',
+  MEMCACHED_TLS_SERVERNAME: 'tls',
+  MEMCACHED_ENCRYPTION_KEYS: 'encryption',
+  MEMCACHED_VALUE_FORMAT: 'valueFormat',
 } as const satisfies Record<string, keyof MemcachedModuleOptions>;
 
 type EnvName = keyof typeof MEMCACHED_ENV_VARIABLES;
@@ -95,8 +103,9 @@ export function readMemcachedEnv(env: NodeJS.ProcessEnv = process.env): Memcache
     options[MEMCACHED_ENV_VARIABLES[name]] = raw;
   };
   choice('MEMCACHED_DEAD_NODE_POLICY', ['miss', 'rehash']);
-  choice('MEMCACHED_HASHING', ['ketama', 'ketama-spy']);
+  choice('MEMCACHED_HASHING', ['ketama', 'ketama-spy', 'ketama-plain']);
   choice('MEMCACHED_SERIALIZER', ['auto', 'json', 'structured']);
+  choice('MEMCACHED_VALUE_FORMAT', ['native', 'pylibmc']);
   // comma-separated names; the module checks them as it checks the option
   const list = (name: EnvName, field: 'credentialHeaders' | 'ignoreCookies') => {
     const raw = get(name);
@@ -136,9 +145,52 @@ export function readMemcachedEnv(env: NodeJS.ProcessEnv = process.env): Memcache
     options.nearCache = { ttl: Number(nearTtl) };
   }
 
+  readSecurityEnv(get, options);
+
   const unknown = Object.keys(env).filter(
     (name) => name.startsWith('MEMCACHED_') && !(name in MEMCACHED_ENV_VARIABLES),
   );
   if (unknown.length > 0) new Logger('MemcachedModule').warn(unknownEnv(unknown));
   return options as MemcachedModuleOptions;
+}
+
+/**
+ * TLS from files (any of them turns TLS on, as `MEMCACHED_TLS=true` does) and encryption keys as
+ * `id:base64,id:base64`, the current key first. A key's value never appears in an error.
+ */
+function readSecurityEnv(get: (name: EnvName) => string | undefined, options: Record<string, unknown>): void {
+  const file = (name: EnvName) => {
+    const path = get(name);
+    if (path === undefined) return undefined;
+    try {
+      return readFileSync(path);
+    } catch (error) {
+      throw new MemcachedConfigError(invalidEnv(name, path, `a readable PEM file (${(error as NodeJS.ErrnoException).code ?? 'unreadable'})`));
+    }
+  };
+  const flag = get('MEMCACHED_TLS');
+  if (flag !== undefined && !/^(true|false|1|0|yes|no|on|off)$/i.test(flag)) throw new MemcachedConfigError(invalidEnv('MEMCACHED_TLS', flag, 'true or false'));
+  const tls: Record<string, unknown> = {};
+  const ca = file('MEMCACHED_TLS_CA_FILE');
+  const cert = file('MEMCACHED_TLS_CERT_FILE');
+  const key = file('MEMCACHED_TLS_KEY_FILE');
+  const servername = get('MEMCACHED_TLS_SERVERNAME');
+  if (ca) tls.ca = ca;
+  if (cert) tls.cert = cert;
+  if (key) tls.key = key;
+  if (servername) tls.servername = servername;
+  if (flag !== undefined && /^(false|0|no|off)$/i.test(flag)) {
+    if (Object.keys(tls).length > 0) throw new MemcachedConfigError(invalidEnv('MEMCACHED_TLS', flag, 'true, or unset, when MEMCACHED_TLS_* files are given'));
+    options.tls = false;
+  } else if (flag !== undefined || Object.keys(tls).length > 0) {
+    options.tls = Object.keys(tls).length > 0 ? tls : true;
+  }
+  const keys = get('MEMCACHED_ENCRYPTION_KEYS');
+  if (keys !== undefined) {
+    const entries = keys.split(',').map((entry) => /^\s*([0-9]{1,3})\s*:\s*(\S+)\s*$/.exec(entry));
+    if (entries.some((m) => m === null)) {
+      throw new MemcachedConfigError(invalidEnv('MEMCACHED_ENCRYPTION_KEYS', '***', 'id:base64key pairs, comma-separated, the current key first (e.g. 2:<base64>,1:<base64>)'));
+    }
+    options.encryption = { keys: entries.map((m) => ({ id: Number(m![1]), key: m![2] })) };
+  }
 }

@@ -7,6 +7,10 @@ import type {
 import { MAX_TTL } from '../codec/ttl.js';
 import type { ValueMode } from '../codec/value.codec.js';
 import { invalidOption, optionsNotObject, show, unknownOption } from '../memcached.messages.js';
+import type { ConnectionOptions as TlsConnectionOptions } from 'node:tls';
+import type { CipherKey } from '../codec/value-cipher.js';
+import type { MemcachedValueFormat } from '../interfaces/memcached-security-options.interface.js';
+import { resolveEncryption, resolveTls, resolveValueFormat } from './security-options.js';
 import { resolveNearOptions, type ResolvedBusOptions, type ResolvedNearCacheOptions } from './near-options.js';
 import { DEFAULT_PORT, isHostName, MAX_WEIGHT, type MemcachedNodeAddress, parseEntry, parseServerList, toNode } from './server-list.js';
 
@@ -41,9 +45,14 @@ export interface ResolvedMemcachedOptions {
   breakerThreshold: number;
   breakerCooldown: number;
   deadNodePolicy: 'miss' | 'rehash';
-  hashing: 'ketama' | 'ketama-spy';
+  hashing: 'ketama' | 'ketama-spy' | 'ketama-plain';
   serializer?: MemcachedSerializer;
   valueMode: ValueMode;
+  valueFormat: MemcachedValueFormat;
+  /** Whether nodes are reached over TLS (the settings: `tlsOf`). */
+  tls: boolean;
+  /** The ids of the encryption keys, the current one first (the keys: `encryptionKeysOf`). */
+  encryptionKeyIds?: number[];
   http: HttpCachePolicy;
   nearCache?: ResolvedNearCacheOptions;
   bus?: ResolvedBusOptions;
@@ -114,7 +123,7 @@ const KNOWN = new Set<string>([
   'servers', 'username', 'password', 'keyPrefix', 'ttl', 'timeout', 'connectTimeout', 'retries',
   'retryDelay', 'keepAlive', 'compressionThreshold', 'maxItemSize', 'serializer', 'logger',
   'breakerThreshold', 'breakerCooldown', 'deadNodePolicy', 'hashing', 'leases', 'leaseTtl', 'leaseWait', 'http',
-  'nearCache', 'bus',
+  'nearCache', 'bus', 'tls', 'encryption', 'valueFormat',
 ]);
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
@@ -173,7 +182,7 @@ export function resolveOptions(options: MemcachedModuleOptions = {}): ResolvedMe
   const deadNodePolicy = def(options.deadNodePolicy, DEFAULTS.deadNodePolicy);
   if (deadNodePolicy !== 'miss' && deadNodePolicy !== 'rehash') throw fail('deadNodePolicy', deadNodePolicy, '"miss" or "rehash"');
   const hashing = def(options.hashing, DEFAULTS.hashing);
-  if (hashing !== 'ketama' && hashing !== 'ketama-spy') throw fail('hashing', hashing, '"ketama" or "ketama-spy"');
+  if (hashing !== 'ketama' && hashing !== 'ketama-spy' && hashing !== 'ketama-plain') throw fail('hashing', hashing, '"ketama", "ketama-spy" or "ketama-plain"');
   const maxItemSize = num('maxItemSize', def(options.maxItemSize, DEFAULTS.maxItemSize));
   const retryDelay = num('retryDelay', def(options.retryDelay, DEFAULTS.retryDelay));
 
@@ -198,21 +207,42 @@ export function resolveOptions(options: MemcachedModuleOptions = {}): ResolvedMe
     hashing,
     serializer: custom ? (serializer as MemcachedSerializer) : undefined,
     valueMode: custom ? 'auto' : (serializer as ValueMode),
+    valueFormat: resolveValueFormat(options.valueFormat, fail),
+    tls: false,
     http: resolveHttp(options.http, fail),
     ...resolveNearOptions(options.nearCache, options.bus, keyPrefix, fail),
     logger,
   };
-  // the password is never a property: inspecting the options, even with showHidden, cannot show it
-  const secret = str('password', options.password) ?? password;
-  if (secret !== undefined) passwords.set(resolved, secret);
+  if (resolved.valueFormat === 'pylibmc' && (custom || serializer === 'structured')) {
+    throw fail('serializer', custom ? '(a custom serializer)' : serializer, '"auto" or "json" with valueFormat "pylibmc": values other clients read are JSON');
+  }
+  const tls = resolveTls(options.tls, fail);
+  resolved.tls = tls !== undefined;
+  const keys = resolveEncryption(options.encryption, fail);
+  if (keys !== undefined && resolved.valueFormat !== 'native') {
+    throw fail('encryption', '(set)', `valueFormat "native": other clients cannot read encrypted values (valueFormat is "${resolved.valueFormat}")`);
+  }
+  if (keys !== undefined) resolved.encryptionKeyIds = keys.map((k) => k.id);
+  // secrets are never properties: inspecting the options, even with showHidden, cannot show them
+  secrets.set(resolved, { password: str('password', options.password) ?? password, tls, keys });
   return resolved;
 }
 
-const passwords = new WeakMap<ResolvedMemcachedOptions, string>();
+const secrets = new WeakMap<ResolvedMemcachedOptions, { password?: string; tls?: TlsConnectionOptions; keys?: CipherKey[] }>();
 
 /** The SASL password of resolved options (kept apart from them). */
 export function passwordOf(options: ResolvedMemcachedOptions): string | undefined {
-  return passwords.get(options);
+  return secrets.get(options)?.password;
+}
+
+/** The TLS settings of resolved options, private key included (kept apart from them). */
+export function tlsOf(options: ResolvedMemcachedOptions): TlsConnectionOptions | undefined {
+  return secrets.get(options)?.tls;
+}
+
+/** The encryption keys of resolved options, the current one first (kept apart from them). */
+export function encryptionKeysOf(options: ResolvedMemcachedOptions): CipherKey[] | undefined {
+  return secrets.get(options)?.keys;
 }
 
 function resolveHttp(http: MemcachedHttpOptions | undefined, fail: (name: string, value: unknown, expected: string) => Error): HttpCachePolicy {

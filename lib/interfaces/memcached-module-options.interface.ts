@@ -1,3 +1,4 @@
+import type { MemcachedEncryptionOptions, MemcachedTlsOptions, MemcachedValueFormat } from './memcached-security-options.interface.js';
 import type { LoggerService, NestInterceptor, Type } from '@nestjs/common';
 import type { BusTransport } from './bus-transport.interface.js';
 
@@ -71,8 +72,13 @@ export interface MemcachedModuleOptions {
    * afterwards, and values from before the failure can reappear). Default `miss`.
    */
   deadNodePolicy?: 'miss' | 'rehash';
-  /** Key distribution over several servers: libmemcached weighted ketama, or its KETAMA_SPY naming. Default `ketama`. */
-  hashing?: 'ketama' | 'ketama-spy';
+  /**
+   * Key distribution over several servers, as libmemcached does it: `ketama` (weighted MD5 ketama:
+   * pylibmc's `{"ketama_weighted": True}`), `ketama-spy` (its KETAMA_SPY
+   * naming), `ketama-plain` (unweighted one-at-a-time ketama: pylibmc's `{"ketama": True}`;
+   * weights are ignored). Default `ketama`.
+   */
+  hashing?: 'ketama' | 'ketama-spy' | 'ketama-plain';
   /**
    * How values other than strings and Buffers are stored. `auto`: JSON when the value survives
    * JSON unchanged, else Node's structured serialisation (Date, Map, Set, BigInt, typed arrays,
@@ -92,6 +98,12 @@ export interface MemcachedModuleOptions {
   nearCache?: MemcachedNearCacheOptions;
   /** The invalidation bus that keeps every process's near cache coherent (needed by `nearCache`). */
   bus?: MemcachedBusOptions;
+  /** TLS to the nodes: `true` (Node's trusted CAs) or the settings. Default off. */
+  tls?: boolean | MemcachedTlsOptions;
+  /** Encrypt every stored value with AES-256-GCM. Default off. */
+  encryption?: MemcachedEncryptionOptions;
+  /** The flag layout of plain values, for other clients on the pool. Default `native`. */
+  valueFormat?: MemcachedValueFormat;
 }
 
 /**

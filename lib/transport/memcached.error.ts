@@ -1,11 +1,12 @@
 /**
  * Why an operation failed: `TIMEOUT` (no answer within the deadline), `CONNECTION` (the socket
  * failed or closed), `PROTOCOL` (the server sent bytes that are not a valid response; the socket
- * was dropped), `AUTH` (SASL authentication failed or is required), `SERVER` (memcached answered
+ * was dropped), `AUTH` (SASL authentication failed or is required), `TLS` (the TLS handshake
+ * failed: the server's certificate did not verify, or it does not speak TLS), `SERVER` (memcached answered
  * with an error status), `UNAVAILABLE` (the node's circuit breaker is open: it was skipped
  * without waiting), `CLOSED` (the client was shut down).
  */
-export type MemcachedErrorCode = 'TIMEOUT' | 'CONNECTION' | 'PROTOCOL' | 'AUTH' | 'SERVER' | 'UNAVAILABLE' | 'CLOSED';
+export type MemcachedErrorCode = 'TIMEOUT' | 'CONNECTION' | 'PROTOCOL' | 'AUTH' | 'TLS' | 'SERVER' | 'UNAVAILABLE' | 'CLOSED';
 
 /**
  * A failed memcached operation, naming the operation and the node. Never carries credentials.

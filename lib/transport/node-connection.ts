@@ -1,5 +1,6 @@
-import { authFailed, authRequired, clientClosed, closedByServer, connectionReset, malformedResponse, noAnswer, noConnection, opcodeMismatch, protocolDropped, saslRefused, saslStatus } from '../memcached.messages.js';
+import { tlsFailed, tlsNoHandshake, authFailed, authRequired, clientClosed, closedByServer, connectionReset, malformedResponse, noAnswer, noConnection, opcodeMismatch, protocolDropped, saslRefused, saslStatus } from '../memcached.messages.js';
 import net from 'node:net';
+import tls from 'node:tls';
 import type { MemcachedNodeAddress } from '../config/server-list.js';
 import { MemcachedError } from './memcached.error.js';
 import { type BinaryResponse, buildRequest, Opcode, Status } from './protocol.js';
@@ -11,6 +12,8 @@ export const PENDING: unique symbol = Symbol('pending');
 export interface ConnectionOptions {
   username?: string;
   password?: string;
+  /** Connect over TLS with these settings (their private key is kept apart, as the password is). */
+  tls?: tls.ConnectionOptions;
   timeout: number;
   connectTimeout: number;
   keepAlive: boolean;
@@ -60,8 +63,9 @@ interface Pending {
 
 type State = 'idle' | 'connecting' | 'ready' | 'closed';
 
-// SASL credentials live here, never on the connection, so inspecting a node cannot show them
+// SASL credentials and TLS settings live here, never on the connection, so inspecting a node cannot show them
 const credentials = new WeakMap<NodeConnection, Buffer>();
+const tlsSettings = new WeakMap<NodeConnection, tls.ConnectionOptions>();
 
 const SASL_OPAQUE = 0;
 
@@ -80,14 +84,15 @@ export class NodeConnection implements NodeTransport {
   private readonly pending = new PendingTable();
   private outbox: Array<{ seq: number; frame: Buffer }> = [];
   private flushScheduled = false;
-  private readonly options: Omit<ConnectionOptions, 'username' | 'password'>;
+  private readonly options: Omit<ConnectionOptions, 'username' | 'password' | 'tls'>;
 
   constructor(
     readonly address: MemcachedNodeAddress,
-    { username, password, ...options }: ConnectionOptions,
+    { username, password, tls: secure, ...options }: ConnectionOptions,
   ) {
     this.label = address.label;
     this.options = options;
+    if (secure) tlsSettings.set(this, secure);
     if (username) {
       const auth = Buffer.from(`\0${username}\0${password ?? ''}`, 'utf8');
       credentials.set(this, buildRequest(Opcode.SaslAuth, 'PLAIN', null, auth, SASL_OPAQUE));
@@ -179,15 +184,23 @@ export class NodeConnection implements NodeTransport {
   private connect(): void {
     this.state = 'connecting';
     const { host, port } = this.address;
-    const socket = net.connect({ host, port, noDelay: true, keepAlive: this.options.keepAlive, keepAliveInitialDelay: 30_000 });
+    const secure = tlsSettings.get(this);
+    const socket = secure
+      ? tls.connect({ host, port, servername: net.isIP(host) ? undefined : host, ...secure })
+      : net.connect({ host, port });
+    socket.setNoDelay(true);
+    socket.setKeepAlive(this.options.keepAlive, 30_000);
     socket.unref();
     this.socket = socket;
     const parser = new ResponseParser(this.options.maxBodyLength, (res) => this.dispatch(socket, res));
     this.connectTimer = setTimeout(
-      () => this.drop(socket, new MemcachedError('connect', this.label, 'CONNECTION', noConnection(this.options.connectTimeout))),
+      () => this.drop(socket, new MemcachedError('connect', this.label, secure ? 'TLS' : 'CONNECTION', secure ? tlsNoHandshake(this.options.connectTimeout) : noConnection(this.options.connectTimeout))),
       this.options.connectTimeout,
     );
-    socket.once('connect', () => {
+    // over TLS, nothing is sent before the handshake has verified the server
+    let handshaken = !secure;
+    socket.once(secure ? 'secureConnect' : 'connect', () => {
+      handshaken = true;
       if (this.socket !== socket) return;
       const auth = credentials.get(this);
       if (auth) socket.write(auth);
@@ -202,7 +215,7 @@ export class NodeConnection implements NodeTransport {
         this.drop(socket, new MemcachedError('read', this.label, 'PROTOCOL', protocolDropped(detail), undefined, { cause: error }));
       }
     });
-    socket.on('error', (error) => this.drop(socket, toError('connect', this.label, error)));
+    socket.on('error', (error) => this.drop(socket, !handshaken ? tlsError(this.label, error) : toError('connect', this.label, error)));
     socket.on('close', () => this.drop(socket, new MemcachedError('read', this.label, 'CONNECTION', closedByServer())));
   }
 
@@ -288,6 +301,11 @@ export class NodeConnection implements NodeTransport {
 function rename(error: MemcachedError, operation: string): MemcachedError {
   const detail = error.message.slice(error.message.indexOf(' failed: ') + ' failed: '.length);
   return new MemcachedError(operation, error.node, error.code, detail, error.status, { cause: error.cause });
+}
+
+/** A failed handshake, named as such: a certificate that does not verify is not a network fault. */
+function tlsError(node: string, err: Error & { code?: string }): MemcachedError {
+  return new MemcachedError('connect', node, 'TLS', tlsFailed(err.code, err.message), undefined, { cause: err });
 }
 
 function toError(operation: string, node: string, err: unknown): MemcachedError {

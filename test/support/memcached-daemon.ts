@@ -11,6 +11,8 @@ export interface DaemonOptions {
   extraArgs?: string[];
   /** Starts memcached with SASL (`-S`, binary protocol only), with these users in a sasldb. */
   saslUsers?: Array<{ username: string; password: string }>;
+  /** Starts memcached with TLS (`-Z`): its certificate and key, and a CA to require client certificates from (mutual TLS). */
+  tls?: { certFile: string; keyFile: string; clientCaFile?: string };
 }
 
 /**
@@ -152,6 +154,13 @@ export class MemcachedDaemon {
       this.saslDir ??= saslConfig(this.options.saslUsers);
       args.push('-S');
       env.SASL_CONF_PATH = this.saslDir;
+    }
+    const tls = this.options.tls;
+    if (tls) {
+      const settings = [`ssl_chain_cert=${tls.certFile}`, `ssl_key=${tls.keyFile}`];
+      // 2: a client without a certificate from this CA is refused
+      if (tls.clientCaFile) settings.push(`ssl_ca_cert=${tls.clientCaFile}`, 'ssl_verify_mode=2');
+      args.push('-Z', '-o', settings.join(','));
     }
     args.push(...(this.options.extraArgs ?? []));
     const child = spawn(memcachedBinary(), args, { stdio: ['ignore', 'ignore', 'pipe'], env });

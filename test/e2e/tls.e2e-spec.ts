@@ -1,0 +1,127 @@
+import { inspect } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MemcachedClient, MemcachedError, type MemcachedModuleOptions } from '../../lib/index.js';
+import { MemcachedDaemon, sleep } from '../support/memcached-daemon.js';
+import { makeTestPki, type TestPki } from '../support/tls-certs.js';
+
+// Debian's memcached 1.6.18 is built with TLS (-Z); each daemon here gets a throwaway PKI
+describe('TLS against real memcached -Z daemons', () => {
+  let pki: TestPki;
+  let tlsDaemon: MemcachedDaemon;
+  let mutualDaemon: MemcachedDaemon;
+  let saslDaemon: MemcachedDaemon;
+  let plainDaemon: MemcachedDaemon;
+  const clients: MemcachedClient[] = [];
+  const client = (options: MemcachedModuleOptions) => {
+    const c = new MemcachedClient({ logger: false, timeout: 1000, ...options });
+    clients.push(c);
+    return c;
+  };
+  const failure = (promise: Promise<unknown>) => promise.then(() => undefined, (e: unknown) => e as MemcachedError);
+
+  beforeAll(async () => {
+    pki = makeTestPki();
+    const server = { certFile: pki.serverCertFile, keyFile: pki.serverKeyFile };
+    [tlsDaemon, mutualDaemon, saslDaemon, plainDaemon] = await Promise.all([
+      MemcachedDaemon.start({ tls: server }),
+      MemcachedDaemon.start({ tls: { ...server, clientCaFile: pki.caFile } }),
+      MemcachedDaemon.start({ tls: server, saslUsers: [{ username: 'app', password: 'tls+sasl ✓' }] }),
+      MemcachedDaemon.start(),
+    ]);
+  });
+  afterAll(async () => {
+    for (const c of clients) c.close();
+    await Promise.all([tlsDaemon, mutualDaemon, saslDaemon, plainDaemon].map((d) => d?.kill()));
+    pki?.remove();
+  });
+
+  it('stores and reads over TLS with a private CA, by IP and by host name', async () => {
+    for (const servers of [tlsDaemon.address, `localhost:${tlsDaemon.port}`]) {
+      const c = client({ servers, tls: { ca: pki.ca } });
+      const value = { user: 1, name: 'Ada', bytes: 'x'.repeat(50_000) };
+      await c.set('tls:k', value);
+      expect(await c.get('tls:k')).toStrictEqual(value);
+      const [ping] = await c.ping();
+      expect(ping).toMatchObject({ ok: true, version: expect.stringMatching(/^1\./) });
+    }
+  });
+
+  it('refuses a server whose certificate another CA signed: a TLS error naming tls.ca, and getOrSet still serves from the source', async () => {
+    const c = client({ servers: tlsDaemon.address, tls: { ca: pki.otherCa }, breakerThreshold: 0 });
+    const error = await failure(c.get('k'));
+    expect(error).toBeInstanceOf(MemcachedError);
+    expect(error).toMatchObject({ code: 'TLS', node: tlsDaemon.address });
+    expect(error!.message).toMatch(/TLS handshake failed .*check tls\.ca/);
+    expect(await c.getOrSet('k', async () => 'from the source')).toBe('from the source');
+    // nothing was written to a server that did not verify
+    const trusted = client({ servers: tlsDaemon.address, tls: { ca: pki.ca } });
+    expect(await trusted.get('k')).toBeUndefined();
+  });
+
+  it('refuses a certificate for another name: the error points at tls.servername', async () => {
+    const c = client({ servers: tlsDaemon.address, tls: { ca: pki.ca, servername: 'cache.example.org' } });
+    const error = await failure(c.get('k'));
+    expect(error).toMatchObject({ code: 'TLS' });
+    expect(error!.message).toMatch(/ERR_TLS_CERT_ALTNAME_INVALID.*tls\.servername/);
+  });
+
+  it('a TLS client on a plaintext server and a plaintext client on a TLS server both fail within the deadline, never hang', async () => {
+    const tlsToPlain = client({ servers: plainDaemon.address, tls: { ca: pki.ca }, timeout: 400 });
+    const plainToTls = client({ servers: tlsDaemon.address, timeout: 400 });
+    for (const c of [tlsToPlain, plainToTls]) {
+      const started = Date.now();
+      const error = await failure(c.get('k'));
+      expect(error).toBeInstanceOf(MemcachedError);
+      expect(Date.now() - started).toBeLessThan(400 + 300);
+    }
+    expect((await failure(tlsToPlain.get('k')))!.code).toBe('TLS');
+  });
+
+  it('mutual TLS: the server refuses a client without a certificate and serves one with it', async () => {
+    const anonymous = client({ servers: mutualDaemon.address, tls: { ca: pki.ca }, timeout: 500 });
+    const refused = await failure(anonymous.set('m', 'v'));
+    expect(refused).toBeInstanceOf(MemcachedError);
+    const [ping] = await anonymous.ping();
+    expect(ping.ok).toBe(false);
+
+    const c = client({ servers: mutualDaemon.address, tls: { ca: pki.ca, cert: pki.clientCert, key: pki.clientKey } });
+    await c.set('m', 'mutual');
+    expect(await c.get('m')).toBe('mutual');
+  });
+
+  it('TLS and SASL together: right credentials work, wrong ones fail as AUTH', async () => {
+    const good = client({ servers: saslDaemon.address, tls: { ca: pki.ca }, username: 'app', password: 'tls+sasl ✓' });
+    await good.set('s', [1, 2, 3]);
+    expect(await good.get('s')).toStrictEqual([1, 2, 3]);
+    const bad = client({ servers: saslDaemon.address, tls: { ca: pki.ca }, username: 'app', password: 'wrong' });
+    expect(await failure(bad.get('s'))).toMatchObject({ code: 'AUTH' });
+  });
+
+  it('keeps the deadline and the breaker over TLS: a frozen node times out, is skipped, and is used again when it is back', async () => {
+    const c = client({ servers: tlsDaemon.address, tls: { ca: pki.ca }, timeout: 200, breakerThreshold: 2, breakerCooldown: 100 });
+    await c.set('b', 'before');
+    tlsDaemon.pause();
+    try {
+      for (let i = 0; i < 2; i++) {
+        const started = Date.now();
+        expect(await c.getOrSet(`b${i}`, async () => 'from the source')).toBe('from the source');
+        expect(Date.now() - started).toBeLessThan(200 + 250);
+      }
+      expect(c.nodeStatus()[0].state).toBe('down');
+      expect(await failure(c.get('b'))).toMatchObject({ code: 'UNAVAILABLE' });
+    } finally {
+      tlsDaemon.resume();
+    }
+    for (let i = 0; i < 50 && c.nodeStatus()[0].state === 'down'; i++) await sleep(50);
+    expect(c.nodeStatus()[0].state).toBe('up');
+    expect(await c.get('b')).toBe('before');
+  });
+
+  it('never shows the private key or the passphrase when the client or its options are inspected', () => {
+    const c = client({ servers: mutualDaemon.address, tls: { ca: pki.ca, cert: pki.clientCert, key: pki.clientKey, passphrase: 'pp-secret-123' } });
+    const keyLine = pki.clientKey.toString().split('\n')[1];
+    const text = [inspect(c, { depth: 12, showHidden: true }), JSON.stringify(c), inspect((c as unknown as Record<string, unknown>).router, { depth: 12, showHidden: true })].join('\n');
+    expect(text).not.toContain(keyLine);
+    expect(text).not.toContain('pp-secret-123');
+  });
+});
