@@ -15,6 +15,8 @@ export interface MemcachedClientStats {
   unsupportedValues: number;
   /** Items whose bytes could not be decoded (foreign writer, corruption); read as misses. */
   undecodable: number;
+  /** With `encryption`: entries not encrypted by one of the configured keys, or tampered with; read as misses. */
+  undecryptable: number;
   /** Leases taken: this process loaded a missing key for everyone. */
   leaseGrants: number;
   /** Misses that found another caller's lease and waited for its fill. */
@@ -54,6 +56,7 @@ export class ClientStats {
     oversizeSkips: 0,
     unsupportedValues: 0,
     undecodable: 0,
+    undecryptable: 0,
     leaseGrants: 0,
     leaseWaits: 0,
     leaseWaitTimeouts: 0,

@@ -86,15 +86,20 @@ export class LeaseProtocol {
     private readonly options: LeaseOptions,
   ) {}
 
-  /** Takes the lease on a wire key: its marker's CAS, or null when the key exists (value or marker). */
-  async acquire(wire: string): Promise<Buffer | null> {
+  /**
+   * Takes the lease on a wire key: its marker's CAS, or null when the key exists (value or
+   * marker). With `replace`, the CAS of an unreadable item, the marker replaces that item if it
+   * is still there.
+   */
+  async acquire(wire: string, replace?: Buffer): Promise<Buffer | null> {
     const seq = this.ops.nextSeq();
     const marker = this.ops.codec.leaseMarker(randomBytes(8));
-    const frame = buildRequest(Opcode.Add, wire, storeExtras(marker.flags, toExpiry(this.options.leaseTtl)), marker.bytes, seq);
+    const extras = storeExtras(marker.flags, toExpiry(this.options.leaseTtl));
+    const frame = replace ? buildRequest(Opcode.Set, wire, extras, marker.bytes, seq, replace) : buildRequest(Opcode.Add, wire, extras, marker.bytes, seq);
     return this.ops.send(this.ops.router.nodeFor(wire), 'lease', seq, frame, {
       onResponse: (res) => {
         if (res.header.status === Status.Ok) return Buffer.from(res.header.cas);
-        if (res.header.status === Status.KeyExists || res.header.status === Status.NotStored) return null;
+        if (res.header.status === Status.KeyExists || res.header.status === Status.NotStored || res.header.status === Status.KeyNotFound) return null;
         throw new Error(leaseStatus(res.header.status));
       },
     });
@@ -119,10 +124,13 @@ export class LeaseProtocol {
       if (!told) flight.leased(cas);
       told = true;
     };
+    // an item nobody can read (tampered with, another writer's) is taken over by its CAS
+    let unreadable: Buffer | undefined;
     for (;;) {
       let cas: Buffer | null;
       try {
-        cas = await this.acquire(wire);
+        cas = await this.acquire(wire, unreadable);
+        unreadable = undefined;
       } catch (error) {
         tell(null);
         return { value: (await loader()).value, outcome: 'MISS', waited, failure: { operation: 'lease', error } };
@@ -154,6 +162,7 @@ export class LeaseProtocol {
         this.ops.stats.counters.leaseWaitTimeouts++;
         return { value: (await loader()).value, outcome: 'MISS', waited };
       }
+      if (item.state === 'unreadable') unreadable = item.cas;
       // the marker went away without a value (evicted, released): try to take the lease ourselves
     }
   }

@@ -76,7 +76,7 @@ export class Namespaces {
       const wires = variant === undefined
         ? [this.generationWire(namespace), wire]
         : [this.generationWire(namespace), this.groupWire(namespace, target.key), wire];
-      const items = await this.ops.read(wires, rawJson, keep);
+      const items = await this.ops.read(wires, rawJson, keep, wires.length - 1);
       const generation = counterValue(items[0]);
       const group = variant === undefined ? 0 : counterValue(items[1]);
       if (generation === known && group === knownGroup) return { wire, item: items[wires.length - 1], generation, group };
@@ -157,12 +157,12 @@ export class Namespaces {
 
   /** A counter's value as memcached holds it, created from the clock when missing. */
   private async current(wire: string, remember: (value: number) => void): Promise<number> {
-    let value = counterValue((await this.ops.read([wire]))[0]);
+    let value = counterValue((await this.ops.read([wire], false, false, 1))[0]);
     if (value === undefined) {
       // a lost counter restarts from the clock, never from a value used before
-      const fresh = this.ops.encode(freshGeneration());
+      const fresh = { ...this.ops.encode(freshGeneration()), clear: true };
       await this.ops.store(Opcode.Add, 'generation', wire, fresh, 0, 'generations');
-      value = counterValue((await this.ops.read([wire]))[0]);
+      value = counterValue((await this.ops.read([wire], false, false, 1))[0]);
       if (value === undefined) throw new Error(generationLost());
     }
     remember(value);

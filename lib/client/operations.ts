@@ -1,6 +1,7 @@
 import type { BreakerNode } from '../cluster/breaker-node.js';
 import type { NodeRouter } from '../cluster/router.js';
-import { type EncodedValue, LEASE, type ResponseMeta, UNDECODABLE, UnsupportedValueError, type ValueCodec } from '../codec/value.codec.js';
+import type { ValueCipher } from '../codec/value-cipher.js';
+import { type EncodedValue, FLAG_LEASE, FLAGS_MAGIC, LEASE, type ResponseMeta, UNDECODABLE, UnsupportedValueError, type ValueCodec } from '../codec/value.codec.js';
 import { oversizeSkipped, unsupportedValueSkipped } from '../memcached.messages.js';
 import { MemcachedError } from '../transport/memcached.error.js';
 import { PENDING } from '../transport/node-connection.js';
@@ -8,10 +9,15 @@ import { type BinaryResponse, buildMultiGet, buildRequest, counterExtras, expiry
 import type { RateLimitedLogger } from '../utils/rate-limited-logger.js';
 import type { ClientStats } from './client-stats.js';
 
-/** What a read found for a key: nothing, another caller's lease marker, or a value. */
+/**
+ * What a read found for a key: nothing, another caller's lease marker, an item that cannot be
+ * read (another writer's, tampered with, undecryptable: a miss, but one to replace by its CAS),
+ * or a value.
+ */
 export type ItemRead =
   | { state: 'miss' }
   | { state: 'lease'; cas: Buffer }
+  | { state: 'unreadable'; cas: Buffer }
   | { state: 'hit'; value: unknown; cas: Buffer; freshUntil?: number; meta?: ResponseMeta; kept?: KeptBytes };
 
 /** A hit's stored bytes and flags, copied out (for the near cache, which decodes them per hit). */
@@ -50,6 +56,8 @@ export class Operations {
     readonly stats: ClientStats,
     readonly warnings: RateLimitedLogger,
     private readonly maxItemSize: number,
+    /** Encrypts what is stored and refuses what is read unencrypted (`encryption`). */
+    private readonly cipher?: ValueCipher,
   ) {}
 
   isDown(wire: string): boolean {
@@ -68,7 +76,7 @@ export class Operations {
       return undefined;
     }
     if (res.header.status !== Status.Ok) throw this.serverError('get', wire, res.header.status);
-    const value = this.decode(res);
+    const value = this.decode(res, wire);
     if (value === undefined) this.stats.counters.misses++;
     else this.stats.counters.hits++;
     return value;
@@ -78,23 +86,28 @@ export class Operations {
    * Reads keys with their CAS and lease state, one pipelined request per node; the result is in
    * the order of `wires`. Rejects if a node fails (the caller then serves from its source).
    * With `rawJson`, JSON entries come back as `RawJson` text; with `keep`, hits of the last key
-   * also carry a copy of their stored bytes.
+   * also carry a copy of their stored bytes. The first `counters` keys are namespace counters,
+   * which memcached increments, so they are never encrypted.
    */
-  async read(wires: readonly string[], rawJson = false, keep = false): Promise<ItemRead[]> {
+  async read(wires: readonly string[], rawJson = false, keep = false, counters = 0): Promise<ItemRead[]> {
     const found = wires.length === 1 ? [await this.fetchOne(wires[0])] : await this.fetch(wires, false);
     const result: ItemRead[] = new Array(wires.length);
+    let kept: KeptBytes | undefined;
     for (let i = 0; i < wires.length; i++) {
       const res = found[i];
-      const item = res === undefined ? undefined : this.decodeItem(res, rawJson);
-      if (item === undefined) result[i] = MISS;
+      const stored = res === undefined ? undefined : this.open(res, wires[i], i < counters);
+      const item = stored === undefined ? undefined : this.decodeItem(stored, rawJson);
+      if (keep && i === wires.length - 1 && stored !== undefined) kept = stored;
+      if (res === undefined) result[i] = MISS;
+      else if (item === undefined) result[i] = { state: 'unreadable', cas: res.header.cas };
       // the CAS is a slice of a received chunk, which nothing writes to afterwards
       else if (item === LEASE) result[i] = { state: 'lease', cas: res!.header.cas };
       else result[i] = { state: 'hit', value: item.value, cas: res!.header.cas, freshUntil: item.freshUntil, meta: item.meta };
     }
     const last = wires.length - 1;
-    if (keep && result[last].state === 'hit') {
-      const res = found[last]!;
-      (result[last] as { kept?: KeptBytes }).kept = { bytes: Buffer.from(res.val), flags: res.extras.readUInt32BE(0) };
+    if (kept !== undefined && result[last].state === 'hit') {
+      // a decrypted body is already a copy; a received one is a slice of the socket's chunk
+      (result[last] as { kept?: KeptBytes }).kept = this.cipher ? kept : { bytes: Buffer.from(kept.bytes), flags: kept.flags };
     }
     return result;
   }
@@ -110,9 +123,10 @@ export class Operations {
     return typeof item === 'symbol' ? undefined : item;
   }
 
-  /** The value of a GET response, or undefined (a miss, a lease marker, bytes that do not decode). */
-  decode(res: BinaryResponse): unknown {
-    const item = this.decodeItem(res);
+  /** The value of a GET response for `wire`, or undefined (a miss, a lease marker, bytes that do not decode). */
+  decode(res: BinaryResponse, wire: string): unknown {
+    const stored = this.open(res, wire, false);
+    const item = stored === undefined ? undefined : this.decodeItem(stored);
     return item === undefined || item === LEASE ? undefined : item.value;
   }
 
@@ -152,6 +166,7 @@ export class Operations {
       await this.delete(wire, operation, cas);
       return 'oversize';
     }
+    if (this.cipher && !encoded.clear) encoded = this.cipher.seal(wire, encoded);
     const seq = this.nextSeq();
     const frame = buildRequest(opcode, wire, storeExtras(encoded.flags, expiry), encoded.bytes, seq, cas);
     const status = await this.send(this.router.nodeFor(wire), operation, seq, frame, {
@@ -352,9 +367,26 @@ export class Operations {
     }
   }
 
-  private decodeItem(res: BinaryResponse, rawJson = false) {
+  /**
+   * A hit's flags and body as written: decrypted with `encryption`, where anything not encrypted
+   * by one of our keys reads as a miss (counted), except a lease marker (it holds no value) and,
+   * when `counter`, a namespace counter. Undefined for a body that cannot be read.
+   */
+  private open(res: BinaryResponse, wire: string, counter: boolean): EncodedValue | undefined {
     // a hit always carries its 4 bytes of flags; a body over the size limit was never read
-    const item = res.oversized || res.extras.length < 4 ? UNDECODABLE : this.codec.decodeItem(res.val, res.extras.readUInt32BE(0), rawJson);
+    if (res.oversized || res.extras.length < 4) {
+      this.stats.counters.undecodable++;
+      return undefined;
+    }
+    const flags = res.extras.readUInt32BE(0);
+    if (this.cipher === undefined || counter || flags === ((FLAGS_MAGIC | FLAG_LEASE) >>> 0)) return { bytes: res.val, flags };
+    const opened = this.cipher.open(wire, res.val, flags);
+    if (opened === undefined) this.stats.counters.undecryptable++;
+    return opened;
+  }
+
+  private decodeItem(stored: EncodedValue, rawJson = false) {
+    const item = this.codec.decodeItem(stored.bytes, stored.flags, rawJson);
     if (item === UNDECODABLE) {
       this.stats.counters.undecodable++;
       return undefined;
