@@ -2,6 +2,7 @@ import { deserialize, serialize } from 'node:v8';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import type { MemcachedSerializer } from '../interfaces/memcached-module-options.interface.js';
 import { undefinedValue, unsupportedValue } from '../memcached.messages.js';
+import { decodePylibmc, encodePylibmc, PylibmcRefusal } from './pylibmc-format.js';
 import { fidelityOf } from './value-fidelity.js';
 
 /** High 16 bits of the flags we write ("NM"): a value without them was stored by someone else. */
@@ -42,7 +43,7 @@ export class UnsupportedValueError extends TypeError {
     readonly what: string,
     /** Where in the value, e.g. `.owner` or `[3]`; empty for the value itself. */
     readonly where: string,
-    mode: ValueMode,
+    mode: ValueMode | 'pylibmc',
   ) {
     super(unsupportedValue(what, where, mode));
   }
@@ -51,6 +52,8 @@ export class UnsupportedValueError extends TypeError {
 export interface EncodedValue {
   bytes: Buffer;
   flags: number;
+  /** Stored as it is even with encryption: a namespace counter, which memcached increments. */
+  clear?: boolean;
 }
 
 /** What a read found: a decoded value, a miss, or bytes we cannot read (counted, then a miss). */
@@ -81,6 +84,8 @@ export interface ValueCodecOptions {
   compressionThreshold: number;
   serializer?: MemcachedSerializer;
   mode?: ValueMode;
+  /** `pylibmc`: plain values in pylibmc's layout, readable by Python clients (see `encodePylibmc`). */
+  format?: 'native' | 'pylibmc';
 }
 
 // memcached may space-pad a counter that a decrement made shorter
@@ -107,6 +112,15 @@ export class ValueCodec {
    * is that text either way).
    */
   encode(value: unknown, freshUntil?: number, asResponse = false, meta?: ResponseMeta): EncodedValue {
+    // what only this library reads (freshness, HTTP responses) keeps its own layout
+    if (this.options.format === 'pylibmc' && freshUntil === undefined && !asResponse && meta === undefined && value !== undefined) {
+      try {
+        return encodePylibmc(value, this.options.compressionThreshold);
+      } catch (error) {
+        if (error instanceof PylibmcRefusal) throw new UnsupportedValueError(error.what, error.where, 'pylibmc');
+        throw error;
+      }
+    }
     let { bytes, format } = this.body(value, asResponse);
     let flags = FLAGS_MAGIC | format;
     const threshold = this.options.compressionThreshold;
@@ -166,6 +180,7 @@ export class ValueCodec {
   /** With `rawJson`, JSON entries come back as `RawJson` text instead of parsed values. */
   decodeItem(bytes: Buffer, flags: number, rawJson = false): DecodedItem | typeof LEASE | typeof UNDECODABLE {
     if ((flags & MAGIC_MASK) >>> 0 !== FLAGS_MAGIC) {
+      if (this.options.format === 'pylibmc') return decodePylibmc(bytes, flags) ?? UNDECODABLE;
       if (flags !== 0) return UNDECODABLE;
       const counter = decodeCounter(bytes);
       return counter === UNDECODABLE ? UNDECODABLE : { value: counter };
