@@ -1,5 +1,5 @@
-import { deflateSync, inflateSync } from 'node:zlib';
 import { fidelityOf } from './value-fidelity.js';
+import { compress, inflate } from './inflate.js';
 
 /**
  * pylibmc's flags (pylibmc 1.6, Python 3; pymemcache uses the same values). Integers travel as
@@ -37,17 +37,15 @@ export function encodePylibmc(value: unknown, compressionThreshold: number): { b
     if (fidelity.kind === 'structured') throw new PylibmcRefusal(fidelity.what, '');
     [bytes, flags] = [Buffer.from(JSON.stringify(value), 'utf8'), PylibmcFlag.Json];
   }
-  if (compressionThreshold > 0 && bytes.length >= compressionThreshold) {
-    const compressed = deflateSync(bytes, { level: 1 });
-    if (compressed.length < bytes.length) return { bytes: compressed, flags: flags | PylibmcFlag.Zlib };
-  }
+  const compressed = compress(bytes, compressionThreshold, true);
+  if (compressed !== undefined) return { bytes: compressed, flags: flags | PylibmcFlag.Zlib };
   return { bytes, flags };
 }
 
 /** A value pylibmc wrote, or `undefined` when it cannot be read (a pickle, an unknown flag, bad bytes). */
 export function decodePylibmc(bytes: Buffer, flags: number): { value: unknown } | undefined {
   try {
-    const body = flags & PylibmcFlag.Zlib ? inflateSync(bytes) : bytes;
+    const body = flags & PylibmcFlag.Zlib ? inflate(bytes, true) : bytes;
     switch (flags & ~PylibmcFlag.Zlib) {
       case PylibmcFlag.Bytes:
         return { value: Buffer.from(body) };

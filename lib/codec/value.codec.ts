@@ -1,7 +1,7 @@
 import { deserialize, serialize } from 'node:v8';
-import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import type { MemcachedSerializer } from '../interfaces/memcached-module-options.interface.js';
 import { undefinedValue, unsupportedValue } from '../memcached.messages.js';
+import { compress, inflate } from './inflate.js';
 import { decodePylibmc, encodePylibmc, PylibmcRefusal } from './pylibmc-format.js';
 import { fidelityOf } from './value-fidelity.js';
 
@@ -123,13 +123,10 @@ export class ValueCodec {
     }
     let { bytes, format } = this.body(value, asResponse);
     let flags = FLAGS_MAGIC | format;
-    const threshold = this.options.compressionThreshold;
-    if (threshold > 0 && bytes.length >= threshold) {
-      const compressed = deflateRawSync(bytes, { level: 1 });
-      if (compressed.length < bytes.length) {
-        bytes = compressed;
-        flags |= FLAG_COMPRESSED;
-      }
+    const compressed = compress(bytes, this.options.compressionThreshold);
+    if (compressed !== undefined) {
+      bytes = compressed;
+      flags |= FLAG_COMPRESSED;
     }
     if (meta !== undefined) {
       const json = Buffer.from(JSON.stringify(meta), 'utf8');
@@ -207,7 +204,7 @@ export class ValueCodec {
 
   private decodeBody(bytes: Buffer, flags: number, rawJson: boolean): unknown {
     try {
-      const body = flags & FLAG_COMPRESSED ? inflateRawSync(bytes) : bytes;
+      const body = flags & FLAG_COMPRESSED ? inflate(bytes) : bytes;
       switch (flags & FORMAT_MASK) {
         case ValueFormat.Json:
           return rawJson ? new RawJson(body.toString('utf8')) : JSON.parse(body.toString('utf8'));
