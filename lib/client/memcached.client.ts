@@ -18,13 +18,14 @@ import { Opcode } from '../transport/protocol.js';
 import { RateLimitedLogger } from '../utils/rate-limited-logger.js';
 import { ClientStats, type MemcachedClientStats, type OperationEvent, type OperationStats } from './client-stats.js';
 import { Namespaces } from './namespaces.js';
-import { type NodePing, Operations } from './operations.js';
+import { flushAll, type NodePing, pingAll, serverStats } from './node-commands.js';
+import { Operations } from './operations.js';
 import { ReadThrough } from './read-through.js';
 import { type NearCacheReport, NearTier } from './near-tier.js';
 import { NearCache } from '../near/near-cache.js';
 
 export type { MemcachedClientStats, OperationEvent, OperationStats } from './client-stats.js';
-export type { NodePing } from './operations.js';
+export type { NodePing } from './node-commands.js';
 export type { NearCacheReport } from './near-tier.js';
 
 /** Options every key-taking method accepts. */
@@ -272,12 +273,12 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
 
   /** Removes every item on every node (memcached `flush_all`). Only on explicit request. */
   flush(): Promise<void> {
-    return this.ops.flush();
+    return flushAll(this.ops);
   }
 
   /** memcached's own statistics (`stats`), per node. */
   serverStats(): Promise<Record<string, Record<string, string>>> {
-    return this.ops.serverStats();
+    return serverStats(this.ops);
   }
 
   /** Each node's health: up or down (breaker open), consecutive failures, last error, latency. */
@@ -309,7 +310,7 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
    * that refuses our credentials is reported as such). Never rejects.
    */
   ping(): Promise<NodePing[]> {
-    return this.ops.ping();
+    return pingAll(this.ops);
   }
 
   /** Closes the sockets and the bus. Called by Nest on application shutdown. */

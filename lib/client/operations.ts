@@ -31,14 +31,6 @@ export const MISS: ItemRead = { state: 'miss' };
 /** How a store ended: stored, refused by memcached (`exists` / `missing`), or not sent (too large). */
 export type StoreOutcome = 'stored' | 'exists' | 'missing' | 'oversize';
 
-export interface NodePing {
-  node: string;
-  ok: boolean;
-  version?: string;
-  latencyMs?: number;
-  error?: string;
-}
-
 /** memcached's per-item overhead beyond key and value (item header, CAS, flags, CRLF), rounded up. */
 const ITEM_OVERHEAD = 72;
 
@@ -232,66 +224,6 @@ export class Operations {
     });
   }
 
-  async flush(): Promise<void> {
-    await Promise.all(
-      this.router.nodes.map((node) => {
-        const seq = this.nextSeq();
-        return this.send(node, 'flush', seq, buildRequest(Opcode.Flush, '', null, null, seq), {
-          idempotent: true,
-          onResponse: (res) => {
-            if (res.header.status !== Status.Ok) throw this.serverError('flush', '', res.header.status, node);
-          },
-        });
-      }),
-    );
-  }
-
-  async serverStats(): Promise<Record<string, Record<string, string>>> {
-    const entries = await Promise.all(
-      this.router.nodes.map(async (node) => {
-        const seq = this.nextSeq();
-        const acc: Record<string, string> = {};
-        const stats = await this.send(node, 'serverStats', seq, buildRequest(Opcode.Stat, '', null, null, seq), {
-          quiet: true,
-          idempotent: true,
-          onResponse(res) {
-            if (res.header.keyLength === 0) return acc;
-            acc[res.key.toString('latin1')] = res.val.toString('latin1');
-            return PENDING;
-          },
-        });
-        return [node.label, stats] as const;
-      }),
-    );
-    return Object.fromEntries(entries);
-  }
-
-  /**
-   * Asks every node for its version and for a `noop`, which (unlike `version`) needs SASL
-   * authentication, so a node that refuses our credentials is reported as such. Never rejects.
-   */
-  ping(): Promise<NodePing[]> {
-    return Promise.all(
-      this.router.nodes.map(async (node): Promise<NodePing> => {
-        const started = performance.now();
-        const versionSeq = this.nextSeq();
-        const noopSeq = this.nextSeq();
-        const version = this.send(node, 'ping', versionSeq, buildRequest(Opcode.Version, '', null, null, versionSeq), {
-          idempotent: true,
-          onResponse: (res) => res.val.toString('latin1'),
-        });
-        const noop = this.send(node, 'ping', noopSeq, buildRequest(Opcode.Noop, '', null, null, noopSeq), {
-          idempotent: true,
-          onResponse: () => true,
-        });
-        const [v, n] = await Promise.allSettled([version, noop]);
-        const failed = n.status === 'rejected' ? n : v.status === 'rejected' ? v : undefined;
-        if (failed) return { node: node.label, ok: false, error: (failed.reason as Error).message };
-        return { node: node.label, ok: true, version: (v as PromiseFulfilledResult<string>).value, latencyMs: performance.now() - started };
-      }),
-    );
-  }
-
   warnFailure(error: unknown): void {
     const topic = error instanceof MemcachedError ? `${error.operation}:${error.node}:${error.code}` : 'other';
     this.warnings.warn(topic, () => `cache bypassed: ${(error as Error).message}`);
@@ -409,7 +341,7 @@ export class Operations {
     return node.request(operation, seq, frame, spec.onResponse, spec, this.stats.settled);
   }
 
-  private serverError(operation: string, wire: string, status: number, node?: BreakerNode): MemcachedError {
+  serverError(operation: string, wire: string, status: number, node?: BreakerNode): MemcachedError {
     const label = (node ?? this.router.nodeFor(wire)).label;
     return new MemcachedError(operation, label, 'SERVER', STATUS_TEXT[status] ?? `status 0x${status.toString(16)}`, status);
   }
