@@ -30,6 +30,11 @@ export type {
   MemcachedSerializer,
   MemcachedServerOptions,
 } from './interfaces/memcached-module-options.interface.js';
+export type {
+  MemcachedEncryptionOptions,
+  MemcachedTlsOptions,
+  MemcachedValueFormat,
+} from './interfaces/memcached-security-options.interface.js';
 
 // the cache: facade, events, counters
 export { MemcachedCache, type CacheEventSource } from './cache/memcached-cache.js';

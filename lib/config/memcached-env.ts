@@ -187,7 +187,7 @@ function readSecurityEnv(get: (name: EnvName) => string | undefined, options: Re
   }
   const keys = get('MEMCACHED_ENCRYPTION_KEYS');
   if (keys !== undefined) {
-    const entries = keys.split(',').map((entry) => /^\s*([0-9]{1,3})\s*:\s*(\S+)\s*$/.exec(entry));
+    const entries = keys.split(',').map((entry) => /^\s*([0-9]{1,3})\s*:\s*([A-Za-z0-9+/]+={0,2})\s*$/.exec(entry));
     if (entries.some((m) => m === null)) {
       throw new MemcachedConfigError(invalidEnv('MEMCACHED_ENCRYPTION_KEYS', '***', 'id:base64key pairs, comma-separated, the current key first (e.g. 2:<base64>,1:<base64>)'));
     }
