@@ -68,6 +68,16 @@ const credentials = new WeakMap<NodeConnection, Buffer>();
 const tlsSettings = new WeakMap<NodeConnection, tls.ConnectionOptions>();
 
 const SASL_OPAQUE = 0;
+/**
+ * memcached (1.6.18 at least) reads TLS with a plain `SSL_read` and waits on the socket after a
+ * short read: when its read ends inside a TLS record, the rest of that record stays decrypted in
+ * OpenSSL, and if the socket brings nothing more, those requests are never answered (20 pipelined
+ * 1 KB sets hang). After a write that can span records (over 2 KB: memcached's smallest read
+ * buffer), a NOOP in a record of its own wakes it; opaque 0 is no request's, so its answer is
+ * dropped.
+ */
+const TLS_NUDGE = buildRequest(Opcode.Noop, '', null, null, SASL_OPAQUE);
+const TLS_NUDGE_AFTER = 2048;
 
 /**
  * One memcached node over one pipelined socket, speaking the binary protocol. Every byte the
@@ -178,7 +188,11 @@ export class NodeConnection implements NodeTransport {
     // frames of requests that already timed out are not sent
     const frames: Buffer[] = [];
     for (const entry of entries) if (this.pending.get(entry.seq)?.frame === entry.frame) frames.push(entry.frame);
-    if (frames.length > 0) this.socket.write(frames.length === 1 ? frames[0] : Buffer.concat(frames));
+    if (frames.length === 0) return;
+    const data = frames.length === 1 ? frames[0] : Buffer.concat(frames);
+    const socket = this.socket;
+    if (data.length <= TLS_NUDGE_AFTER || !tlsSettings.has(this)) socket.write(data);
+    else socket.write(data, (error) => error || socket.destroyed || socket.write(TLS_NUDGE));
   };
 
   private connect(): void {
