@@ -66,7 +66,9 @@ export class ValueCipher {
       const decipher = createDecipheriv('aes-256-gcm', key, bytes.subarray(2, HEADER_BYTES));
       decipher.setAAD(associatedData(wire, flags));
       decipher.setAuthTag(bytes.subarray(bytes.length - TAG_BYTES));
-      const plain = Buffer.concat([decipher.update(bytes.subarray(HEADER_BYTES, bytes.length - TAG_BYTES)), decipher.final()]);
+      const plain = decipher.update(bytes.subarray(HEADER_BYTES, bytes.length - TAG_BYTES));
+      // GCM's final() checks the tag and returns no bytes
+      decipher.final();
       return { flags: plain.readUInt32BE(0), bytes: plain.subarray(4) };
     } catch {
       return undefined;
