@@ -9,7 +9,7 @@ const COUNT = 3000;
 
 /** The same values as `value_for` in pylibmc-peer.py. */
 function valueFor(i: number): unknown {
-  switch (i % 7) {
+  switch (i % 8) {
     case 0:
       return `text-${i}-é✓`;
     case 1:
@@ -22,8 +22,11 @@ function valueFor(i: number): unknown {
       return { id: i, name: `n${i}`, tags: ['a', 'b'], ok: true, score: i / 4, none: null };
     case 5:
       return [i, 'x', null, false];
-    default:
+    case 6:
       return `long-${`${i},`.repeat(400)}`;
+    default:
+      // JSON large enough to be compressed
+      return { id: i, rows: Array.from({ length: 100 }, (_, n) => ({ n, s: 'row' })) };
   }
 }
 

@@ -23,15 +23,16 @@ class JsonClient(pylibmc.Client):
         return super().deserialize(data, flags)
 
 def value_for(i):
-    kind = i % 7
+    kind = i % 8
     if kind == 0: return f"text-{i}-é✓"
     if kind == 1: return bytes([i % 256, 0, 255]) + b"bin"
     if kind == 2: return i * 1000 - 5
     if kind == 3: return 2 ** 60 + i
     if kind == 4: return {"id": i, "name": f"n{i}", "tags": ["a", "b"], "ok": True, "score": i / 4, "none": None}
     if kind == 5: return [i, "x", None, False]
-    # kind 6: large enough to be compressed (zlib) on both sides
-    return "long-" + ("%d," % i) * 400
+    # kinds 6 and 7: large enough to be compressed (zlib) on both sides
+    if kind == 6: return "long-" + ("%d," % i) * 400
+    return {"id": i, "rows": [{"n": n, "s": "row"} for n in range(100)]}
 
 def main():
     cmd = json.loads(sys.argv[1])
