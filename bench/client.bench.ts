@@ -11,6 +11,7 @@ import { MemcachedDaemon } from '../test/support/memcached-daemon.js';
 import { cell, interleave, machineNotes, summary, table } from './support/report.js';
 import { pinningNote, pinToRest, pinToServer } from './support/processes.js';
 import { catalog100k, user1k } from './support/payloads.js';
+import { measure } from './support/measure.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
@@ -21,24 +22,6 @@ interface Variant {
   name: string;
   get(key: string): Promise<unknown>;
   set(key: string, value: unknown, json: string): Promise<unknown>;
-}
-
-async function measure(fn: (i: number) => Promise<unknown>, concurrency: number, seconds: number): Promise<number> {
-  let ops = 0;
-  const warmUntil = performance.now() + 300;
-  const until = warmUntil + seconds * 1000;
-  let measuring = false;
-  const worker = async (w: number) => {
-    for (let i = w; ; i += concurrency) {
-      const now = performance.now();
-      if (now >= until) return;
-      if (!measuring && now >= warmUntil) measuring = true;
-      await fn(i);
-      if (measuring) ops++;
-    }
-  };
-  await Promise.all(Array.from({ length: concurrency }, (_, w) => worker(w)));
-  return ops / seconds;
 }
 
 /**
@@ -84,7 +67,7 @@ async function main() {
         }
         const perRound: Array<Map<string, number>> = [];
         await interleave(variants, ROUNDS, async (v, round) => {
-          const rate = await measure(
+          const { rate } = await measure(
             (i) => (op === 'get' ? v.get(`${keyPrefix(v)}:${i % size.keys}`) : v.set(`${keyPrefix(v)}:${i % size.keys}`, size.value, json)),
             concurrency,
             SECONDS,
