@@ -119,12 +119,8 @@ export function readMemcachedEnv(env: NodeJS.ProcessEnv = process.env): Memcache
   list('MEMCACHED_HTTP_CREDENTIAL_HEADERS', 'credentialHeaders');
   list('MEMCACHED_HTTP_IGNORE_COOKIES', 'ignoreCookies');
   const bool = (name: EnvName) => {
-    const raw = get(name);
-    if (raw === undefined) return;
-    if (!/^(true|false|1|0|yes|no|on|off)$/i.test(raw)) {
-      throw new MemcachedConfigError(invalidEnv(name, raw, 'true or false'));
-    }
-    options[MEMCACHED_ENV_VARIABLES[name]] = /^(true|1|yes|on)$/i.test(raw);
+    const value = envBoolean(name, get(name));
+    if (value !== undefined) options[MEMCACHED_ENV_VARIABLES[name]] = value;
   };
   bool('MEMCACHED_KEEP_ALIVE');
   bool('MEMCACHED_LEASES');
@@ -154,6 +150,13 @@ export function readMemcachedEnv(env: NodeJS.ProcessEnv = process.env): Memcache
   return options as MemcachedModuleOptions;
 }
 
+/** An env variable's true / false (also 1/0, yes/no, on/off); undefined when unset. */
+function envBoolean(name: EnvName, raw: string | undefined): boolean | undefined {
+  if (raw === undefined) return undefined;
+  if (!/^(true|false|1|0|yes|no|on|off)$/i.test(raw)) throw new MemcachedConfigError(invalidEnv(name, raw, 'true or false'));
+  return /^(true|1|yes|on)$/i.test(raw);
+}
+
 /**
  * TLS from files (any of them turns TLS on, as `MEMCACHED_TLS=true` does) and encryption keys as
  * `id:base64,id:base64`, the current key first. A key's value never appears in an error.
@@ -169,7 +172,7 @@ function readSecurityEnv(get: (name: EnvName) => string | undefined, options: Re
     }
   };
   const flag = get('MEMCACHED_TLS');
-  if (flag !== undefined && !/^(true|false|1|0|yes|no|on|off)$/i.test(flag)) throw new MemcachedConfigError(invalidEnv('MEMCACHED_TLS', flag, 'true or false'));
+  const on = envBoolean('MEMCACHED_TLS', flag);
   const tls: Record<string, unknown> = {};
   const ca = file('MEMCACHED_TLS_CA_FILE');
   const cert = file('MEMCACHED_TLS_CERT_FILE');
@@ -179,10 +182,10 @@ function readSecurityEnv(get: (name: EnvName) => string | undefined, options: Re
   if (cert) tls.cert = cert;
   if (key) tls.key = key;
   if (servername) tls.servername = servername;
-  if (flag !== undefined && /^(false|0|no|off)$/i.test(flag)) {
-    if (Object.keys(tls).length > 0) throw new MemcachedConfigError(invalidEnv('MEMCACHED_TLS', flag, 'true, or unset, when MEMCACHED_TLS_* files are given'));
+  if (on === false) {
+    if (Object.keys(tls).length > 0) throw new MemcachedConfigError(invalidEnv('MEMCACHED_TLS', String(flag), 'true, or unset, when MEMCACHED_TLS_* files are given'));
     options.tls = false;
-  } else if (flag !== undefined || Object.keys(tls).length > 0) {
+  } else if (on || Object.keys(tls).length > 0) {
     options.tls = Object.keys(tls).length > 0 ? tls : true;
   }
   const keys = get('MEMCACHED_ENCRYPTION_KEYS');
