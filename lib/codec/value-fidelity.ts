@@ -24,10 +24,51 @@ const STRUCTURED_TYPES: Array<[Function, string]> = [
 
 /** Checks a value before it is stored; see `Fidelity`. */
 export function fidelityOf(value: unknown): Fidelity {
+  if (isPlainJson(value, 0)) return JSON_OK;
   const state: WalkState = { structured: undefined, ancestors: new Set<object>() };
   const unsupported = walk(value, state, 0);
   if (unsupported !== undefined) return { kind: 'unsupported', what: unsupported.what, where: unsupported.path.reverse().join('') };
   return state.structured === undefined ? JSON_OK : { kind: 'structured', what: state.structured };
+}
+
+/**
+ * The common case in one pass without bookkeeping: true only when every part is a string, a
+ * boolean, null, a finite number other than -0, a plain object or an array, within
+ * TRACK_FROM_DEPTH levels. False decides nothing; `walk` then finds out why. For-in without an
+ * own-key check may also visit enumerable keys inherited from a polluted `Object.prototype`: more
+ * to check, never less.
+ */
+function isPlainJson(value: unknown, depth: number): boolean {
+  if (typeof value !== 'object' || value === null) return isPlainLeaf(value);
+  if (depth >= TRACK_FROM_DEPTH) return false;
+  const proto = Object.getPrototypeOf(value);
+  if (proto === Array.prototype) {
+    const array = value as unknown[];
+    for (let i = 0; i < array.length; i++) {
+      const item = array[i];
+      if (typeof item === 'object' && item !== null ? !isPlainJson(item, depth + 1) : !isPlainLeaf(item)) return false;
+    }
+    return true;
+  }
+  if (proto !== Object.prototype && proto !== null) return false;
+  const record = value as Record<string, unknown>;
+  for (const key in record) {
+    const item = record[key];
+    if (typeof item === 'object' && item !== null ? !isPlainJson(item, depth + 1) : !isPlainLeaf(item)) return false;
+  }
+  return true;
+}
+
+function isPlainLeaf(value: unknown): boolean {
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+      return true;
+    case 'number':
+      return value - value === 0 && (value !== 0 || 1 / value > 0);
+    default:
+      return value === null;
+  }
 }
 
 interface WalkState {

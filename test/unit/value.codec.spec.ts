@@ -92,6 +92,13 @@ describe('ValueCodec', () => {
   });
 });
 
+/** `leaf` under `depth` levels of single-key plain objects. */
+function nest(depth: number, leaf: Record<string, unknown>): Record<string, unknown> {
+  let node = leaf;
+  for (let i = 0; i < depth; i++) node = { child: node };
+  return node;
+}
+
 describe('ValueCodec: a value comes back with its type, or is refused', () => {
   class User {
     constructor(readonly id: string) {}
@@ -119,6 +126,31 @@ describe('ValueCodec: a value comes back with its type, or is refused', () => {
 
   it('plain JSON values stay JSON (readable by anyone)', () => {
     expect(codec.encode({ a: [1, 'x', null, true] }).flags & 0xff).toBe(1);
+  });
+
+  it.each([
+    ['-0 deep in an array', { a: [[[1, [2, -0]]]] }, 5],
+    ['NaN in a nested object', { a: { b: { c: Number.NaN } } }, 5],
+    ['a hole deep in an array', { rows: [{ tags: [1, , 3] }] }, 5], // eslint-disable-line no-sparse-arrays
+    ['a Date at the end of a long plain row list', { rows: [...Array.from({ length: 50 }, (_, i) => ({ i })), { at: new Date(1) }] }, 5],
+    ['a plain tree 40 levels deep', nest(40, { leaf: 'x' }), 1],
+    ['a cycle below 40 plain levels', (() => { const leaf: Record<string, unknown> = {}; const root = nest(40, leaf); leaf.back = root; return root; })(), 5],
+  ])('%s is classified as the full walk says (format %i)', (_, value, format) => {
+    const { bytes, flags } = codec.encode(value);
+    expect(flags & 0xff).toBe(format);
+    expect(same(codec.decode(bytes, flags), value)).toBe(true);
+  });
+
+  it('an enumerable property added to Object.prototype does not change how a plain object is stored', () => {
+    const proto = Object.prototype as Record<string, unknown>;
+    proto.polluted = () => 1;
+    try {
+      const { bytes, flags } = codec.encode({ a: 1, b: ['x'] });
+      expect(flags & 0xff).toBe(1);
+      expect(bytes.toString()).toBe('{"a":1,"b":["x"]}');
+    } finally {
+      delete proto.polluted;
+    }
   });
 
   it.each([
