@@ -39,36 +39,30 @@ export function fidelityOf(value: unknown): Fidelity {
  * to check, never less.
  */
 function isPlainJson(value: unknown, depth: number): boolean {
-  if (typeof value !== 'object' || value === null) return isPlainLeaf(value);
+  if (typeof value !== 'object' || value === null) return isPlainPart(value, depth);
   if (depth >= TRACK_FROM_DEPTH) return false;
   const proto = Object.getPrototypeOf(value);
   if (proto === Array.prototype) {
     const array = value as unknown[];
     for (let i = 0; i < array.length; i++) {
-      const item = array[i];
-      if (typeof item === 'object' && item !== null ? !isPlainJson(item, depth + 1) : !isPlainLeaf(item)) return false;
+      if (!isPlainPart(array[i], depth)) return false;
     }
     return true;
   }
   if (proto !== Object.prototype && proto !== null) return false;
   const record = value as Record<string, unknown>;
   for (const key in record) {
-    const item = record[key];
-    if (typeof item === 'object' && item !== null ? !isPlainJson(item, depth + 1) : !isPlainLeaf(item)) return false;
+    if (!isPlainPart(record[key], depth)) return false;
   }
   return true;
 }
 
-function isPlainLeaf(value: unknown): boolean {
-  switch (typeof value) {
-    case 'string':
-    case 'boolean':
-      return true;
-    case 'number':
-      return value - value === 0 && (value !== 0 || 1 / value > 0);
-    default:
-      return value === null;
-  }
+/** One element or property of a container at `depth`; most common type first. */
+function isPlainPart(item: unknown, depth: number): boolean {
+  if (typeof item === 'string') return true;
+  if (typeof item === 'number') return item - item === 0 && (item !== 0 || 1 / item > 0);
+  if (typeof item === 'object') return item === null || isPlainJson(item, depth + 1);
+  return typeof item === 'boolean';
 }
 
 interface WalkState {
