@@ -110,6 +110,18 @@ describe('MemcachedClient against a real memcached', () => {
     reads.forEach((v, n) => expect(v).toBe(values[n % 8]));
   });
 
+  it('writes a turn of small and large requests in order, each intact, however they are grouped into writes', async () => {
+    // small runs are copied into one buffer, large frames go as they are: every mix of the two
+    const sizes = [5, 90_000, 300, 300, 20_000, 16_000, 40, 200_000, 1, 16_383, 16_384, 700];
+    const values = sizes.map((n, i) => String.fromCharCode(97 + i).repeat(n));
+    for (const order of [sizes.map((_, i) => i), sizes.map((_, i) => sizes.length - 1 - i)]) {
+      await Promise.all(order.map((i) => client.set(`mix:${i}`, values[i])));
+      const back = await Promise.all(order.map((i) => client.get(`mix:${i}`)));
+      back.forEach((v, n) => expect(v).toBe(values[order[n]]));
+      await Promise.all(order.map((i) => client.delete(`mix:${i}`)));
+    }
+  });
+
   it('add, replace, delete and touch report what happened', async () => {
     await expect(client.add('k', 1)).resolves.toBe(true);
     await expect(client.add('k', 2)).resolves.toBe(false);
