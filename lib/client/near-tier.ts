@@ -1,4 +1,4 @@
-import type { ResponseMeta } from '../codec/value.codec.js';
+import { RawJson, type ResponseMeta } from '../codec/value.codec.js';
 import { type BusFlushReason, type BusListener, type BusStats, InvalidationBus } from '../bus/invalidation-bus.js';
 import { createBusTransport } from '../bus/transports.js';
 import type { ResolvedBusOptions } from '../config/near-options.js';
@@ -20,6 +20,9 @@ export interface NearHit {
   value: unknown;
   meta?: ResponseMeta;
 }
+
+/** HTTP hits of held entries, decoded once (their value is an immutable RawJson). */
+const decodedHits = new WeakMap<object, NearHit>();
 
 /**
  * The near cache as the client uses it: reads it before memcached, keeps validated hits, drops
@@ -82,7 +85,13 @@ export class NearTier implements BusListener {
     }
     const entry = cache.get(wire);
     if (entry === undefined) return undefined;
-    return this.ops.decodeKept(entry.held as KeptBytes, rawJson);
+    if (!rawJson) return this.ops.decodeKept(entry.held as KeptBytes, false);
+    // an HTTP hit's JSON text cannot be changed by whoever receives it: decoded once, then shared
+    const known = decodedHits.get(entry);
+    if (known !== undefined) return known;
+    const hit = this.ops.decodeKept(entry.held as KeptBytes, true);
+    if (hit !== undefined && hit.value instanceof RawJson) decodedHits.set(entry, hit);
+    return hit;
   }
 
   /** Keeps a fresh memcached hit read since `start` (refused if an invalidation came after it). */

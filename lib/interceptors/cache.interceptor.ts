@@ -91,10 +91,15 @@ export class CacheInterceptor implements NestInterceptor {
     setHeader(res, 'X-Cache', outcome);
   }
 
-  /** A cached JSON body goes out as the stored text: no parse, no re-serialisation. */
+  /**
+   * A cached JSON body goes out as the stored text: no parse, no re-serialisation. Under Express,
+   * its ETag is the one Express would compute for that text, computed once per held entry.
+   */
   protected sendRawJson(response: unknown, value: RawJson): string {
     const res = response as HeaderTarget;
     if (res.getHeader?.('content-type') === undefined) setHeader(res, 'Content-Type', 'application/json; charset=utf-8');
+    const etag = expressEtag(res, value);
+    if (etag !== undefined) setHeader(res, 'ETag', etag);
     return value.json;
   }
 
@@ -212,6 +217,25 @@ function requestOf(context: ExecutionContext): HttpRequestLike {
 
 function responseOf(context: ExecutionContext): unknown {
   return context.getArgByIndex(1);
+}
+
+type EtagFn = (body: string, encoding: string) => string | undefined;
+const etags = new WeakMap<RawJson, { fn: EtagFn; etag: string | undefined }>();
+
+/**
+ * What Express's `res.send` would set as ETag for this body (its app's `etag fn`, so `etag: false`
+ * or a custom function is respected), remembered per body: a near-cache hit serves the same
+ * `RawJson` again and again, and Express does not hash a body whose ETag is set. Undefined when
+ * the response is not Express's, has an ETag already or the app computes none.
+ */
+function expressEtag(res: HeaderTarget & { app?: { get?: (name: string) => unknown } }, value: RawJson): string | undefined {
+  const fn = res.app?.get?.('etag fn');
+  if (typeof fn !== 'function' || res.getHeader?.('etag') !== undefined) return undefined;
+  const known = etags.get(value);
+  if (known !== undefined && known.fn === fn) return known.etag;
+  const etag = (fn as EtagFn)(value.json, 'utf8') || undefined;
+  etags.set(value, { fn: fn as EtagFn, etag });
+  return etag;
 }
 
 const responseObjectHandlers = new WeakMap<Function, boolean>();

@@ -57,6 +57,29 @@ describe.each([
     expect(JSON.parse((await rawEntry(daemon.port, '', 'items', '/items/7'))!.bytes.toString())).toStrictEqual(second.body);
   });
 
+  it("a hit carries the ETag the server gives the same body, under the app's etag setting", async () => {
+    const express = app.getHttpAdapter().getType() === 'express' ? app.getHttpAdapter().getInstance() : undefined;
+    // Express: weak by default, then strong, then none; Fastify computes none without a plugin
+    const settings: Array<string | boolean | undefined> = express ? ['weak', 'strong', false] : [undefined];
+    try {
+      for (const [i, setting] of settings.entries()) {
+        express?.set('etag', setting);
+        const path = `/items/7?etag=${i}`;
+        const miss = await http().get(path).expect(200);
+        await settle();
+        const hit = await http().get(path).expect(200);
+        expect([miss.headers['x-cache'], hit.headers['x-cache']]).toStrictEqual(['MISS', 'HIT']);
+        expect(hit.headers.etag).toBe(miss.headers.etag);
+        if (setting === 'weak') expect(hit.headers.etag).toMatch(/^W\/"/);
+        if (setting === 'strong') expect(hit.headers.etag).toMatch(/^"/);
+        if (!express || setting === false) expect(hit.headers.etag).toBeUndefined();
+        else expect((await http().get(path).set('if-none-match', hit.headers.etag)).status).toBe(304);
+      }
+    } finally {
+      express?.set('etag', 'weak');
+    }
+  });
+
   it('keys by path plus the sorted query string', async () => {
     await http().get('/items?b=2&a=1').expect(200);
     await settle();

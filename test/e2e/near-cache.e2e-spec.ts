@@ -271,19 +271,31 @@ describe('near cache on a controller route (HTTP entries), two processes over NA
       const client = app.get(MemcachedClient);
       await until(() => near(client).bus?.healthy === true && near(other).bus?.healthy === true);
       const get = () => request(app.getHttpServer()).get('/docs/1').set('accept-language', 'fr');
-      expect((await get()).headers['x-cache']).toBe('MISS');
+      const miss = await get();
+      expect(miss.headers['x-cache']).toBe('MISS');
+      expect(miss.headers.etag).toMatch(/^W\/"/);
       const fromMemcached = await get();
+      const hitsBefore = near(client).cache.hits;
       const fromMemory = await get();
-      expect(near(client).cache.hits).toBeGreaterThanOrEqual(1);
-      for (const res of [fromMemcached, fromMemory]) {
+      const fromMemoryAgain = await get();
+      expect(near(client).cache.hits).toBe(hitsBefore + 2);
+      for (const res of [fromMemcached, fromMemory, fromMemoryAgain]) {
         expect(res.headers['x-cache']).toBe('HIT');
         expect(res.headers.vary).toMatch(/accept-language/i);
         expect(res.headers['content-type']).toMatch(/application\/json/);
         expect(res.text).toBe('{"id":"1","version":0}');
+        // the ETag Express computed for the response it stored
+        expect(res.headers.etag).toBe(miss.headers.etag);
       }
+      const revalidated = await get().set('if-none-match', miss.headers.etag);
+      expect(revalidated.status).toBe(304);
+      expect(revalidated.text).toBe('');
       version = 1;
       await other.delete('/docs/1', { namespace: 'docs' }); // the path's entry, every variant
       await until(async () => (await get()).text === '{"id":"1","version":1}', 2000);
+      const changed = await get();
+      expect(changed.headers.etag).not.toBe(miss.headers.etag);
+      expect((await get().set('if-none-match', miss.headers.etag)).status).toBe(200);
     } finally {
       other.close();
       await app.close();
