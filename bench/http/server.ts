@@ -1,5 +1,5 @@
 // One HTTP server variant for the benchmarks: GET /users/:id over a 5 ms timer "database".
-// VARIANT: trivial | nocache | nocache-intercepted | handwritten | handwritten-intercepted | nest-cache-manager | ours-controller | ours-service | ours-getorset
+// VARIANT: trivial | trivial-intercepted | nocache | nocache-intercepted | handwritten | handwritten-intercepted | nest-cache-manager | ours-controller | ours-service | ours-getorset
 //   | ours-controller-near | ours-service-near (near cache on, NATS bus at BUS_URL, default nats://127.0.0.1:4222)
 // SIZE: 1k | 100k; PORT; MEMCACHED (host:port). GET /__stats reports database calls and CPU time.
 import 'reflect-metadata';
@@ -76,6 +76,17 @@ class HandwrittenController {
 class NoopInterceptor implements NestInterceptor {
   intercept(_context: ExecutionContext, next: CallHandler): Observable<unknown> {
     return next.handle();
+  }
+}
+
+/** The trivial route behind a no-op interceptor: the floor for any hit served by an interceptor. */
+@Controller('users')
+class TrivialInterceptedController {
+  private readonly constant = payload('1');
+  @Get(':id')
+  @UseInterceptors(NoopInterceptor)
+  find() {
+    return this.constant;
   }
 }
 
@@ -158,6 +169,7 @@ function appModule(): DynamicModule {
   });
   const table: Record<string, DynamicModule> = {
     trivial: { module: AppModule, controllers: [StatsController, TrivialController] },
+    'trivial-intercepted': { module: AppModule, controllers: [StatsController, TrivialInterceptedController] },
     nocache: { module: AppModule, controllers: [StatsController, NoCacheController] },
     'nocache-intercepted': { module: AppModule, controllers: [StatsController, NoCacheInterceptedController] },
     handwritten: { module: AppModule, controllers: [StatsController, HandwrittenController] },
