@@ -220,22 +220,18 @@ function responseOf(context: ExecutionContext): unknown {
 }
 
 type EtagFn = (body: string, encoding: string) => string | undefined;
-const etags = new WeakMap<RawJson, { fn: EtagFn; etag: string | undefined }>();
 
 /**
  * What Express's `res.send` would set as ETag for this body (its app's `etag fn`, so `etag: false`
- * or a custom function is respected), remembered per body: a near-cache hit serves the same
+ * or a custom function is respected), kept with the body: a near-cache hit serves the same
  * `RawJson` again and again, and Express does not hash a body whose ETag is set. Undefined when
  * the response is not Express's, has an ETag already or the app computes none.
  */
 function expressEtag(res: HeaderTarget & { app?: { get?: (name: string) => unknown } }, value: RawJson): string | undefined {
   const fn = res.app?.get?.('etag fn');
   if (typeof fn !== 'function' || res.getHeader?.('etag') !== undefined) return undefined;
-  const known = etags.get(value);
-  if (known !== undefined && known.fn === fn) return known.etag;
-  const etag = (fn as EtagFn)(value.json, 'utf8') || undefined;
-  etags.set(value, { fn: fn as EtagFn, etag });
-  return etag;
+  if (value.derived?.by !== fn) value.derived = { by: fn, etag: (fn as EtagFn)(value.json, 'utf8') || undefined };
+  return value.derived.etag;
 }
 
 const responseObjectHandlers = new WeakMap<Function, boolean>();
