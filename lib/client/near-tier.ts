@@ -90,7 +90,10 @@ export class NearTier implements BusListener {
     const known = decodedHits.get(entry);
     if (known !== undefined) return known;
     const hit = this.ops.decodeKept(entry.held as KeptBytes, true);
-    if (hit !== undefined && hit.value instanceof RawJson) decodedHits.set(entry, hit);
+    if (hit !== undefined && hit.value instanceof RawJson) {
+      hit.value.shared = true;
+      decodedHits.set(entry, hit);
+    }
     return hit;
   }
 

@@ -66,10 +66,9 @@ export const LEASE: unique symbol = Symbol('lease');
  * as is, skipping a parse and a re-serialisation. `toJSON` keeps it correct anywhere else.
  */
 export class RawJson {
-  /**
-   * What the HTTP layer derived from the text (its ETag and the function that computed it), kept
-   * with it: a near-cache entry hands the same RawJson to every hit.
-   */
+  /** Handed to many readers (a near-cache entry's): worth keeping what is derived from it. */
+  shared = false;
+  /** What the HTTP layer derived from a shared text (its ETag and the function that computed it). */
   derived: { by: unknown; etag: string | undefined } | undefined = undefined;
 
   constructor(readonly json: string) {}

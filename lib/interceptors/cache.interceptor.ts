@@ -93,7 +93,7 @@ export class CacheInterceptor implements NestInterceptor {
 
   /**
    * A cached JSON body goes out as the stored text: no parse, no re-serialisation. Under Express,
-   * its ETag is the one Express would compute for that text, computed once per held entry.
+   * a near-cache entry's ETag (the one Express would compute for that text) is computed once.
    */
   protected sendRawJson(response: unknown, value: RawJson): string {
     const res = response as HeaderTarget;
@@ -222,12 +222,14 @@ function responseOf(context: ExecutionContext): unknown {
 type EtagFn = (body: string, encoding: string) => string | undefined;
 
 /**
- * What Express's `res.send` would set as ETag for this body (its app's `etag fn`, so `etag: false`
- * or a custom function is respected), kept with the body: a near-cache hit serves the same
- * `RawJson` again and again, and Express does not hash a body whose ETag is set. Undefined when
- * the response is not Express's, has an ETag already or the app computes none.
+ * What Express's `res.send` would set as ETag for a shared body (its app's `etag fn`, so
+ * `etag: false` or a custom function is respected), kept with the body: a near-cache hit serves
+ * the same `RawJson` again and again, and Express does not hash a body whose ETag is set.
+ * Undefined (Express computes it, if at all) for a body read once, a response that is not
+ * Express's or has an ETag already, or an app that computes none.
  */
 function expressEtag(res: HeaderTarget & { app?: { get?: (name: string) => unknown } }, value: RawJson): string | undefined {
+  if (!value.shared) return undefined;
   const fn = res.app?.get?.('etag fn');
   if (typeof fn !== 'function' || res.getHeader?.('etag') !== undefined) return undefined;
   if (value.derived?.by !== fn) value.derived = { by: fn, etag: (fn as EtagFn)(value.json, 'utf8') || undefined };
