@@ -2,8 +2,9 @@
 # Instructions executed by one HTTP bench server (valgrind --tool=callgrind counts instructions,
 # whatever the neighbours do): startup, 400 warm-up requests over 20 ids, then N requests to one
 # id. Run it twice with two N and divide the difference by the difference of N: instructions per
-# request. Needs a memcached at MEMCACHED (default 127.0.0.1:11211) and, for -near variants, NATS.
-# usage: bash bench/callgrind-http.sh VARIANT N      e.g. ours-controller-near 2500
+# request (2500 and 12500: with fewer requests JIT compilation still runs in the measured ones,
+# and pairs vary by ±0.15M instructions). Needs a memcached at MEMCACHED (default 127.0.0.1:11211) and, for -near variants, NATS.
+# usage: bash bench/callgrind-http.sh VARIANT N      e.g. ours-controller-near 12500
 set -u
 v=$1; n=$2; port=$((3400 + RANDOM % 500))
 cd "$(dirname "$0")/.."
