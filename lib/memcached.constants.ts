@@ -8,8 +8,16 @@ export const CACHE_PUT_METADATA = 'nestjs-memcached:cache-put';
  * trampolines hand their calls to.
  */
 export const CACHE_INVOKER = Symbol.for('nestjs-memcached:invoker');
+/** @nestjs/common's metadata keys the cache reads or writes (its constants subpath is not exported everywhere; stable since Nest 5). */
+export const NEST_INTERCEPTORS_METADATA = '__interceptors__';
+export const NEST_ROUTE_ARGS_METADATA = '__routeArguments__';
 /** Marks a method replaced by the decoration-time trampoline, holding the original. */
 export const ORIGINAL_METHOD = Symbol.for('nestjs-memcached:original');
+/**
+ * Set on a trampoline whose route Nest passes the request to, at this index after the handler's
+ * own arguments (a cached Express route served from its handler): the trampoline drops it.
+ */
+export const ROUTE_REQUEST_INDEX = Symbol.for('nestjs-memcached:route-request-index');
 /**
  * The interceptor the cache decorators apply to controller routes: `CacheInterceptor` unless the
  * module's `interceptor` extra names a subclass.

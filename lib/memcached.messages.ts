@@ -97,6 +97,9 @@ export const optionsNotObject = (value: string) => `MemcachedModule options must
 export const viaPrototype = (className: string) =>
   `${className} is not a singleton: its cached methods use the cache through the prototype`;
 
+export const routesFromHandlers = (count: number) =>
+  `${count} cached route${count === 1 ? '' : 's'} served from the route handler (no interceptor chain)`;
+
 export function show(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value);
   if (typeof value === 'number' || typeof value === 'bigint') return Object.is(value, -0) ? '-0' : String(value);

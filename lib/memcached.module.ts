@@ -1,4 +1,6 @@
-import { Module } from '@nestjs/common';
+import { Module, type NestModule } from '@nestjs/common';
+import { ModuleRef } from '@nestjs/core';
+import { prepareCachedRoutes } from './memcached.providers.js';
 import { ConfigurableModuleClass } from './memcached.module-definition.js';
 
 /**
@@ -10,4 +12,13 @@ import { ConfigurableModuleClass } from './memcached.module-definition.js';
  * MemcachedModule.forRootAsync({ isGlobal: true, ...memcachedConfig.asProvider() })
  */
 @Module({})
-export class MemcachedModule extends ConfigurableModuleClass {}
+export class MemcachedModule extends ConfigurableModuleClass implements NestModule {
+  constructor(private readonly moduleRef: ModuleRef) {
+    super();
+  }
+
+  /** No middleware: Nest calls this before it registers routes, when cached routes are prepared. */
+  configure(): void {
+    prepareCachedRoutes(this.moduleRef);
+  }
+}

@@ -1,4 +1,5 @@
 import { type FactoryProvider, type InjectionToken, Logger, type NestInterceptor, type Provider, type Type } from '@nestjs/common';
+import type { ModuleRef } from '@nestjs/core';
 import { CacheAsideEngine } from './cache/cache-aside.engine.js';
 import { MemcachedCache } from './cache/memcached-cache.js';
 import { MemcachedClient } from './client/memcached.client.js';
@@ -36,6 +37,33 @@ export function cacheProviders(optionsToken: InjectionToken, interceptor: Type<N
     { provide: CACHE_INTERCEPTOR, useClass: interceptor },
     CacheExplorer,
   ];
+}
+
+/**
+ * What the modules' `configure` does (Nest runs it after creating the app's instances, before
+ * registering its routes): the explorer of the module that has one prepares cached routes.
+ * A named client's module has none.
+ */
+export function prepareCachedRoutes(moduleRef: ModuleRef): void {
+  let explorer: CacheExplorer;
+  try {
+    explorer = moduleRef.get(CacheExplorer, { strict: true });
+  } catch {
+    return;
+  }
+  explorer.prepareRoutes(hasGlobalInterceptors(moduleRef));
+}
+
+type AppConfig = { getGlobalInterceptors?(): unknown[]; getGlobalRequestInterceptors?(): unknown[] };
+
+/**
+ * Whether the app has global interceptors (`useGlobalInterceptors`, `APP_INTERCEPTOR`), from the
+ * application config Nest's container holds; if that cannot be read, assume it has.
+ */
+function hasGlobalInterceptors(moduleRef: ModuleRef): boolean {
+  const config = (moduleRef as unknown as { container?: { applicationConfig?: AppConfig } }).container?.applicationConfig;
+  if (typeof config?.getGlobalInterceptors !== 'function' || typeof config.getGlobalRequestInterceptors !== 'function') return true;
+  return config.getGlobalInterceptors().length > 0 || config.getGlobalRequestInterceptors().length > 0;
 }
 
 /** What the module exports besides the client. */

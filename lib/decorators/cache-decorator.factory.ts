@@ -1,12 +1,19 @@
 import { MAX_TTL } from '../codec/ttl.js';
-import { CACHE_EVICT_METADATA, CACHE_INVOKER, CACHE_PUT_METADATA, CACHEABLE_METADATA, ORIGINAL_METHOD } from '../memcached.constants.js';
+import { IncomingMessage } from 'node:http';
+import {
+  CACHE_EVICT_METADATA,
+  CACHE_INVOKER,
+  CACHE_PUT_METADATA,
+  CACHEABLE_METADATA,
+  NEST_INTERCEPTORS_METADATA as INTERCEPTORS_METADATA,
+  ORIGINAL_METHOD,
+  ROUTE_REQUEST_INDEX,
+} from '../memcached.constants.js';
 import { invalidDecoratorOption, notAMethod, show } from '../memcached.messages.js';
 import { CacheInterceptorDelegate } from './cache-interceptor.delegate.js';
 
 type AnyMethod = (...args: any[]) => any;
 
-// @nestjs/common's INTERCEPTORS_METADATA, stable since Nest 5 (its constants subpath is not exported everywhere)
-const INTERCEPTORS_METADATA = '__interceptors__';
 
 /**
  * Records a cache decorator's options. On a class, they are defaults for its methods. On a method,
@@ -55,6 +62,7 @@ function installTrampoline(descriptor: PropertyDescriptor, methodName: string): 
   const original = current;
   type Invoker = (instance: object, methodName: string, original: Function, trampoline: Function, args: unknown[]) => unknown;
   const trampoline = function (this: { [CACHE_INVOKER]?: Invoker } | undefined, ...args: unknown[]) {
+    if (isRouteRequestAt(args, (trampoline as { [ROUTE_REQUEST_INDEX]?: number })[ROUTE_REQUEST_INDEX])) args.length -= 1;
     const invoke = this?.[CACHE_INVOKER];
     if (invoke === undefined) return original.apply(this, args);
     return invoke(this as object, methodName, original, trampoline, args);
@@ -68,6 +76,17 @@ function installTrampoline(descriptor: PropertyDescriptor, methodName: string): 
   }
   descriptor.value = trampoline;
   return trampoline;
+}
+
+/**
+ * Whether the last argument is the request Nest passes a route served from its handler (the
+ * route's request parameter, added at bootstrap): an app that keeps the interceptor for the same
+ * controller (Fastify, a subclassed interceptor) calls the trampoline with it too.
+ */
+function isRouteRequestAt(args: unknown[], index: number | undefined): boolean {
+  if (index === undefined || args.length !== index + 1) return false;
+  const request = args[index] as { raw?: unknown } | null;
+  return request instanceof IncomingMessage || (typeof request === 'object' && request !== null && request.raw instanceof IncomingMessage);
 }
 
 type Check = (value: unknown) => string | undefined;

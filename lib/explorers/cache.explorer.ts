@@ -1,15 +1,18 @@
-import { viaPrototype } from '../memcached.messages.js';
-import { Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
-import { DiscoveryService, MetadataScanner } from '@nestjs/core';
+import { routesFromHandlers, viaPrototype } from '../memcached.messages.js';
+import { Inject, Injectable, Logger, type NestInterceptor, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
+import { DiscoveryService, HttpAdapterHost, MetadataScanner } from '@nestjs/core';
 import { CacheAsideEngine } from '../cache/cache-aside.engine.js';
 import { getCachePlan } from '../decorators/cache-metadata.accessor.js';
-import { CACHE_INVOKER, ORIGINAL_METHOD } from '../memcached.constants.js';
+import { CacheInterceptor, noteGlobalInterceptors } from '../interceptors/cache.interceptor.js';
+import { CACHE_INTERCEPTOR, CACHE_INVOKER, ORIGINAL_METHOD } from '../memcached.constants.js';
 import { type CachedMethodInvoker, cachedMethodInvoker } from './cached-method.invoker.js';
+import { serveRoutesFromHandlers } from './cached-routes.js';
 
 /**
  * Finds providers with decorated methods at bootstrap and binds the cached-method invoker to
  * them, which turns their methods' trampolines on. Request-scoped and transient providers get it
- * on their prototype, so every instance Nest creates later is served too.
+ * on their prototype, so every instance Nest creates later is served too. Before Nest registers
+ * an Express app's routes, it serves cached controller routes from their handlers.
  */
 @Injectable()
 export class CacheExplorer implements OnModuleInit, OnApplicationShutdown {
@@ -21,8 +24,24 @@ export class CacheExplorer implements OnModuleInit, OnApplicationShutdown {
     private readonly discovery: DiscoveryService,
     private readonly scanner: MetadataScanner,
     engine: CacheAsideEngine,
+    @Inject(CACHE_INTERCEPTOR) private readonly interceptor: NestInterceptor,
+    private readonly adapterHost: HttpAdapterHost,
   ) {
     this.invoker = cachedMethodInvoker(engine);
+  }
+
+  /**
+   * Called by the module's `configure`, which Nest runs after creating the app's instances and
+   * before registering its routes, with whether the app has global interceptors: serves cached
+   * Express routes from their handlers when the interceptor is the stock one (see
+   * `cached-routes.ts`).
+   */
+  prepareRoutes(globalInterceptors: boolean): void {
+    noteGlobalInterceptors(this.interceptor, globalInterceptors);
+    if (this.adapterHost.httpAdapter?.getType() !== 'express' || this.interceptor.constructor !== CacheInterceptor) return;
+    const methodNames = (proto: object) => this.scanner.getAllMethodNames(proto);
+    const served = serveRoutesFromHandlers(this.discovery.getControllers(), this.interceptor as CacheInterceptor, methodNames);
+    if (served > 0) this.logger.debug(routesFromHandlers(served));
   }
 
   onModuleInit(): void {

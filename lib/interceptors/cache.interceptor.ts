@@ -5,12 +5,14 @@ import {
   type NestInterceptor,
   StreamableFile,
 } from '@nestjs/common';
-import { from, lastValueFrom, type Observable } from 'rxjs';
+import { from, isObservable, lastValueFrom, type Observable, type ObservableInput } from 'rxjs';
 import { CacheAsideEngine, type CacheOutcome, type CallReport, type CallSite, type Produced } from '../cache/cache-aside.engine.js';
 import type { HttpRequestParts } from '../cache/variants.js';
 import { stableKey } from '../codec/stable-key.js';
 import { RawJson, type ResponseMeta } from '../codec/value.codec.js';
+import { CacheInterceptorDelegate } from '../decorators/cache-interceptor.delegate.js';
 import { getCachePlan } from '../decorators/cache-metadata.accessor.js';
+import { NEST_INTERCEPTORS_METADATA as INTERCEPTORS_METADATA, NEST_ROUTE_ARGS_METADATA as ROUTE_ARGS_METADATA } from '../memcached.constants.js';
 import type { CacheableOptions, CachePlan } from '../interfaces/cache-decorator-options.interface.js';
 import {
   canonicalUrl,
@@ -22,14 +24,15 @@ import {
   varyNames,
 } from './http-cache-rules.js';
 
-// @nestjs/common's ROUTE_ARGS_METADATA and the RESPONSE / NEXT route param types
-const ROUTE_ARGS_METADATA = '__routeArguments__';
+// @nestjs/common's RESPONSE / NEXT route param types
 const RESPONSE_PARAM_TYPES = new Set(['1', '2']);
 
 /**
  * Serves `@Cacheable`, `@CacheEvict` and `@CachePut` on controller routes (HTTP and
  * microservice handlers) through the cache-aside engine. The decorators attach it; to change its
- * protected hooks, subclass it and give the subclass to the module (`interceptor` extra).
+ * protected hooks, subclass it and give the subclass to the module (`interceptor` extra). On
+ * Express, the stock interceptor's rules serve a cached route from its route handler, without
+ * Nest's interceptor chain; a subclass always runs in the chain.
  *
  * HTTP, as a shared cache should: only GET and HEAD are read from the cache; only 2xx responses
  * without `Cache-Control: private | no-store | no-cache`, `Vary: *` or `Set-Cookie` are stored;
@@ -50,6 +53,8 @@ const RESPONSE_PARAM_TYPES = new Set(['1', '2']);
  */
 @Injectable()
 export class CacheInterceptor implements NestInterceptor {
+  private readonly innermostRoutes = new WeakMap<Function, boolean>();
+
   constructor(protected readonly engine: CacheAsideEngine) {}
 
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
@@ -58,17 +63,12 @@ export class CacheInterceptor implements NestInterceptor {
     const handler = context.getHandler();
     const plan = getCachePlan(context.getClass(), handler);
     if (!plan) return next.handle();
-    if (type === 'http' && this.engine.skipsDownCache(plan, () => this.isRequestCacheable(context) && this.bypassReason(context, plan.cacheable!) === undefined)) {
-      // its node is known down: the handler's own Observable, with nothing around it
-      this.setCacheHeader(responseOf(context), 'MISS');
-      return next.handle();
-    }
     if (type === 'rpc') {
       const data = context.switchToRpc().getData();
       const site: CallSite = { keyArgs: [context], defaultKey: () => `${handler.name}:${stableKey(data)}` };
-      return from(this.engine.execute(plan, site, async () => ({ value: await lastValueFrom(next.handle(), { defaultValue: undefined }) })));
+      return from(this.engine.execute(plan, site, async () => ({ value: await settle(next.handle()) })));
     }
-    return from(this.executeHttp(context, plan, next));
+    return from(this.serveHttp(context, plan, () => next.handle(), this.isInnermost(context)) as ObservableInput<unknown>);
   }
 
   /** Whether this request may be answered from, and stored in, the shared cache. */
@@ -103,27 +103,50 @@ export class CacheInterceptor implements NestInterceptor {
     return value.json;
   }
 
-  private executeHttp(context: ExecutionContext, plan: CachePlan, next: CallHandler): Promise<unknown> {
+  /**
+   * One HTTP call under its plan. `call` runs the handler: its result is returned as it is when
+   * the plan's node is known down, else settled (an Observable's last value) inside the engine.
+   * A JSON hit is returned as its stored text only when `innermost` (no interceptor of the app's
+   * runs around this one to see it), else parsed, as a miss returns the handler's value.
+   */
+  private serveHttp(context: ExecutionContext, plan: CachePlan, call: () => unknown, innermost: boolean): unknown {
+    if (this.engine.skipsDownCache(plan, () => this.isRequestCacheable(context) && this.bypassReason(context, plan.cacheable!) === undefined)) {
+      // its node is known down: the handler's own result, with nothing around it
+      this.setCacheHeader(responseOf(context), 'MISS');
+      return call();
+    }
     const request = requestOf(context);
     const response = responseOf(context) as HttpResponseLike;
     const options = plan.cacheable;
     const readable = this.isRequestCacheable(context);
-    const call = new HttpCall(context, request, options, readable);
-    if (options && readable) call.bypass = this.bypassReason(context, options, call.principal);
+    const site = new HttpCall(context, request, options, readable);
+    if (options && readable) site.bypass = this.bypassReason(context, options, site.principal);
     if (options && !readable) this.setCacheHeader(response, 'BYPASS');
     const report: CallReport = {};
     const produce = async (): Promise<Produced<unknown>> => {
-      const value = await lastValueFrom(next.handle(), { defaultValue: undefined });
+      const value = await settle(call());
       const storable = !(value instanceof StreamableFile) && storableResponse(response);
       return { value, storable, meta: storable ? responseMeta(response, request) : undefined };
     };
-    return this.engine.execute(readable ? plan : { ...plan, cacheable: undefined }, call, produce, report).then((value) => {
+    return this.engine.execute(readable ? plan : { ...plan, cacheable: undefined }, site, produce, report).then((value) => {
       if (report.outcome !== undefined) this.setCacheHeader(response, report.outcome);
       // a hit says what it varies on, as the response it was stored from did
       const vary = report.meta?.vary;
       if (vary && vary.length > 0 && response.getHeader?.('vary') === undefined) setHeader(response, 'Vary', vary.map(([name]) => name).join(', '));
-      return value instanceof RawJson ? this.sendRawJson(response, value) : value;
+      if (!(value instanceof RawJson)) return value;
+      return innermost ? this.sendRawJson(response, value) : JSON.parse(value.json);
     });
+  }
+
+  /** Whether no interceptor runs around this one for the route (read once per route). */
+  private isInnermost(context: ExecutionContext): boolean {
+    const handler = context.getHandler();
+    let innermost = this.innermostRoutes.get(handler);
+    if (innermost === undefined) {
+      innermost = !hasOuterInterceptors(context.getClass(), handler, globalInterceptorsOf(this));
+      this.innermostRoutes.set(handler, innermost);
+    }
+    return innermost;
   }
 
   /** Why a readable request must not use the shared cache (a `@Res()` handler, credentials), or undefined. */
@@ -134,6 +157,49 @@ export class CacheInterceptor implements NestInterceptor {
     // a route with a principal function that found no caller still must not share a caller's response
     return credential === undefined ? undefined : `credentials (${credential})`;
   }
+}
+
+/**
+ * Serves an HTTP call of a cached route whose handler Nest calls directly, without an interceptor
+ * chain (see `explorers/cached-routes.ts`), by the same rules as `intercept`. Only for the stock
+ * `CacheInterceptor`: a subclass's hooks are honoured by keeping it in the chain.
+ */
+export function serveCachedRoute(interceptor: CacheInterceptor, context: ExecutionContext, plan: CachePlan, call: () => unknown, innermost: boolean): unknown {
+  return interceptor['serveHttp'](context, plan, call, innermost);
+}
+
+const appGlobalInterceptors = new WeakMap<object, boolean>();
+
+/**
+ * Records whether the app of this interceptor (one per app) has global interceptors, read from
+ * Nest before it registers the routes. Unknown counts as yes: hits are then parsed.
+ */
+export function noteGlobalInterceptors(interceptor: object, present: boolean): void {
+  appGlobalInterceptors.set(interceptor, present);
+}
+
+/** What `noteGlobalInterceptors` recorded for this interceptor's app (yes when nothing was). */
+export function globalInterceptorsOf(interceptor: object): boolean {
+  return appGlobalInterceptors.get(interceptor) ?? true;
+}
+
+/**
+ * Whether an interceptor runs around the cache for a route, and would see a hit's value: the
+ * app's global ones, the controller's, and the route's own listed before the cache's delegate
+ * (all of them when the route has none: a route served from its handler).
+ */
+export function hasOuterInterceptors(classRef: Function, handler: Function, globals: boolean): boolean {
+  if (globals) return true;
+  const ofClass = Reflect.getMetadata(INTERCEPTORS_METADATA, classRef) as unknown[] | undefined;
+  if (ofClass !== undefined && ofClass.length > 0) return true;
+  const ofRoute = (Reflect.getMetadata(INTERCEPTORS_METADATA, handler) as unknown[] | undefined) ?? [];
+  const delegate = ofRoute.indexOf(CacheInterceptorDelegate);
+  return (delegate === -1 ? ofRoute.length : delegate) > 0;
+}
+
+/** A handler's result as a value: an Observable's last emission, a Promise's resolution. */
+function settle(result: unknown): unknown {
+  return isObservable(result) ? lastValueFrom(result, { defaultValue: undefined }) : result;
 }
 
 type HeaderTarget = {
@@ -243,9 +309,14 @@ function usesResponseObject(context: ExecutionContext): boolean {
   const handler = context.getHandler();
   let uses = responseObjectHandlers.get(handler);
   if (uses === undefined) {
-    const args = Reflect.getMetadata(ROUTE_ARGS_METADATA, context.getClass(), handler.name) as Record<string, unknown> | undefined;
-    uses = args !== undefined && Object.keys(args).some((key) => RESPONSE_PARAM_TYPES.has(key.split(':')[0]));
+    uses = takesResponseObject(context.getClass(), handler.name);
     responseObjectHandlers.set(handler, uses);
   }
   return uses;
+}
+
+/** Whether the method takes `@Res()` or `@Next()`, from its route arguments. */
+export function takesResponseObject(classRef: Function, methodName: string): boolean {
+  const args = Reflect.getMetadata(ROUTE_ARGS_METADATA, classRef, methodName) as Record<string, unknown> | undefined;
+  return args !== undefined && Object.keys(args).some((key) => RESPONSE_PARAM_TYPES.has(key.split(':')[0]));
 }

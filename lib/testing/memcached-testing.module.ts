@@ -1,9 +1,9 @@
-import { type DynamicModule, Module } from '@nestjs/common';
-import { DiscoveryModule } from '@nestjs/core';
+import { type DynamicModule, Module, type NestModule } from '@nestjs/common';
+import { DiscoveryModule, ModuleRef } from '@nestjs/core';
 import { MemcachedClient } from '../client/memcached.client.js';
 import type { MemcachedModuleOptions } from '../interfaces/memcached-module-options.interface.js';
 import { MEMCACHED_MODULE_OPTIONS } from '../memcached.module-definition.js';
-import { CACHE_EXPORTS, cacheProviders } from '../memcached.providers.js';
+import { CACHE_EXPORTS, cacheProviders, prepareCachedRoutes } from '../memcached.providers.js';
 import { InMemoryMemcachedClient } from './in-memory-memcached.client.js';
 
 /**
@@ -19,7 +19,14 @@ import { InMemoryMemcachedClient } from './in-memory-memcached.client.js';
  * await moduleRef.init();
  */
 @Module({})
-export class MemcachedTestingModule {
+export class MemcachedTestingModule implements NestModule {
+  constructor(private readonly moduleRef: ModuleRef) {}
+
+  /** Prepares cached routes as `MemcachedModule` does (Nest calls this before registering routes). */
+  configure(): void {
+    prepareCachedRoutes(this.moduleRef);
+  }
+
   static forRoot(options: MemcachedModuleOptions = {}): DynamicModule {
     return {
       module: MemcachedTestingModule,

@@ -1,13 +1,23 @@
 import 'reflect-metadata';
-import { Controller, Get } from '@nestjs/common';
+import { type CallHandler, Controller, Get, Injectable, type NestInterceptor, UseInterceptors } from '@nestjs/common';
 import { lastValueFrom, of } from 'rxjs';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { CacheAsideEngine, type CallReport, type CallSite } from '../../lib/cache/cache-aside.engine.js';
 import { RawJson } from '../../lib/codec/value.codec.js';
+import { CacheInterceptorDelegate } from '../../lib/decorators/cache-interceptor.delegate.js';
+import { hasOuterInterceptors, noteGlobalInterceptors } from '../../lib/interceptors/cache.interceptor.js';
 import { Cacheable, CacheInterceptor, InMemoryMemcachedClient } from '../../lib/index.js';
 import type { CachePlan, CacheableOptions } from '../../lib/interfaces/cache-decorator-options.interface.js';
 
 const settle = () => new Promise((r) => setTimeout(r, 5));
+const INTERCEPTORS_METADATA = '__interceptors__';
+
+@Injectable()
+class Outer implements NestInterceptor {
+  intercept(_: unknown, next: CallHandler) {
+    return next.handle();
+  }
+}
 
 function planOf(cacheable?: CacheableOptions, extra: Partial<CachePlan> = {}): CachePlan {
   return { className: 'Svc', methodName: 'm', cacheable, evicts: [], defaults: {}, ...extra };
@@ -130,6 +140,7 @@ describe('CacheInterceptor (HTTP rules), with a fake ExecutionContext over the i
 
   beforeEach(() => {
     interceptor = new CacheInterceptor(new CacheAsideEngine(new InMemoryMemcachedClient(), false));
+    noteGlobalInterceptors(interceptor, false);
   });
 
   async function call(method: string, url: string, handler: 'findOne' | 'me', options: { headers?: Record<string, string>; status?: number; responseHeaders?: Record<string, string>; body?: unknown } = {}) {
@@ -158,6 +169,37 @@ describe('CacheInterceptor (HTTP rules), with a fake ExecutionContext over the i
   it('GET: MISS then HIT, the hit sent as the stored JSON text', async () => {
     expect(await call('GET', '/users/7', 'findOne')).toMatchObject({ ran: true, xCache: 'MISS' });
     expect(await call('GET', '/users/7', 'findOne')).toMatchObject({ ran: false, xCache: 'HIT', body: '{"id":"7"}', contentType: 'application/json; charset=utf-8' });
+  });
+
+  it('with an interceptor around the cache (global, or unknown), a hit is the parsed value, as a miss returns the handler\'s', async () => {
+    for (const globals of [true, undefined]) {
+      interceptor = new CacheInterceptor(new CacheAsideEngine(new InMemoryMemcachedClient(), false));
+      if (globals !== undefined) noteGlobalInterceptors(interceptor, globals);
+      const miss = await call('GET', '/users/7', 'findOne');
+      const hit = await call('GET', '/users/7', 'findOne');
+      expect([miss.xCache, hit.xCache, hit.ran]).toStrictEqual(['MISS', 'HIT', false]);
+      expect(hit.body).toStrictEqual(miss.body);
+      expect(hit.body).toStrictEqual({ id: '7' });
+    }
+  });
+
+  it('which interceptors run around the cache: global ones, the class\'s, and the route\'s own before the delegate', () => {
+    class Plain {}
+    @UseInterceptors(Outer)
+    class Wrapped {}
+    const before = () => undefined;
+    const after = () => undefined;
+    Reflect.defineMetadata(INTERCEPTORS_METADATA, [Outer, CacheInterceptorDelegate], before);
+    Reflect.defineMetadata(INTERCEPTORS_METADATA, [CacheInterceptorDelegate, Outer], after);
+    expect(hasOuterInterceptors(Plain, after, false)).toBe(false);
+    expect(hasOuterInterceptors(Plain, before, false)).toBe(true);
+    expect(hasOuterInterceptors(Plain, after, true)).toBe(true);
+    expect(hasOuterInterceptors(Wrapped, after, false)).toBe(true);
+    // a route served from its handler has no delegate: every interceptor it has runs around it
+    const served = () => undefined;
+    expect(hasOuterInterceptors(Plain, served, false)).toBe(false);
+    Reflect.defineMetadata(INTERCEPTORS_METADATA, [Outer], served);
+    expect(hasOuterInterceptors(Plain, served, false)).toBe(true);
   });
 
   it('POST is never read from the cache; a request with credentials bypasses unless the route has a principal', async () => {
