@@ -4,14 +4,15 @@
  * lost message (a gap), a restarted source (a new id) and a silent channel (its own heartbeats
  * stop coming back).
  *
- * `{"v":1,"s":"<source>","q":<seq>,"t":"k"|"n"|"h","x":["<name>", ...],"d":1}`
+ * `{"v":1,"s":"<source>","q":<seq>,"t":"k"|"n"|"h"|"b","x":["<name>", ...],"d":1}`
  * - `k`: keys changed (evicted or overwritten); `x` holds their families (`prefix\0namespace\0key`).
  * - `n`: namespaces got a new generation (every entry evicted); `x` holds `prefix\0namespace`.
  * - `h`: a heartbeat; `x` is empty.
+ * - `b`: the source is closing (it sends nothing more); `x` is empty.
  * - `d` (optional): the change was itself caused by a followed change (`bus.follow`); receivers do
  *   not follow it further, so two services that follow each other cannot loop.
  */
-export type BusMessageType = 'k' | 'n' | 'h';
+export type BusMessageType = 'k' | 'n' | 'h' | 'b';
 
 export interface BusMessage {
   source: string;
@@ -49,9 +50,9 @@ export function decodeBusMessage(data: string | Uint8Array): BusMessage | undefi
   if (v !== BUS_VERSION) return undefined;
   if (typeof s !== 'string' || s.length === 0 || s.length > 64) return undefined;
   if (typeof q !== 'number' || !Number.isSafeInteger(q) || q < 1) return undefined;
-  if (t !== 'k' && t !== 'n' && t !== 'h') return undefined;
+  if (t !== 'k' && t !== 'n' && t !== 'h' && t !== 'b') return undefined;
   if (!Array.isArray(x) || !x.every((name) => typeof name === 'string')) return undefined;
-  if (t === 'h' ? x.length !== 0 : x.length === 0) return undefined;
+  if (t === 'h' || t === 'b' ? x.length !== 0 : x.length === 0) return undefined;
   if (d !== undefined && d !== 1) return undefined;
   return d === 1 ? { source: s, seq: q, type: t, names: x as string[], derived: true } : { source: s, seq: q, type: t, names: x as string[] };
 }

@@ -31,26 +31,38 @@ export interface BusStats {
   lagMs: number | undefined;
   /** Sources (processes) heard from recently. */
   sources: number;
+  /** Of those, the ones not heard from within the heartbeat: the near cache waits for them. */
+  quietSources: number;
 }
 
 interface Source {
-  seq: number;
+  /** The last sequence number heard; undefined after we reconnected (whatever came meanwhile is flushed already). */
+  seq: number | undefined;
   seen: number;
 }
+
+/** A source not heard from for this many heartbeats (and that did not say goodbye) is presumed gone. */
+export const SOURCE_GONE_HEARTBEATS = 10;
 
 /**
  * Sequenced invalidations over a transport. Publishes this process's evictions with a per-source
  * sequence number; receives everyone's and hands them on; sends a heartbeat every quarter of
- * `heartbeat` ms and calls the channel silent when its own heartbeat has not come back within
- * `heartbeat` ms. The tier is vouched for only while connected and not silent; a gap in any
- * source's sequence, a source first heard after start-up, or a malformed message flushes it.
+ * `heartbeat` ms. The tier is vouched for only while connected, while one of its own heartbeats
+ * sent within the last `heartbeat` ms has come back (its evictions reach us), and while every
+ * other source has been heard from within `heartbeat` ms (ours reach us: a source whose link went
+ * silent may be evicting into the void). A gap in any source's sequence, a source first heard
+ * after start-up, or a malformed message flushes it. A source that closes says so; one unheard
+ * for `SOURCE_GONE_HEARTBEATS` heartbeats is presumed gone and no longer waited for.
  */
 export class InvalidationBus {
   readonly source = randomBytes(9).toString('base64url');
   private seq = 0;
   private connected = false;
   private isHealthy = false;
-  private lastEcho = 0;
+  /** When the last heartbeat of ours that came back left (on our clock). */
+  private lastEcho = Number.NEGATIVE_INFINITY;
+  /** Until when the tier is vouched for, as last worked out: reads before it need no other check. */
+  private vouchedUntil = Number.NEGATIVE_INFINITY;
   private subscribedAt = 0;
   private readonly sources = new Map<string, Source>();
   private readonly pings = new Map<number, number>();
@@ -64,7 +76,7 @@ export class InvalidationBus {
     private readonly transport: BusTransport,
     private readonly listener: BusListener,
     private readonly heartbeat: number,
-    private readonly clock: () => number = Date.now,
+    private readonly clock: () => number = () => performance.now(),
   ) {}
 
   /**
@@ -83,11 +95,15 @@ export class InvalidationBus {
   }
 
   async close(): Promise<void> {
+    if (this.closed) return;
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
     if (this.retry) clearTimeout(this.retry);
     this.timer = undefined;
     this.setHealthy(false);
+    // goodbye, so that the others do not wait for our heartbeats (bounded: a dead link must not hold up shutdown)
+    const bye = this.publish('b', []);
+    await Promise.race([bye, new Promise((resolve) => setTimeout(resolve, Math.min(this.heartbeat, 250)).unref())]);
     await this.transport.close();
   }
 
@@ -107,46 +123,74 @@ export class InvalidationBus {
 
   /** Keys changed (after memcached took the change). Never throws: a lost message shows as a gap. */
   publishKeys(families: string[], derived = false): void {
-    this.publish('k', families, derived);
+    void this.publish('k', families, derived);
   }
 
   publishNamespaces(names: string[], derived = false): void {
-    this.publish('n', names, derived);
+    void this.publish('n', names, derived);
   }
 
   stats(): BusStats {
-    return { ...this.counters, healthy: this.isHealthy, connected: this.connected, lagMs: this.lagMs, sources: this.sources.size };
+    const now = this.clock();
+    let quietSources = 0;
+    for (const source of this.sources.values()) if (now - source.seen > this.heartbeat) quietSources++;
+    return { ...this.counters, healthy: this.isHealthy, connected: this.connected, lagMs: this.lagMs, sources: this.sources.size, quietSources };
   }
 
   /** Exposed for tests: one heartbeat and health check, as the timer runs them. */
   tick(): void {
     const now = this.clock();
     if (this.connected) {
-      const seq = this.publish('h', []);
-      this.pings.set(seq, now);
+      // noted before it is sent: a transport may deliver the echo before publish returns
+      this.pings.set(this.seq + 1, now);
       if (this.pings.size > 64) this.pings.delete(this.pings.keys().next().value!);
+      void this.publish('h', []);
     }
-    for (const [id, source] of this.sources) if (now - source.seen > 4 * this.heartbeat) this.sources.delete(id);
-    if (this.isHealthy && now - this.lastEcho > this.heartbeat) {
-      this.counters.flushes++;
-      this.listener.flush('silent');
-      this.setHealthy(false);
-    }
+    this.assess(now);
   }
 
-  private publish(type: BusMessageType, names: string[], derived = false): number {
+  /**
+   * Whether the tier is vouched for now. A heartbeat overdue (ours, or another source's) is
+   * silence at once, noticed by whichever comes first, the timer or a read: a busy event loop that
+   * runs the timer late does not stretch the time a near cache serves entries the channel may have
+   * failed to invalidate.
+   */
+  vouches(now = this.clock()): boolean {
+    return (this.isHealthy && now <= this.vouchedUntil) || this.assess(now);
+  }
+
+  /** Works out until when the tier is vouched for; flushes it when that has passed. */
+  private assess(now: number): boolean {
+    let heard = this.lastEcho;
+    for (const [id, source] of this.sources) {
+      if (now - source.seen > SOURCE_GONE_HEARTBEATS * this.heartbeat) this.sources.delete(id);
+      else if (source.seen < heard) heard = source.seen;
+    }
+    this.vouchedUntil = heard + this.heartbeat;
+    const vouched = this.connected && now <= this.vouchedUntil;
+    if (vouched !== this.isHealthy) {
+      if (!vouched) {
+        this.counters.flushes++;
+        this.listener.flush('silent');
+      }
+      this.setHealthy(vouched);
+    }
+    return vouched;
+  }
+
+  private publish(type: BusMessageType, names: string[], derived = false): Promise<void> {
     // every message takes a number, sent or not, so receivers see a gap for one that was lost
     const seq = ++this.seq;
+    const counted = type === 'k' || type === 'n';
     if (!this.connected) {
-      if (type !== 'h') this.counters.publishFailures++;
-      return seq;
+      if (counted) this.counters.publishFailures++;
+      return Promise.resolve();
     }
     const data = encodeBusMessage({ source: this.source, seq, type, names, derived });
-    this.transport.publish(data).then(
-      () => (type === 'h' ? undefined : void this.counters.published++),
-      () => (type === 'h' ? undefined : void this.counters.publishFailures++),
+    return this.transport.publish(data).then(
+      () => (counted ? void this.counters.published++ : undefined),
+      () => (counted ? void this.counters.publishFailures++ : undefined),
     );
-    return seq;
   }
 
   private receive(data: string | Uint8Array): void {
@@ -165,6 +209,9 @@ export class InvalidationBus {
     this.track(message, now);
     if (message.type === 'k') this.listener.keys(message.names, message.derived === true);
     else if (message.type === 'n') this.listener.namespaces(message.names, message.derived === true);
+    else if (message.type === 'b') this.sources.delete(message.source);
+    // a source heard again (or gone for good) may be what the tier was waiting for
+    if (!this.isHealthy) this.assess(now);
   }
 
   private track(message: BusMessage, now: number): void {
@@ -179,30 +226,39 @@ export class InvalidationBus {
       return;
     }
     known.seen = now;
-    if (message.seq > known.seq + 1) {
+    if (known.seq !== undefined && message.seq > known.seq + 1) {
       this.counters.gaps++;
       this.drop('gap');
     }
-    if (message.seq > known.seq) known.seq = message.seq;
+    if (known.seq === undefined || message.seq > known.seq) known.seq = message.seq;
   }
 
+  /**
+   * Our heartbeat came back: the channel delivered everything sent before it left. It vouches
+   * from when it left, not from when it arrived: an echo that sat in a socket while the link went
+   * silent (or while this process was not scheduled) must not stretch the bound.
+   */
   private echo(seq: number, now: number): void {
     const sent = this.pings.get(seq);
-    if (sent !== undefined) {
-      this.lagMs = now - sent;
-      this.pings.delete(seq);
-    }
-    this.lastEcho = now;
-    if (this.connected && !this.isHealthy) this.setHealthy(true);
+    if (sent === undefined) return;
+    this.pings.delete(seq);
+    this.lagMs = now - sent;
+    if (sent > this.lastEcho) this.lastEcho = sent;
+    if (!this.isHealthy) this.assess(now);
   }
 
   private state(up: boolean): void {
     if (up === this.connected) return;
     this.connected = up;
+    // only a heartbeat sent on this subscription vouches for it
+    this.pings.clear();
+    this.lastEcho = Number.NEGATIVE_INFINITY;
     if (up) {
-      // what was sent while we were away is lost: start over (the tier was flushed when we went down)
+      // what was sent while we were away is lost, and the tier was flushed when we went down: the
+      // sources' sequences start over, but they are still waited for (one gone quiet meanwhile may
+      // be evicting into the void)
       this.subscribedAt = this.clock();
-      this.sources.clear();
+      for (const source of this.sources.values()) source.seq = undefined;
       this.tick();
     } else {
       this.drop('down');

@@ -72,7 +72,7 @@ export class NearTier implements BusListener {
   /** The entry held for the target, decoded as a memcached hit would be; undefined otherwise. */
   read(target: CacheTarget, rawJson: boolean): NearHit | undefined {
     const cache = this.cache;
-    if (!cache.active) return undefined;
+    if (!cache.active || this.bus?.vouches() === false) return undefined;
     let wire: string;
     if (target.namespace === undefined) {
       wire = this.spaces.plainWire(target.key);
@@ -202,7 +202,14 @@ export class NearTier implements BusListener {
     this.cache.setActive(healthy);
     // rate-limited: a flapping broker must not flood the log
     if (healthy) this.ops.warnings.warn('bus:up', () => busHealthy(this.busName));
-    else this.ops.warnings.warn('bus:down', () => busUnhealthy(this.busName, this.bus?.stats().connected ? 'is silent' : 'is disconnected'));
+    else this.ops.warnings.warn('bus:down', () => busUnhealthy(this.busName, this.unhealthyReason()));
+  }
+
+  private unhealthyReason(): string {
+    const stats = this.bus?.stats();
+    if (stats?.connected !== true) return 'is disconnected';
+    if (stats.quietSources > 0) return `has not heard from ${stats.quietSources} other process(es) within the heartbeat`;
+    return 'is silent';
   }
 
   private family(target: { namespace?: string; key: string }): string {

@@ -87,7 +87,7 @@ export function registerMemcachedMetrics(
   });
   new Gauge({
     name: `${p}near_cache`,
-    help: 'Near cache: entries, bytes, active (1 while the bus vouches for it), bus_healthy, bus_lag_seconds (last heartbeat round trip)',
+    help: 'Near cache: entries, bytes, active (1 while the bus vouches for it), bus_healthy, bus_lag_seconds (last heartbeat round trip), bus_quiet_sources (processes not heard from within the heartbeat)',
     labelNames: ['measure'],
     registers,
     collect() {
@@ -98,6 +98,7 @@ export function registerMemcachedMetrics(
       this.set({ measure: 'bytes' }, near.cache.bytes);
       this.set({ measure: 'active' }, near.cache.active ? 1 : 0);
       this.set({ measure: 'bus_healthy' }, near.bus?.healthy ? 1 : 0);
+      if (near.bus !== undefined) this.set({ measure: 'bus_quiet_sources' }, near.bus.quietSources);
       if (near.bus?.lagMs !== undefined) this.set({ measure: 'bus_lag_seconds' }, near.bus.lagMs / 1000);
     },
   });

@@ -7,9 +7,17 @@ import { type BusListener, type BusTransport, InvalidationBus } from '../../lib/
 class Channel {
   readonly subscribers: Array<{ deliver: (data: string) => void; state: (up: boolean) => void }> = [];
   drop = 0;
+  /** While true, messages wait (in order) until `release()`: a link that delivers late. */
+  hold = false;
+  private held: string[] = [];
   send(data: string) {
     if (this.drop > 0) return void this.drop--;
+    if (this.hold) return void this.held.push(data);
     for (const s of this.subscribers) s.deliver(data);
+  }
+  release() {
+    this.hold = false;
+    for (const data of this.held.splice(0)) this.send(data);
   }
   transport(): BusTransport {
     return {
@@ -34,10 +42,14 @@ function recorder() {
   return { seen, listener };
 }
 
+/** A bus on the channel; while `link.silent`, what it publishes is lost (it still receives). */
 function node(channel: Channel, clock: { now: number }, heartbeat = 1000) {
   const { seen, listener } = recorder();
-  const bus = new InvalidationBus(channel.transport(), listener, heartbeat, () => clock.now);
-  return { bus, seen };
+  const link = { silent: false };
+  const inner = channel.transport();
+  const transport: BusTransport = { ...inner, publish: async (data) => (link.silent ? undefined : inner.publish(data)) };
+  const bus = new InvalidationBus(transport, listener, heartbeat, () => clock.now);
+  return { bus, seen, link };
 }
 
 /** Two started buses on one channel, on one clock. */
@@ -61,7 +73,7 @@ describe('bus messages', () => {
     expect(decodeBusMessage('{"v":1,"s":"a","q":1,"t":"k","x":["a"],"d":2}')).toBeUndefined();
     for (const bad of ['', 'null', '[]', '{"v":2,"s":"a","q":1,"t":"k","x":["a"]}', '{"v":1,"s":"a","q":0,"t":"k","x":["a"]}',
       '{"v":1,"s":"a","q":1,"t":"z","x":["a"]}', '{"v":1,"s":"a","q":1,"t":"k","x":[1]}', '{"v":1,"s":"a","q":1,"t":"k","x":[]}',
-      '{"v":1,"s":"a","q":1.5,"t":"h","x":[]}', '{"v":1,"s":"","q":1,"t":"h","x":[]}']) {
+      '{"v":1,"s":"a","q":1.5,"t":"h","x":[]}', '{"v":1,"s":"a","q":1,"t":"b","x":["a"]}', '{"v":1,"s":"","q":1,"t":"h","x":[]}']) {
       expect(decodeBusMessage(bad)).toBeUndefined();
     }
   });
@@ -148,6 +160,131 @@ describe('InvalidationBus', () => {
     a.bus.tick();
     expect(a.seen.healthy).toStrictEqual([true, false, true]);
     await a.bus.close();
+  });
+
+  it('a read notices an overdue heartbeat before the timer does (a late timer does not stretch the bound)', async () => {
+    const channel = new Channel();
+    const clock = { now: 0 };
+    const a = node(channel, clock, 1000);
+    await a.bus.start();
+    channel.drop = Number.POSITIVE_INFINITY;
+    clock.now = 1000;
+    expect(a.bus.vouches()).toBe(true);
+    // no tick ran since start: the timer is late
+    clock.now = 1001;
+    expect(a.bus.vouches()).toBe(false);
+    expect(a.seen.flushes).toStrictEqual(['silent']);
+    expect(a.seen.healthy).toStrictEqual([true, false]);
+    // noticed once: the timer, when it runs, flushes nothing more
+    a.bus.tick();
+    expect(a.seen.flushes).toStrictEqual(['silent']);
+    await a.bus.close();
+  });
+
+  it('an echo vouches from when its heartbeat left, not from when it arrived', async () => {
+    const channel = new Channel();
+    const clock = { now: 0 };
+    const a = node(channel, clock, 1000);
+    await a.bus.start();
+    channel.hold = true;
+    clock.now = 250;
+    a.bus.tick();
+    // the heartbeat sent at 250 comes back at 1200 (it sat in a socket): it vouches until 1250 only
+    clock.now = 1200;
+    channel.release();
+    expect(a.bus.stats().lagMs).toBe(950);
+    expect(a.bus.vouches()).toBe(true);
+    clock.now = 1251;
+    expect(a.bus.vouches()).toBe(false);
+    expect(a.seen.flushes).toStrictEqual(['silent']);
+    // once silent, an echo older than the heartbeat does not bring the near cache back
+    channel.hold = true;
+    a.bus.tick();
+    clock.now = 2300;
+    channel.release();
+    expect(a.bus.healthy).toBe(false);
+    // a prompt one does
+    a.bus.tick();
+    expect(a.seen.healthy).toStrictEqual([true, false, true]);
+    await a.bus.close();
+  });
+
+  it('stops vouching when another source goes quiet (its evictions may be lost), and resumes when it is heard again', async () => {
+    const { clock, a, b } = await twoNodes();
+    clock.now = 250;
+    a.bus.tick();
+    b.bus.tick();
+    a.link.silent = true;
+    a.bus.publishKeys(['lost']);
+    for (let t = 500; t <= 1250; t += 250) {
+      clock.now = t;
+      b.bus.tick();
+    }
+    // b's own heartbeats come back, but a was last heard at 250
+    expect(b.bus.vouches()).toBe(true);
+    clock.now = 1251;
+    expect(b.bus.vouches()).toBe(false);
+    expect(b.seen.flushes).toStrictEqual(['silent']);
+    expect(b.bus.stats()).toMatchObject({ sources: 1, quietSources: 1 });
+    a.link.silent = false;
+    clock.now = 1500;
+    a.bus.tick();
+    expect(b.seen.flushes).toStrictEqual(['silent', 'gap']);
+    expect(b.seen.healthy).toStrictEqual([true, false, true]);
+    await Promise.all([a.bus.close(), b.bus.close()]);
+  });
+
+  it('after a reconnect, still waits for the sources it knew, and takes their sequences afresh', async () => {
+    const channel = new Channel();
+    const clock = { now: 0 };
+    const [a, b, c] = [node(channel, clock), node(channel, clock), node(channel, clock)];
+    for (const n of [a, b, c]) await n.bus.start();
+    for (const n of [a, b, c]) n.bus.tick();
+    // c loses its connection; meanwhile a goes quiet and b publishes (c misses it)
+    const cState = channel.subscribers[2].state;
+    cState(false);
+    a.link.silent = true;
+    b.bus.publishKeys(['missed']);
+    clock.now = 500;
+    cState(true);
+    b.bus.tick();
+    expect(c.seen.flushes).toStrictEqual(['down']);
+    expect(c.bus.vouches()).toBe(true);
+    // a was last heard at 0: c does not vouch past 1000, though its own heartbeats come back
+    clock.now = 1001;
+    c.bus.tick();
+    b.bus.tick();
+    expect(c.bus.vouches()).toBe(false);
+    expect(c.seen.flushes).toStrictEqual(['down', 'silent']);
+    await Promise.all([a.bus.close(), b.bus.close(), c.bus.close()]);
+  });
+
+  it('does not wait for a source that said goodbye; presumes one unheard for ten heartbeats gone', async () => {
+    const { clock, a, b } = await twoNodes();
+    await a.bus.close();
+    clock.now = 5000;
+    b.bus.tick();
+    expect(b.bus.vouches()).toBe(true);
+    expect(b.seen.flushes).toStrictEqual([]);
+
+    const channel = new Channel();
+    const c = node(channel, clock);
+    const d = node(channel, clock);
+    await c.bus.start();
+    await d.bus.start();
+    c.bus.tick();
+    c.link.silent = true;
+    for (let t = 5250; t <= 15000; t += 250) {
+      clock.now = t;
+      d.bus.tick();
+      if (t === 6000) expect(d.bus.vouches()).toBe(true);
+      if (t === 6250 || t === 15000) expect(d.bus.vouches()).toBe(false);
+    }
+    clock.now = 15001;
+    d.bus.tick();
+    expect(d.bus.vouches()).toBe(true);
+    expect(d.seen.healthy).toStrictEqual([true, false, true]);
+    await Promise.all([b.bus.close(), c.bus.close(), d.bus.close()]);
   });
 
   it('flushes on a malformed message and on a lost connection', async () => {
