@@ -177,6 +177,7 @@ describe('near cache observability', () => {
       const text = await registry.metrics();
       expect(text).toMatch(/memcached_near_cache_events_total\{event="hits"\} 1\b/);
       expect(text).toMatch(/memcached_near_cache\{measure="bus_healthy"\} 1\b/);
+      expect(text).toMatch(/memcached_near_cache\{measure="bus_quiet_sources"\} 0\b/);
       expect(text).toMatch(/memcached_near_cache\{measure="entries"\} 1\b/);
       expect(text).toMatch(/memcached_near_cache\{measure="active"\} 1\b/);
       expect(text).toMatch(/memcached_near_cache_events_total\{event="followed_evictions"\} 0\b/);
