@@ -147,7 +147,9 @@ describe('recovery after memcached restarts, with the default breaker settings',
       await users.findById('1');
       await sleep(5);
       await users.findById('1');
-      if (db.count('findById') - before === 1) {
+      // recovered once the second read is a hit (on a slow machine the first read's fill can
+      // still be in flight 5 ms later, and the next round's reads are both hits: 0 calls)
+      if (db.count('findById') - before <= 1) {
         recoveredAfter = performance.now() - back;
         break;
       }
