@@ -4,7 +4,9 @@
 # id. Run it twice with two N and divide the difference by the difference of N: instructions per
 # request (2500 and 12500: with fewer requests JIT compilation still runs in the measured ones,
 # and pairs vary by ±0.15M instructions). Needs a memcached at MEMCACHED (default 127.0.0.1:11211) and, for -near variants, NATS.
-# usage: bash bench/callgrind-http.sh VARIANT N      e.g. ours-controller-near 12500
+# usage: [CONNS=10] bash bench/callgrind-http.sh VARIANT N      e.g. ours-controller-near 12500
+# Counts still move between runs of one variant (by up to ±0.07M with 10 connections, ±0.06M
+# with CONNS=1): compare variants within a pair of runs made back to back, on a quiet machine.
 set -u
 v=$1; n=$2; port=$((3400 + RANDOM % 500))
 cd "$(dirname "$0")/.."
@@ -15,6 +17,6 @@ pid=$!
 for i in $(seq 1 300); do curl -s -o /dev/null http://127.0.0.1:$port/__stats && break; sleep 1; done
 for i in $(seq 1 200); do curl -s -o /dev/null "http://127.0.0.1:$port/users/$(( (i % 20) + 1 ))"; done
 for i in $(seq 1 200); do curl -s -o /dev/null "http://127.0.0.1:$port/users/$(( (i % 20) + 1 ))"; done
-npx autocannon -c 10 -a $n "http://127.0.0.1:$port/users/7" > /dev/null 2>&1
+npx autocannon -c ${CONNS:-10} -a $n "http://127.0.0.1:$port/users/7" > /dev/null 2>&1
 kill -TERM $pid; wait $pid 2>/dev/null
 grep -E "^summary|^totals" /tmp/prof/cg.out.$v.$n | head -1
