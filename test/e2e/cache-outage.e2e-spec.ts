@@ -96,7 +96,7 @@ describe('decorated methods when memcached dies mid-suite', () => {
   it('returns correct results while memcached is frozen (SIGSTOP), each call bounded by the timeout', async () => {
     await daemon.restart();
     await users.findById('1');
-    daemon.pause();
+    await daemon.pause();
     try {
       const started = performance.now();
       expect(await users.findById('1')).toMatchObject({ id: '1' });

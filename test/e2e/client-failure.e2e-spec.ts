@@ -36,7 +36,7 @@ describe('MemcachedClient when memcached is sick', () => {
     // breaker off: every request here must meet the frozen server and its own deadline
     client = new MemcachedClient({ servers: daemon.address, timeout: TIMEOUT, breakerThreshold: 0, logger: false });
     await client.set('k', 'v');
-    daemon.pause();
+    await daemon.pause();
     try {
       const single = await settleTime(client.get('k'));
       expect(single.error).toBeInstanceOf(MemcachedError);
@@ -54,7 +54,7 @@ describe('MemcachedClient when memcached is sick', () => {
 
   it('getOrSet serves the loader result within the timeout while the server is frozen', async () => {
     client = new MemcachedClient({ servers: daemon.address, timeout: TIMEOUT, logger });
-    daemon.pause();
+    await daemon.pause();
     try {
       const result = await settleTime(client.getOrSet('frozen', async () => 'from db'));
       expect(result.value).toBe('from db');

@@ -11,7 +11,8 @@ const SLACK = 150;
 async function timed<T>(fn: () => Promise<T>): Promise<{ ms: number; value?: T; error?: unknown }> {
   const started = performance.now();
   try {
-    return { ms: performance.now() - started, value: await fn() };
+    const value = await fn();
+    return { ms: performance.now() - started, value };
   } catch (error) {
     return { ms: performance.now() - started, error };
   }
@@ -107,7 +108,7 @@ describe('a 3-node cluster of real memcached daemons', () => {
   it('never lets a request wait longer than the deadline on a SIGSTOPped node', async () => {
     client = make({ breakerThreshold: 1000 });
     await Promise.all(keys.slice(0, 300).map((k) => client.set(k, k)));
-    daemons[1].pause();
+    await daemons[1].pause();
     const results = await Promise.all(keys.slice(0, 300).map((k) => timed(() => client.getOrSet(k, () => 'db'))));
     expect(Math.max(...results.map((r) => r.ms))).toBeLessThan(TIMEOUT + SLACK);
     expect(results.every((r) => r.value !== undefined)).toBe(true);
@@ -122,7 +123,7 @@ describe('a 3-node cluster of real memcached daemons', () => {
     const all = await client.getMulti(batch);
     expect(all.size).toBe(300);
     expect(all.get('key:7')).toStrictEqual({ v: 'key:7' });
-    daemons[2].pause();
+    await daemons[2].pause();
     const { ms, value } = await timed(() => client.getMulti(batch));
     const stopped = new Set(byNode(daemons[2]));
     expect(ms).toBeLessThan(TIMEOUT + SLACK);

@@ -115,7 +115,7 @@ describe('TLS against real memcached -Z daemons', () => {
   it('keeps the deadline and the breaker over TLS: a frozen node times out, is skipped, and is used again when it is back', async () => {
     const c = client({ servers: tlsDaemon.address, tls: { ca: pki.ca }, timeout: 200, breakerThreshold: 2, breakerCooldown: 100 });
     await c.set('b', 'before');
-    tlsDaemon.pause();
+    await tlsDaemon.pause();
     try {
       for (let i = 0; i < 2; i++) {
         const started = Date.now();

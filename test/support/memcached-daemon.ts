@@ -1,5 +1,5 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -114,8 +114,17 @@ export class MemcachedDaemon {
   }
 
   /** Freezes the process (SIGSTOP): connections stay open, nothing answers. */
-  pause(): void {
-    this.child?.kill('SIGSTOP');
+  async pause(): Promise<void> {
+    const child = this.child;
+    if (!child?.pid) return;
+    child.kill('SIGSTOP');
+    // the signal is only queued: each thread stops when it next runs, and a loaded machine can
+    // let the worker answer a request sent meanwhile; wait until every thread has stopped
+    const deadline = Date.now() + 5000;
+    while (!allStopped(child.pid)) {
+      if (Date.now() > deadline) throw new Error(`memcached (pid ${child.pid}) did not stop within 5 s of SIGSTOP`);
+      await sleep(1);
+    }
   }
 
   resume(): void {
@@ -177,7 +186,8 @@ export class MemcachedDaemon {
     this.child = child;
     running.add(this);
     const deadline = Date.now() + 5000;
-    while (!(await canConnect(this.port))) {
+    // a port another process listens on also accepts: ours must be the one holding it
+    while (!(await canConnect(this.port)) || !listensOn(child.pid, this.port)) {
       if (exited || Date.now() > deadline) {
         this.killNow();
         throw new Error(`memcached on port ${this.port} did not start: ${stderr.trim() || 'no output'}`);
@@ -207,6 +217,57 @@ export async function startDaemons(count: number, options: DaemonOptions = {}): 
 
 export async function stopAll(daemons: Array<MemcachedDaemon | undefined>): Promise<void> {
   await Promise.all(daemons.map((d) => d?.kill()));
+}
+
+/** Whether every thread of `pid` is stopped (Linux's /proc; assumed where there is none). */
+function allStopped(pid: number): boolean {
+  let tasks: string[];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return existsSync('/proc/self') ? false : true;
+  }
+  return tasks.every((task) => {
+    try {
+      // "pid (comm) state ...": comm may hold spaces, the state follows its closing parenthesis
+      const stat = readFileSync(`/proc/${pid}/task/${task}/stat`, 'utf8');
+      return stat[stat.lastIndexOf(')') + 2] === 'T';
+    } catch {
+      return true;
+    }
+  });
+}
+
+/**
+ * Whether process `pid` holds the socket listening on 127.0.0.1:`port` (Linux's /proc; assumed
+ * where there is none). freePort's port can be taken by another worker's daemon or proxy before
+ * ours binds it; ours then exits, but connecting to the port still succeeds.
+ */
+function listensOn(pid: number | undefined, port: number): boolean {
+  let table: string;
+  try {
+    table = readFileSync('/proc/net/tcp', 'utf8');
+  } catch {
+    return true;
+  }
+  if (pid === undefined) return false;
+  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  const inodes = new Set<string>();
+  for (const line of table.split('\n').slice(1)) {
+    const fields = line.trim().split(/\s+/);
+    if (fields[1] === local && fields[3] === '0A') inodes.add(fields[9]);
+  }
+  try {
+    return readdirSync(`/proc/${pid}/fd`).some((fd) => {
+      try {
+        return inodes.has(/^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))?.[1] ?? '');
+      } catch {
+        return false;
+      }
+    });
+  } catch {
+    return false;
+  }
 }
 
 function canConnect(port: number): Promise<boolean> {
