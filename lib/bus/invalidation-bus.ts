@@ -167,7 +167,7 @@ export class InvalidationBus {
       else if (source.seen < heard) heard = source.seen;
     }
     this.vouchedUntil = heard + this.heartbeat;
-    const vouched = this.connected && now <= this.vouchedUntil;
+    const vouched = !this.closed && this.connected && now <= this.vouchedUntil;
     if (vouched !== this.isHealthy) {
       if (!vouched) {
         this.counters.flushes++;

@@ -287,6 +287,20 @@ describe('InvalidationBus', () => {
     await Promise.all([b.bus.close(), c.bus.close(), d.bus.close()]);
   });
 
+  it('a closing bus is never vouched for again, whatever still arrives', async () => {
+    const channel = new Channel();
+    const clock = { now: 0 };
+    const a = node(channel, clock);
+    await a.bus.start();
+    channel.hold = true;
+    a.bus.tick();
+    const closing = a.bus.close();
+    channel.release();
+    expect(a.bus.vouches()).toBe(false);
+    await closing;
+    expect(a.seen.healthy).toStrictEqual([true, false]);
+  });
+
   it('flushes on a malformed message and on a lost connection', async () => {
     const channel = new Channel();
     const clock = { now: 0 };
