@@ -6,7 +6,8 @@
 # and pairs vary by ±0.15M instructions). Needs a memcached at MEMCACHED (default 127.0.0.1:11211) and, for -near variants, NATS.
 # usage: [CONNS=10] bash bench/callgrind-http.sh VARIANT N      e.g. ours-controller-near 12500
 # Counts still move between runs of one variant (by up to ±0.07M with 10 connections, ±0.06M
-# with CONNS=1): compare variants within a pair of runs made back to back, on a quiet machine.
+# with CONNS=1, when the two N differ by 5,000): compare variants within a pair of runs made back
+# to back; N = 2500 and 22500 (20,000 apart) divides that spread by four.
 set -u
 v=$1; n=$2; port=$((3400 + RANDOM % 500))
 cd "$(dirname "$0")/.."
