@@ -225,7 +225,8 @@ function allStopped(pid: number): boolean {
   try {
     tasks = readdirSync(`/proc/${pid}/task`);
   } catch {
-    return existsSync('/proc/self') ? false : true;
+    // no /proc: assumed; a /proc without the process: it is gone, not stopped
+    return !existsSync('/proc/self');
   }
   return tasks.every((task) => {
     try {

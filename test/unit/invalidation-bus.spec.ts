@@ -52,6 +52,15 @@ function node(channel: Channel, clock: { now: number }, heartbeat = 1000) {
   return { bus, seen, link };
 }
 
+/** One started bus (heartbeat 1000 ms) on its own channel and clock. */
+async function oneNode() {
+  const channel = new Channel();
+  const clock = { now: 0 };
+  const a = node(channel, clock);
+  await a.bus.start();
+  return { channel, clock, a };
+}
+
 /** Two started buses on one channel, on one clock. */
 async function twoNodes() {
   const channel = new Channel();
@@ -143,10 +152,7 @@ describe('InvalidationBus', () => {
   });
 
   it('notices a silent channel within the heartbeat, flushes, and recovers when heartbeats return', async () => {
-    const channel = new Channel();
-    const clock = { now: 0 };
-    const a = node(channel, clock, 1000);
-    await a.bus.start();
+    const { channel, clock, a } = await oneNode();
     expect(a.seen.healthy).toStrictEqual([true]);
     channel.drop = Number.POSITIVE_INFINITY;
     for (let t = 250; t <= 1250; t += 250) {
@@ -163,10 +169,7 @@ describe('InvalidationBus', () => {
   });
 
   it('a read notices an overdue heartbeat before the timer does (a late timer does not stretch the bound)', async () => {
-    const channel = new Channel();
-    const clock = { now: 0 };
-    const a = node(channel, clock, 1000);
-    await a.bus.start();
+    const { channel, clock, a } = await oneNode();
     channel.drop = Number.POSITIVE_INFINITY;
     clock.now = 1000;
     expect(a.bus.vouches()).toBe(true);
@@ -182,10 +185,7 @@ describe('InvalidationBus', () => {
   });
 
   it('an echo vouches from when its heartbeat left, not from when it arrived', async () => {
-    const channel = new Channel();
-    const clock = { now: 0 };
-    const a = node(channel, clock, 1000);
-    await a.bus.start();
+    const { channel, clock, a } = await oneNode();
     channel.hold = true;
     clock.now = 250;
     a.bus.tick();
@@ -288,10 +288,7 @@ describe('InvalidationBus', () => {
   });
 
   it('a closing bus is never vouched for again, whatever still arrives', async () => {
-    const channel = new Channel();
-    const clock = { now: 0 };
-    const a = node(channel, clock);
-    await a.bus.start();
+    const { channel, a } = await oneNode();
     channel.hold = true;
     a.bus.tick();
     const closing = a.bus.close();
@@ -302,10 +299,7 @@ describe('InvalidationBus', () => {
   });
 
   it('flushes on a malformed message and on a lost connection', async () => {
-    const channel = new Channel();
-    const clock = { now: 0 };
-    const a = node(channel, clock);
-    await a.bus.start();
+    const { channel, a } = await oneNode();
     channel.send('{"v":1,"garbage"');
     expect(a.seen.flushes).toStrictEqual(['malformed']);
     channel.subscribers[0].state(false);
