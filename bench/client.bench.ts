@@ -33,7 +33,9 @@ const keyPrefix = (v: Variant) => v.name.replace(/[^A-Za-z0-9]+/g, '-');
 
 /** The V8 heap flags this process runs with (they decide how large-value cells behave). */
 function heapFlags(): string {
-  const flags = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)].filter((f) => /semi-space|old-space|heap/.test(f));
+  const flags = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)].filter((f) =>
+    /semi-space|old-space|heap/.test(f),
+  );
   return flags.length > 0 ? flags.join(' ') : 'V8 defaults';
 }
 
@@ -45,19 +47,38 @@ async function main() {
   const ours = new MemcachedClient({ servers: daemon.address, logger: false, ttl: 0 });
   const oursRaw = new MemcachedClient({ servers: daemon.address, logger: false, ttl: 0, compressionThreshold: false });
   // a custom serializer is stored as it gives it: no check that the value comes back unchanged
-  const oursUnchecked = new MemcachedClient({ servers: daemon.address, logger: false, ttl: 0, serializer: { serialize: JSON.stringify, deserialize: (b) => JSON.parse(b.toString()) } });
+  const oursUnchecked = new MemcachedClient({
+    servers: daemon.address,
+    logger: false,
+    ttl: 0,
+    serializer: { serialize: JSON.stringify, deserialize: (b) => JSON.parse(b.toString()) },
+  });
   const variants: Variant[] = [
-    { name: 'memjs, Buffer (no JSON)', get: (k) => raw.get(k).then((r) => r.value), set: (k, _v, json) => raw.set(k, json, {}) },
-    { name: 'memjs + JSON', get: (k) => raw.get(k).then((r) => (r.value ? JSON.parse(r.value.toString()) : undefined)), set: (k, v) => raw.set(k, JSON.stringify(v), {}) },
+    {
+      name: 'memjs, Buffer (no JSON)',
+      get: (k) => raw.get(k).then((r) => r.value),
+      set: (k, _v, json) => raw.set(k, json, {}),
+    },
+    {
+      name: 'memjs + JSON',
+      get: (k) => raw.get(k).then((r) => (r.value ? JSON.parse(r.value.toString()) : undefined)),
+      set: (k, v) => raw.set(k, JSON.stringify(v), {}),
+    },
     { name: 'MemcachedClient', get: (k) => ours.get(k), set: (k, v) => ours.set(k, v) },
     { name: 'MemcachedClient, no compression', get: (k) => oursRaw.get(k), set: (k, v) => oursRaw.set(k, v) },
-    { name: 'MemcachedClient, JSON serializer (no value check)', get: (k) => oursUnchecked.get(k), set: (k, v) => oursUnchecked.set(k, v) },
+    {
+      name: 'MemcachedClient, JSON serializer (no value check)',
+      get: (k) => oursUnchecked.get(k),
+      set: (k, v) => oursUnchecked.set(k, v),
+    },
   ];
   const sizes = [
     { id: '1k', name: '1 KB', keys: 1000, value: user1k() },
     { id: '100k', name: '100 KB', keys: 100, value: catalog100k() },
   ].filter((s) => SIZES.includes(s.id));
-  const out: string[] = [`# Client benchmark\n\n${machineNotes()}; ${pinningNote().replace('server', 'this process').replace('load generator and ', '')}; memcached ${(await ours.ping())[0].version} on loopback; V8 heap flags: ${heapFlags()}; ${ROUNDS} rounds x ${SECONDS} s per cell; ratios within each round vs memjs + JSON, then median [min–max].\n`];
+  const out: string[] = [
+    `# Client benchmark\n\n${machineNotes()}; ${pinningNote().replace('server', 'this process').replace('load generator and ', '')}; memcached ${(await ours.ping())[0].version} on loopback; V8 heap flags: ${heapFlags()}; ${ROUNDS} rounds x ${SECONDS} s per cell; ratios within each round vs memjs + JSON, then median [min–max].\n`,
+  ];
   for (const size of sizes) {
     const json = JSON.stringify(size.value);
     for (const op of (['get', 'set'] as const).filter((o) => OPS.includes(o))) {
@@ -66,23 +87,33 @@ async function main() {
         const ratios = new Map<string, number[]>(variants.map((v) => [v.name, []]));
         for (const v of variants) {
           // each variant reads keys it wrote itself, so every get is a hit in its own format
-          await Promise.all(Array.from({ length: size.keys }, (_, i) => v.set(`${keyPrefix(v)}:${i}`, size.value, json)));
+          await Promise.all(
+            Array.from({ length: size.keys }, (_, i) => v.set(`${keyPrefix(v)}:${i}`, size.value, json)),
+          );
         }
         const perRound: Array<Map<string, number>> = [];
         await interleave(variants, ROUNDS, async (v, round) => {
           const { rate } = await measure(
-            (i) => (op === 'get' ? v.get(`${keyPrefix(v)}:${i % size.keys}`) : v.set(`${keyPrefix(v)}:${i % size.keys}`, size.value, json)),
+            (i) =>
+              op === 'get'
+                ? v.get(`${keyPrefix(v)}:${i % size.keys}`)
+                : v.set(`${keyPrefix(v)}:${i % size.keys}`, size.value, json),
             concurrency,
             SECONDS,
           );
           (perRound[round] ??= new Map()).set(v.name, rate);
           results.get(v.name)!.push(rate);
         });
-        for (const round of perRound) for (const v of variants) ratios.get(v.name)!.push(round.get(v.name)! / round.get('memjs + JSON')!);
+        for (const round of perRound)
+          for (const v of variants) ratios.get(v.name)!.push(round.get(v.name)! / round.get('memjs + JSON')!);
         const rows = variants.map((v) => [v.name, cell(results.get(v.name)!), cell(ratios.get(v.name)!, 2)]);
-        out.push(`\n## ${op}, ${size.name}, concurrency ${concurrency}\n\n${table(['variant', 'ops/s', 'ratio vs memjs + JSON'], rows)}\n`);
+        out.push(
+          `\n## ${op}, ${size.name}, concurrency ${concurrency}\n\n${table(['variant', 'ops/s', 'ratio vs memjs + JSON'], rows)}\n`,
+        );
         const median = (name: string) => summary(ratios.get(name)!).median.toFixed(2);
-        process.stderr.write(`${op} ${size.name} c${concurrency}: ours ${median('MemcachedClient')}x, without the value check ${median('MemcachedClient, JSON serializer (no value check)')}x\n`);
+        process.stderr.write(
+          `${op} ${size.name} c${concurrency}: ours ${median('MemcachedClient')}x, without the value check ${median('MemcachedClient, JSON serializer (no value check)')}x\n`,
+        );
       }
     }
   }

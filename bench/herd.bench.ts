@@ -2,7 +2,7 @@
 // server process, and spread over 4 server processes sharing one memcached.
 // Run: npm run bench:herd   (BENCH_REPEATS)
 import { freePort, MemcachedDaemon } from '../test/support/memcached-daemon.js';
-import { httpServer as server, loadGenerator as load, type LoadResult as Load, runJson, startServer, stop } from './support/processes.js';
+import { httpServer as server, loadGenerator as load, runJson, startServer, stop } from './support/processes.js';
 import { cell, machineNotes, table } from './support/report.js';
 
 const REPEATS = Number(process.env.BENCH_REPEATS ?? 5);
@@ -17,7 +17,13 @@ async function herd(variant: string, processes: number, daemon: MemcachedDaemon)
   const children = [];
   for (let i = 0; i < processes; i++) {
     const port = await freePort();
-    children.push(await startServer(server, { VARIANT: variant, PORT: String(port), MEMCACHED: daemon.address, DB_DELAY_MS: '50' }, { pin: false }));
+    children.push(
+      await startServer(
+        server,
+        { VARIANT: variant, PORT: String(port), MEMCACHED: daemon.address, DB_DELAY_MS: '50' },
+        { pin: false },
+      ),
+    );
     urls.push(`http://127.0.0.1:${port}`);
   }
   try {

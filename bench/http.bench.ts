@@ -3,15 +3,26 @@
 // Run: npm run bench:http   (BENCH_ROUNDS, BENCH_SECONDS, BENCH_SIZES=1k,100k, BENCH_VARIANTS)
 import { MemcachedClient } from '../lib/index.js';
 import { freePort, MemcachedDaemon } from '../test/support/memcached-daemon.js';
-import { httpServer as server, loadGenerator as load, type LoadResult as Load, pinningNote, pinToRest, runJson, startServer, stop } from './support/processes.js';
+import {
+  httpServer as server,
+  loadGenerator as load,
+  type LoadResult as Load,
+  pinningNote,
+  pinToRest,
+  runJson,
+  startServer,
+  stop,
+} from './support/processes.js';
 import { cell, interleave, machineNotes, table } from './support/report.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const WARMUP = Number(process.env.BENCH_WARMUP ?? 2);
 const SIZES = (process.env.BENCH_SIZES ?? '1k,100k').split(',');
-const VARIANTS = (process.env.BENCH_VARIANTS ?? 'trivial,nocache,handwritten,handwritten-intercepted,nest-cache-manager,ours-controller,ours-service,ours-getorset').split(',');
-
+const VARIANTS = (
+  process.env.BENCH_VARIANTS ??
+  'trivial,nocache,handwritten,handwritten-intercepted,nest-cache-manager,ours-controller,ours-service,ours-getorset'
+).split(',');
 
 async function main() {
   const daemon = await MemcachedDaemon.start({ memoryMb: 1024 });
@@ -22,13 +33,32 @@ async function main() {
     `# HTTP hit path\n\n${machineNotes()}; ${pinningNote()}; memcached on loopback; GET /users/<1..1000>, 5 ms timer database, 50 connections, each id requested once, then ${WARMUP} s warm-up, then ${SECONDS} s measured per cell, ${ROUNDS} rounds, variant order rotated each round. Ratios are taken within each round, then median [min–max].\n`,
   ];
   for (const size of SIZES) {
-    const rows = new Map<string, { rps: number[]; p50: number[]; p99: number[]; cpu: number[]; db: number[]; vsHand: number[]; vsTrivial: number[]; vsNest: number[]; errors: number }>();
-    for (const v of VARIANTS) rows.set(v, { rps: [], p50: [], p99: [], cpu: [], db: [], vsHand: [], vsTrivial: [], vsNest: [], errors: 0 });
+    const rows = new Map<
+      string,
+      {
+        rps: number[];
+        p50: number[];
+        p99: number[];
+        cpu: number[];
+        db: number[];
+        vsHand: number[];
+        vsTrivial: number[];
+        vsNest: number[];
+        errors: number;
+      }
+    >();
+    for (const v of VARIANTS)
+      rows.set(v, { rps: [], p50: [], p99: [], cpu: [], db: [], vsHand: [], vsTrivial: [], vsNest: [], errors: 0 });
     const rounds: Array<Map<string, number>> = [];
     await interleave(VARIANTS, ROUNDS, async (variant, round) => {
       await admin.flush();
       const port = await freePort();
-      const child = await startServer(server, { VARIANT: variant, SIZE: size, PORT: String(port), MEMCACHED: daemon.address });
+      const child = await startServer(server, {
+        VARIANT: variant,
+        SIZE: size,
+        PORT: String(port),
+        MEMCACHED: daemon.address,
+      });
       const url = `http://127.0.0.1:${port}`;
       try {
         // every id once (so the window measures hits), then random ids for the rest of the warm-up
@@ -61,11 +91,36 @@ async function main() {
     const body = VARIANTS.map((v) => {
       const r = rows.get(v)!;
       const ratio = (xs: number[]) => (xs.length ? cell(xs, 2) : 'n/a');
-      return [v, cell(r.rps), ratio(r.vsHand), ratio(r.vsNest), ratio(r.vsTrivial), cell(r.p50, 2), cell(r.p99, 2), cell(r.cpu), cell(r.db), String(r.errors)];
+      return [
+        v,
+        cell(r.rps),
+        ratio(r.vsHand),
+        ratio(r.vsNest),
+        ratio(r.vsTrivial),
+        cell(r.p50, 2),
+        cell(r.p99, 2),
+        cell(r.cpu),
+        cell(r.db),
+        String(r.errors),
+      ];
     });
     out.push(
       `\n## ${size === '1k' ? '1 KB' : '100 KB'} JSON body\n\n` +
-        table(['variant', 'req/s', 'vs hand-written', 'vs @nestjs/cache-manager', 'vs trivial', 'p50 ms', 'p99 ms', 'server CPU µs/req', 'db calls in window', 'errors'], body) +
+        table(
+          [
+            'variant',
+            'req/s',
+            'vs hand-written',
+            'vs @nestjs/cache-manager',
+            'vs trivial',
+            'p50 ms',
+            'p99 ms',
+            'server CPU µs/req',
+            'db calls in window',
+            'errors',
+          ],
+          body,
+        ) +
         '\n',
     );
   }

@@ -2,22 +2,50 @@
 // windows per variant, compared with no cache at all in the same round.
 // Run: npm run bench:outage   (BENCH_ROUNDS, BENCH_SECONDS, BENCH_FAULT=kill|stop, BENCH_VARIANTS)
 import { freePort, MemcachedDaemon, sleep } from '../test/support/memcached-daemon.js';
-import { httpServer as server, loadGenerator as load, type LoadResult as Load, pinningNote, pinToRest, runJson, startServer, stop } from './support/processes.js';
+import {
+  httpServer as server,
+  loadGenerator as load,
+  type LoadResult as Load,
+  pinningNote,
+  pinToRest,
+  runJson,
+  startServer,
+  stop,
+} from './support/processes.js';
 import { cell, interleave, machineNotes, table } from './support/report.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const FAULT = process.env.BENCH_FAULT ?? 'kill';
-const VARIANTS = (process.env.BENCH_VARIANTS ?? 'nocache,nocache-intercepted,handwritten,nest-cache-manager,ours-controller').split(',');
-
+const VARIANTS = (
+  process.env.BENCH_VARIANTS ?? 'nocache,nocache-intercepted,handwritten,nest-cache-manager,ours-controller'
+).split(',');
 
 async function stats(url: string) {
-  return (await (await fetch(`${url}/__stats`, { signal: AbortSignal.timeout(5000) })).json()) as { logLines: number; dbCalls: number };
+  return (await (await fetch(`${url}/__stats`, { signal: AbortSignal.timeout(5000) })).json()) as {
+    logLines: number;
+    dbCalls: number;
+  };
 }
 
 async function main() {
   pinToRest(process.pid);
-  const results = new Map(VARIANTS.map((v) => [v, { healthy: [] as number[], outage: [] as number[], p99: [] as number[], p99Healthy: [] as number[], errors: 0, logs: [] as number[], recovered: [] as number[], vsNoCache: [] as number[], hung: 0 }]));
+  const results = new Map(
+    VARIANTS.map((v) => [
+      v,
+      {
+        healthy: [] as number[],
+        outage: [] as number[],
+        p99: [] as number[],
+        p99Healthy: [] as number[],
+        errors: 0,
+        logs: [] as number[],
+        recovered: [] as number[],
+        vsNoCache: [] as number[],
+        hung: 0,
+      },
+    ]),
+  );
   const rounds: Array<Map<string, number>> = [];
   await interleave(VARIANTS, ROUNDS, async (variant, round) => {
     const daemon = await MemcachedDaemon.start();
@@ -68,22 +96,48 @@ async function main() {
       r.recovered.push(recoveredMs);
       if (Number.isNaN(recoveredMs)) process.stderr.write(`${variant}: did not recover within 10 s\n`);
       (rounds[round] ??= new Map()).set(variant, outage.rps);
-      process.stderr.write(`${FAULT} round ${round + 1} ${variant}: healthy ${Math.round(healthy.rps)} req/s, outage ${Math.round(outage.rps)} req/s, p99 ${outage.p99} ms\n`);
+      process.stderr.write(
+        `${FAULT} round ${round + 1} ${variant}: healthy ${Math.round(healthy.rps)} req/s, outage ${Math.round(outage.rps)} req/s, p99 ${outage.p99} ms\n`,
+      );
     } finally {
       await stop(child);
       await daemon.kill();
     }
   });
-  for (const round of rounds) for (const v of VARIANTS) results.get(v)!.vsNoCache.push(round.get(v)! / round.get('nocache')!);
+  for (const round of rounds)
+    for (const v of VARIANTS) results.get(v)!.vsNoCache.push(round.get(v)! / round.get('nocache')!);
   const rows = VARIANTS.map((v) => {
     const r = results.get(v)!;
     const recovered = r.recovered.filter((ms) => !Number.isNaN(ms));
     const recovery = `${recovered.length ? cell(recovered) : 'never'}${r.hung ? ` (${r.hung} of ${r.recovered.length} rounds: a request hung > 5 s)` : ''}`;
-    return [v, cell(r.healthy), cell(r.outage), cell(r.vsNoCache, 2), cell(r.p99Healthy, 1), cell(r.p99, 1), String(r.errors), v === 'nest-cache-manager' ? 'n/a' : cell(r.logs), recovery];
+    return [
+      v,
+      cell(r.healthy),
+      cell(r.outage),
+      cell(r.vsNoCache, 2),
+      cell(r.p99Healthy, 1),
+      cell(r.p99, 1),
+      String(r.errors),
+      v === 'nest-cache-manager' ? 'n/a' : cell(r.logs),
+      recovery,
+    ];
   });
   process.stdout.write(
     `# Outage (${FAULT === 'stop' ? 'memcached frozen with SIGSTOP' : 'memcached killed'})\n\n${machineNotes()}; ${pinningNote()}; GET /users/<1..1000>, 5 ms database, 50 connections; ${SECONDS} s healthy, fault, 1 s settle, ${SECONDS} s outage; ${ROUNDS} rounds.\n\n` +
-      table(['variant', 'healthy req/s', 'outage req/s', 'outage vs no cache', 'healthy p99 ms', 'outage p99 ms', 'errors to clients', 'log lines per minute', 'recovery ms'], rows) +
+      table(
+        [
+          'variant',
+          'healthy req/s',
+          'outage req/s',
+          'outage vs no cache',
+          'healthy p99 ms',
+          'outage p99 ms',
+          'errors to clients',
+          'log lines per minute',
+          'recovery ms',
+        ],
+        rows,
+      ) +
       '\n',
   );
 }

@@ -18,7 +18,10 @@ const SIZES = (process.env.BENCH_SIZES ?? '1k,100k').split(',');
 async function main() {
   const pki = makeTestPki();
   const plain = await MemcachedDaemon.start({ memoryMb: 256 });
-  const secure = await MemcachedDaemon.start({ memoryMb: 256, tls: { certFile: pki.serverCertFile, keyFile: pki.serverKeyFile } });
+  const secure = await MemcachedDaemon.start({
+    memoryMb: 256,
+    tls: { certFile: pki.serverCertFile, keyFile: pki.serverKeyFile },
+  });
   pinToServer(process.pid);
   pinToRest(plain.pid);
   pinToRest(secure.pid);
@@ -29,7 +32,10 @@ async function main() {
     { name: 'plain TCP', client: new MemcachedClient({ ...common, servers: plain.address }) },
     { name: 'TLS', client: new MemcachedClient({ ...common, servers: secure.address, tls }) },
     { name: 'encrypted values', client: new MemcachedClient({ ...common, servers: plain.address, encryption }) },
-    { name: 'TLS + encrypted values', client: new MemcachedClient({ ...common, servers: secure.address, tls, encryption }) },
+    {
+      name: 'TLS + encrypted values',
+      client: new MemcachedClient({ ...common, servers: secure.address, tls, encryption }),
+    },
   ];
   const sizes = [
     { id: '1k', name: '1 KB', keys: 1000, value: user1k() },
@@ -43,7 +49,8 @@ async function main() {
     const key = (v: (typeof variants)[number], i: number) => `${variants.indexOf(v)}:${size.id}:${i}`;
     for (const v of variants) {
       await Promise.all(Array.from({ length: size.keys }, (_, i) => v.client.set(key(v, i), size.value)));
-      if (JSON.stringify(await v.client.get(key(v, 0))) !== JSON.stringify(size.value)) throw new Error(`${v.name}: the value did not come back`);
+      if (JSON.stringify(await v.client.get(key(v, 0))) !== JSON.stringify(size.value))
+        throw new Error(`${v.name}: the value did not come back`);
     }
     for (const concurrency of [1, 64]) {
       const rates = new Map(variants.map((v) => [v.name, [] as number[]]));
@@ -57,15 +64,29 @@ async function main() {
       });
       const ratio = (name: string) => perRound.map((r) => r.get(name)! / r.get('plain TCP')!);
       const cpuOver = (name: string) => cpu.get(name)!.map((c, i) => c - cpu.get('plain TCP')![i]);
-      const rows = variants.map((v) => [v.name, cell(rates.get(v.name)!), cell(ratio(v.name), 2), cell(cpu.get(v.name)!, 1), cell(cpuOver(v.name), 1)]);
-      out.push(`\n## get (hit), ${size.name}, concurrency ${concurrency}\n\n${table(['variant', 'gets/s', 'ratio vs plain TCP', 'client CPU µs/get', 'µs/get over plain'], rows)}\n`);
-      process.stderr.write(`get ${size.name} c${concurrency}: ${variants.slice(1).map((v) => `${v.name} ${summary(ratio(v.name)).median.toFixed(2)}x`).join(', ')}\n`);
+      const rows = variants.map((v) => [
+        v.name,
+        cell(rates.get(v.name)!),
+        cell(ratio(v.name), 2),
+        cell(cpu.get(v.name)!, 1),
+        cell(cpuOver(v.name), 1),
+      ]);
+      out.push(
+        `\n## get (hit), ${size.name}, concurrency ${concurrency}\n\n${table(['variant', 'gets/s', 'ratio vs plain TCP', 'client CPU µs/get', 'µs/get over plain'], rows)}\n`,
+      );
+      process.stderr.write(
+        `get ${size.name} c${concurrency}: ${variants
+          .slice(1)
+          .map((v) => `${v.name} ${summary(ratio(v.name)).median.toFixed(2)}x`)
+          .join(', ')}\n`,
+      );
     }
   }
   // every get was a hit in its own format, or the figures mean nothing
   for (const v of variants) {
     const { misses, undecodable, undecryptable } = v.client.stats();
-    if (misses + undecodable + undecryptable > 0) throw new Error(`${v.name}: ${misses} misses, ${undecodable} undecodable, ${undecryptable} undecryptable`);
+    if (misses + undecodable + undecryptable > 0)
+      throw new Error(`${v.name}: ${misses} misses, ${undecodable} undecodable, ${undecryptable} undecryptable`);
   }
   process.stdout.write(out.join('\n') + '\n');
   for (const v of variants) v.client.close();

@@ -15,7 +15,10 @@ function row1k(): Record<string, unknown> {
 
 function rows100k(): Record<string, unknown> {
   const catalog = catalog100k() as { items: Array<Record<string, unknown>> };
-  return { ...catalog, items: catalog.items.map((item, i) => ({ ...item, updatedAt: new Date(1_700_000_000_000 + i) })) };
+  return {
+    ...catalog,
+    items: catalog.items.map((item, i) => ({ ...item, updatedAt: new Date(1_700_000_000_000 + i) })),
+  };
 }
 
 const shapes = {
@@ -31,9 +34,31 @@ const structured = new ValueCodec({ compressionThreshold: 0, mode: 'structured' 
 type Variant = { name: string; run(value: unknown): unknown };
 const variants: Variant[] = [
   { name: 'JSON.stringify + JSON.parse (changes Dates to strings)', run: (v) => JSON.parse(JSON.stringify(v)) },
-  { name: "codec, serializer 'auto'", run: (v) => { const e = auto.encode(v); return auto.decode(e.bytes, e.flags); } },
-  { name: "codec, serializer 'structured'", run: (v) => { const e = structured.encode(v); return structured.decode(e.bytes, e.flags); } },
-  { name: 'decode only (a hit), auto', run: (() => { const cache = new Map<unknown, { bytes: Buffer; flags: number }>(); return (v: unknown) => { let e = cache.get(v); if (!e) cache.set(v, (e = auto.encode(v))); return auto.decode(e.bytes, e.flags); }; })() },
+  {
+    name: "codec, serializer 'auto'",
+    run: (v) => {
+      const e = auto.encode(v);
+      return auto.decode(e.bytes, e.flags);
+    },
+  },
+  {
+    name: "codec, serializer 'structured'",
+    run: (v) => {
+      const e = structured.encode(v);
+      return structured.decode(e.bytes, e.flags);
+    },
+  },
+  {
+    name: 'decode only (a hit), auto',
+    run: (() => {
+      const cache = new Map<unknown, { bytes: Buffer; flags: number }>();
+      return (v: unknown) => {
+        let e = cache.get(v);
+        if (!e) cache.set(v, (e = auto.encode(v)));
+        return auto.decode(e.bytes, e.flags);
+      };
+    })(),
+  },
 ];
 
 function measure(variant: Variant, value: unknown): number {
@@ -60,8 +85,18 @@ for (const shape of Object.keys(shapes)) {
   const base = results.get(`${shape}\u0000${variants[0].name}`)!;
   for (const variant of variants) {
     const us = results.get(`${shape}\u0000${variant.name}`)!;
-    rows.push([shape, variant.name, cell(us, 1), cell(us.map((x, i) => x / base[i]), 2)]);
+    rows.push([
+      shape,
+      variant.name,
+      cell(us, 1),
+      cell(
+        us.map((x, i) => x / base[i]),
+        2,
+      ),
+    ]);
   }
 }
-console.log(`# Value codec cost\n\n${machineNotes()}; ${ROUNDS} rounds x ${CELL_MS} ms per cell, variants rotated each round; median [min–max].\n`);
+console.log(
+  `# Value codec cost\n\n${machineNotes()}; ${ROUNDS} rounds x ${CELL_MS} ms per cell, variants rotated each round; median [min–max].\n`,
+);
 console.log(table(['value', 'variant', 'µs per encode + decode', 'vs JSON'], rows));

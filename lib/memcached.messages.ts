@@ -4,8 +4,13 @@ export const invalidOption = (name: string, value: unknown, expected: string) =>
 export const invalidEnv = (name: string, value: string, expected: string) =>
   `Invalid ${name}=${JSON.stringify(value)} (expected ${expected})`;
 
-export const invalidDecoratorOption = (decorator: string, where: string, option: string, value: string, expected: string) =>
-  `Invalid ${decorator} option "${option}" on ${where}: ${value} (expected ${expected})`;
+export const invalidDecoratorOption = (
+  decorator: string,
+  where: string,
+  option: string,
+  value: string,
+  expected: string,
+) => `Invalid ${decorator} option "${option}" on ${where}: ${value} (expected ${expected})`;
 
 export const unknownOption = (name: string) =>
   `Unknown MemcachedModule option "${name}": see the README's configuration table for the supported options`;
@@ -26,9 +31,9 @@ export const unsupportedValue = (what: string, where: string, mode: string) =>
   (mode === 'pylibmc'
     ? 'valueFormat is "pylibmc", which keeps strings, Buffers, integers and JSON types (numbers, booleans, null, plain objects and arrays)'
     : mode === 'json'
-    ? 'the serializer is "json", which keeps only JSON types (strings, numbers, booleans, null, plain objects and arrays)'
-    : 'class instances, functions, symbols and errors would come back as something else. ' +
-      'Cache a plain object instead, or give the module a serializer that knows the type');
+      ? 'the serializer is "json", which keeps only JSON types (strings, numbers, booleans, null, plain objects and arrays)'
+      : 'class instances, functions, symbols and errors would come back as something else. ' +
+        'Cache a plain object instead, or give the module a serializer that knows the type');
 
 export const cacheFailed = (operation: string, namespace: string, detail: string) =>
   `cache ${operation} failed for namespace "${namespace}", continuing without the cache: ${detail}`;
@@ -51,24 +56,28 @@ export const connectionReset = () => 'connection reset by the client';
 export const closedByServer = () => 'connection closed by the server';
 export const noAnswer = (ms: number) => `no answer within ${ms} ms`;
 export const noConnection = (ms: number) => `no connection within ${ms} ms`;
-export const tlsNoHandshake = (ms: number) => `no TLS handshake within ${ms} ms (does the server have TLS on, memcached -Z?)`;
+export const tlsNoHandshake = (ms: number) =>
+  `no TLS handshake within ${ms} ms (does the server have TLS on, memcached -Z?)`;
 export const tlsFailed = (code: string | undefined, message: string) => {
-  const hint = code === 'ERR_TLS_CERT_ALTNAME_INVALID'
-    ? 'the certificate is not for this host: check tls.servername or the host in servers'
-    : code !== undefined && /CERT|SELF_SIGNED|ISSUER|VERIFY/.test(code)
-      ? "the server's certificate did not verify: check tls.ca"
-      : 'check that the server has TLS on (memcached -Z) and accepts this client (tls.cert, tls.key)';
+  const hint =
+    code === 'ERR_TLS_CERT_ALTNAME_INVALID'
+      ? 'the certificate is not for this host: check tls.servername or the host in servers'
+      : code !== undefined && /CERT|SELF_SIGNED|ISSUER|VERIFY/.test(code)
+        ? "the server's certificate did not verify: check tls.ca"
+        : 'check that the server has TLS on (memcached -Z) and accepts this client (tls.cert, tls.key)';
   return `TLS handshake failed (${code ?? 'no code'}: ${message}): ${hint}`;
 };
 export const saslRefused = () => 'authentication failed: the server refused the SASL username or password';
 export const saslStatus = (status: number) => `authentication failed: status 0x${status.toString(16)}`;
 export const authFailed = () => 'authentication failed';
-export const authRequired = () => 'authentication required: the server expects SASL credentials (username and password)';
+export const authRequired = () =>
+  'authentication required: the server expects SASL credentials (username and password)';
 export const malformedResponse = (detail: string) => `malformed response: ${detail}`;
 export const protocolDropped = (detail: string) => `${detail}; connection dropped`;
 export const badMagic = (byte: string) => `not a binary-protocol response (magic byte 0x${byte}, expected 0x81)`;
 export const badDataType = (byte: string) => `unknown data type 0x${byte} in a response`;
-export const bodyTooLarge = (bytes: number) => `response declares a ${bytes}-byte body, more than any memcached item can hold`;
+export const bodyTooLarge = (bytes: number) =>
+  `response declares a ${bytes}-byte body, more than any memcached item can hold`;
 export const keyExtrasTooLong = (key: number, extras: number, body: number) =>
   `response key (${key} bytes) and extras (${extras} bytes) exceed its body (${body} bytes)`;
 export const opcodeMismatch = (got: number, sent: number) =>
@@ -82,11 +91,13 @@ export const generationLost = () => 'a namespace generation could not be stored'
 export const keyNotString = (got: string) => `memcached key must be a string, got ${got}`;
 export const invalidNamespace = (namespace: string) =>
   `Invalid cache namespace ${JSON.stringify(namespace)}: use letters, digits, '_', '.' or '-'`;
-export const ttlPast2106 = (ttl: number) => `Invalid ttl ${ttl}: expires after the year 2106, beyond memcached's 32-bit expiry`;
+export const ttlPast2106 = (ttl: number) =>
+  `Invalid ttl ${ttl}: expires after the year 2106, beyond memcached's 32-bit expiry`;
 export const undefinedValue = () => 'undefined cannot be stored in memcached: use delete() to remove a key';
 export const invalidCounterNumber = (name: string, value: unknown) =>
   `Invalid ${name} ${String(value)}: expected a whole number >= 0 (use a bigint above 2^53)`;
-export const invalidCounterBigint = (name: string, value: unknown) => `Invalid ${name} ${String(value)}: expected an unsigned 64-bit integer`;
+export const invalidCounterBigint = (name: string, value: unknown) =>
+  `Invalid ${name} ${String(value)}: expected an unsigned 64-bit integer`;
 export const keyFromFunction = (type: string) =>
   `cannot derive a cache key from a ${type}: give the decorator a key function`;
 export const keyFromCycle = () => 'cannot derive a cache key from a circular structure';

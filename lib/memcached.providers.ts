@@ -1,4 +1,11 @@
-import { type FactoryProvider, type InjectionToken, Logger, type NestInterceptor, type Provider, type Type } from '@nestjs/common';
+import {
+  type FactoryProvider,
+  type InjectionToken,
+  Logger,
+  type NestInterceptor,
+  type Provider,
+  type Type,
+} from '@nestjs/common';
 import type { ModuleRef } from '@nestjs/core';
 import { CacheAsideEngine } from './cache/cache-aside.engine.js';
 import { MemcachedCache } from './cache/memcached-cache.js';
@@ -25,7 +32,10 @@ export function createMemcachedClientProvider(
  * `MemcachedCache` facade over it, the explorer that turns provider methods on, and the
  * interceptor controller routes use (`interceptor`, or `CacheInterceptor`).
  */
-export function cacheProviders(optionsToken: InjectionToken, interceptor: Type<NestInterceptor> = CacheInterceptor): Provider[] {
+export function cacheProviders(
+  optionsToken: InjectionToken,
+  interceptor: Type<NestInterceptor> = CacheInterceptor,
+): Provider[] {
   return [
     {
       provide: CacheAsideEngine,
@@ -33,7 +43,11 @@ export function cacheProviders(optionsToken: InjectionToken, interceptor: Type<N
         new CacheAsideEngine(client, options.logger === undefined ? new Logger('MemcachedCache') : options.logger),
       inject: [MemcachedClient, optionsToken],
     },
-    { provide: MemcachedCache, useFactory: (engine: CacheAsideEngine) => new MemcachedCache(engine), inject: [CacheAsideEngine] },
+    {
+      provide: MemcachedCache,
+      useFactory: (engine: CacheAsideEngine) => new MemcachedCache(engine),
+      inject: [CacheAsideEngine],
+    },
     { provide: CACHE_INTERCEPTOR, useClass: interceptor },
     CacheExplorer,
   ];
@@ -61,8 +75,10 @@ type AppConfig = { getGlobalInterceptors?(): unknown[]; getGlobalRequestIntercep
  * application config Nest's container holds; if that cannot be read, assume it has.
  */
 function hasGlobalInterceptors(moduleRef: ModuleRef): boolean {
-  const config = (moduleRef as unknown as { container?: { applicationConfig?: AppConfig } }).container?.applicationConfig;
-  if (typeof config?.getGlobalInterceptors !== 'function' || typeof config.getGlobalRequestInterceptors !== 'function') return true;
+  const config = (moduleRef as unknown as { container?: { applicationConfig?: AppConfig } }).container
+    ?.applicationConfig;
+  if (typeof config?.getGlobalInterceptors !== 'function' || typeof config.getGlobalRequestInterceptors !== 'function')
+    return true;
   return config.getGlobalInterceptors().length > 0 || config.getGlobalRequestInterceptors().length > 0;
 }
 

@@ -3,7 +3,15 @@
 // results. everyId: ids 1..ids in turn (a warm-up that caches every id), else random ids.
 import autocannon from 'autocannon';
 
-const job = JSON.parse(process.argv[2]) as { url: string; connections: number; seconds?: number; amount?: number; ids: number; fixedId?: number; everyId?: boolean };
+const job = JSON.parse(process.argv[2]) as {
+  url: string;
+  connections: number;
+  seconds?: number;
+  amount?: number;
+  ids: number;
+  fixedId?: number;
+  everyId?: boolean;
+};
 let next = 0;
 const pickId = () => job.fixedId ?? (job.everyId ? 1 + (next++ % job.ids) : 1 + Math.floor(Math.random() * job.ids));
 const latencies: number[] = [];
@@ -23,7 +31,16 @@ const instance = autocannon(
       },
     ],
   },
-  (error: unknown, result: { requests: { total: number; average: number }; non2xx: number; errors: number; timeouts: number; duration: number }) => {
+  (
+    error: unknown,
+    result: {
+      requests: { total: number; average: number };
+      non2xx: number;
+      errors: number;
+      timeouts: number;
+      duration: number;
+    },
+  ) => {
     if (error) throw error;
     latencies.sort((a, b) => a - b);
     const q = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] ?? 0;

@@ -4,7 +4,18 @@
 // SIZE: 1k | 100k; PORT; MEMCACHED (host:port). GET /__stats reports database calls and CPU time.
 import 'reflect-metadata';
 import { CacheInterceptor, CacheModule } from '@nestjs/cache-manager';
-import { type CallHandler, Controller, type DynamicModule, type ExecutionContext, Get, Injectable, Module, type NestInterceptor, Param, UseInterceptors } from '@nestjs/common';
+import {
+  type CallHandler,
+  Controller,
+  type DynamicModule,
+  type ExecutionContext,
+  Get,
+  Injectable,
+  Module,
+  type NestInterceptor,
+  Param,
+  UseInterceptors,
+} from '@nestjs/common';
 import type { Observable } from 'rxjs';
 import { NestFactory } from '@nestjs/core';
 import { KeyvMemcache } from '@keyv/memcache';
@@ -155,7 +166,13 @@ class OursGetOrSetController {
 
 let logLines = 0;
 let ourClient: MemcachedClient | undefined;
-const countingLogger = { log: () => logLines++, error: () => logLines++, warn: () => logLines++, debug: () => undefined, verbose: () => undefined };
+const countingLogger = {
+  log: () => logLines++,
+  error: () => logLines++,
+  warn: () => logLines++,
+  debug: () => undefined,
+  verbose: () => undefined,
+};
 
 function appModule(): DynamicModule {
   const ours = MemcachedModule.forRoot({ isGlobal: true, servers: memcached, logger: countingLogger });
@@ -164,7 +181,11 @@ function appModule(): DynamicModule {
     servers: memcached,
     logger: countingLogger,
     nearCache: { ttl: 60 },
-    bus: { transport: 'nats', url: process.env.BUS_URL ?? 'nats://127.0.0.1:4222', channel: `nmc-bench-${process.pid}` },
+    bus: {
+      transport: 'nats',
+      url: process.env.BUS_URL ?? 'nats://127.0.0.1:4222',
+      channel: `nmc-bench-${process.pid}`,
+    },
   });
   const table: Record<string, DynamicModule> = {
     trivial: { module: AppModule, controllers: [StatsController, TrivialController] },
@@ -179,10 +200,20 @@ function appModule(): DynamicModule {
       controllers: [StatsController, NestCacheController],
     },
     'ours-controller': { module: AppModule, imports: [ours], controllers: [StatsController, OursController] },
-    'ours-service': { module: AppModule, imports: [ours], controllers: [StatsController, OursServiceController], providers: [UsersService] },
+    'ours-service': {
+      module: AppModule,
+      imports: [ours],
+      controllers: [StatsController, OursServiceController],
+      providers: [UsersService],
+    },
     'ours-getorset': { module: AppModule, imports: [ours], controllers: [StatsController, OursGetOrSetController] },
     'ours-controller-near': { module: AppModule, imports: [oursNear], controllers: [StatsController, OursController] },
-    'ours-service-near': { module: AppModule, imports: [oursNear], controllers: [StatsController, OursServiceController], providers: [UsersService] },
+    'ours-service-near': {
+      module: AppModule,
+      imports: [oursNear],
+      controllers: [StatsController, OursServiceController],
+      providers: [UsersService],
+    },
   };
   const definition = table[variant];
   if (!definition) throw new Error(`unknown VARIANT ${variant}`);

@@ -2,7 +2,11 @@
  * Calls `fn(i)` from `concurrency` workers for 300 ms of warm-up and then `seconds`; returns
  * operations per second and this process's CPU microseconds per operation in the measured window.
  */
-export async function measure(fn: (i: number) => Promise<unknown>, concurrency: number, seconds: number): Promise<{ rate: number; cpuUs: number }> {
+export async function measure(
+  fn: (i: number) => Promise<unknown>,
+  concurrency: number,
+  seconds: number,
+): Promise<{ rate: number; cpuUs: number }> {
   let ops = 0;
   const warmUntil = performance.now() + 300;
   const until = warmUntil + seconds * 1000;

@@ -47,15 +47,23 @@ export function pinningNote(): string {
  * Starts a TypeScript script in its own Node process; resolves once it prints READY. `pin: false`
  * leaves it unpinned (several servers at once).
  */
-export async function startServer(script: URL, env: Record<string, string>, options: { pin?: boolean } = {}): Promise<ChildProcess> {
+export async function startServer(
+  script: URL,
+  env: Record<string, string>,
+  options: { pin?: boolean } = {},
+): Promise<ChildProcess> {
   // BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof": flags for the server under test only
   const extra = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
-  const [command, args] = node([...extra, '--import', register, fileURLToPath(script)], options.pin === false ? undefined : pinning?.server);
+  const [command, args] = node(
+    [...extra, '--import', register, fileURLToPath(script)],
+    options.pin === false ? undefined : pinning?.server,
+  );
   const child = spawn(command, args, {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  if (process.env.BENCH_SERVER_LOG) child.stdout!.on('data', (chunk) => appendFileSync(process.env.BENCH_SERVER_LOG!, chunk));
+  if (process.env.BENCH_SERVER_LOG)
+    child.stdout!.on('data', (chunk) => appendFileSync(process.env.BENCH_SERVER_LOG!, chunk));
   await new Promise<void>((resolve, reject) => {
     let out = '';
     child.stdout!.on('data', (chunk) => {

@@ -22,7 +22,11 @@ export function table(headers: string[], rows: string[][]): string {
 }
 
 /** Runs `variants` in `rounds` rounds, rotating their order each round (A B C, B C A, ...). */
-export async function interleave<V>(variants: V[], rounds: number, run: (variant: V, round: number) => Promise<void>): Promise<void> {
+export async function interleave<V>(
+  variants: V[],
+  rounds: number,
+  run: (variant: V, round: number) => Promise<void>,
+): Promise<void> {
   for (let round = 0; round < rounds; round++) {
     for (let i = 0; i < variants.length; i++) await run(variants[(i + round) % variants.length], round);
   }

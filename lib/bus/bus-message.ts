@@ -28,7 +28,13 @@ export const BUS_VERSION = 1;
 export const MAX_BUS_MESSAGE = 1 << 20;
 
 export function encodeBusMessage(message: BusMessage): string {
-  const body: Record<string, unknown> = { v: BUS_VERSION, s: message.source, q: message.seq, t: message.type, x: message.names };
+  const body: Record<string, unknown> = {
+    v: BUS_VERSION,
+    s: message.source,
+    q: message.seq,
+    t: message.type,
+    x: message.names,
+  };
   if (message.derived) body.d = 1;
   return JSON.stringify(body);
 }
@@ -41,7 +47,9 @@ export function decodeBusMessage(data: string | Uint8Array): BusMessage | undefi
   if (data.length > MAX_BUS_MESSAGE) return undefined;
   let parsed: unknown;
   try {
-    parsed = JSON.parse(typeof data === 'string' ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('utf8'));
+    parsed = JSON.parse(
+      typeof data === 'string' ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('utf8'),
+    );
   } catch {
     return undefined;
   }
@@ -54,5 +62,7 @@ export function decodeBusMessage(data: string | Uint8Array): BusMessage | undefi
   if (!Array.isArray(x) || !x.every((name) => typeof name === 'string')) return undefined;
   if (t === 'h' || t === 'b' ? x.length !== 0 : x.length === 0) return undefined;
   if (d !== undefined && d !== 1) return undefined;
-  return d === 1 ? { source: s, seq: q, type: t, names: x as string[], derived: true } : { source: s, seq: q, type: t, names: x as string[] };
+  return d === 1
+    ? { source: s, seq: q, type: t, names: x as string[], derived: true }
+    : { source: s, seq: q, type: t, names: x as string[] };
 }

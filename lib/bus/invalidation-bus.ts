@@ -70,7 +70,15 @@ export class InvalidationBus {
   private retry: NodeJS.Timeout | undefined;
   private closed = false;
   private lagMs: number | undefined;
-  private readonly counters = { published: 0, publishFailures: 0, received: 0, gaps: 0, newSources: 0, malformed: 0, flushes: 0 };
+  private readonly counters = {
+    published: 0,
+    publishFailures: 0,
+    received: 0,
+    gaps: 0,
+    newSources: 0,
+    malformed: 0,
+    flushes: 0,
+  };
 
   constructor(
     private readonly transport: BusTransport,
@@ -108,7 +116,10 @@ export class InvalidationBus {
   }
 
   private connect(): Promise<void> {
-    return this.transport.start((data) => this.receive(data), (up) => this.state(up));
+    return this.transport.start(
+      (data) => this.receive(data),
+      (up) => this.state(up),
+    );
   }
 
   private retryLater(): void {
@@ -134,7 +145,14 @@ export class InvalidationBus {
     const now = this.clock();
     let quietSources = 0;
     for (const source of this.sources.values()) if (now - source.seen > this.heartbeat) quietSources++;
-    return { ...this.counters, healthy: this.isHealthy, connected: this.connected, lagMs: this.lagMs, sources: this.sources.size, quietSources };
+    return {
+      ...this.counters,
+      healthy: this.isHealthy,
+      connected: this.connected,
+      lagMs: this.lagMs,
+      sources: this.sources.size,
+      quietSources,
+    };
   }
 
   /** Exposed for tests: one heartbeat and health check, as the timer runs them. */

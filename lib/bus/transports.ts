@@ -8,10 +8,16 @@ export interface BrokerTarget {
 }
 
 /** The transport named in the options; its broker client is loaded only now (an optional peer). */
-export async function createBusTransport(name: 'nats' | 'redis' | 'rabbitmq', target: BrokerTarget): Promise<BusTransport> {
+export async function createBusTransport(
+  name: 'nats' | 'redis' | 'rabbitmq',
+  target: BrokerTarget,
+): Promise<BusTransport> {
   switch (name) {
     case 'nats':
-      return new NatsTransport(await load<typeof import('@nats-io/transport-node')>('@nats-io/transport-node', name), target);
+      return new NatsTransport(
+        await load<typeof import('@nats-io/transport-node')>('@nats-io/transport-node', name),
+        target,
+      );
     case 'redis':
       return new RedisTransport(await load<typeof import('ioredis')>('ioredis', name), target);
     case 'rabbitmq':
@@ -23,7 +29,7 @@ async function load<T>(pkg: string, transport: string): Promise<T> {
   try {
     return (await import(pkg)) as T;
   } catch (error) {
-    throw new Error(busPeerMissing(transport, pkg, (error as Error).message));
+    throw new Error(busPeerMissing(transport, pkg, (error as Error).message), { cause: error });
   }
 }
 
@@ -90,7 +96,12 @@ export class RedisTransport implements BusTransport {
 
   async start(deliver: (data: string | Uint8Array) => void, state: (up: boolean) => void): Promise<void> {
     const Redis = this.ioredis.Redis;
-    const options = { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1, retryStrategy: (n: number) => Math.min(50 * n, 1000) };
+    const options = {
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 1,
+      retryStrategy: (n: number) => Math.min(50 * n, 1000),
+    };
     const sub = (this.subscriber = new Redis(this.target.url, options));
     const pub = (this.publisher = new Redis(this.target.url, options));
     for (const connection of [sub, pub]) connection.on('error', () => undefined);

@@ -7,7 +7,12 @@ import { assertNamespace } from '../codec/key.codec.js';
 import { normalizeTtl } from '../codec/ttl.js';
 import type { ResponseMeta } from '../codec/value.codec.js';
 import type { HttpCachePolicy } from '../config/memcached-options.js';
-import type { CacheableOptions, CacheEvictOptions, CachePlan, CachePutOptions } from '../interfaces/cache-decorator-options.interface.js';
+import type {
+  CacheableOptions,
+  CacheEvictOptions,
+  CachePlan,
+  CachePutOptions,
+} from '../interfaces/cache-decorator-options.interface.js';
 import { cacheFailed, keyFnNotString, keysFnNotList } from '../memcached.messages.js';
 import { RateLimitedLogger } from '../utils/rate-limited-logger.js';
 import { CacheEvents } from './cache-events.js';
@@ -87,7 +92,12 @@ export class CacheAsideEngine {
    * call, the put, then evictions after success. `produce` runs the method; `report`, when given,
    * receives how the call was served.
    */
-  async execute<T>(plan: CachePlan, site: CallSite, produce: () => Promise<Produced<T>>, report?: CallReport): Promise<T> {
+  async execute<T>(
+    plan: CachePlan,
+    site: CallSite,
+    produce: () => Promise<Produced<T>>,
+    report?: CallReport,
+  ): Promise<T> {
     for (const evict of plan.evicts) {
       if (evict.beforeInvocation) await this.evictFor(plan, site, evict);
     }
@@ -114,9 +124,11 @@ export class CacheAsideEngine {
    */
   skipsDownCache(plan: CachePlan, eligible: () => boolean = () => true): boolean {
     const options = plan.cacheable;
-    if (options === undefined || options.condition !== undefined || plan.put !== undefined || plan.evicts.length > 0) return false;
+    if (options === undefined || options.condition !== undefined || plan.put !== undefined || plan.evicts.length > 0)
+      return false;
     const namespace = this.namespaceOf(plan, options);
-    if (!this.internals.readThrough.namespaces.isDown({ namespace, key: '' }) || this.events.has('miss') || !eligible()) return false;
+    if (!this.internals.readThrough.namespaces.isDown({ namespace, key: '' }) || this.events.has('miss') || !eligible())
+      return false;
     this.counters.of(namespace).misses++;
     return true;
   }
@@ -170,7 +182,13 @@ export class CacheAsideEngine {
     this.events.emit('bypass', { namespace, reason });
   }
 
-  private async cached<T>(plan: CachePlan, options: CacheableOptions, site: CallSite, produce: () => Promise<Produced<T>>, report?: CallReport): Promise<T> {
+  private async cached<T>(
+    plan: CachePlan,
+    options: CacheableOptions,
+    site: CallSite,
+    produce: () => Promise<Produced<T>>,
+    report?: CallReport,
+  ): Promise<T> {
     const namespace = this.namespaceOf(plan, options);
     const http = site.http;
     let target: CacheTarget;
@@ -195,10 +213,23 @@ export class CacheAsideEngine {
         if (produced.storable === false) unstorable = true;
         return { value: produced.value, fill: await this.fillPlan(plan, options, site, current, produced) };
       };
-      served = await this.internals.readThrough.read({ target, load, lease, rawJson: http !== undefined, label, near: this.internals.usesNear(target.namespace, options.nearCache) });
+      served = await this.internals.readThrough.read({
+        target,
+        load,
+        lease,
+        rawJson: http !== undefined,
+        label,
+        near: this.internals.usesNear(target.namespace, options.nearCache),
+      });
       if (http === undefined || served.outcome === 'MISS' || varyMatches(served.meta, http)) break;
       // a hit stored for other Vary values: read the variant they select, or go around the cache
-      if (attempt < MAX_RETARGETS && this.vary.learn(plan, served.meta!.vary!.map(([name]) => name))) {
+      if (
+        attempt < MAX_RETARGETS &&
+        this.vary.learn(
+          plan,
+          served.meta!.vary!.map(([name]) => name),
+        )
+      ) {
         target = { ...target, variant: this.vary.variant(plan, target.key, http) };
         continue;
       }
@@ -224,7 +255,8 @@ export class CacheAsideEngine {
     } else {
       if (served.outcome === 'STALE') stats.stale++;
       stats.hits++;
-      if (this.events.has('hit')) this.events.emit('hit', { namespace, key, durationMs, stale: served.outcome === 'STALE' });
+      if (this.events.has('hit'))
+        this.events.emit('hit', { namespace, key, durationMs, stale: served.outcome === 'STALE' });
     }
     if (served.waited) {
       stats.leaseWaits++;
@@ -257,7 +289,8 @@ export class CacheAsideEngine {
     const value = produced.value;
     const namespace = target.namespace!;
     try {
-      if (value === undefined || produced.storable === false || options.unless?.(value as never, ...site.keyArgs)) return undefined;
+      if (value === undefined || produced.storable === false || options.unless?.(value as never, ...site.keyArgs))
+        return undefined;
       const ttl = this.ttlOf(plan, options, value) ?? this.internals.options.ttl;
       const swr = 'staleWhileRevalidate' in options ? options.staleWhileRevalidate : undefined;
       const fill: FillPlan = {
@@ -267,9 +300,17 @@ export class CacheAsideEngine {
         meta: produced.meta,
       };
       const http = site.http;
-      if (http !== undefined && produced.meta?.vary && this.vary.learn(plan, produced.meta.vary.map(([name]) => name))) {
+      if (
+        http !== undefined &&
+        produced.meta?.vary &&
+        this.vary.learn(
+          plan,
+          produced.meta.vary.map(([name]) => name),
+        )
+      ) {
         const variant = this.vary.variant(plan, target.key, http);
-        if (variant !== target.variant) fill.wire = await this.internals.readThrough.namespaces.currentWire({ ...target, variant });
+        if (variant !== target.variant)
+          fill.wire = await this.internals.readThrough.namespaces.currentWire({ ...target, variant });
       }
       return fill;
     } catch (error) {
@@ -288,7 +329,13 @@ export class CacheAsideEngine {
       // an overwrite: a load of this key already running here must not store its older result,
       // and the key's cached variants are older than it
       readThrough.overwritten(wire, { namespace, key });
-      const fill = await this.fillPlan(plan, options, { ...site, http: undefined }, { namespace, key }, { value: result });
+      const fill = await this.fillPlan(
+        plan,
+        options,
+        { ...site, http: undefined },
+        { namespace, key },
+        { value: result },
+      );
       const [report] = await Promise.all([
         readThrough.leases.fill(wire, { value: result, fill }, `namespace "${namespace}"`),
         readThrough.namespaces.bumpVariants(namespace, key),
@@ -314,7 +361,11 @@ export class CacheAsideEngine {
     await Promise.all(keys.map((key) => this.evict(namespace, key)));
   }
 
-  private keyOf(options: CacheableOptions | CachePutOptions | CacheEvictOptions, site: CallSite, evicting: boolean): string {
+  private keyOf(
+    options: CacheableOptions | CachePutOptions | CacheEvictOptions,
+    site: CallSite,
+    evicting: boolean,
+  ): string {
     let key: string;
     if (typeof options.key === 'string') key = options.key;
     else if (typeof options.key === 'function') key = options.key(...site.keyArgs);
@@ -339,7 +390,9 @@ export class CacheAsideEngine {
     this.events.emit('error', { namespace, operation, error });
     const code = (error as { code?: string })?.code;
     // topics by operation, node and error kind: never by a message, which can hold user data
-    const topic = `${namespace}:${operation}:${(error as { node?: string })?.node ?? ''}:${typeof code === 'string' ? code : (error as Error)?.name ?? typeof error}`;
-    this.warnings.warn(topic, () => cacheFailed(operation, namespace, error instanceof Error ? error.message : String(error)));
+    const topic = `${namespace}:${operation}:${(error as { node?: string })?.node ?? ''}:${typeof code === 'string' ? code : ((error as Error)?.name ?? typeof error)}`;
+    this.warnings.warn(topic, () =>
+      cacheFailed(operation, namespace, error instanceof Error ? error.message : String(error)),
+    );
   }
 }

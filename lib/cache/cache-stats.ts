@@ -25,7 +25,17 @@ export class CacheStats {
   of(namespace: string): Counters {
     let stats = this.namespaces.get(namespace);
     if (!stats) {
-      stats = { hits: 0, stale: 0, misses: 0, fills: 0, evictions: 0, bypasses: 0, errors: 0, leaseWaits: 0, latency: new LatencyHistogram() };
+      stats = {
+        hits: 0,
+        stale: 0,
+        misses: 0,
+        fills: 0,
+        evictions: 0,
+        bypasses: 0,
+        errors: 0,
+        leaseWaits: 0,
+        latency: new LatencyHistogram(),
+      };
       this.namespaces.set(namespace, stats);
     }
     return stats;

@@ -37,7 +37,12 @@ export class Flights {
    * Joins the load running for `key` when that is safe (see the class), else starts `load` as the
    * key's load. `seen` is what this call's read found at the key. `joined` says which happened.
    */
-  async run<T>(key: string, ticket: number, seen: ItemRead | undefined, load: (flight: FlightHandle) => Promise<T>): Promise<{ result: T; joined: boolean }> {
+  async run<T>(
+    key: string,
+    ticket: number,
+    seen: ItemRead | undefined,
+    load: (flight: FlightHandle) => Promise<T>,
+  ): Promise<{ result: T; joined: boolean }> {
     for (;;) {
       const current = this.running.get(key);
       if (current === undefined || current.invalidated) break;
@@ -45,7 +50,8 @@ export class Flights {
       if (seen?.state !== 'lease') break;
       const held = await current.lease;
       if (this.running.get(key) !== current) continue;
-      if (held !== null && held.equals(seen.cas) && !current.invalidated) return { result: (await current.promise) as T, joined: true };
+      if (held !== null && held.equals(seen.cas) && !current.invalidated)
+        return { result: (await current.promise) as T, joined: true };
       break;
     }
     return { result: await this.start(key, load), joined: false };

@@ -95,11 +95,18 @@ export class LeaseProtocol {
     const seq = this.ops.nextSeq();
     const marker = this.ops.codec.leaseMarker(randomBytes(8));
     const extras = storeExtras(marker.flags, toExpiry(this.options.leaseTtl));
-    const frame = replace ? buildRequest(Opcode.Set, wire, extras, marker.bytes, seq, replace) : buildRequest(Opcode.Add, wire, extras, marker.bytes, seq);
+    const frame = replace
+      ? buildRequest(Opcode.Set, wire, extras, marker.bytes, seq, replace)
+      : buildRequest(Opcode.Add, wire, extras, marker.bytes, seq);
     return this.ops.send(this.ops.router.nodeFor(wire), 'lease', seq, frame, {
       onResponse: (res) => {
         if (res.header.status === Status.Ok) return Buffer.from(res.header.cas);
-        if (res.header.status === Status.KeyExists || res.header.status === Status.NotStored || res.header.status === Status.KeyNotFound) return null;
+        if (
+          res.header.status === Status.KeyExists ||
+          res.header.status === Status.NotStored ||
+          res.header.status === Status.KeyNotFound
+        )
+          return null;
         throw new Error(leaseStatus(res.header.status));
       },
     });
@@ -115,7 +122,13 @@ export class LeaseProtocol {
    * waits for, and says whether an eviction in this process came after it started. `label` names
    * the entries in warnings.
    */
-  async load<T>(wire: string, loader: Loader<T>, label: string, flight: FlightHandle, rawJson = false): Promise<LeasedLoad<T>> {
+  async load<T>(
+    wire: string,
+    loader: Loader<T>,
+    label: string,
+    flight: FlightHandle,
+    rawJson = false,
+  ): Promise<LeasedLoad<T>> {
     const deadline = Date.now() + this.options.leaseWait;
     let backoff = 4;
     let told = false;
@@ -139,7 +152,12 @@ export class LeaseProtocol {
         tell(cas);
         this.ops.stats.counters.leaseGrants++;
         const loaded = await this.loadUnderLease(wire, cas, loader);
-        return { value: loaded.value, outcome: 'MISS', waited, filled: this.fillUnderLease(wire, cas, loaded, label, flight) };
+        return {
+          value: loaded.value,
+          outcome: 'MISS',
+          waited,
+          filled: this.fillUnderLease(wire, cas, loaded, label, flight),
+        };
       }
       this.ops.stats.counters.leaseWaits++;
       waited = true;
@@ -196,7 +214,9 @@ export class LeaseProtocol {
         const prepared = this.prepare(loaded, label);
         if (prepared === undefined) return SKIPPED;
         if (prepared === 'refused') return { outcome: 'refused' };
-        return this.report(await this.ops.store(Opcode.Set, 'fill', wire, prepared.encoded, prepared.expiry, label, staleCas));
+        return this.report(
+          await this.ops.store(Opcode.Set, 'fill', wire, prepared.encoded, prepared.expiry, label, staleCas),
+        );
       } finally {
         this.release(marker, lease);
       }
@@ -215,7 +235,13 @@ export class LeaseProtocol {
   }
 
   /** Fills under our lease, or releases it so waiters stop waiting; the fill goes out at once. */
-  private fillUnderLease<T>(wire: string, cas: Buffer, loaded: Loaded<T>, label: string, flight: FlightHandle): Promise<FillReport> {
+  private fillUnderLease<T>(
+    wire: string,
+    cas: Buffer,
+    loaded: Loaded<T>,
+    label: string,
+    flight: FlightHandle,
+  ): Promise<FillReport> {
     const prepared = this.prepare(loaded, label);
     if (prepared === undefined || prepared === 'refused' || flight.invalidated) {
       if (prepared !== undefined && prepared !== 'refused') this.ops.stats.counters.splitFlights++;
@@ -249,7 +275,10 @@ export class LeaseProtocol {
    * it cannot be (its TTL is invalid, its type would not come back): counted and warned, naming
    * the namespace (`label`), never the key.
    */
-  private prepare<T>(loaded: Loaded<T>, label: string): { encoded: EncodedValue; expiry: number } | 'refused' | undefined {
+  private prepare<T>(
+    loaded: Loaded<T>,
+    label: string,
+  ): { encoded: EncodedValue; expiry: number } | 'refused' | undefined {
     const plan = loaded.fill;
     if (plan === undefined || loaded.value === undefined) return undefined;
     try {

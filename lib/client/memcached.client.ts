@@ -1,18 +1,25 @@
-import {
-  Logger,
-  type LoggerService,
-  type OnApplicationBootstrap,
-  type OnApplicationShutdown,
-} from '@nestjs/common';
+import { Logger, type LoggerService, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import { inspect } from 'node:util';
 import type { NodeStatus } from '../cluster/breaker-node.js';
 import { NodeRouter } from '../cluster/router.js';
 import { normalizeTtl, toExpiry, ttlOrDefault } from '../codec/ttl.js';
 import { ValueCipher } from '../codec/value-cipher.js';
 import { ValueCodec } from '../codec/value.codec.js';
-import { encryptionKeysOf, passwordOf, resolveOptions, tlsOf, type ResolvedMemcachedOptions } from '../config/memcached-options.js';
+import {
+  encryptionKeysOf,
+  passwordOf,
+  resolveOptions,
+  tlsOf,
+  type ResolvedMemcachedOptions,
+} from '../config/memcached-options.js';
 import type { MemcachedModuleOptions } from '../interfaces/memcached-module-options.interface.js';
-import { fillRefused, invalidCounterBigint, invalidCounterNumber, reachable, unreachable } from '../memcached.messages.js';
+import {
+  fillRefused,
+  invalidCounterBigint,
+  invalidCounterNumber,
+  reachable,
+  unreachable,
+} from '../memcached.messages.js';
 import { NodeConnection, type NodeTransportFactory } from '../transport/node-connection.js';
 import { Opcode } from '../transport/protocol.js';
 import { RateLimitedLogger } from '../utils/rate-limited-logger.js';
@@ -55,7 +62,6 @@ export interface GetOrSetOptions<T> extends KeyOptions {
   /** Read through the near cache (when the module has one): default per `nearCache.namespaces`. */
   nearCache?: boolean;
 }
-
 
 /** What the cache layer (decorators, facade) needs from a client; not part of the public API. */
 export interface ClientInternals {
@@ -122,21 +128,47 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
         retryDelay: o.retryDelay,
         maxBodyLength: o.maxItemSize + 512,
       },
-      { hashing: o.hashing, deadNodePolicy: o.deadNodePolicy, breakerThreshold: o.breakerThreshold, breakerCooldown: o.breakerCooldown, logger: this.logger },
+      {
+        hashing: o.hashing,
+        deadNodePolicy: o.deadNodePolicy,
+        breakerThreshold: o.breakerThreshold,
+        breakerCooldown: o.breakerCooldown,
+        logger: this.logger,
+      },
     );
-    const codec = new ValueCodec({ compressionThreshold: o.compressionThreshold, serializer: o.serializer, mode: o.valueMode, format: o.valueFormat });
+    const codec = new ValueCodec({
+      compressionThreshold: o.compressionThreshold,
+      serializer: o.serializer,
+      mode: o.valueMode,
+      format: o.valueFormat,
+    });
     const keys = encryptionKeysOf(o);
-    this.ops = new Operations(this.router, codec, this.statistics, new RateLimitedLogger(this.logger), o.maxItemSize, keys && new ValueCipher(keys));
+    this.ops = new Operations(
+      this.router,
+      codec,
+      this.statistics,
+      new RateLimitedLogger(this.logger),
+      o.maxItemSize,
+      keys && new ValueCipher(keys),
+    );
     this.namespaces = new Namespaces(this.ops, o.keyPrefix);
     this.readThrough = new ReadThrough(this.ops, this.namespaces, { leaseTtl: o.leaseTtl, leaseWait: o.leaseWait });
     if (o.bus !== undefined) {
       // a bus alone still tells other processes' near caches about this process's changes
       const cache = new NearCache(o.nearCache ?? { maxBytes: 1024, ttl: 1 });
       this.near = this.readThrough.near = new NearTier(cache, this.ops, this.namespaces, o.keyPrefix);
-      this.near.evictor = (t) => (t.key === undefined ? this.readThrough.evictAll(t.namespace, true) : this.readThrough.evict({ namespace: t.namespace, key: t.key }, true));
+      this.near.evictor = (t) =>
+        t.key === undefined
+          ? this.readThrough.evictAll(t.namespace, true)
+          : this.readThrough.evict({ namespace: t.namespace, key: t.key }, true);
       this.near.connect(o.bus);
     }
-    internals.set(this, { options: o, ops: this.ops, readThrough: this.readThrough, usesNear: (namespace, choice) => this.usesNear(namespace, choice) });
+    internals.set(this, {
+      options: o,
+      ops: this.ops,
+      readThrough: this.readThrough,
+      usesNear: (namespace, choice) => this.usesNear(namespace, choice),
+    });
   }
 
   /** The key as sent to memcached for a key without a namespace: prefixed, made safe for the protocol. */
@@ -289,7 +321,16 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
   /** This client's counters since it started (with `nearCache` when one is configured). */
   stats(): MemcachedClientStats & { nearCache?: NearCacheReport } {
     const counters = this.statistics.snapshot();
-    return this.near === undefined ? counters : { ...counters, nearCache: { cache: this.near.cache.stats(), bus: this.near.bus?.stats(), followed: { ...this.near.followed } } };
+    return this.near === undefined
+      ? counters
+      : {
+          ...counters,
+          nearCache: {
+            cache: this.near.cache.stats(),
+            bus: this.near.bus?.stats(),
+            followed: { ...this.near.followed },
+          },
+        };
   }
 
   /** Count, failures and latency histogram of each operation (get, set, getMulti, ...). */
@@ -352,7 +393,13 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
     return options?.namespace ? this.namespaces.currentWire({ namespace: options.namespace, key }) : this.keyFor(key);
   }
 
-  private async store(opcode: number, operation: string, key: string, value: unknown, options?: SetOptions): Promise<boolean> {
+  private async store(
+    opcode: number,
+    operation: string,
+    key: string,
+    value: unknown,
+    options?: SetOptions,
+  ): Promise<boolean> {
     const expiry = toExpiry(ttlOrDefault(options?.ttl, this.options.ttl));
     const label = options?.namespace ? `namespace "${options.namespace}"` : 'keys without a namespace';
     const encoded = this.ops.encode(value);

@@ -73,13 +73,15 @@ export class Namespaces {
     const knownGroup = variant === undefined ? 0 : this.groups.get(this.groupId(namespace, target.key));
     if (known !== undefined && knownGroup !== undefined) {
       const wire = this.wireAt(target, known, knownGroup);
-      const wires = variant === undefined
-        ? [this.generationWire(namespace), wire]
-        : [this.generationWire(namespace), this.groupWire(namespace, target.key), wire];
+      const wires =
+        variant === undefined
+          ? [this.generationWire(namespace), wire]
+          : [this.generationWire(namespace), this.groupWire(namespace, target.key), wire];
       const items = await this.ops.read(wires, rawJson, keep, wires.length - 1);
       const generation = counterValue(items[0]);
       const group = variant === undefined ? 0 : counterValue(items[1]);
-      if (generation === known && group === knownGroup) return { wire, item: items[wires.length - 1], generation, group };
+      if (generation === known && group === knownGroup)
+        return { wire, item: items[wires.length - 1], generation, group };
       if (generation !== undefined && group !== undefined) {
         this.generations.set(namespace, generation);
         if (variant !== undefined) this.groups.set(this.groupId(namespace, target.key), group);
@@ -107,7 +109,9 @@ export class Namespaces {
       this.current(this.generationWire(namespace), (g) => this.generations.set(namespace, g)),
       target.variant === undefined
         ? 0
-        : this.current(this.groupWire(namespace, target.key), (g) => this.groups.set(this.groupId(namespace, target.key), g)),
+        : this.current(this.groupWire(namespace, target.key), (g) =>
+            this.groups.set(this.groupId(namespace, target.key), g),
+          ),
     ]);
     return { generation, group };
   }

@@ -54,14 +54,17 @@ export class NearTier implements BusListener {
     this.busName = typeof options.transport === 'string' ? options.transport : 'custom';
     this.follow = options.follow;
     void (async () => {
-      const transport = typeof options.transport === 'string'
-        ? await createBusTransport(options.transport, { url: options.url, channel: options.channel })
-        : options.transport;
+      const transport =
+        typeof options.transport === 'string'
+          ? await createBusTransport(options.transport, { url: options.url, channel: options.channel })
+          : options.transport;
       const bus = new InvalidationBus(transport, this, options.heartbeat);
       this.bus = bus;
       if (this.closed) return void (await bus.close());
       await bus.start();
-    })().catch((error: Error) => this.ops.warnings.warn('bus:unavailable', () => busUnavailable(this.busName, error.message)));
+    })().catch((error: Error) =>
+      this.ops.warnings.warn('bus:unavailable', () => busUnavailable(this.busName, error.message)),
+    );
   }
 
   close(): void {
@@ -112,7 +115,11 @@ export class NearTier implements BusListener {
       { family: this.family(target), held: item.kept, size: item.kept.bytes.length + found.wire.length },
       target.namespace === undefined
         ? {}
-        : { namespace: this.namespaceName(target.namespace), generation: found.generation, group: target.variant === undefined ? undefined : found.group },
+        : {
+            namespace: this.namespaceName(target.namespace),
+            generation: found.generation,
+            group: target.variant === undefined ? undefined : found.group,
+          },
       ttl,
     );
   }
@@ -169,7 +176,8 @@ export class NearTier implements BusListener {
     const namespace = family.slice(first + 1, second);
     const key = family.slice(second + 1);
     for (const rule of this.follow) {
-      if (rule.keyPrefix === prefix && rule.namespace === namespace) this.evictFollowing(rule.allEntries ? { namespace: rule.evict } : { namespace: rule.evict, key });
+      if (rule.keyPrefix === prefix && rule.namespace === namespace)
+        this.evictFollowing(rule.allEntries ? { namespace: rule.evict } : { namespace: rule.evict, key });
     }
   }
 
@@ -208,7 +216,8 @@ export class NearTier implements BusListener {
   private unhealthyReason(): string {
     const stats = this.bus?.stats();
     if (stats?.connected !== true) return 'is disconnected';
-    if (stats.quietSources > 0) return `has not heard from ${stats.quietSources} other process(es) within the heartbeat`;
+    if (stats.quietSources > 0)
+      return `has not heard from ${stats.quietSources} other process(es) within the heartbeat`;
     return 'is silent';
   }
 

@@ -69,7 +69,12 @@ export function pingAll(ops: Operations): Promise<NodePing[]> {
       const [v, n] = await Promise.allSettled([version, noop]);
       const failed = n.status === 'rejected' ? n : v.status === 'rejected' ? v : undefined;
       if (failed) return { node: node.label, ok: false, error: (failed.reason as Error).message };
-      return { node: node.label, ok: true, version: (v as PromiseFulfilledResult<string>).value, latencyMs: performance.now() - started };
+      return {
+        node: node.label,
+        ok: true,
+        version: (v as PromiseFulfilledResult<string>).value,
+        latencyMs: performance.now() - started,
+      };
     }),
   );
 }

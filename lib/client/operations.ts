@@ -1,11 +1,31 @@
 import type { BreakerNode } from '../cluster/breaker-node.js';
 import type { NodeRouter } from '../cluster/router.js';
 import type { ValueCipher } from '../codec/value-cipher.js';
-import { type EncodedValue, FLAG_LEASE, FLAGS_MAGIC, LEASE, type ResponseMeta, UNDECODABLE, UnsupportedValueError, type ValueCodec } from '../codec/value.codec.js';
+import {
+  type EncodedValue,
+  FLAG_LEASE,
+  FLAGS_MAGIC,
+  LEASE,
+  type ResponseMeta,
+  UNDECODABLE,
+  UnsupportedValueError,
+  type ValueCodec,
+} from '../codec/value.codec.js';
 import { oversizeSkipped, unsupportedValueSkipped } from '../memcached.messages.js';
 import { MemcachedError } from '../transport/memcached.error.js';
 import { PENDING } from '../transport/node-connection.js';
-import { type BinaryResponse, buildMultiGet, buildRequest, counterExtras, expiryExtras, NO_INITIAL, Opcode, Status, STATUS_TEXT, storeExtras } from '../transport/protocol.js';
+import {
+  type BinaryResponse,
+  buildMultiGet,
+  buildRequest,
+  counterExtras,
+  expiryExtras,
+  NO_INITIAL,
+  Opcode,
+  Status,
+  STATUS_TEXT,
+  storeExtras,
+} from '../transport/protocol.js';
 import type { RateLimitedLogger } from '../utils/rate-limited-logger.js';
 import type { ClientStats } from './client-stats.js';
 
@@ -59,10 +79,16 @@ export class Operations {
   /** A value, or `undefined` for a miss (counted either way). */
   async get(wire: string): Promise<unknown> {
     const seq = this.nextSeq();
-    const res = await this.send(this.router.nodeFor(wire), 'get', seq, buildRequest(Opcode.Get, wire, null, null, seq), {
-      idempotent: true,
-      onResponse: (r) => r,
-    });
+    const res = await this.send(
+      this.router.nodeFor(wire),
+      'get',
+      seq,
+      buildRequest(Opcode.Get, wire, null, null, seq),
+      {
+        idempotent: true,
+        onResponse: (r) => r,
+      },
+    );
     if (res.header.status === Status.KeyNotFound) {
       this.stats.counters.misses++;
       return undefined;
@@ -94,12 +120,21 @@ export class Operations {
       else if (item === undefined) result[i] = { state: 'unreadable', cas: res.header.cas };
       // the CAS is a slice of a received chunk, which nothing writes to afterwards
       else if (item === LEASE) result[i] = { state: 'lease', cas: res!.header.cas };
-      else result[i] = { state: 'hit', value: item.value, cas: res!.header.cas, freshUntil: item.freshUntil, meta: item.meta };
+      else
+        result[i] = {
+          state: 'hit',
+          value: item.value,
+          cas: res!.header.cas,
+          freshUntil: item.freshUntil,
+          meta: item.meta,
+        };
     }
     const last = wires.length - 1;
     if (kept !== undefined && result[last].state === 'hit') {
       // a decrypted body is already a copy; a received one is a slice of the socket's chunk
-      (result[last] as { kept?: KeptBytes }).kept = this.cipher ? kept : { bytes: Buffer.from(kept.bytes), flags: kept.flags };
+      (result[last] as { kept?: KeptBytes }).kept = this.cipher
+        ? kept
+        : { bytes: Buffer.from(kept.bytes), flags: kept.flags };
     }
     return result;
   }
@@ -186,20 +221,33 @@ export class Operations {
   /** DELETE (only if the key still holds `cas`, when given); false when it was not there (or changed). */
   async delete(wire: string, operation = 'delete', cas?: Buffer): Promise<boolean> {
     const seq = this.nextSeq();
-    const deleted = await this.send(this.router.nodeFor(wire), operation, seq, buildRequest(Opcode.Delete, wire, null, null, seq, cas), {
-      idempotent: cas === undefined,
-      onResponse: (res) => {
-        if (res.header.status === Status.Ok) return true;
-        if (res.header.status === Status.KeyNotFound || res.header.status === Status.KeyExists) return false;
-        throw this.serverError(operation, wire, res.header.status);
+    const deleted = await this.send(
+      this.router.nodeFor(wire),
+      operation,
+      seq,
+      buildRequest(Opcode.Delete, wire, null, null, seq, cas),
+      {
+        idempotent: cas === undefined,
+        onResponse: (res) => {
+          if (res.header.status === Status.Ok) return true;
+          if (res.header.status === Status.KeyNotFound || res.header.status === Status.KeyExists) return false;
+          throw this.serverError(operation, wire, res.header.status);
+        },
       },
-    });
+    );
     if (deleted) this.stats.counters.deletes++;
     return deleted;
   }
 
   /** INCREMENT / DECREMENT: the new value, or null when the counter is missing and `initial` is not given. */
-  counter(opcode: number, operation: string, wire: string, delta: bigint, initial: bigint | undefined, expiry: number): Promise<bigint | null> {
+  counter(
+    opcode: number,
+    operation: string,
+    wire: string,
+    delta: bigint,
+    initial: bigint | undefined,
+    expiry: number,
+  ): Promise<bigint | null> {
     const seq = this.nextSeq();
     const extras = counterExtras(delta, initial ?? 0n, initial === undefined ? NO_INITIAL : expiry);
     // never retried: a lost answer does not mean the increment was not applied
@@ -214,14 +262,20 @@ export class Operations {
 
   async touch(wire: string, expiry: number): Promise<boolean> {
     const seq = this.nextSeq();
-    return this.send(this.router.nodeFor(wire), 'touch', seq, buildRequest(Opcode.Touch, wire, expiryExtras(expiry), null, seq), {
-      idempotent: true,
-      onResponse: (res) => {
-        if (res.header.status === Status.Ok) return true;
-        if (res.header.status === Status.KeyNotFound) return false;
-        throw this.serverError('touch', wire, res.header.status);
+    return this.send(
+      this.router.nodeFor(wire),
+      'touch',
+      seq,
+      buildRequest(Opcode.Touch, wire, expiryExtras(expiry), null, seq),
+      {
+        idempotent: true,
+        onResponse: (res) => {
+          if (res.header.status === Status.Ok) return true;
+          if (res.header.status === Status.KeyNotFound) return false;
+          throw this.serverError('touch', wire, res.header.status);
+        },
       },
-    });
+    );
   }
 
   warnFailure(error: unknown): void {
@@ -238,10 +292,16 @@ export class Operations {
   /** One key with a plain GET (a multi-get would add a NOOP frame); undefined for a miss. */
   private async fetchOne(wire: string): Promise<BinaryResponse | undefined> {
     const seq = this.nextSeq();
-    const res = await this.send(this.router.nodeFor(wire), 'get', seq, buildRequest(Opcode.Get, wire, null, null, seq), {
-      idempotent: true,
-      onResponse: (r) => r,
-    });
+    const res = await this.send(
+      this.router.nodeFor(wire),
+      'get',
+      seq,
+      buildRequest(Opcode.Get, wire, null, null, seq),
+      {
+        idempotent: true,
+        onResponse: (r) => r,
+      },
+    );
     if (res.header.status === Status.KeyNotFound) return undefined;
     if (res.header.status !== Status.Ok) throw this.serverError('get', wire, res.header.status);
     return res;
@@ -251,7 +311,8 @@ export class Operations {
     const found: Array<BinaryResponse | undefined> = new Array(wires.length);
     const groups = this.router.group(wires);
     if (groups.length === 1) await this.fetchFromNode(groups[0][0], wires, found, tolerant, groups[0][1]);
-    else await Promise.all(groups.map(([node, positions]) => this.fetchFromNode(node, wires, found, tolerant, positions)));
+    else
+      await Promise.all(groups.map(([node, positions]) => this.fetchFromNode(node, wires, found, tolerant, positions)));
     return found;
   }
 
@@ -287,7 +348,8 @@ export class Operations {
           if (byWire !== undefined) {
             for (const at of byWire.get(wire) ?? []) found[at] = res;
           } else {
-            for (let j = 0; j < mine.length; j++) if (mine[j] === wire) found[positions === undefined ? j : positions[j]] = res;
+            for (let j = 0; j < mine.length; j++)
+              if (mine[j] === wire) found[positions === undefined ? j : positions[j]] = res;
           }
           return PENDING;
         },
@@ -311,7 +373,8 @@ export class Operations {
       return undefined;
     }
     const flags = res.extras.readUInt32BE(0);
-    if (this.cipher === undefined || counter || flags === ((FLAGS_MAGIC | FLAG_LEASE) >>> 0)) return { bytes: res.val, flags };
+    if (this.cipher === undefined || counter || flags === (FLAGS_MAGIC | FLAG_LEASE) >>> 0)
+      return { bytes: res.val, flags };
     const opened = this.cipher.open(wire, res.val, flags);
     if (opened === undefined) this.stats.counters.undecryptable++;
     return opened;
@@ -343,6 +406,12 @@ export class Operations {
 
   serverError(operation: string, wire: string, status: number, node?: BreakerNode): MemcachedError {
     const label = (node ?? this.router.nodeFor(wire)).label;
-    return new MemcachedError(operation, label, 'SERVER', STATUS_TEXT[status] ?? `status 0x${status.toString(16)}`, status);
+    return new MemcachedError(
+      operation,
+      label,
+      'SERVER',
+      STATUS_TEXT[status] ?? `status 0x${status.toString(16)}`,
+      status,
+    );
   }
 }

@@ -68,7 +68,10 @@ export class ReadThrough {
       // memcached hit would: answered one by one, their response writes cost more CPU than the
       // round trip saved (measured: 141-146 against 122-128 µs per request)
       if (hit !== undefined && request.rawJson === true) await nextTurn();
-      if (hit !== undefined) return hit.meta === undefined ? { value: hit.value as T, outcome: 'HIT' } : { value: hit.value as T, outcome: 'HIT', meta: hit.meta };
+      if (hit !== undefined)
+        return hit.meta === undefined
+          ? { value: hit.value as T, outcome: 'HIT' }
+          : { value: hit.value as T, outcome: 'HIT', meta: hit.meta };
       start = near.cache.begin();
     }
     let found: Lookup | undefined;
@@ -83,23 +86,40 @@ export class ReadThrough {
     const item = found?.item;
     if (item?.state === 'hit') {
       if (item.freshUntil !== undefined && item.freshUntil <= Date.now()) {
-        return { value: item.value as T, outcome: 'STALE', meta: item.meta, filled: this.leases.refresh(found!.wire, item.cas, request.load, request.label) };
+        return {
+          value: item.value as T,
+          outcome: 'STALE',
+          meta: item.meta,
+          filled: this.leases.refresh(found!.wire, item.cas, request.load, request.label),
+        };
       }
       if (item.kept !== undefined) near?.keep(start, target, found!);
-      return item.meta === undefined ? { value: item.value as T, outcome: 'HIT' } : { value: item.value as T, outcome: 'HIT', meta: item.meta };
+      return item.meta === undefined
+        ? { value: item.value as T, outcome: 'HIT' }
+        : { value: item.value as T, outcome: 'HIT', meta: item.meta };
     }
     if (found === undefined) {
       // the cache cannot be read: still one load per key in this process, and nothing filled
-      const { result } = await this.flights.run(logicalKey(target), ticket, undefined, async () => (await request.load()).value);
+      const { result } = await this.flights.run(
+        logicalKey(target),
+        ticket,
+        undefined,
+        async () => (await request.load()).value,
+      );
       return failure === undefined ? { value: result, outcome: 'MISS' } : { value: result, outcome: 'MISS', failure };
     }
     const wire = found.wire;
-    const { result, joined } = await this.flights.run(request.rawJson ? RAW + wire : wire, ticket, item, async (flight): Promise<Served<T>> => {
-      if (request.lease) return this.leases.load(wire, request.load, request.label, flight, request.rawJson);
-      flight.leased(null);
-      const loaded = await request.load();
-      return { value: loaded.value, outcome: 'MISS', filled: this.leases.fill(wire, loaded, request.label, flight) };
-    });
+    const { result, joined } = await this.flights.run(
+      request.rawJson ? RAW + wire : wire,
+      ticket,
+      item,
+      async (flight): Promise<Served<T>> => {
+        if (request.lease) return this.leases.load(wire, request.load, request.label, flight, request.rawJson);
+        flight.leased(null);
+        const loaded = await request.load();
+        return { value: loaded.value, outcome: 'MISS', filled: this.leases.fill(wire, loaded, request.label, flight) };
+      },
+    );
     // a call that joined another's load shares its value, not its fill or its wait
     return joined ? { value: result.value, outcome: result.outcome } : result;
   }

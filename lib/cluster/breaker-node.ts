@@ -152,7 +152,9 @@ export class BreakerNode implements NodeTransport {
     // whatever state the socket is in (a stuck or confused stream), probes start on a fresh one
     this.inner.reset();
     if (this.options.logger) {
-      this.options.logger.warn(nodeDown(this.label, this.failures, this.lastError ?? 'unknown error', this.options.cooldown));
+      this.options.logger.warn(
+        nodeDown(this.label, this.failures, this.lastError ?? 'unknown error', this.options.cooldown),
+      );
     }
     this.probeDelay = Math.max(10, Math.floor(this.options.cooldown / 10));
     this.scheduleProbe();

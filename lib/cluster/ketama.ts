@@ -40,14 +40,18 @@ export class KetamaRing {
     this.hash = options.plain ? oneAtATime : ketamaHash;
     nodes.forEach((node, index) => {
       if (options.plain) {
-        for (let i = 0; i < PLAIN_POINTS_PER_SERVER; i++) entries.push({ point: oneAtATime(pointName(node, i, options.spy)), owner: index });
+        for (let i = 0; i < PLAIN_POINTS_PER_SERVER; i++)
+          entries.push({ point: oneAtATime(pointName(node, i, options.spy)), owner: index });
         return;
       }
       const pct = Math.fround(node.weight / total);
       const scaled = Math.fround(Math.fround(Math.fround(pct * POINTS_PER_SERVER) / 4) * Math.fround(nodes.length));
       const count = Math.floor(scaled + 0.0000000001) * POINTS_PER_HASH;
       for (let i = 0; i < count / POINTS_PER_HASH; i++) {
-        const digest = crypto.createHash('md5').update(pointName(node, i, options.spy)).digest();
+        const digest = crypto
+          .createHash('md5')
+          .update(pointName(node, i, options.spy))
+          .digest();
         for (let h = 0; h < POINTS_PER_HASH; h++) {
           entries.push({ point: digest.readUInt32LE(h * 4), owner: index });
         }
@@ -128,5 +132,7 @@ const oneShot = (crypto as { hash?: (algorithm: string, data: string, encoding: 
 export function ketamaHash(key: string): number {
   if (oneShot === undefined) return crypto.createHash('md5').update(key).digest().readUInt32LE(0);
   const bigEndian = parseInt(oneShot('md5', key, 'hex').slice(0, 8), 16);
-  return (((bigEndian & 0xff) << 24) | ((bigEndian & 0xff00) << 8) | ((bigEndian >>> 8) & 0xff00) | (bigEndian >>> 24)) >>> 0;
+  return (
+    (((bigEndian & 0xff) << 24) | ((bigEndian & 0xff00) << 8) | ((bigEndian >>> 8) & 0xff00) | (bigEndian >>> 24)) >>> 0
+  );
 }

@@ -30,7 +30,11 @@ export class NodeRouter {
   ) {
     const breaker = { threshold: options.breakerThreshold, cooldown: options.breakerCooldown, logger: options.logger };
     this.nodes = addresses.map((address) => new BreakerNode(transport(address, connection), breaker));
-    if (this.nodes.length > 1) this.ring = new KetamaRing(addresses, { spy: options.hashing === 'ketama-spy', plain: options.hashing === 'ketama-plain' });
+    if (this.nodes.length > 1)
+      this.ring = new KetamaRing(addresses, {
+        spy: options.hashing === 'ketama-spy',
+        plain: options.hashing === 'ketama-plain',
+      });
     else this.single = [[this.nodes[0], undefined]];
   }
 

@@ -20,5 +20,7 @@ export function compress(bytes: Buffer, threshold: number, zlib = false): Buffer
 
 /** Inflates what `compress` made; throws on bad bytes or a result over `MAX_INFLATED_BYTES`. */
 export function inflate(bytes: Buffer, zlib = false): Buffer {
-  return zlib ? inflateSync(bytes, { maxOutputLength: MAX_INFLATED_BYTES }) : inflateRawSync(bytes, { maxOutputLength: MAX_INFLATED_BYTES });
+  return zlib
+    ? inflateSync(bytes, { maxOutputLength: MAX_INFLATED_BYTES })
+    : inflateRawSync(bytes, { maxOutputLength: MAX_INFLATED_BYTES });
 }

@@ -25,11 +25,14 @@ export function encodePylibmc(value: unknown, compressionThreshold: number): { b
   let bytes: Buffer;
   let flags: number;
   if (Buffer.isBuffer(value)) [bytes, flags] = [value, PylibmcFlag.Bytes];
-  else if (typeof value === 'string' && value.isWellFormed()) [bytes, flags] = [Buffer.from(value, 'utf8'), PylibmcFlag.Text];
-  else if (typeof value === 'number' && Number.isSafeInteger(value) && !Object.is(value, -0)) [bytes, flags] = [Buffer.from(String(value), 'latin1'), PylibmcFlag.Long];
+  else if (typeof value === 'string' && value.isWellFormed())
+    [bytes, flags] = [Buffer.from(value, 'utf8'), PylibmcFlag.Text];
+  else if (typeof value === 'number' && Number.isSafeInteger(value) && !Object.is(value, -0))
+    [bytes, flags] = [Buffer.from(String(value), 'latin1'), PylibmcFlag.Long];
   else if (typeof value === 'bigint') {
     // a small BigInt would come back as a number
-    if (value >= BigInt(Number.MIN_SAFE_INTEGER) && value <= BigInt(Number.MAX_SAFE_INTEGER)) throw new PylibmcRefusal('a BigInt within the safe integer range', '');
+    if (value >= BigInt(Number.MIN_SAFE_INTEGER) && value <= BigInt(Number.MAX_SAFE_INTEGER))
+      throw new PylibmcRefusal('a BigInt within the safe integer range', '');
     [bytes, flags] = [Buffer.from(value.toString(), 'latin1'), PylibmcFlag.Long];
   } else {
     const fidelity = fidelityOf(value);
@@ -56,7 +59,9 @@ export function decodePylibmc(bytes: Buffer, flags: number): { value: unknown } 
         const text = body.toString('latin1');
         if (!INTEGER.test(text)) return undefined;
         const big = BigInt(text);
-        return { value: big >= BigInt(Number.MIN_SAFE_INTEGER) && big <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(big) : big };
+        return {
+          value: big >= BigInt(Number.MIN_SAFE_INTEGER) && big <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(big) : big,
+        };
       }
       case PylibmcFlag.Json:
         return { value: JSON.parse(fatalUtf8.decode(body)) };

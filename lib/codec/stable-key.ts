@@ -36,7 +36,11 @@ function encode(value: unknown, seen: Set<object>): string {
       const entries = [...obj].map(([k, v]) => `${encode(k, seen)}=>${encode(v, seen)}`).sort();
       return `Map{${entries.join(',')}}`;
     }
-    if (obj instanceof Set) return `Set{${[...obj].map((v) => encode(v, seen)).sort().join(',')}}`;
+    if (obj instanceof Set)
+      return `Set{${[...obj]
+        .map((v) => encode(v, seen))
+        .sort()
+        .join(',')}}`;
     const keys = Object.keys(obj).sort();
     const body = keys
       .filter((k) => (obj as Record<string, unknown>)[k] !== undefined)

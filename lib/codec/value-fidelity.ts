@@ -5,7 +5,8 @@
  * symbols, errors, promises...: their type or their content would be lost). For a refusal, `where` is the path
  * to the first part that decided it, e.g. `.owner.createdAt` or `[3]`.
  */
-export type Fidelity = { kind: 'json' } | { kind: 'structured'; what: string } | { kind: 'unsupported'; what: string; where: string };
+export type Fidelity =
+  { kind: 'json' } | { kind: 'structured'; what: string } | { kind: 'unsupported'; what: string; where: string };
 
 const JSON_OK: Fidelity = { kind: 'json' };
 const MAX_DEPTH = 1000;
@@ -27,7 +28,8 @@ export function fidelityOf(value: unknown): Fidelity {
   if (isPlainJson(value, 0)) return JSON_OK;
   const state: WalkState = { structured: undefined, ancestors: new Set<object>() };
   const unsupported = walk(value, state, 0);
-  if (unsupported !== undefined) return { kind: 'unsupported', what: unsupported.what, where: unsupported.path.reverse().join('') };
+  if (unsupported !== undefined)
+    return { kind: 'unsupported', what: unsupported.what, where: unsupported.path.reverse().join('') };
   return state.structured === undefined ? JSON_OK : { kind: 'structured', what: state.structured };
 }
 
@@ -83,7 +85,8 @@ function walk(value: unknown, state: WalkState, depth: number): Refusal | undefi
     case 'boolean':
       return undefined;
     case 'number':
-      if (!Number.isFinite(value) || Object.is(value, -0)) needsStructured(state, String(Object.is(value, -0) ? '-0' : value));
+      if (!Number.isFinite(value) || Object.is(value, -0))
+        needsStructured(state, String(Object.is(value, -0) ? '-0' : value));
       return undefined;
     case 'bigint':
       needsStructured(state, 'a BigInt');
@@ -156,7 +159,10 @@ function walk(value: unknown, state: WalkState, depth: number): Refusal | undefi
     return undefined;
   }
   const name = (obj as { constructor?: { name?: string } }).constructor?.name;
-  return { what: obj instanceof Error ? `an error (${name || 'Error'})` : `an instance of ${name || 'an anonymous class'}`, path: [] };
+  return {
+    what: obj instanceof Error ? `an error (${name || 'Error'})` : `an instance of ${name || 'an anonymous class'}`,
+    path: [],
+  };
 }
 
 /** A plain object's own enumerable string keys (what JSON writes), without an array of them. */

@@ -118,7 +118,13 @@ export class ValueCodec {
    */
   encode(value: unknown, freshUntil?: number, asResponse = false, meta?: ResponseMeta): EncodedValue {
     // what only this library reads (freshness, HTTP responses) keeps its own layout
-    if (this.options.format === 'pylibmc' && freshUntil === undefined && !asResponse && meta === undefined && value !== undefined) {
+    if (
+      this.options.format === 'pylibmc' &&
+      freshUntil === undefined &&
+      !asResponse &&
+      meta === undefined &&
+      value !== undefined
+    ) {
       try {
         return encodePylibmc(value, this.options.compressionThreshold);
       } catch (error) {
@@ -126,8 +132,9 @@ export class ValueCodec {
         throw error;
       }
     }
-    let { bytes, format } = this.body(value, asResponse);
-    let flags = FLAGS_MAGIC | format;
+    const body = this.body(value, asResponse);
+    let bytes = body.bytes;
+    let flags = FLAGS_MAGIC | body.format;
     const compressed = compress(bytes, this.options.compressionThreshold);
     if (compressed !== undefined) {
       bytes = compressed;
@@ -151,7 +158,8 @@ export class ValueCodec {
   }
 
   private body(value: unknown, asResponse: boolean): { bytes: Buffer; format: ValueFormat } {
-    if (typeof value === 'string' && value.isWellFormed()) return { bytes: Buffer.from(value, 'utf8'), format: ValueFormat.Utf8 };
+    if (typeof value === 'string' && value.isWellFormed())
+      return { bytes: Buffer.from(value, 'utf8'), format: ValueFormat.Utf8 };
     if (Buffer.isBuffer(value)) return { bytes: value, format: ValueFormat.Binary };
     if (value === undefined) throw new TypeError(undefinedValue());
     if (asResponse) {
@@ -169,7 +177,8 @@ export class ValueCodec {
     if (fidelity.kind === 'json' && mode !== 'structured') {
       return { bytes: Buffer.from(JSON.stringify(value), 'utf8'), format: ValueFormat.Json };
     }
-    if (mode === 'json') throw new UnsupportedValueError(fidelity.kind === 'structured' ? fidelity.what : 'a value', '', mode);
+    if (mode === 'json')
+      throw new UnsupportedValueError(fidelity.kind === 'structured' ? fidelity.what : 'a value', '', mode);
     return { bytes: serialize(value), format: ValueFormat.Structured };
   }
 
@@ -237,7 +246,13 @@ function parseMeta(text: string): ResponseMeta | undefined {
     const meta = JSON.parse(text) as ResponseMeta;
     if (meta === null || typeof meta !== 'object') return undefined;
     const vary = meta.vary;
-    if (vary !== undefined && !(Array.isArray(vary) && vary.every((p) => Array.isArray(p) && p.length === 2 && typeof p[0] === 'string' && typeof p[1] === 'string'))) {
+    if (
+      vary !== undefined &&
+      !(
+        Array.isArray(vary) &&
+        vary.every((p) => Array.isArray(p) && p.length === 2 && typeof p[0] === 'string' && typeof p[1] === 'string')
+      )
+    ) {
       return undefined;
     }
     return { vary };

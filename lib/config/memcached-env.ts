@@ -3,7 +3,13 @@ import { readFileSync } from 'node:fs';
 import type { MemcachedModuleOptions } from '../interfaces/memcached-module-options.interface.js';
 import { invalidEnv, unknownEnv } from '../memcached.messages.js';
 import { redact, transportOfUrl } from './near-options.js';
-import { describeBound, MemcachedConfigError, NUMERIC_OPTIONS, type NumericOption, withinBound } from './memcached-options.js';
+import {
+  describeBound,
+  MemcachedConfigError,
+  NUMERIC_OPTIONS,
+  type NumericOption,
+  withinBound,
+} from './memcached-options.js';
 
 /** The environment variables `readMemcachedEnv` understands, and the option each one sets. */
 export const MEMCACHED_ENV_VARIABLES = {
@@ -110,7 +116,10 @@ export function readMemcachedEnv(env: NodeJS.ProcessEnv = process.env): Memcache
   const list = (name: EnvName, field: 'credentialHeaders' | 'ignoreCookies') => {
     const raw = get(name);
     if (raw === undefined) return;
-    const names = raw.split(',').map((n) => n.trim()).filter((n) => n !== '');
+    const names = raw
+      .split(',')
+      .map((n) => n.trim())
+      .filter((n) => n !== '');
     if (names.length === 0 || names.some((n) => !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(n))) {
       throw new MemcachedConfigError(invalidEnv(name, raw, 'a comma-separated list of names'));
     }
@@ -128,7 +137,10 @@ export function readMemcachedEnv(env: NodeJS.ProcessEnv = process.env): Memcache
   const busUrl = get('MEMCACHED_BUS_URL');
   if (busUrl !== undefined) {
     const transport = transportOfUrl(busUrl);
-    if (transport === undefined) throw new MemcachedConfigError(invalidEnv('MEMCACHED_BUS_URL', String(redact(busUrl)), 'a nats://, redis:// or amqp:// URL'));
+    if (transport === undefined)
+      throw new MemcachedConfigError(
+        invalidEnv('MEMCACHED_BUS_URL', String(redact(busUrl)), 'a nats://, redis:// or amqp:// URL'),
+      );
     options.bus = { transport, url: busUrl };
   }
   const channel = get('MEMCACHED_BUS_CHANNEL');
@@ -136,7 +148,13 @@ export function readMemcachedEnv(env: NodeJS.ProcessEnv = process.env): Memcache
   const nearTtl = get('MEMCACHED_NEAR_CACHE_TTL');
   if (nearTtl !== undefined) {
     if (!/^[0-9]{1,5}(\.[0-9]{1,3})?$/.test(nearTtl) || Number(nearTtl) <= 0 || Number(nearTtl) > 86_400) {
-      throw new MemcachedConfigError(invalidEnv('MEMCACHED_NEAR_CACHE_TTL', nearTtl, 'a number of seconds from 0.001 to 86400 (turns the near cache on; needs MEMCACHED_BUS_URL)'));
+      throw new MemcachedConfigError(
+        invalidEnv(
+          'MEMCACHED_NEAR_CACHE_TTL',
+          nearTtl,
+          'a number of seconds from 0.001 to 86400 (turns the near cache on; needs MEMCACHED_BUS_URL)',
+        ),
+      );
     }
     options.nearCache = { ttl: Number(nearTtl) };
   }
@@ -153,7 +171,8 @@ export function readMemcachedEnv(env: NodeJS.ProcessEnv = process.env): Memcache
 /** An env variable's true / false (also 1/0, yes/no, on/off); undefined when unset. */
 function envBoolean(name: EnvName, raw: string | undefined): boolean | undefined {
   if (raw === undefined) return undefined;
-  if (!/^(true|false|1|0|yes|no|on|off)$/i.test(raw)) throw new MemcachedConfigError(invalidEnv(name, raw, 'true or false'));
+  if (!/^(true|false|1|0|yes|no|on|off)$/i.test(raw))
+    throw new MemcachedConfigError(invalidEnv(name, raw, 'true or false'));
   return /^(true|1|yes|on)$/i.test(raw);
 }
 
@@ -168,7 +187,9 @@ function readSecurityEnv(get: (name: EnvName) => string | undefined, options: Re
     try {
       return readFileSync(path);
     } catch (error) {
-      throw new MemcachedConfigError(invalidEnv(name, path, `a readable PEM file (${(error as NodeJS.ErrnoException).code ?? 'unreadable'})`));
+      throw new MemcachedConfigError(
+        invalidEnv(name, path, `a readable PEM file (${(error as NodeJS.ErrnoException).code ?? 'unreadable'})`),
+      );
     }
   };
   const flag = get('MEMCACHED_TLS');
@@ -183,7 +204,10 @@ function readSecurityEnv(get: (name: EnvName) => string | undefined, options: Re
   if (key) tls.key = key;
   if (servername) tls.servername = servername;
   if (on === false) {
-    if (Object.keys(tls).length > 0) throw new MemcachedConfigError(invalidEnv('MEMCACHED_TLS', String(flag), 'true, or unset, when MEMCACHED_TLS_* files are given'));
+    if (Object.keys(tls).length > 0)
+      throw new MemcachedConfigError(
+        invalidEnv('MEMCACHED_TLS', String(flag), 'true, or unset, when MEMCACHED_TLS_* files are given'),
+      );
     options.tls = false;
   } else if (on || Object.keys(tls).length > 0) {
     options.tls = Object.keys(tls).length > 0 ? tls : true;
@@ -192,7 +216,13 @@ function readSecurityEnv(get: (name: EnvName) => string | undefined, options: Re
   if (keys !== undefined) {
     const entries = keys.split(',').map((entry) => /^\s*([0-9]{1,3})\s*:\s*([A-Za-z0-9+/]+={0,2})\s*$/.exec(entry));
     if (entries.some((m) => m === null)) {
-      throw new MemcachedConfigError(invalidEnv('MEMCACHED_ENCRYPTION_KEYS', '***', 'id:base64key pairs, comma-separated, the current key first (e.g. 2:<base64>,1:<base64>)'));
+      throw new MemcachedConfigError(
+        invalidEnv(
+          'MEMCACHED_ENCRYPTION_KEYS',
+          '***',
+          'id:base64key pairs, comma-separated, the current key first (e.g. 2:<base64>,1:<base64>)',
+        ),
+      );
     }
     options.encryption = { keys: entries.map((m) => ({ id: Number(m![1]), key: m![2] })) };
   }

@@ -12,7 +12,15 @@ import type { CipherKey } from '../codec/value-cipher.js';
 import type { MemcachedValueFormat } from '../interfaces/memcached-security-options.interface.js';
 import { resolveEncryption, resolveTls, resolveValueFormat } from './security-options.js';
 import { resolveNearOptions, type ResolvedBusOptions, type ResolvedNearCacheOptions } from './near-options.js';
-import { DEFAULT_PORT, isHostName, MAX_WEIGHT, type MemcachedNodeAddress, parseEntry, parseServerList, toNode } from './server-list.js';
+import {
+  DEFAULT_PORT,
+  isHostName,
+  MAX_WEIGHT,
+  type MemcachedNodeAddress,
+  parseEntry,
+  parseServerList,
+  toNode,
+} from './server-list.js';
 
 /** Thrown at startup for configuration that cannot work; the message names the option or variable. */
 export class MemcachedConfigError extends Error {
@@ -120,10 +128,33 @@ export function withinBound(value: unknown, bound: NumericBound): value is numbe
 }
 
 const KNOWN = new Set<string>([
-  'servers', 'username', 'password', 'keyPrefix', 'ttl', 'timeout', 'connectTimeout', 'retries',
-  'retryDelay', 'keepAlive', 'compressionThreshold', 'maxItemSize', 'serializer', 'logger',
-  'breakerThreshold', 'breakerCooldown', 'deadNodePolicy', 'hashing', 'leases', 'leaseTtl', 'leaseWait', 'http',
-  'nearCache', 'bus', 'tls', 'encryption', 'valueFormat',
+  'servers',
+  'username',
+  'password',
+  'keyPrefix',
+  'ttl',
+  'timeout',
+  'connectTimeout',
+  'retries',
+  'retryDelay',
+  'keepAlive',
+  'compressionThreshold',
+  'maxItemSize',
+  'serializer',
+  'logger',
+  'breakerThreshold',
+  'breakerCooldown',
+  'deadNodePolicy',
+  'hashing',
+  'leases',
+  'leaseTtl',
+  'leaseWait',
+  'http',
+  'nearCache',
+  'bus',
+  'tls',
+  'encryption',
+  'valueFormat',
 ]);
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
@@ -168,7 +199,11 @@ export function resolveOptions(options: MemcachedModuleOptions = {}): ResolvedMe
     !(serializer === 'auto' || serializer === 'json' || serializer === 'structured') &&
     !(custom && typeof serializer.serialize === 'function' && typeof serializer.deserialize === 'function')
   ) {
-    throw fail('serializer', serializer, '"auto", "json", "structured" or an object with serialize() and deserialize()');
+    throw fail(
+      'serializer',
+      serializer,
+      '"auto", "json", "structured" or an object with serialize() and deserialize()',
+    );
   }
   const logger = options.logger;
   if (logger !== undefined && logger !== false && typeof logger?.warn !== 'function') {
@@ -180,9 +215,11 @@ export function resolveOptions(options: MemcachedModuleOptions = {}): ResolvedMe
   }
 
   const deadNodePolicy = def(options.deadNodePolicy, DEFAULTS.deadNodePolicy);
-  if (deadNodePolicy !== 'miss' && deadNodePolicy !== 'rehash') throw fail('deadNodePolicy', deadNodePolicy, '"miss" or "rehash"');
+  if (deadNodePolicy !== 'miss' && deadNodePolicy !== 'rehash')
+    throw fail('deadNodePolicy', deadNodePolicy, '"miss" or "rehash"');
   const hashing = def(options.hashing, DEFAULTS.hashing);
-  if (hashing !== 'ketama' && hashing !== 'ketama-spy' && hashing !== 'ketama-plain') throw fail('hashing', hashing, '"ketama", "ketama-spy" or "ketama-plain"');
+  if (hashing !== 'ketama' && hashing !== 'ketama-spy' && hashing !== 'ketama-plain')
+    throw fail('hashing', hashing, '"ketama", "ketama-spy" or "ketama-plain"');
   const maxItemSize = num('maxItemSize', def(options.maxItemSize, DEFAULTS.maxItemSize));
   const retryDelay = num('retryDelay', def(options.retryDelay, DEFAULTS.retryDelay));
 
@@ -214,13 +251,21 @@ export function resolveOptions(options: MemcachedModuleOptions = {}): ResolvedMe
     logger,
   };
   if (resolved.valueFormat === 'pylibmc' && (custom || serializer === 'structured')) {
-    throw fail('serializer', custom ? '(a custom serializer)' : serializer, '"auto" or "json" with valueFormat "pylibmc": values other clients read are JSON');
+    throw fail(
+      'serializer',
+      custom ? '(a custom serializer)' : serializer,
+      '"auto" or "json" with valueFormat "pylibmc": values other clients read are JSON',
+    );
   }
   const tls = resolveTls(options.tls, fail);
   resolved.tls = tls !== undefined;
   const keys = resolveEncryption(options.encryption, fail);
   if (keys !== undefined && resolved.valueFormat !== 'native') {
-    throw fail('encryption', '(set)', `valueFormat "native": other clients cannot read encrypted values (valueFormat is "${resolved.valueFormat}")`);
+    throw fail(
+      'encryption',
+      '(set)',
+      `valueFormat "native": other clients cannot read encrypted values (valueFormat is "${resolved.valueFormat}")`,
+    );
   }
   if (keys !== undefined) resolved.encryptionKeyIds = keys.map((k) => k.id);
   // secrets are never properties: inspecting the options, even with showHidden, cannot show them
@@ -228,7 +273,10 @@ export function resolveOptions(options: MemcachedModuleOptions = {}): ResolvedMe
   return resolved;
 }
 
-const secrets = new WeakMap<ResolvedMemcachedOptions, { password?: string; tls?: TlsConnectionOptions; keys?: CipherKey[] }>();
+const secrets = new WeakMap<
+  ResolvedMemcachedOptions,
+  { password?: string; tls?: TlsConnectionOptions; keys?: CipherKey[] }
+>();
 
 /** The SASL password of resolved options (kept apart from them). */
 export function passwordOf(options: ResolvedMemcachedOptions): string | undefined {
@@ -245,21 +293,39 @@ export function encryptionKeysOf(options: ResolvedMemcachedOptions): CipherKey[]
   return secrets.get(options)?.keys;
 }
 
-function resolveHttp(http: MemcachedHttpOptions | undefined, fail: (name: string, value: unknown, expected: string) => Error): HttpCachePolicy {
+function resolveHttp(
+  http: MemcachedHttpOptions | undefined,
+  fail: (name: string, value: unknown, expected: string) => Error,
+): HttpCachePolicy {
   if (http === undefined) return { ignoreCookies: [] };
   if (http === null || typeof http !== 'object') throw fail('http', http, 'an object');
   for (const name of Object.keys(http)) {
-    if (name !== 'credentialHeaders' && name !== 'ignoreCookies') throw fail(`http.${name}`, (http as Record<string, unknown>)[name], 'a known option: credentialHeaders or ignoreCookies');
+    if (name !== 'credentialHeaders' && name !== 'ignoreCookies')
+      throw fail(
+        `http.${name}`,
+        (http as Record<string, unknown>)[name],
+        'a known option: credentialHeaders or ignoreCookies',
+      );
   }
   const { credentialHeaders, ignoreCookies } = http;
-  if (credentialHeaders !== undefined && !(Array.isArray(credentialHeaders) && credentialHeaders.every((h) => typeof h === 'string' && HEADER_NAME.test(h)))) {
+  if (
+    credentialHeaders !== undefined &&
+    !(Array.isArray(credentialHeaders) && credentialHeaders.every((h) => typeof h === 'string' && HEADER_NAME.test(h)))
+  ) {
     throw fail('http.credentialHeaders', credentialHeaders, 'a list of header names');
   }
-  if (ignoreCookies !== undefined && !(Array.isArray(ignoreCookies) && ignoreCookies.every((c) => (typeof c === 'string' && c !== '') || c instanceof RegExp))) {
+  if (
+    ignoreCookies !== undefined &&
+    !(
+      Array.isArray(ignoreCookies) &&
+      ignoreCookies.every((c) => (typeof c === 'string' && c !== '') || c instanceof RegExp)
+    )
+  ) {
     throw fail('http.ignoreCookies', ignoreCookies, 'a list of cookie names or regular expressions');
   }
   return {
-    credentialHeaders: credentialHeaders === undefined ? undefined : new Set(credentialHeaders.map((h) => h.toLowerCase())),
+    credentialHeaders:
+      credentialHeaders === undefined ? undefined : new Set(credentialHeaders.map((h) => h.toLowerCase())),
     ignoreCookies: ignoreCookies ?? [],
   };
 }
@@ -286,7 +352,8 @@ function resolveServers(servers: unknown): {
     const port = entry.port ?? DEFAULT_PORT;
     const weight = entry.weight ?? 1;
     if (!Number.isInteger(port) || port < 1 || port > 65535) throw fail(entry, `port ${show(port)} is not 1-65535`);
-    if (!Number.isInteger(weight) || weight < 1 || weight > MAX_WEIGHT) throw fail(entry, `weight ${show(weight)} is not a whole number from 1 to ${MAX_WEIGHT}`);
+    if (!Number.isInteger(weight) || weight < 1 || weight > MAX_WEIGHT)
+      throw fail(entry, `weight ${show(weight)} is not a whole number from 1 to ${MAX_WEIGHT}`);
     return toNode(entry.host, port, weight);
   });
   return { nodes };

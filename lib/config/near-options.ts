@@ -1,5 +1,9 @@
 import type { BusTransport } from '../interfaces/bus-transport.interface.js';
-import type { MemcachedBusFollow, MemcachedBusOptions, MemcachedNearCacheOptions } from '../interfaces/memcached-module-options.interface.js';
+import type {
+  MemcachedBusFollow,
+  MemcachedBusOptions,
+  MemcachedNearCacheOptions,
+} from '../interfaces/memcached-module-options.interface.js';
 
 export interface ResolvedNearCacheOptions {
   maxBytes: number;
@@ -16,7 +20,12 @@ export interface ResolvedBusOptions {
   follow: Array<Required<MemcachedBusFollow>>;
 }
 
-export const NEAR_DEFAULTS = { maxBytes: 64 * 1024 * 1024, ttl: 10, channel: 'nestjs-memcached.invalidations', heartbeat: 1000 } as const;
+export const NEAR_DEFAULTS = {
+  maxBytes: 64 * 1024 * 1024,
+  ttl: 10,
+  channel: 'nestjs-memcached.invalidations',
+  heartbeat: 1000,
+} as const;
 
 const BROKER_URLS = {
   nats: { url: 'nats://127.0.0.1:4222', schemes: ['nats:', 'tls:'] },
@@ -41,13 +50,19 @@ export function resolveNearOptions(
   if (near === undefined) return result;
   if (near === null || typeof near !== 'object') throw fail('nearCache', near, 'an object such as { maxBytes, ttl }');
   known('nearCache', near, ['maxBytes', 'ttl', 'namespaces'], fail);
-  if (result.bus === undefined) throw fail('nearCache', near, 'a bus to keep it coherent across processes: set the bus option too');
+  if (result.bus === undefined)
+    throw fail('nearCache', near, 'a bus to keep it coherent across processes: set the bus option too');
   const maxBytes = near.maxBytes ?? NEAR_DEFAULTS.maxBytes;
-  if (!Number.isInteger(maxBytes) || maxBytes < 1024 || maxBytes > 2 ** 40) throw fail('nearCache.maxBytes', maxBytes, 'a whole number of bytes from 1024 to 2^40');
+  if (!Number.isInteger(maxBytes) || maxBytes < 1024 || maxBytes > 2 ** 40)
+    throw fail('nearCache.maxBytes', maxBytes, 'a whole number of bytes from 1024 to 2^40');
   const ttl = near.ttl ?? NEAR_DEFAULTS.ttl;
-  if (typeof ttl !== 'number' || !Number.isFinite(ttl) || ttl < 0.001 || ttl > 86_400) throw fail('nearCache.ttl', ttl, 'a number of seconds from 0.001 to 86400');
+  if (typeof ttl !== 'number' || !Number.isFinite(ttl) || ttl < 0.001 || ttl > 86_400)
+    throw fail('nearCache.ttl', ttl, 'a number of seconds from 0.001 to 86400');
   const namespaces = near.namespaces ?? '*';
-  if (namespaces !== '*' && !(Array.isArray(namespaces) && namespaces.every((n) => typeof n === 'string' && NAMESPACE.test(n)))) {
+  if (
+    namespaces !== '*' &&
+    !(Array.isArray(namespaces) && namespaces.every((n) => typeof n === 'string' && NAMESPACE.test(n)))
+  ) {
     throw fail('nearCache.namespaces', namespaces, "'*' or a list of namespaces ([A-Za-z0-9_.-])");
   }
   result.nearCache = { maxBytes, ttl, namespaces: namespaces === '*' ? '*' : new Set(namespaces) };
@@ -55,13 +70,15 @@ export function resolveNearOptions(
 }
 
 function resolveBus(bus: MemcachedBusOptions, keyPrefix: string, fail: Fail): ResolvedBusOptions {
-  if (bus === null || typeof bus !== 'object') throw fail('bus', bus, "an object such as { transport: 'nats', url: 'nats://127.0.0.1:4222' }");
+  if (bus === null || typeof bus !== 'object')
+    throw fail('bus', bus, "an object such as { transport: 'nats', url: 'nats://127.0.0.1:4222' }");
   known('bus', bus, ['transport', 'url', 'channel', 'heartbeat', 'follow'], fail);
   const transport = bus.transport ?? 'nats';
   const custom = typeof transport === 'object' && transport !== null;
   if (custom) {
     for (const method of ['start', 'publish', 'close'] as const) {
-      if (typeof (transport as unknown as Record<string, unknown>)[method] !== 'function') throw fail('bus.transport', transport, 'an object with start(), publish() and close()');
+      if (typeof (transport as unknown as Record<string, unknown>)[method] !== 'function')
+        throw fail('bus.transport', transport, 'an object with start(), publish() and close()');
     }
   } else if (transport !== 'nats' && transport !== 'redis' && transport !== 'rabbitmq') {
     throw fail('bus.transport', transport, '"nats", "redis", "rabbitmq" or a BusTransport');
@@ -76,20 +93,36 @@ function resolveBus(bus: MemcachedBusOptions, keyPrefix: string, fail: Fail): Re
     } catch {
       parsed = undefined;
     }
-    if (parsed === undefined || !(broker.schemes as readonly string[]).includes(parsed.protocol) || parsed.hostname === '') {
+    if (
+      parsed === undefined ||
+      !(broker.schemes as readonly string[]).includes(parsed.protocol) ||
+      parsed.hostname === ''
+    ) {
       throw fail('bus.url', redact(url), `a ${broker.schemes.map((s) => `${s}//host:port`).join(' or ')} URL`);
     }
   } else if (bus.url !== undefined) {
     throw fail('bus.url', redact(bus.url), 'nothing with a custom transport (it connects itself)');
   }
   const channel = bus.channel ?? NEAR_DEFAULTS.channel;
-  if (typeof channel !== 'string' || !CHANNEL.test(channel)) throw fail('bus.channel', channel, 'at most 200 characters of [A-Za-z0-9_.:-]');
+  if (typeof channel !== 'string' || !CHANNEL.test(channel))
+    throw fail('bus.channel', channel, 'at most 200 characters of [A-Za-z0-9_.:-]');
   const heartbeat = bus.heartbeat ?? NEAR_DEFAULTS.heartbeat;
-  if (!Number.isInteger(heartbeat) || heartbeat < 20 || heartbeat > 600_000) throw fail('bus.heartbeat', heartbeat, 'a whole number of milliseconds from 20 to 600000');
-  return { transport: transport as ResolvedBusOptions['transport'], url, channel, heartbeat, follow: resolveFollow(bus.follow, keyPrefix, fail) };
+  if (!Number.isInteger(heartbeat) || heartbeat < 20 || heartbeat > 600_000)
+    throw fail('bus.heartbeat', heartbeat, 'a whole number of milliseconds from 20 to 600000');
+  return {
+    transport: transport as ResolvedBusOptions['transport'],
+    url,
+    channel,
+    heartbeat,
+    follow: resolveFollow(bus.follow, keyPrefix, fail),
+  };
 }
 
-function resolveFollow(follow: MemcachedBusFollow[] | undefined, keyPrefix: string, fail: Fail): Array<Required<MemcachedBusFollow>> {
+function resolveFollow(
+  follow: MemcachedBusFollow[] | undefined,
+  keyPrefix: string,
+  fail: Fail,
+): Array<Required<MemcachedBusFollow>> {
   if (follow === undefined) return [];
   if (!Array.isArray(follow)) throw fail('bus.follow', follow, 'a list of { keyPrefix, namespace, evict }');
   return follow.map((rule, i) => {
@@ -97,18 +130,24 @@ function resolveFollow(follow: MemcachedBusFollow[] | undefined, keyPrefix: stri
     if (rule === null || typeof rule !== 'object') throw fail(name, rule, 'an object { keyPrefix, namespace, evict }');
     known(name, rule, ['keyPrefix', 'namespace', 'evict', 'allEntries'], fail);
     const prefix = rule.keyPrefix ?? keyPrefix;
-    if (typeof prefix !== 'string' || prefix.length > 128) throw fail(`${name}.keyPrefix`, prefix, "the other service's keyPrefix");
-    if (typeof rule.namespace !== 'string' || !NAMESPACE.test(rule.namespace)) throw fail(`${name}.namespace`, rule.namespace, 'a namespace ([A-Za-z0-9_.-])');
-    if (typeof rule.evict !== 'string' || !NAMESPACE.test(rule.evict)) throw fail(`${name}.evict`, rule.evict, 'a namespace of this service ([A-Za-z0-9_.-])');
-    if (rule.allEntries !== undefined && typeof rule.allEntries !== 'boolean') throw fail(`${name}.allEntries`, rule.allEntries, 'true or false');
-    if (prefix === keyPrefix && rule.namespace === rule.evict) throw fail(name, rule, 'a different namespace to evict than the one followed');
+    if (typeof prefix !== 'string' || prefix.length > 128)
+      throw fail(`${name}.keyPrefix`, prefix, "the other service's keyPrefix");
+    if (typeof rule.namespace !== 'string' || !NAMESPACE.test(rule.namespace))
+      throw fail(`${name}.namespace`, rule.namespace, 'a namespace ([A-Za-z0-9_.-])');
+    if (typeof rule.evict !== 'string' || !NAMESPACE.test(rule.evict))
+      throw fail(`${name}.evict`, rule.evict, 'a namespace of this service ([A-Za-z0-9_.-])');
+    if (rule.allEntries !== undefined && typeof rule.allEntries !== 'boolean')
+      throw fail(`${name}.allEntries`, rule.allEntries, 'true or false');
+    if (prefix === keyPrefix && rule.namespace === rule.evict)
+      throw fail(name, rule, 'a different namespace to evict than the one followed');
     return { keyPrefix: prefix, namespace: rule.namespace, evict: rule.evict, allEntries: rule.allEntries ?? false };
   });
 }
 
 function known(option: string, value: object, names: string[], fail: Fail): void {
   for (const name of Object.keys(value)) {
-    if (!names.includes(name)) throw fail(`${option}.${name}`, (value as Record<string, unknown>)[name], `a known option: ${names.join(', ')}`);
+    if (!names.includes(name))
+      throw fail(`${option}.${name}`, (value as Record<string, unknown>)[name], `a known option: ${names.join(', ')}`);
   }
 }
 
@@ -116,7 +155,9 @@ function known(option: string, value: object, names: string[], fail: Fail): void
 export function transportOfUrl(url: string): keyof typeof BROKER_URLS | undefined {
   const scheme = /^([a-z]+:)\/\//.exec(url)?.[1];
   if (scheme === undefined) return undefined;
-  return (Object.keys(BROKER_URLS) as Array<keyof typeof BROKER_URLS>).find((name) => (BROKER_URLS[name].schemes as readonly string[]).includes(scheme));
+  return (Object.keys(BROKER_URLS) as Array<keyof typeof BROKER_URLS>).find((name) =>
+    (BROKER_URLS[name].schemes as readonly string[]).includes(scheme),
+  );
 }
 
 /** A broker URL as an error may show it: without its password. */

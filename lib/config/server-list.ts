@@ -29,10 +29,7 @@ export function isHostName(host: string): boolean {
  * credentials are taken out of the node so they never reach a log. Throws a message built by
  * `fail(entry, why)`, which receives the entry with any password masked.
  */
-export function parseServerList(
-  input: string,
-  fail: (entry: string, why: string) => Error,
-): ParsedServerList {
+export function parseServerList(input: string, fail: (entry: string, why: string) => Error): ParsedServerList {
   const entries = input.split(',').map((e) => e.trim());
   const result: ParsedServerList = { nodes: [] };
   for (const raw of entries) {
@@ -70,10 +67,13 @@ export function parseEntry(entry: string, fail: (why: string) => Error): Memcach
   if (!isHostName(host)) throw fail('no valid host name');
   if (rest.length > 2) throw fail('too many ":" (expected host:port:weight)');
   // decimal digits only: Number() would also take "0x2bcb", "+11211" or "1e4"
-  const port = rest[0] === undefined || rest[0] === '' ? DEFAULT_PORT : /^[1-9][0-9]{0,4}$/.test(rest[0]) ? Number(rest[0]) : NaN;
-  if (!(port >= 1 && port <= 65535)) throw fail(`port ${JSON.stringify(rest[0])} is not a decimal number from 1 to 65535`);
+  const port =
+    rest[0] === undefined || rest[0] === '' ? DEFAULT_PORT : /^[1-9][0-9]{0,4}$/.test(rest[0]) ? Number(rest[0]) : NaN;
+  if (!(port >= 1 && port <= 65535))
+    throw fail(`port ${JSON.stringify(rest[0])} is not a decimal number from 1 to 65535`);
   const weight = rest[1] === undefined ? 1 : /^[1-9][0-9]{0,4}$/.test(rest[1]) ? Number(rest[1]) : NaN;
-  if (!(weight >= 1 && weight <= MAX_WEIGHT)) throw fail(`weight ${JSON.stringify(rest[1])} is not a whole number from 1 to ${MAX_WEIGHT}`);
+  if (!(weight >= 1 && weight <= MAX_WEIGHT))
+    throw fail(`weight ${JSON.stringify(rest[1])} is not a whole number from 1 to ${MAX_WEIGHT}`);
   return toNode(host, port, weight);
 }
 

@@ -14,7 +14,6 @@ import { CacheInterceptorDelegate } from './cache-interceptor.delegate.js';
 
 type AnyMethod = (...args: any[]) => any;
 
-
 /**
  * Records a cache decorator's options. On a class, they are defaults for its methods. On a method,
  * the method is replaced at decoration time by a trampoline that hands the call to the invoker the
@@ -60,9 +59,16 @@ function installTrampoline(descriptor: PropertyDescriptor, methodName: string): 
   const current = descriptor.value as AnyMethod & { [ORIGINAL_METHOD]?: AnyMethod };
   if (current[ORIGINAL_METHOD]) return current;
   const original = current;
-  type Invoker = (instance: object, methodName: string, original: Function, trampoline: Function, args: unknown[]) => unknown;
+  type Invoker = (
+    instance: object,
+    methodName: string,
+    original: Function,
+    trampoline: Function,
+    args: unknown[],
+  ) => unknown;
   const trampoline = function (this: { [CACHE_INVOKER]?: Invoker } | undefined, ...args: unknown[]) {
-    if (isRouteRequestAt(args, (trampoline as { [ROUTE_REQUEST_INDEX]?: number })[ROUTE_REQUEST_INDEX])) args.length -= 1;
+    if (isRouteRequestAt(args, (trampoline as { [ROUTE_REQUEST_INDEX]?: number })[ROUTE_REQUEST_INDEX]))
+      args.length -= 1;
     const invoke = this?.[CACHE_INVOKER];
     if (invoke === undefined) return original.apply(this, args);
     return invoke(this as object, methodName, original, trampoline, args);
@@ -86,7 +92,10 @@ function installTrampoline(descriptor: PropertyDescriptor, methodName: string): 
 function isRouteRequestAt(args: unknown[], index: number | undefined): boolean {
   if (index === undefined || args.length !== index + 1) return false;
   const request = args[index] as { raw?: unknown } | null;
-  return request instanceof IncomingMessage || (typeof request === 'object' && request !== null && request.raw instanceof IncomingMessage);
+  return (
+    request instanceof IncomingMessage ||
+    (typeof request === 'object' && request !== null && request.raw instanceof IncomingMessage)
+  );
 }
 
 type Check = (value: unknown) => string | undefined;
@@ -95,11 +104,14 @@ const NAMESPACE = /^[A-Za-z0-9_.-]+$/;
 const isFunction: Check = (v) => (typeof v === 'function' ? undefined : 'a function');
 const isBoolean: Check = (v) => (typeof v === 'boolean' ? undefined : 'true or false');
 const seconds: Check = (v) =>
-  typeof v === 'number' && Number.isFinite(v) && v >= 0 && v <= MAX_TTL ? undefined : `a number of seconds from 0 to ${MAX_TTL}`;
+  typeof v === 'number' && Number.isFinite(v) && v >= 0 && v <= MAX_TTL
+    ? undefined
+    : `a number of seconds from 0 to ${MAX_TTL}`;
 const checks: Record<string, Check> = {
   namespace: (v) => (typeof v === 'string' && NAMESPACE.test(v) ? undefined : "letters, digits, '_', '.' or '-'"),
   key: (v) => (typeof v === 'string' || typeof v === 'function' ? undefined : 'a string or a function'),
-  ttl: (v) => (typeof v === 'function' ? undefined : seconds(v) && `${seconds(v)} (0 = no expiry), or a function of the result`),
+  ttl: (v) =>
+    typeof v === 'function' ? undefined : seconds(v) && `${seconds(v)} (0 = no expiry), or a function of the result`,
   condition: isFunction,
   unless: isFunction,
   principal: isFunction,
@@ -118,10 +130,25 @@ const checks: Record<string, Check> = {
 const ALLOWED: Record<string, { name: string; options: string[] }> = {
   [CACHEABLE_METADATA]: {
     name: '@Cacheable',
-    options: ['namespace', 'key', 'ttl', 'condition', 'unless', 'principal', 'staleWhileRevalidate', 'lease', 'nearCache', 'public', 'ignoreCookies'],
+    options: [
+      'namespace',
+      'key',
+      'ttl',
+      'condition',
+      'unless',
+      'principal',
+      'staleWhileRevalidate',
+      'lease',
+      'nearCache',
+      'public',
+      'ignoreCookies',
+    ],
   },
   [CACHE_PUT_METADATA]: { name: '@CachePut', options: ['namespace', 'key', 'ttl', 'unless'] },
-  [CACHE_EVICT_METADATA]: { name: '@CacheEvict', options: ['namespace', 'key', 'keys', 'allEntries', 'beforeInvocation'] },
+  [CACHE_EVICT_METADATA]: {
+    name: '@CacheEvict',
+    options: ['namespace', 'key', 'keys', 'allEntries', 'beforeInvocation'],
+  },
 };
 const CLASS_OPTIONS = ['namespace', 'ttl'];
 
@@ -130,7 +157,12 @@ const CLASS_OPTIONS = ['namespace', 'ttl'];
  * unknown option or an option that has no effect where it is written fails with an error naming
  * the decorator, the class and method, the option and the value.
  */
-function validateOptions(metadataKey: string, options: object, className: string | undefined, method: string | undefined): void {
+function validateOptions(
+  metadataKey: string,
+  options: object,
+  className: string | undefined,
+  method: string | undefined,
+): void {
   const { name, options: allowed } = ALLOWED[metadataKey];
   const where = method === undefined ? (className ?? 'a class') : `${className ?? '?'}.${method}`;
   if (options === null || typeof options !== 'object') {
@@ -140,7 +172,8 @@ function validateOptions(metadataKey: string, options: object, className: string
     if (value === undefined) continue;
     const permitted = method === undefined ? CLASS_OPTIONS : allowed;
     if (!permitted.includes(option)) {
-      const expected = method === undefined ? `on a class, only ${CLASS_OPTIONS.join(' and ')} apply` : `one of ${allowed.join(', ')}`;
+      const expected =
+        method === undefined ? `on a class, only ${CLASS_OPTIONS.join(' and ')} apply` : `one of ${allowed.join(', ')}`;
       throw new TypeError(invalidDecoratorOption(name, where, option, show(value), `a known option: ${expected}`));
     }
     const problem = checks[option](value);

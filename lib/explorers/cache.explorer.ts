@@ -1,5 +1,12 @@
 import { routesFromHandlers, viaPrototype } from '../memcached.messages.js';
-import { Inject, Injectable, Logger, type NestInterceptor, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
+import {
+  Inject,
+  Injectable,
+  Logger,
+  type NestInterceptor,
+  type OnApplicationShutdown,
+  type OnModuleInit,
+} from '@nestjs/common';
 import { DiscoveryService, HttpAdapterHost, MetadataScanner } from '@nestjs/core';
 import { CacheAsideEngine } from '../cache/cache-aside.engine.js';
 import { getCachePlan } from '../decorators/cache-metadata.accessor.js';
@@ -38,9 +45,14 @@ export class CacheExplorer implements OnModuleInit, OnApplicationShutdown {
    */
   prepareRoutes(globalInterceptors: boolean): void {
     noteGlobalInterceptors(this.interceptor, globalInterceptors);
-    if (this.adapterHost.httpAdapter?.getType() !== 'express' || this.interceptor.constructor !== CacheInterceptor) return;
+    if (this.adapterHost.httpAdapter?.getType() !== 'express' || this.interceptor.constructor !== CacheInterceptor)
+      return;
     const methodNames = (proto: object) => this.scanner.getAllMethodNames(proto);
-    const served = serveRoutesFromHandlers(this.discovery.getControllers(), this.interceptor as CacheInterceptor, methodNames);
+    const served = serveRoutesFromHandlers(
+      this.discovery.getControllers(),
+      this.interceptor as CacheInterceptor,
+      methodNames,
+    );
     if (served > 0) this.logger.debug(routesFromHandlers(served));
   }
 
@@ -51,7 +63,11 @@ export class CacheExplorer implements OnModuleInit, OnApplicationShutdown {
       const proto = metatype.prototype as Record<string, unknown>;
       const decorated = this.scanner.getAllMethodNames(proto).filter((name) => {
         const method = proto[name] as (Function & { [ORIGINAL_METHOD]?: Function }) | undefined;
-        return typeof method === 'function' && method[ORIGINAL_METHOD] !== undefined && getCachePlan(metatype, method, name) !== null;
+        return (
+          typeof method === 'function' &&
+          method[ORIGINAL_METHOD] !== undefined &&
+          getCachePlan(metatype, method, name) !== null
+        );
       });
       if (decorated.length === 0) continue;
       if (wrapper.isDependencyTreeStatic() && wrapper.instance && typeof wrapper.instance === 'object') {
@@ -66,11 +82,17 @@ export class CacheExplorer implements OnModuleInit, OnApplicationShutdown {
 
   onApplicationShutdown(): void {
     for (const proto of this.boundPrototypes) {
-      if ((proto as Record<symbol, unknown>)[CACHE_INVOKER] === this.invoker) delete (proto as Record<symbol, unknown>)[CACHE_INVOKER];
+      if ((proto as Record<symbol, unknown>)[CACHE_INVOKER] === this.invoker)
+        delete (proto as Record<symbol, unknown>)[CACHE_INVOKER];
     }
   }
 }
 
 function bind(target: object, invoker: CachedMethodInvoker): void {
-  Object.defineProperty(target, CACHE_INVOKER, { value: invoker, configurable: true, enumerable: false, writable: true });
+  Object.defineProperty(target, CACHE_INVOKER, {
+    value: invoker,
+    configurable: true,
+    enumerable: false,
+    writable: true,
+  });
 }

@@ -4,7 +4,13 @@ import { stableKey } from '../codec/stable-key.js';
 import { getCachePlan } from '../decorators/cache-metadata.accessor.js';
 
 /** What the explorer binds to a provider: its decorated methods' trampolines call it. */
-export type CachedMethodInvoker = (instance: object, methodName: string, original: Function, trampoline: Function, args: unknown[]) => unknown;
+export type CachedMethodInvoker = (
+  instance: object,
+  methodName: string,
+  original: Function,
+  trampoline: Function,
+  args: unknown[],
+) => unknown;
 
 /**
  * The provider path: a decorated method's call, run through the engine under its plan. Async
@@ -16,7 +22,9 @@ export function cachedMethodInvoker(engine: CacheAsideEngine): CachedMethodInvok
     const plan = getCachePlan(instance.constructor, trampoline, methodName);
     if (!plan) return original.apply(instance, args);
     const site: CallSite = { keyArgs: args, defaultKey: () => `${methodName}:${stableKey(args)}` };
-    const produce = async (): Promise<Produced<unknown>> => ({ value: await toPromise(original.apply(instance, args)) });
+    const produce = async (): Promise<Produced<unknown>> => ({
+      value: await toPromise(original.apply(instance, args)),
+    });
     if (returnsObservable(instance, methodName)) return defer(() => from(engine.execute(plan, site, produce)));
     return engine.execute(plan, site, produce);
   };

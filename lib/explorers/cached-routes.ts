@@ -3,7 +3,13 @@ import { IncomingMessage } from 'node:http';
 import { CacheInterceptorDelegate } from '../decorators/cache-interceptor.delegate.js';
 import { getCachePlan } from '../decorators/cache-metadata.accessor.js';
 import type { CachePlan } from '../interfaces/cache-decorator-options.interface.js';
-import { type CacheInterceptor, globalInterceptorsOf, hasOuterInterceptors, serveCachedRoute, takesResponseObject } from '../interceptors/cache.interceptor.js';
+import {
+  type CacheInterceptor,
+  globalInterceptorsOf,
+  hasOuterInterceptors,
+  serveCachedRoute,
+  takesResponseObject,
+} from '../interceptors/cache.interceptor.js';
 import {
   NEST_INTERCEPTORS_METADATA as INTERCEPTORS_METADATA,
   NEST_ROUTE_ARGS_METADATA as ROUTE_ARGS_METADATA,
@@ -38,12 +44,23 @@ type Trampoline = Function & { [ORIGINAL_METHOD]?: Function; [ROUTE_REQUEST_INDE
  * message-pattern handlers keep the interceptor. Guards run before the handler as before; pipes
  * now run before a hit too. Returns the number of routes served this way.
  */
-export function serveRoutesFromHandlers(controllers: Iterable<ControllerWrapper>, interceptor: CacheInterceptor, methodNames: (proto: object) => string[]): number {
+export function serveRoutesFromHandlers(
+  controllers: Iterable<ControllerWrapper>,
+  interceptor: CacheInterceptor,
+  methodNames: (proto: object) => string[],
+): number {
   let served = 0;
   for (const wrapper of controllers) {
     const metatype = wrapper.metatype as Type | undefined;
     const instance = wrapper.instance as Record<string, unknown> | undefined;
-    if (typeof metatype !== 'function' || !metatype.prototype || !instance || typeof instance !== 'object' || !wrapper.isDependencyTreeStatic()) continue;
+    if (
+      typeof metatype !== 'function' ||
+      !metatype.prototype ||
+      !instance ||
+      typeof instance !== 'object' ||
+      !wrapper.isDependencyTreeStatic()
+    )
+      continue;
     for (const name of methodNames(metatype.prototype)) {
       const trampoline = (metatype.prototype as Record<string, unknown>)[name] as Trampoline | undefined;
       const original = trampoline?.[ORIGINAL_METHOD];
@@ -82,7 +99,12 @@ function requestParamIndex(metatype: Type, trampoline: Trampoline, name: string)
   }
   const key = `${REQUEST_PARAM}:${index}`;
   if (!Object.hasOwn(args, key) || !Reflect.hasOwnMetadata(ROUTE_ARGS_METADATA, metatype, name)) {
-    Reflect.defineMetadata(ROUTE_ARGS_METADATA, { ...args, [key]: { index, data: undefined, pipes: [] } }, metatype, name);
+    Reflect.defineMetadata(
+      ROUTE_ARGS_METADATA,
+      { ...args, [key]: { index, data: undefined, pipes: [] } },
+      metatype,
+      name,
+    );
   }
   return index;
 }
@@ -92,14 +114,27 @@ function requestParamIndex(metatype: Type, trampoline: Trampoline, name: string)
  * Whether an interceptor runs around it is fixed once its metadata is (the app's global ones were
  * noted before).
  */
-function cachedRoute(trampoline: Trampoline, original: Function, index: number, plan: CachePlan, metatype: Type, interceptor: CacheInterceptor): Function {
+function cachedRoute(
+  trampoline: Trampoline,
+  original: Function,
+  index: number,
+  plan: CachePlan,
+  metatype: Type,
+  interceptor: CacheInterceptor,
+): Function {
   let innermost = false;
   const route = function (this: unknown, ...args: unknown[]): unknown {
     const request = args[index];
     // called by code other than Nest's router: the method as it always was
     if (args.length !== index + 1 || !(request instanceof IncomingMessage)) return trampoline.apply(this, args);
     args.length = index;
-    return serveCachedRoute(interceptor, new RouteContext(request, metatype, route), plan, () => original.apply(this, args), innermost);
+    return serveCachedRoute(
+      interceptor,
+      new RouteContext(request, metatype, route),
+      plan,
+      () => original.apply(this, args),
+      innermost,
+    );
   };
   Object.defineProperty(route, 'name', { value: trampoline.name });
   Object.defineProperty(route, 'length', { value: trampoline.length });

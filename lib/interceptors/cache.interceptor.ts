@@ -6,13 +6,22 @@ import {
   StreamableFile,
 } from '@nestjs/common';
 import { from, isObservable, lastValueFrom, type Observable, type ObservableInput } from 'rxjs';
-import { CacheAsideEngine, type CacheOutcome, type CallReport, type CallSite, type Produced } from '../cache/cache-aside.engine.js';
+import {
+  CacheAsideEngine,
+  type CacheOutcome,
+  type CallReport,
+  type CallSite,
+  type Produced,
+} from '../cache/cache-aside.engine.js';
 import type { HttpRequestParts } from '../cache/variants.js';
 import { stableKey } from '../codec/stable-key.js';
 import { RawJson, type ResponseMeta } from '../codec/value.codec.js';
 import { CacheInterceptorDelegate } from '../decorators/cache-interceptor.delegate.js';
 import { getCachePlan } from '../decorators/cache-metadata.accessor.js';
-import { NEST_INTERCEPTORS_METADATA as INTERCEPTORS_METADATA, NEST_ROUTE_ARGS_METADATA as ROUTE_ARGS_METADATA } from '../memcached.constants.js';
+import {
+  NEST_INTERCEPTORS_METADATA as INTERCEPTORS_METADATA,
+  NEST_ROUTE_ARGS_METADATA as ROUTE_ARGS_METADATA,
+} from '../memcached.constants.js';
 import type { CacheableOptions, CachePlan } from '../interfaces/cache-decorator-options.interface.js';
 import {
   canonicalUrl,
@@ -68,7 +77,9 @@ export class CacheInterceptor implements NestInterceptor {
       const site: CallSite = { keyArgs: [context], defaultKey: () => `${handler.name}:${stableKey(data)}` };
       return from(this.engine.execute(plan, site, async () => ({ value: await settle(next.handle()) })));
     }
-    return from(this.serveHttp(context, plan, () => next.handle(), this.isInnermost(context)) as ObservableInput<unknown>);
+    return from(
+      this.serveHttp(context, plan, () => next.handle(), this.isInnermost(context)) as ObservableInput<unknown>,
+    );
   }
 
   /** Whether this request may be answered from, and stored in, the shared cache. */
@@ -97,7 +108,8 @@ export class CacheInterceptor implements NestInterceptor {
    */
   protected sendRawJson(response: unknown, value: RawJson): string {
     const res = response as HeaderTarget;
-    if (res.getHeader?.('content-type') === undefined) setHeader(res, 'Content-Type', 'application/json; charset=utf-8');
+    if (res.getHeader?.('content-type') === undefined)
+      setHeader(res, 'Content-Type', 'application/json; charset=utf-8');
     const etag = expressEtag(res, value);
     if (etag !== undefined) setHeader(res, 'ETag', etag);
     return value.json;
@@ -110,7 +122,12 @@ export class CacheInterceptor implements NestInterceptor {
    * runs around this one to see it), else parsed, as a miss returns the handler's value.
    */
   private serveHttp(context: ExecutionContext, plan: CachePlan, call: () => unknown, innermost: boolean): unknown {
-    if (this.engine.skipsDownCache(plan, () => this.isRequestCacheable(context) && this.bypassReason(context, plan.cacheable!) === undefined)) {
+    if (
+      this.engine.skipsDownCache(
+        plan,
+        () => this.isRequestCacheable(context) && this.bypassReason(context, plan.cacheable!) === undefined,
+      )
+    ) {
       // its node is known down: the handler's own result, with nothing around it
       this.setCacheHeader(responseOf(context), 'MISS');
       return call();
@@ -128,14 +145,17 @@ export class CacheInterceptor implements NestInterceptor {
       const storable = !(value instanceof StreamableFile) && storableResponse(response);
       return { value, storable, meta: storable ? responseMeta(response, request) : undefined };
     };
-    return this.engine.execute(readable ? plan : { ...plan, cacheable: undefined }, site, produce, report).then((value) => {
-      if (report.outcome !== undefined) this.setCacheHeader(response, report.outcome);
-      // a hit says what it varies on, as the response it was stored from did
-      const vary = report.meta?.vary;
-      if (vary && vary.length > 0 && response.getHeader?.('vary') === undefined) setHeader(response, 'Vary', vary.map(([name]) => name).join(', '));
-      if (!(value instanceof RawJson)) return value;
-      return innermost ? this.sendRawJson(response, value) : JSON.parse(value.json);
-    });
+    return this.engine
+      .execute(readable ? plan : { ...plan, cacheable: undefined }, site, produce, report)
+      .then((value) => {
+        if (report.outcome !== undefined) this.setCacheHeader(response, report.outcome);
+        // a hit says what it varies on, as the response it was stored from did
+        const vary = report.meta?.vary;
+        if (vary && vary.length > 0 && response.getHeader?.('vary') === undefined)
+          setHeader(response, 'Vary', vary.map(([name]) => name).join(', '));
+        if (!(value instanceof RawJson)) return value;
+        return innermost ? this.sendRawJson(response, value) : JSON.parse(value.json);
+      });
   }
 
   /** Whether no interceptor runs around this one for the route (read once per route). */
@@ -164,7 +184,13 @@ export class CacheInterceptor implements NestInterceptor {
  * chain (see `explorers/cached-routes.ts`), by the same rules as `intercept`. Only for the stock
  * `CacheInterceptor`: a subclass's hooks are honoured by keeping it in the chain.
  */
-export function serveCachedRoute(interceptor: CacheInterceptor, context: ExecutionContext, plan: CachePlan, call: () => unknown, innermost: boolean): unknown {
+export function serveCachedRoute(
+  interceptor: CacheInterceptor,
+  context: ExecutionContext,
+  plan: CachePlan,
+  call: () => unknown,
+  innermost: boolean,
+): unknown {
   return interceptor['serveHttp'](context, plan, call, innermost);
 }
 
@@ -264,7 +290,9 @@ function storableResponse(response: HttpResponseLike): boolean {
 /** The response's `Vary` names with the request's values for them. */
 function responseMeta(response: HttpResponseLike, request: HttpRequestLike): ResponseMeta | undefined {
   const names = varyNames(response.getHeader?.('vary'));
-  return names === '*' || names.length === 0 ? undefined : { vary: names.map((name) => [name, requestHeader(request, name)]) };
+  return names === '*' || names.length === 0
+    ? undefined
+    : { vary: names.map((name) => [name, requestHeader(request, name)]) };
 }
 
 /**
@@ -294,7 +322,10 @@ type EtagFn = (body: string, encoding: string) => string | undefined;
  * Undefined (Express computes it, if at all) for a body read once, a response that is not
  * Express's or has an ETag already, or an app that computes none.
  */
-function expressEtag(res: HeaderTarget & { app?: { get?: (name: string) => unknown } }, value: RawJson): string | undefined {
+function expressEtag(
+  res: HeaderTarget & { app?: { get?: (name: string) => unknown } },
+  value: RawJson,
+): string | undefined {
   if (!value.shared) return undefined;
   const fn = res.app?.get?.('etag fn');
   if (typeof fn !== 'function' || res.getHeader?.('etag') !== undefined) return undefined;

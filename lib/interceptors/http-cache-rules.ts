@@ -8,7 +8,6 @@ export interface HttpRequestLike {
   url?: string;
 }
 
-
 /** A request's URL with its path and query string in one canonical form. */
 export interface CanonicalUrl {
   /** Percent-encoding normalised, duplicate and trailing slashes removed; case kept. */
@@ -22,19 +21,69 @@ const STANDARD_CREDENTIALS = ['authorization', 'proxy-authorization'];
 
 /** Common headers that carry who the caller is, checked unless `credentialHeaders` is configured. */
 export const DEFAULT_CREDENTIAL_HEADERS: readonly string[] = [
-  'x-api-key', 'api-key', 'apikey', 'x-auth-token', 'x-access-token', 'x-session-token', 'x-session-id',
-  'x-user-id', 'x-user', 'x-tenant-id', 'x-forwarded-user', 'x-forwarded-email', 'x-forwarded-access-token',
-  'x-remote-user', 'remote-user', 'x-amz-security-token', 'x-amzn-oidc-data', 'x-amzn-oidc-accesstoken',
-  'x-ms-client-principal', 'x-ms-token-aad-access-token', 'cf-access-jwt-assertion', 'x-goog-iap-jwt-assertion',
-  'x-goog-authenticated-user-email', 'x-csrf-token', 'x-xsrf-token',
+  'x-api-key',
+  'api-key',
+  'apikey',
+  'x-auth-token',
+  'x-access-token',
+  'x-session-token',
+  'x-session-id',
+  'x-user-id',
+  'x-user',
+  'x-tenant-id',
+  'x-forwarded-user',
+  'x-forwarded-email',
+  'x-forwarded-access-token',
+  'x-remote-user',
+  'remote-user',
+  'x-amz-security-token',
+  'x-amzn-oidc-data',
+  'x-amzn-oidc-accesstoken',
+  'x-ms-client-principal',
+  'x-ms-token-aad-access-token',
+  'cf-access-jwt-assertion',
+  'x-goog-iap-jwt-assertion',
+  'x-goog-authenticated-user-email',
+  'x-csrf-token',
+  'x-xsrf-token',
 ];
 
 /** Words that make any header name a credential (`x-myapp-token`, `x-tenant`), unless configured otherwise. */
 const CREDENTIAL_WORDS = new Set([
-  'auth', 'authorization', 'authentication', 'authenticated', 'token', 'apikey', 'session', 'sessionid', 'sid',
-  'jwt', 'bearer', 'credential', 'credentials', 'password', 'passwd', 'secret', 'signature', 'user', 'userid',
-  'uid', 'principal', 'identity', 'tenant', 'tenantid', 'account', 'accountid', 'impersonate', 'cookie', 'saml',
-  'oidc', 'assertion', 'login', 'customer', 'member',
+  'auth',
+  'authorization',
+  'authentication',
+  'authenticated',
+  'token',
+  'apikey',
+  'session',
+  'sessionid',
+  'sid',
+  'jwt',
+  'bearer',
+  'credential',
+  'credentials',
+  'password',
+  'passwd',
+  'secret',
+  'signature',
+  'user',
+  'userid',
+  'uid',
+  'principal',
+  'identity',
+  'tenant',
+  'tenantid',
+  'account',
+  'accountid',
+  'impersonate',
+  'cookie',
+  'saml',
+  'oidc',
+  'assertion',
+  'login',
+  'customer',
+  'member',
 ]);
 
 /**
@@ -42,7 +91,11 @@ const CREDENTIAL_WORDS = new Set([
  * or a cookie that is not ignored. Varnish's built-in policy and RFC 9111 §3.5 are the model:
  * a shared cache passes requests that carry `Authorization` or `Cookie`.
  */
-export function credentialIn(request: HttpRequestLike, policy: HttpCachePolicy, routeIgnoreCookies?: ReadonlyArray<string | RegExp>): string | undefined {
+export function credentialIn(
+  request: HttpRequestLike,
+  policy: HttpCachePolicy,
+  routeIgnoreCookies?: ReadonlyArray<string | RegExp>,
+): string | undefined {
   const headers = request.headers;
   if (headers === undefined) return undefined;
   for (const name in headers) {
@@ -50,7 +103,11 @@ export function credentialIn(request: HttpRequestLike, policy: HttpCachePolicy, 
     if (value === undefined || (typeof value === 'string' && value === '')) continue;
     const lower = name.toLowerCase();
     if (lower === 'cookie') {
-      const cookie = cookieThatCounts(Array.isArray(value) ? value.join('; ') : value, policy.ignoreCookies, routeIgnoreCookies);
+      const cookie = cookieThatCounts(
+        Array.isArray(value) ? value.join('; ') : value,
+        policy.ignoreCookies,
+        routeIgnoreCookies,
+      );
       if (cookie !== undefined) return `cookie ${JSON.stringify(cookie)}`;
       continue;
     }
@@ -87,13 +144,18 @@ function byBuiltInRule(name: string): boolean {
 }
 
 /** The first cookie name that is not ignored, or undefined. A pair without a name counts as a cookie. */
-function cookieThatCounts(header: string, ...ignoreLists: Array<ReadonlyArray<string | RegExp> | undefined>): string | undefined {
+function cookieThatCounts(
+  header: string,
+  ...ignoreLists: Array<ReadonlyArray<string | RegExp> | undefined>
+): string | undefined {
   for (const pair of header.split(';')) {
     const trimmed = pair.trim();
     if (trimmed === '') continue;
     const eq = trimmed.indexOf('=');
     const name = eq < 0 ? trimmed : trimmed.slice(0, eq).trim();
-    const ignored = ignoreLists.some((list) => list?.some((rule) => (typeof rule === 'string' ? rule === name : rule.test(name))));
+    const ignored = ignoreLists.some((list) =>
+      list?.some((rule) => (typeof rule === 'string' ? rule === name : rule.test(name))),
+    );
     if (!ignored) return name;
   }
   return undefined;
@@ -141,7 +203,9 @@ export function canonicalUrl(url: string): CanonicalUrl {
   const hash = rawPath.indexOf('#');
   const path = canonicalPath(hash < 0 ? rawPath : rawPath.slice(0, hash));
   if (mark < 0) return { path, query: '' };
-  const params = [...new URLSearchParams(url.slice(mark + 1))].sort(([a, x], [b, y]) => (a < b ? -1 : a > b ? 1 : x < y ? -1 : x > y ? 1 : 0));
+  const params = [...new URLSearchParams(url.slice(mark + 1))].sort(([a, x], [b, y]) =>
+    a < b ? -1 : a > b ? 1 : x < y ? -1 : x > y ? 1 : 0,
+  );
   return { path, query: new URLSearchParams(params).toString() };
 }
 

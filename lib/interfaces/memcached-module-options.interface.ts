@@ -1,4 +1,8 @@
-import type { MemcachedEncryptionOptions, MemcachedTlsOptions, MemcachedValueFormat } from './memcached-security-options.interface.js';
+import type {
+  MemcachedEncryptionOptions,
+  MemcachedTlsOptions,
+  MemcachedValueFormat,
+} from './memcached-security-options.interface.js';
 import type { LoggerService, NestInterceptor, Type } from '@nestjs/common';
 import type { BusTransport } from './bus-transport.interface.js';
 

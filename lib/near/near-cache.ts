@@ -116,16 +116,27 @@ export class NearCache {
    * Keeps a value read from memcached (and the generations it was validated against), unless an
    * invalidation of its key or namespace, or a flush, came after `start`. Returns whether it was kept.
    */
-  store(start: number, wire: string, entry: NearEntry, learned: { namespace?: string; generation?: number; group?: number }, ttlSeconds?: number): boolean {
+  store(
+    start: number,
+    wire: string,
+    entry: NearEntry,
+    learned: { namespace?: string; generation?: number; group?: number },
+    ttlSeconds?: number,
+  ): boolean {
     if (!this.isActive) return false;
     if (!this.admits(start, entry.family, learned.namespace)) {
       this.counters.refusedFills++;
       return false;
     }
-    if (learned.namespace !== undefined && learned.generation !== undefined) this.generations.set(learned.namespace, learned.generation);
+    if (learned.namespace !== undefined && learned.generation !== undefined)
+      this.generations.set(learned.namespace, learned.generation);
     if (learned.group !== undefined) this.groups.set(entry.family, learned.group);
     if (entry.size > this.options.maxBytes) return false;
-    this.entries.set(wire, entry, ttlSeconds !== undefined && ttlSeconds < this.options.ttl ? { ttl: Math.max(1, ttlSeconds * 1000) } : undefined);
+    this.entries.set(
+      wire,
+      entry,
+      ttlSeconds !== undefined && ttlSeconds < this.options.ttl ? { ttl: Math.max(1, ttlSeconds * 1000) } : undefined,
+    );
     let wires = this.families.get(entry.family);
     if (wires === undefined) this.families.set(entry.family, (wires = new Set()));
     wires.add(wire);

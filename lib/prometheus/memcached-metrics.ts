@@ -64,7 +64,8 @@ export function registerMemcachedMetrics(
     registers,
     collect() {
       this.reset();
-      for (const [event, value] of Object.entries(client.stats())) if (typeof value === 'number') this.inc({ event }, value);
+      for (const [event, value] of Object.entries(client.stats()))
+        if (typeof value === 'number') this.inc({ event }, value);
     },
   });
   new Counter({
@@ -78,10 +79,26 @@ export function registerMemcachedMetrics(
       if (near === undefined) return;
       const { hits, misses, invalidations, flushes, refusedFills } = near.cache;
       const followed = { followed_evictions: near.followed.evictions, followed_failures: near.followed.failures };
-      for (const [event, value] of Object.entries({ hits, misses, invalidations, flushes, refused_fills: refusedFills, ...followed })) this.inc({ event }, value);
+      for (const [event, value] of Object.entries({
+        hits,
+        misses,
+        invalidations,
+        flushes,
+        refused_fills: refusedFills,
+        ...followed,
+      }))
+        this.inc({ event }, value);
       if (near.bus === undefined) return;
       const { published, received, gaps, newSources, malformed, publishFailures } = near.bus;
-      const busEvents = { bus_published: published, bus_received: received, bus_gaps: gaps, bus_new_sources: newSources, bus_malformed: malformed, bus_flushes: near.bus.flushes, bus_publish_failures: publishFailures };
+      const busEvents = {
+        bus_published: published,
+        bus_received: received,
+        bus_gaps: gaps,
+        bus_new_sources: newSources,
+        bus_malformed: malformed,
+        bus_flushes: near.bus.flushes,
+        bus_publish_failures: publishFailures,
+      };
       for (const [event, value] of Object.entries(busEvents)) this.inc({ event }, value);
     },
   });
@@ -114,7 +131,10 @@ export function registerMemcachedMetrics(
 
   unsubscribe.push(
     client.onOperation((e) =>
-      operationDuration.observe({ operation: e.operation, node: e.node, result: e.error ? 'error' : 'ok' }, e.durationMs / 1000),
+      operationDuration.observe(
+        { operation: e.operation, node: e.node, result: e.error ? 'error' : 'ok' },
+        e.durationMs / 1000,
+      ),
     ),
   );
   if (cache) {
@@ -138,7 +158,16 @@ export function registerMemcachedMetrics(
   }
   return () => {
     for (const off of unsubscribe) off();
-    for (const name of ['cache_requests_total', 'cache_request_duration_seconds', 'cache_events_total', 'operation_duration_seconds', 'client_events_total', 'node_up', 'near_cache_events_total', 'near_cache']) {
+    for (const name of [
+      'cache_requests_total',
+      'cache_request_duration_seconds',
+      'cache_events_total',
+      'operation_duration_seconds',
+      'client_events_total',
+      'node_up',
+      'near_cache_events_total',
+      'near_cache',
+    ]) {
       registry.removeSingleMetric(p + name);
     }
   };

@@ -45,9 +45,15 @@ export class MemcachedHealthIndicator {
     const healthy = options.requireAll ? up === pings.length : up > 0;
     // the bus is reported, not judged: without it reads go to memcached, which still serves them
     const near = this.client.stats().nearCache;
-    const bus = near === undefined
-      ? undefined
-      : { status: near.bus?.healthy ? 'up' : 'down', connected: near.bus?.connected ?? false, lagMs: near.bus?.lagMs, nearCache: near.cache.active ? 'serving' : 'bypassed' };
+    const bus =
+      near === undefined
+        ? undefined
+        : {
+            status: near.bus?.healthy ? 'up' : 'down',
+            connected: near.bus?.connected ?? false,
+            lagMs: near.bus?.lagMs,
+            nearCache: near.cache.active ? 'serving' : 'bypassed',
+          };
     const details: { nodes: typeof nodes; bus?: typeof bus } = bus === undefined ? { nodes } : { nodes, bus };
     return healthy ? indicator.up(details) : indicator.down(details);
   }

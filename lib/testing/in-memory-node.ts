@@ -87,9 +87,17 @@ export class InMemoryNode implements NodeTransport {
     }
   }
 
-  private execute(opcode: number, key: string, extras: Buffer, value: Buffer, cas: bigint, opaque: number): BinaryResponse[] {
-    const reply = (status: number, body: { key?: string; extras?: Buffer; val?: Buffer; cas?: bigint } = {}) =>
-      [response(opcode, status, opaque, body)];
+  private execute(
+    opcode: number,
+    key: string,
+    extras: Buffer,
+    value: Buffer,
+    cas: bigint,
+    opaque: number,
+  ): BinaryResponse[] {
+    const reply = (status: number, body: { key?: string; extras?: Buffer; val?: Buffer; cas?: bigint } = {}) => [
+      response(opcode, status, opaque, body),
+    ];
     switch (opcode) {
       case Opcode.Get:
       case Opcode.GetKQ: {
@@ -97,7 +105,12 @@ export class InMemoryNode implements NodeTransport {
         if (!item) return reply(Status.KeyNotFound);
         const flags = Buffer.alloc(4);
         flags.writeUInt32BE(item.flags);
-        return reply(Status.Ok, { key: opcode === Opcode.GetKQ ? key : '', extras: flags, val: Buffer.from(item.value), cas: item.cas });
+        return reply(Status.Ok, {
+          key: opcode === Opcode.GetKQ ? key : '',
+          extras: flags,
+          val: Buffer.from(item.value),
+          cas: item.cas,
+        });
       }
       case Opcode.Set:
       case Opcode.Add:
@@ -105,12 +118,18 @@ export class InMemoryNode implements NodeTransport {
         const existing = this.live(key);
         if (opcode === Opcode.Add && existing) return reply(Status.KeyExists);
         if (opcode === Opcode.Replace && !existing) return reply(Status.KeyNotFound);
-        if (cas !== 0n && (!existing || existing.cas !== cas)) return reply(existing ? Status.KeyExists : Status.KeyNotFound);
+        if (cas !== 0n && (!existing || existing.cas !== cas))
+          return reply(existing ? Status.KeyExists : Status.KeyNotFound);
         if (value.length + key.length + 56 > this.maxItemSize) {
           this.items.delete(key);
           return reply(Status.ValueTooLarge);
         }
-        const item = { value, flags: extras.readUInt32BE(0), expiresAt: expiresAt(extras.readUInt32BE(4)), cas: this.nextCas++ };
+        const item = {
+          value,
+          flags: extras.readUInt32BE(0),
+          expiresAt: expiresAt(extras.readUInt32BE(4)),
+          cas: this.nextCas++,
+        };
         this.items.set(key, item);
         return reply(Status.Ok, { cas: item.cas });
       }
@@ -137,7 +156,12 @@ export class InMemoryNode implements NodeTransport {
         if (!item) {
           if (expiry === NO_INITIAL) return reply(Status.KeyNotFound);
           next = initial;
-          this.items.set(key, { value: Buffer.from(String(next)), flags: 0, expiresAt: expiresAt(expiry), cas: this.nextCas++ });
+          this.items.set(key, {
+            value: Buffer.from(String(next)),
+            flags: 0,
+            expiresAt: expiresAt(expiry),
+            cas: this.nextCas++,
+          });
         } else {
           const text = item.value.toString('latin1');
           if (!/^[0-9]{1,20}$/.test(text) || BigInt(text) > MAX_UINT64) return reply(Status.NonNumeric);

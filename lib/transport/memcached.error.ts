@@ -6,7 +6,8 @@
  * with an error status), `UNAVAILABLE` (the node's circuit breaker is open: it was skipped
  * without waiting), `CLOSED` (the client was shut down).
  */
-export type MemcachedErrorCode = 'TIMEOUT' | 'CONNECTION' | 'PROTOCOL' | 'AUTH' | 'TLS' | 'SERVER' | 'UNAVAILABLE' | 'CLOSED';
+export type MemcachedErrorCode =
+  'TIMEOUT' | 'CONNECTION' | 'PROTOCOL' | 'AUTH' | 'TLS' | 'SERVER' | 'UNAVAILABLE' | 'CLOSED';
 
 /**
  * A failed memcached operation, naming the operation and the node. Never carries credentials.

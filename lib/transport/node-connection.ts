@@ -1,4 +1,19 @@
-import { tlsFailed, tlsNoHandshake, authFailed, authRequired, clientClosed, closedByServer, connectionReset, malformedResponse, noAnswer, noConnection, opcodeMismatch, protocolDropped, saslRefused, saslStatus } from '../memcached.messages.js';
+import {
+  tlsFailed,
+  tlsNoHandshake,
+  authFailed,
+  authRequired,
+  clientClosed,
+  closedByServer,
+  connectionReset,
+  malformedResponse,
+  noAnswer,
+  noConnection,
+  opcodeMismatch,
+  protocolDropped,
+  saslRefused,
+  saslStatus,
+} from '../memcached.messages.js';
 import net from 'node:net';
 import tls from 'node:tls';
 import type { MemcachedNodeAddress } from '../config/server-list.js';
@@ -122,7 +137,9 @@ export class NodeConnection implements NodeTransport {
       return Promise.reject(new MemcachedError(operation, this.label, 'CLOSED', clientClosed()));
     }
     if (this.pending.has(seq)) {
-      return Promise.reject(new MemcachedError(operation, this.label, 'CONNECTION', `request id ${seq} is already in flight`));
+      return Promise.reject(
+        new MemcachedError(operation, this.label, 'CONNECTION', `request id ${seq} is already in flight`),
+      );
     }
     return new Promise<T>((resolve, reject) => {
       const timeout = this.options.timeout;
@@ -197,7 +214,10 @@ export class NodeConnection implements NodeTransport {
     }
     if (frames.length === 0) return;
     const socket = this.socket;
-    const done = total > TLS_NUDGE_AFTER && tlsSettings.has(this) ? (error?: Error | null) => error || socket.destroyed || socket.write(TLS_NUDGE) : undefined;
+    const done =
+      total > TLS_NUDGE_AFTER && tlsSettings.has(this)
+        ? (error?: Error | null) => error || socket.destroyed || socket.write(TLS_NUDGE)
+        : undefined;
     if (frames.length === 1 || total <= COPY_UP_TO) {
       socket.write(frames.length === 1 ? frames[0] : Buffer.concat(frames, total), done);
       return;
@@ -212,7 +232,11 @@ export class NodeConnection implements NodeTransport {
         runBytes += frame.length;
         continue;
       }
-      if (i > from) socket.write(i - from === 1 ? frames[from] : Buffer.concat(frames.slice(from, i), runBytes), i === frames.length ? done : undefined);
+      if (i > from)
+        socket.write(
+          i - from === 1 ? frames[from] : Buffer.concat(frames.slice(from, i), runBytes),
+          i === frames.length ? done : undefined,
+        );
       if (frame !== undefined) socket.write(frame, i === frames.length - 1 ? done : undefined);
       from = i + 1;
       runBytes = 0;
@@ -233,7 +257,16 @@ export class NodeConnection implements NodeTransport {
     this.socket = socket;
     const parser = new ResponseParser(this.options.maxBodyLength, (res) => this.dispatch(socket, res));
     this.connectTimer = setTimeout(
-      () => this.drop(socket, new MemcachedError('connect', this.label, secure ? 'TLS' : 'CONNECTION', secure ? tlsNoHandshake(this.options.connectTimeout) : noConnection(this.options.connectTimeout))),
+      () =>
+        this.drop(
+          socket,
+          new MemcachedError(
+            'connect',
+            this.label,
+            secure ? 'TLS' : 'CONNECTION',
+            secure ? tlsNoHandshake(this.options.connectTimeout) : noConnection(this.options.connectTimeout),
+          ),
+        ),
       this.options.connectTimeout,
     );
     // over TLS, nothing is sent before the handshake has verified the server
@@ -251,10 +284,15 @@ export class NodeConnection implements NodeTransport {
         parser.push(chunk);
       } catch (error) {
         const detail = error instanceof ProtocolError ? error.message : `unreadable response: ${String(error)}`;
-        this.drop(socket, new MemcachedError('read', this.label, 'PROTOCOL', protocolDropped(detail), undefined, { cause: error }));
+        this.drop(
+          socket,
+          new MemcachedError('read', this.label, 'PROTOCOL', protocolDropped(detail), undefined, { cause: error }),
+        );
       }
     });
-    socket.on('error', (error) => this.drop(socket, !handshaken ? tlsError(this.label, error) : toError('connect', this.label, error)));
+    socket.on('error', (error) =>
+      this.drop(socket, !handshaken ? tlsError(this.label, error) : toError('connect', this.label, error)),
+    );
     socket.on('close', () => this.drop(socket, new MemcachedError('read', this.label, 'CONNECTION', closedByServer())));
   }
 
@@ -274,9 +312,15 @@ export class NodeConnection implements NodeTransport {
     if (opcode === Opcode.SaslAuth && opaque === SASL_OPAQUE && this.state !== 'ready') {
       if (status === Status.Ok) this.ready(socket);
       else
-        this.drop(socket, new MemcachedError('authenticate', this.label, 'AUTH', status === Status.AuthError
-          ? saslRefused()
-          : saslStatus(status)));
+        this.drop(
+          socket,
+          new MemcachedError(
+            'authenticate',
+            this.label,
+            'AUTH',
+            status === Status.AuthError ? saslRefused() : saslStatus(status),
+          ),
+        );
       return;
     }
     const pending = this.pending.get(opaque);
@@ -286,9 +330,7 @@ export class NodeConnection implements NodeTransport {
       throw new ProtocolError(opcodeMismatch(opcode, pending.opcode));
     }
     if (status === Status.AuthError) {
-      const detail = credentials.has(this)
-        ? authFailed()
-        : authRequired();
+      const detail = credentials.has(this) ? authFailed() : authRequired();
       this.settle(opaque, pending, new MemcachedError(pending.operation, this.label, 'AUTH', detail, status));
       return;
     }
@@ -296,9 +338,17 @@ export class NodeConnection implements NodeTransport {
     try {
       result = pending.onResponse(res);
     } catch (error) {
-      const failure = error instanceof MemcachedError
-        ? error
-        : new MemcachedError(pending.operation, this.label, 'PROTOCOL', malformedResponse((error as Error)?.message ?? String(error)), status, { cause: error });
+      const failure =
+        error instanceof MemcachedError
+          ? error
+          : new MemcachedError(
+              pending.operation,
+              this.label,
+              'PROTOCOL',
+              malformedResponse((error as Error)?.message ?? String(error)),
+              status,
+              { cause: error },
+            );
       this.settle(opaque, pending, failure);
       return;
     }
@@ -331,7 +381,10 @@ export class NodeConnection implements NodeTransport {
         }, this.options.retryDelay).unref();
         continue;
       }
-      const failure = closed && error.code !== 'AUTH' ? new MemcachedError(pending.operation, this.label, 'CLOSED', clientClosed()) : error;
+      const failure =
+        closed && error.code !== 'AUTH'
+          ? new MemcachedError(pending.operation, this.label, 'CLOSED', clientClosed())
+          : error;
       this.settle(seq, pending, failure.operation === pending.operation ? failure : rename(failure, pending.operation));
     }
   }

@@ -21,7 +21,8 @@ export class DatabaseService implements OnModuleInit, OnModuleDestroy {
 
   constructor(private readonly config: ConfigService) {
     this.table = config.get<string>('SAMPLE_TABLE') ?? 'sample_users';
-    if (!/^[a-z_][a-z0-9_]*$/.test(this.table)) throw new Error(`Invalid SAMPLE_TABLE "${this.table}": use lower-case letters, digits and _`);
+    if (!/^[a-z_][a-z0-9_]*$/.test(this.table))
+      throw new Error(`Invalid SAMPLE_TABLE "${this.table}": use lower-case letters, digits and _`);
   }
 
   async onModuleInit(): Promise<void> {

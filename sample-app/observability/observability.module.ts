@@ -1,4 +1,13 @@
-import { Controller, Get, Header, Injectable, Logger, Module, type OnApplicationBootstrap, type OnModuleInit } from '@nestjs/common';
+import {
+  Controller,
+  Get,
+  Header,
+  Injectable,
+  Logger,
+  Module,
+  type OnApplicationBootstrap,
+  type OnModuleInit,
+} from '@nestjs/common';
 import { ConfigService } from '@nestjs/config';
 import { HealthCheck, HealthCheckService, TerminusModule } from '@nestjs/terminus';
 import { Gauge, Registry } from 'prom-client';
@@ -27,7 +36,9 @@ class CacheOutcomeLogger implements OnModuleInit, OnApplicationBootstrap {
 
   onModuleInit(): void {
     const { events } = this.cache;
-    events.on('hit', (e) => this.logger.debug(`${e.stale ? 'STALE' : 'HIT'}  ${e.namespace} ${e.key} (${e.durationMs.toFixed(2)} ms)`));
+    events.on('hit', (e) =>
+      this.logger.debug(`${e.stale ? 'STALE' : 'HIT'}  ${e.namespace} ${e.key} (${e.durationMs.toFixed(2)} ms)`),
+    );
     events.on('miss', (e) => this.logger.debug(`MISS ${e.namespace} ${e.key} (${e.durationMs.toFixed(2)} ms)`));
     events.on('bypass', (e) => this.logger.debug(`BYPASS ${e.namespace} (${e.reason})`));
     events.on('evict', (e) => this.logger.debug(`EVICT ${e.namespace} ${e.allEntries ? '(all entries)' : e.key}`));

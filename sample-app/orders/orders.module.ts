@@ -31,7 +31,10 @@ export class OrdersController {
     const order = orderOf(id);
     if (!order) throw new NotFoundException(`order ${id} not found`);
     // the same key as the users service's entry for this user, so a followed eviction finds it
-    const userName = await this.cache.getOrSet(`/users/${order.userId}`, () => this.fetchUserName(order.userId), { namespace: 'user-names', ttl: 300 });
+    const userName = await this.cache.getOrSet(`/users/${order.userId}`, () => this.fetchUserName(order.userId), {
+      namespace: 'user-names',
+      ttl: 300,
+    });
     return { ...order, userName };
   }
 

@@ -23,7 +23,10 @@ export class UsersService {
   }
 
   list(page: number, limit: number): Promise<User[]> {
-    return this.db.query<User>(`SELECT ${COLUMNS} FROM ${this.db.table} ORDER BY id LIMIT $1 OFFSET $2`, [limit, (page - 1) * limit]);
+    return this.db.query<User>(`SELECT ${COLUMNS} FROM ${this.db.table} ORDER BY id LIMIT $1 OFFSET $2`, [
+      limit,
+      (page - 1) * limit,
+    ]);
   }
 
   async create(input: UserInput): Promise<User> {

@@ -79,14 +79,20 @@ describe('decorated methods when memcached dies mid-suite', () => {
   it('serves a cached route straight from the handler while the node is down: MISS, BYPASS with credentials, counted', async () => {
     const db = app.get(ItemsDb);
     const engine = app.get(MemcachedCache);
-    const before = { calls: db.count('findOne'), misses: engine.stats().items?.misses ?? 0, bypasses: engine.stats().items?.bypasses ?? 0 };
+    const before = {
+      calls: db.count('findOne'),
+      misses: engine.stats().items?.misses ?? 0,
+      bypasses: engine.stats().items?.bypasses ?? 0,
+    };
     const server = app.getHttpServer();
     for (let i = 0; i < 3; i++) {
       const res = await request(server).get('/items/8').expect(200);
       expect(res.body).toStrictEqual({ id: '8', name: 'eight' });
       expect(res.headers['x-cache']).toBe('MISS');
     }
-    expect((await request(server).get('/items/8').set('Authorization', 'Bearer x').expect(200)).headers['x-cache']).toBe('BYPASS');
+    expect(
+      (await request(server).get('/items/8').set('Authorization', 'Bearer x').expect(200)).headers['x-cache'],
+    ).toBe('BYPASS');
     await request(server).get('/items/404').expect(404);
     expect(db.count('findOne') - before.calls).toBe(5);
     expect(engine.stats().items.misses - before.misses).toBe(4);

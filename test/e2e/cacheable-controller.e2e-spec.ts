@@ -30,7 +30,8 @@ describe.each([
     }).compile();
     app = moduleRef.createNestApplication(createAdapter(), { logger: false });
     await app.init();
-    if (app.getHttpAdapter().getType() === 'fastify') await (app as NestFastifyApplication).getHttpAdapter().getInstance().ready();
+    if (app.getHttpAdapter().getType() === 'fastify')
+      await (app as NestFastifyApplication).getHttpAdapter().getInstance().ready();
     db = app.get(ItemsDb);
   });
   afterAll(async () => {
@@ -54,7 +55,9 @@ describe.each([
     expect(second.text).toBe(first.text);
     expect(second.headers['content-type']).toMatch(/^application\/json/);
     expect(db.count('findOne')).toBe(1);
-    expect(JSON.parse((await rawEntry(daemon.port, '', 'items', '/items/7'))!.bytes.toString())).toStrictEqual(second.body);
+    expect(JSON.parse((await rawEntry(daemon.port, '', 'items', '/items/7'))!.bytes.toString())).toStrictEqual(
+      second.body,
+    );
   });
 
   it("a hit carries the ETag the server gives the same body, under the app's etag setting", async () => {

@@ -37,7 +37,10 @@ describe('@Cacheable on microservice message handlers (TCP transport)', () => {
       controllers: [PricesController],
     }).compile();
     app = moduleRef.createNestApplication({ logger: false });
-    app.connectMicroservice({ transport: Transport.TCP, options: { host: '127.0.0.1', port } }, { inheritAppConfig: true });
+    app.connectMicroservice(
+      { transport: Transport.TCP, options: { host: '127.0.0.1', port } },
+      { inheritAppConfig: true },
+    );
     await app.startAllMicroservices();
     await app.init();
     client = ClientProxyFactory.create({ transport: Transport.TCP, options: { host: '127.0.0.1', port } });

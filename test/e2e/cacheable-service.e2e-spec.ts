@@ -24,7 +24,13 @@ describe('@Cacheable / @CacheEvict / @CachePut on a service, against real memcac
     daemon = await MemcachedDaemon.start();
     moduleRef = await Test.createTestingModule({
       imports: [
-        MemcachedModule.forRoot({ isGlobal: true, servers: daemon.address, keyPrefix: 'svc:', timeout: 300, logger: silent }),
+        MemcachedModule.forRoot({
+          isGlobal: true,
+          servers: daemon.address,
+          keyPrefix: 'svc:',
+          timeout: 300,
+          logger: silent,
+        }),
         UsersModule,
       ],
     }).compile();
@@ -196,7 +202,7 @@ describe('@Cacheable / @CacheEvict / @CachePut on a service, against real memcac
     expect(after.evictions - before.evictions).toBe(1);
   });
 
-  it('passes the method\'s own error through unchanged and caches nothing', async () => {
+  it("passes the method's own error through unchanged and caches nothing", async () => {
     await expect(users.throws('q')).rejects.toThrow('no q');
     await expect(users.throws('q')).rejects.toThrow('no q');
     expect(db.count('throws')).toBe(2);

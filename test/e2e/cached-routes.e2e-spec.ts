@@ -22,7 +22,14 @@ import { Test } from '@nestjs/testing';
 import { map, type Observable, of } from 'rxjs';
 import request from 'supertest';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { CacheEvict, Cacheable, CacheInterceptor, MemcachedClient, MemcachedModule, type MemcachedModuleExtras } from '../../lib/index.js';
+import {
+  CacheEvict,
+  Cacheable,
+  CacheInterceptor,
+  MemcachedClient,
+  MemcachedModule,
+  type MemcachedModuleExtras,
+} from '../../lib/index.js';
 import { MemcachedDaemon, sleep } from '../support/memcached-daemon.js';
 import { rawEntry } from '../support/text-protocol.js';
 
@@ -59,7 +66,10 @@ class RoutesController {
   }
 
   @Get('rest/:id')
-  @Cacheable({ namespace: 'routes', key: (context: ExecutionContext) => `rest-${context.switchToHttp().getRequest().params.id}` })
+  @Cacheable({
+    namespace: 'routes',
+    key: (context: ExecutionContext) => `rest-${context.switchToHttp().getRequest().params.id}`,
+  })
   rest(...args: unknown[]) {
     this.seen.push(args);
     return { args: args.length };
@@ -122,7 +132,11 @@ async function start(
   daemon: MemcachedDaemon,
   adapter: ExpressAdapter | FastifyAdapter,
   extras: MemcachedModuleExtras = {},
-  setup: { controllers?: Array<new (...args: never[]) => unknown>; providers?: Provider[]; global?: NestInterceptor } = {},
+  setup: {
+    controllers?: Array<new (...args: never[]) => unknown>;
+    providers?: Provider[];
+    global?: NestInterceptor;
+  } = {},
 ): Promise<INestApplication> {
   const moduleRef = await Test.createTestingModule({
     imports: [MemcachedModule.forRoot({ isGlobal: true, logger: false, servers: daemon.address, ...extras })],
@@ -192,7 +206,9 @@ describe('cached Express routes are served from the route handler, with no inter
     expect(controller.seen).toStrictEqual([[]]);
     await settle();
     expect((await http().get('/routes/rest/7')).headers['x-cache']).toBe('HIT');
-    expect(JSON.parse((await rawEntry(daemon.port, '', 'routes', 'rest-7'))!.bytes.toString())).toStrictEqual({ args: 0 });
+    expect(JSON.parse((await rawEntry(daemon.port, '', 'routes', 'rest-7'))!.bytes.toString())).toStrictEqual({
+      args: 0,
+    });
   });
 
   it("a handler's Observable is cached by its last value", async () => {
@@ -265,13 +281,29 @@ describe.each([
   }
 
   it('a global interceptor (useGlobalInterceptors)', async () => {
-    const app = await start(daemon, createAdapter(), {}, { controllers: [InnerController, RoutesController], global: new EnvelopeInterceptor() });
-    expect(await missThenHit(app, '/routes/plain/3')).toStrictEqual([{ data: { id: 3, call: 1 } }, { data: { id: 3, call: 1 } }]);
+    const app = await start(
+      daemon,
+      createAdapter(),
+      {},
+      { controllers: [InnerController, RoutesController], global: new EnvelopeInterceptor() },
+    );
+    expect(await missThenHit(app, '/routes/plain/3')).toStrictEqual([
+      { data: { id: 3, call: 1 } },
+      { data: { id: 3, call: 1 } },
+    ]);
   });
 
   it('a global interceptor (APP_INTERCEPTOR)', async () => {
-    const app = await start(daemon, createAdapter(), {}, { controllers: [RoutesController], providers: [{ provide: APP_INTERCEPTOR, useClass: EnvelopeInterceptor }] });
-    expect(await missThenHit(app, '/routes/plain/4')).toStrictEqual([{ data: { id: 4, call: 1 } }, { data: { id: 4, call: 1 } }]);
+    const app = await start(
+      daemon,
+      createAdapter(),
+      {},
+      { controllers: [RoutesController], providers: [{ provide: APP_INTERCEPTOR, useClass: EnvelopeInterceptor }] },
+    );
+    expect(await missThenHit(app, '/routes/plain/4')).toStrictEqual([
+      { data: { id: 4, call: 1 } },
+      { data: { id: 4, call: 1 } },
+    ]);
   });
 
   it("the controller's interceptor, and the route's own listed below the cache decorator", async () => {

@@ -62,7 +62,9 @@ describe('MemcachedClient when memcached is sick', () => {
     } finally {
       daemon.resume();
     }
-    expect(warnings.some((w) => /cache bypassed: memcached get on .* failed: no answer within 200 ms/.test(w))).toBe(true);
+    expect(warnings.some((w) => /cache bypassed: memcached get on .* failed: no answer within 200 ms/.test(w))).toBe(
+      true,
+    );
   });
 
   it('fails fast with a CONNECTION error naming the node when the server is down, then recovers', async () => {
@@ -92,7 +94,13 @@ describe('MemcachedClient when memcached is sick', () => {
       try {
         await raw.set('warm', 'x');
         proxy.closeOnNextRequest();
-        const outcome = await Promise.race([raw.get('warm').then(() => 'settled', () => 'settled'), sleep(TIMEOUT * 4).then(() => 'pending')]);
+        const outcome = await Promise.race([
+          raw.get('warm').then(
+            () => 'settled',
+            () => 'settled',
+          ),
+          sleep(TIMEOUT * 4).then(() => 'pending'),
+        ]);
         expect(outcome).toBe('pending');
       } finally {
         raw.close();
@@ -121,12 +129,25 @@ describe('MemcachedClient when memcached is sick', () => {
   it('never shows credentials in errors, logs or when the client is inspected', async () => {
     await daemon.restart();
     const secret = 'hunter2-secret';
-    client = new MemcachedClient({ servers: daemon.address, username: 'app', password: secret, timeout: TIMEOUT, logger });
+    client = new MemcachedClient({
+      servers: daemon.address,
+      username: 'app',
+      password: secret,
+      timeout: TIMEOUT,
+      logger,
+    });
     const error = await client.get('k').catch((e: unknown) => e);
     await client.getOrSet('k', () => 1);
     const url = new MemcachedClient({ servers: `app:${secret}@${daemon.address}`, logger: false });
-    const seen = [String(error), JSON.stringify(error), inspect(error, { depth: 5 }), inspect(client, { depth: 5 }),
-      JSON.stringify(client), inspect(url, { depth: 5 }), ...warnings].join('\n');
+    const seen = [
+      String(error),
+      JSON.stringify(error),
+      inspect(error, { depth: 5 }),
+      inspect(client, { depth: 5 }),
+      JSON.stringify(client),
+      inspect(url, { depth: 5 }),
+      ...warnings,
+    ].join('\n');
     url.close();
     expect(seen).not.toContain(secret);
     expect(() => new MemcachedClient({ servers: `app:${secret}@host:notaport` })).toThrow(/app:\*\*\*@host:notaport/);

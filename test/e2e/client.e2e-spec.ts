@@ -60,14 +60,17 @@ describe('MemcachedClient against a real memcached', () => {
     for (const [i, key] of keys.entries()) await expect(client.get(key)).resolves.toBe(i);
     const wires = keys.map((k) => client.keyFor(k));
     expect(new Set(wires).size).toBe(keys.length);
-    for (const [i, wire] of wires.entries()) expect((await rawGet(daemon.port, wire))?.bytes.toString()).toBe(String(i));
+    for (const [i, wire] of wires.entries())
+      expect((await rawGet(daemon.port, wire))?.bytes.toString()).toBe(String(i));
   });
 
   it('keeps a namespaced key under the namespace generation, as the decorators do: prefix + namespace@generation:key', async () => {
     await client.set('42', 'jane', { namespace: 'users' });
     const generation = JSON.parse((await rawGet(daemon.port, 'test:users@gen'))!.bytes.toString()) as number;
     expect(Number.isSafeInteger(generation)).toBe(true);
-    await expect(rawGet(daemon.port, `test:users@${generation}:42`)).resolves.toMatchObject({ bytes: Buffer.from('jane') });
+    await expect(rawGet(daemon.port, `test:users@${generation}:42`)).resolves.toMatchObject({
+      bytes: Buffer.from('jane'),
+    });
     await expect(client.get('42', { namespace: 'users' })).resolves.toBe('jane');
     await expect(client.get('42')).resolves.toBeUndefined();
     await client.deleteNamespace('users');
@@ -89,7 +92,12 @@ describe('MemcachedClient against a real memcached', () => {
 
   it('compresses values above the threshold on the wire and reads them back', async () => {
     const big = { rows: Array.from({ length: 2000 }, (_, i) => ({ id: i, name: `user ${i}`, country: 'FR' })) };
-    const compressing = new MemcachedClient({ servers: daemon.address, keyPrefix: 'test:', compressionThreshold: 16 * 1024, logger: false });
+    const compressing = new MemcachedClient({
+      servers: daemon.address,
+      keyPrefix: 'test:',
+      compressionThreshold: 16 * 1024,
+      logger: false,
+    });
     try {
       await compressing.set('big', big);
       const raw = await rawGet(daemon.port, 'test:big');
@@ -104,7 +112,10 @@ describe('MemcachedClient against a real memcached', () => {
   });
 
   it('reads many large values pipelined on one socket, each intact', async () => {
-    const values = Array.from({ length: 8 }, (_, i) => `${i}:` + String.fromCharCode(65 + i).repeat(300_000 + i * 1000));
+    const values = Array.from(
+      { length: 8 },
+      (_, i) => `${i}:` + String.fromCharCode(65 + i).repeat(300_000 + i * 1000),
+    );
     await Promise.all(values.map((v, i) => client.set(`large:${i}`, v)));
     const reads = await Promise.all(Array.from({ length: 64 }, (_, n) => client.get(`large:${n % 8}`)));
     reads.forEach((v, n) => expect(v).toBe(values[n % 8]));
@@ -261,7 +272,12 @@ describe('MemcachedClient and the item size limit (memcached -I 2k)', () => {
   });
 
   it('handles a value the server rejects as too large the same way', async () => {
-    const lenient = new MemcachedClient({ servers: daemon.address, maxItemSize: 1 << 20, compressionThreshold: false, logger: false });
+    const lenient = new MemcachedClient({
+      servers: daemon.address,
+      maxItemSize: 1 << 20,
+      compressionThreshold: false,
+      logger: false,
+    });
     try {
       await lenient.set('report:2', 'old');
       await expect(lenient.set('report:2', 'y'.repeat(3000))).resolves.toBe(false);

@@ -113,10 +113,12 @@ describe('a 3-node cluster of real memcached daemons', () => {
     expect(Math.max(...results.map((r) => r.ms))).toBeLessThan(TIMEOUT + SLACK);
     expect(results.every((r) => r.value !== undefined)).toBe(true);
     const frozen = new Set(byNode(daemons[1]));
-    expect(results.filter((r, i) => !frozen.has(keys[i]) && r.value === keys[i]).length).toBe(300 - keys.slice(0, 300).filter((k) => frozen.has(k)).length);
+    expect(results.filter((r, i) => !frozen.has(keys[i]) && r.value === keys[i]).length).toBe(
+      300 - keys.slice(0, 300).filter((k) => frozen.has(k)).length,
+    );
   });
 
-  it('getMulti of 300 keys returns every stored value, and with one node stopped the others\' values within the deadline', async () => {
+  it("getMulti of 300 keys returns every stored value, and with one node stopped the others' values within the deadline", async () => {
     client = make({ breakerThreshold: 1000 });
     const batch = keys.slice(0, 300);
     await Promise.all(batch.map((k) => client.set(k, { v: k })));

@@ -57,7 +57,8 @@ describe('GraphQL resolvers are cached through the provider path (@nestjs/graphq
     await sleep(20);
     expect(await read()).toStrictEqual({ id: '1', title: 'Dune', version: 1 });
     expect(loads).toBe(1);
-    const changed = (await gql('mutation { retitle(id: "1", title: "Dune Messiah") { title version } }').expect(200)).body.data.retitle;
+    const changed = (await gql('mutation { retitle(id: "1", title: "Dune Messiah") { title version } }').expect(200))
+      .body.data.retitle;
     expect(changed).toStrictEqual({ title: 'Dune Messiah', version: 2 });
     expect(await read()).toStrictEqual({ id: '1', title: 'Dune Messiah', version: 2 });
     expect(loads).toBe(2);

@@ -42,11 +42,29 @@ describe('a hostile server: no frame ends the process, grows memory or leaks int
   });
 
   it.each([
-    ['key and extras longer than the body', (o: number) => response({ opcode: GET, opaque: o, keyLength: 100, extrasLength: 4, totalBodyLength: 10, value: Buffer.alloc(10) })],
-    ['a wrong magic byte', (o: number) => response({ opcode: GET, opaque: o, magic: 0x80, extras: flagsExtras(FLAGS_UTF8), value: Buffer.from('x') })],
+    [
+      'key and extras longer than the body',
+      (o: number) =>
+        response({
+          opcode: GET,
+          opaque: o,
+          keyLength: 100,
+          extrasLength: 4,
+          totalBodyLength: 10,
+          value: Buffer.alloc(10),
+        }),
+    ],
+    [
+      'a wrong magic byte',
+      (o: number) =>
+        response({ opcode: GET, opaque: o, magic: 0x80, extras: flagsExtras(FLAGS_UTF8), value: Buffer.from('x') }),
+    ],
     ['an unknown data type', (o: number) => response({ opcode: GET, opaque: o, dataType: 7 })],
     ['an opcode that answers another request', (o: number) => response({ opcode: 0x01, opaque: o })],
-    ['a body longer than any memcached item', (o: number) => response({ opcode: GET, opaque: o, totalBodyLength: 0xfffffff0 })],
+    [
+      'a body longer than any memcached item',
+      (o: number) => response({ opcode: GET, opaque: o, totalBodyLength: 0xfffffff0 }),
+    ],
   ])('%s: the request fails as PROTOCOL, the socket is replaced, the next request works', async (_, craft) => {
     client = clientFor();
     let crafted = true;
@@ -60,7 +78,8 @@ describe('a hostile server: no frame ends the process, grows memory or leaks int
   it('a protocol error fails every request in flight on that socket at once, not at their deadlines', async () => {
     client = clientFor({ timeout: 5000 });
     let first = true;
-    server.onRequest = (req) => (first ? ((first = false), response({ opcode: GET, opaque: req.opaque, magic: 0x00 })) : 'ignore');
+    server.onRequest = (req) =>
+      first ? ((first = false), response({ opcode: GET, opaque: req.opaque, magic: 0x00 })) : 'ignore';
     const started = performance.now();
     const results = await Promise.allSettled([client.get('a'), client.get('b'), client.get('c')]);
     expect(results.every((r) => r.status === 'rejected')).toBe(true);
@@ -102,7 +121,12 @@ describe('a hostile server: no frame ends the process, grows memory or leaks int
         after = hit(req.opaque, 'after');
         return 'ignore';
       }
-      const head = response({ opcode: GET, opaque: req.opaque, extras: flagsExtras(FLAGS_UTF8), totalBodyLength: bodyLength + 4 });
+      const head = response({
+        opcode: GET,
+        opaque: req.opaque,
+        extras: flagsExtras(FLAGS_UTF8),
+        totalBodyLength: bodyLength + 4,
+      });
       const chunk = Buffer.alloc(1024 * 1024, 0x61);
       const pump = () => {
         while (streamed < bodyLength) {
@@ -149,7 +173,15 @@ describe('a hostile server: no frame ends the process, grows memory or leaks int
       answered.add(connection);
       const kind = connection % 4;
       if (kind === 0) return Buffer.from(Array.from({ length: 64 }, (_, i) => (i * 37 + req.opaque) & 0xff));
-      if (kind === 1) return response({ opcode: GET, opaque: req.opaque, keyLength: 500, extrasLength: 200, totalBodyLength: 3, value: Buffer.alloc(3) });
+      if (kind === 1)
+        return response({
+          opcode: GET,
+          opaque: req.opaque,
+          keyLength: 500,
+          extrasLength: 200,
+          totalBodyLength: 3,
+          value: Buffer.alloc(3),
+        });
       if (kind === 2) return hit(req.opaque, 'ok').subarray(0, 20);
       return 'close';
     };

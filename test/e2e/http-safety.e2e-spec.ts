@@ -13,16 +13,53 @@ import { DocsController, DocsDb } from './src/docs.fixtures.js';
 const settle = () => sleep(15); // fills are written behind the response
 
 const CREDENTIAL_HEADERS = [
-  'Authorization', 'Proxy-Authorization', 'X-API-Key', 'Api-Key', 'X-Auth-Token', 'X-Access-Token',
-  'X-Session-Token', 'X-Session-Id', 'X-Tenant-Id', 'X-User-Id', 'X-User', 'X-Forwarded-User',
-  'X-Remote-User', 'X-Amzn-Oidc-Data', 'Cf-Access-Jwt-Assertion', 'X-Myapp-Token', 'X-Acme-Session',
-  'X-Customer-Id', 'X-Tenant', 'X-Api_Key',
+  'Authorization',
+  'Proxy-Authorization',
+  'X-API-Key',
+  'Api-Key',
+  'X-Auth-Token',
+  'X-Access-Token',
+  'X-Session-Token',
+  'X-Session-Id',
+  'X-Tenant-Id',
+  'X-User-Id',
+  'X-User',
+  'X-Forwarded-User',
+  'X-Remote-User',
+  'X-Amzn-Oidc-Data',
+  'Cf-Access-Jwt-Assertion',
+  'X-Myapp-Token',
+  'X-Acme-Session',
+  'X-Customer-Id',
+  'X-Tenant',
+  'X-Api_Key',
 ];
 
 const COOKIE_NAMES = [
-  'uid', 'user', 'user_id', 'remember_me', 'passport', 'tenant', 'account', 'connect.sid', 'PHPSESSID',
-  'JSESSIONID', 'sessionid', 'session', 'sid', 'token', 'auth', 'jwt', 'access_token', 'laravel_session',
-  'csrftoken', '_session_id', 'a', 'x', 'prefs', 'cart',
+  'uid',
+  'user',
+  'user_id',
+  'remember_me',
+  'passport',
+  'tenant',
+  'account',
+  'connect.sid',
+  'PHPSESSID',
+  'JSESSIONID',
+  'sessionid',
+  'session',
+  'sid',
+  'token',
+  'auth',
+  'jwt',
+  'access_token',
+  'laravel_session',
+  'csrftoken',
+  '_session_id',
+  'a',
+  'x',
+  'prefs',
+  'cart',
 ];
 
 describe.each([
@@ -43,7 +80,8 @@ describe.each([
     }).compile();
     app = moduleRef.createNestApplication(createAdapter(), { logger: false });
     await app.init();
-    if (app.getHttpAdapter().getType() === 'fastify') await (app as NestFastifyApplication).getHttpAdapter().getInstance().ready();
+    if (app.getHttpAdapter().getType() === 'fastify')
+      await (app as NestFastifyApplication).getHttpAdapter().getInstance().ready();
     db = app.get(DocsDb);
   });
   afterAll(async () => {
@@ -55,8 +93,8 @@ describe.each([
     db.calls = 0;
   });
 
-  describe('principal routes: no request can reach another caller\'s entry', () => {
-    it('alice\'s entry is hers; bob and anonymous callers get their own', async () => {
+  describe("principal routes: no request can reach another caller's entry", () => {
+    it("alice's entry is hers; bob and anonymous callers get their own", async () => {
       await http().get('/docs/7').set('Authorization', 'Bearer alice').expect(200);
       await settle();
       const alice = await http().get('/docs/7').set('Authorization', 'Bearer alice').expect(200);
@@ -68,18 +106,31 @@ describe.each([
       expect(anonymous.body.owner).toBe('anonymous');
     });
 
-    it('crafted paths, queries and encodings never return alice\'s entry to anyone else', async () => {
+    it("crafted paths, queries and encodings never return alice's entry to anyone else", async () => {
       await http().get('/docs/7').set('Authorization', 'Bearer alice').expect(200);
       await http().get('/docs/7?draft=1').set('Authorization', 'Bearer alice').expect(200);
       await settle();
       const crafted = [
-        '/docs/7~principal=alice', '/docs/7%7Eprincipal%3Dalice', '/docs/7/~principal=alice', '/docs/7?~principal=alice',
-        '/docs/7;principal=alice', '/docs/7%00alice', '/docs/7?principal=alice', '/docs/7?draft=1&principal=alice',
-        '/docs/7%3Fdraft%3D1', '/docs/7?draft=1%26principal%3Dalice', '/docs/7%22,%22alice', '/docs/7%5B%22alice%22%5D',
-        '/docs/7",null,"alice"]', '/DOCS/7', '/docs//7/', '/docs/%37',
+        '/docs/7~principal=alice',
+        '/docs/7%7Eprincipal%3Dalice',
+        '/docs/7/~principal=alice',
+        '/docs/7?~principal=alice',
+        '/docs/7;principal=alice',
+        '/docs/7%00alice',
+        '/docs/7?principal=alice',
+        '/docs/7?draft=1&principal=alice',
+        '/docs/7%3Fdraft%3D1',
+        '/docs/7?draft=1%26principal%3Dalice',
+        '/docs/7%22,%22alice',
+        '/docs/7%5B%22alice%22%5D',
+        '/docs/7",null,"alice"]',
+        '/DOCS/7',
+        '/docs//7/',
+        '/docs/%37',
       ];
       // the handler echoes the id it was given; what must never show up is alice's copy
-      const hers = (body: { owner?: string; body?: string }) => body.owner === 'alice' || String(body.body).startsWith("alice's");
+      const hers = (body: { owner?: string; body?: string }) =>
+        body.owner === 'alice' || String(body.body).startsWith("alice's");
       for (const path of crafted) {
         const res = await http().get(path);
         if (res.status === 200) expect(hers(res.body), path).toBe(false);
@@ -87,7 +138,28 @@ describe.each([
       // random suffixes built from the characters that separate key parts
       await fc.assert(
         fc.asyncProperty(
-          fc.array(fc.constantFrom('~', '=', '%7E', '%3D', ';', ',', '"', '[', ']', '%22', 'alice', 'principal', '?', '&', '%00', '%5C', '\\'), { maxLength: 6 }),
+          fc.array(
+            fc.constantFrom(
+              '~',
+              '=',
+              '%7E',
+              '%3D',
+              ';',
+              ',',
+              '"',
+              '[',
+              ']',
+              '%22',
+              'alice',
+              'principal',
+              '?',
+              '&',
+              '%00',
+              '%5C',
+              '\\',
+            ),
+            { maxLength: 6 },
+          ),
           async (parts) => {
             const res = await http().get(`/docs/7${parts.join('')}`);
             if (res.status === 200) expect(hers(res.body)).toBe(false);
@@ -120,7 +192,12 @@ describe.each([
     });
 
     it('browser metadata headers do not count as credentials', async () => {
-      const browser = { 'User-Agent': 'Mozilla/5.0', 'Sec-Fetch-User': '?1', 'Sec-Fetch-Mode': 'navigate', 'Accept-Language': 'en' };
+      const browser = {
+        'User-Agent': 'Mozilla/5.0',
+        'Sec-Fetch-User': '?1',
+        'Sec-Fetch-Mode': 'navigate',
+        'Accept-Language': 'en',
+      };
       await http().get('/echo/3').set(browser).expect(200);
       await settle();
       expect((await http().get('/echo/3').set(browser)).headers['x-cache']).toBe('HIT');
@@ -153,7 +230,12 @@ describe.each([
       const de = await http().get('/i18n/1').set('Accept-Language', 'de').expect(200);
       expect(de.body.text).toBe('Hallo');
       await settle();
-      for (const [lang, text] of [['fr', 'Bonjour'], ['en', 'Hello'], ['de', 'Hallo'], ['fr', 'Bonjour']]) {
+      for (const [lang, text] of [
+        ['fr', 'Bonjour'],
+        ['en', 'Hello'],
+        ['de', 'Hallo'],
+        ['fr', 'Bonjour'],
+      ]) {
         const res = await http().get('/i18n/1').set('Accept-Language', lang).expect(200);
         expect(res.body.text).toBe(text);
         expect(res.headers['x-cache']).toBe('HIT');
@@ -190,10 +272,12 @@ describe.each([
     ];
     // routers differ on case, duplicate and trailing slashes: check every variant this one serves
     const served: typeof variants = [];
-    for (const [path, headers] of variants) if ((await http().get(path).set(headers)).status === 200) served.push([path, headers]);
+    for (const [path, headers] of variants)
+      if ((await http().get(path).set(headers)).status === 200) served.push([path, headers]);
     expect(served.length).toBeGreaterThanOrEqual(6);
     await settle();
-    for (const [path, headers] of served) expect((await http().get(path).set(headers)).headers['x-cache'], path).toBe('HIT');
+    for (const [path, headers] of served)
+      expect((await http().get(path).set(headers)).headers['x-cache'], path).toBe('HIT');
     const version = db.version;
     await http().put('/docs/7').set('Authorization', 'Bearer carol').expect(200);
     // every variant now answers with the new version (equivalent spellings of one variant, such
@@ -208,7 +292,7 @@ describe.each([
   });
 });
 
-describe('the module\'s http options', () => {
+describe("the module's http options", () => {
   let daemon: MemcachedDaemon;
   let app: INestApplication;
   const http = () => request(app.getHttpServer());

@@ -31,7 +31,10 @@ function valueFor(i: number): unknown {
 }
 
 function peer(command: object): { placement?: number[]; equal?: number; mismatches?: unknown[] } {
-  const out = execFileSync('/usr/bin/python3', [PEER, JSON.stringify(command)], { encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 });
+  const out = execFileSync('/usr/bin/python3', [PEER, JSON.stringify(command)], {
+    encoding: 'utf8',
+    maxBuffer: 16 * 1024 * 1024,
+  });
   return JSON.parse(out);
 }
 
@@ -51,36 +54,49 @@ describe('a pool shared with pylibmc (valueFormat "pylibmc")', () => {
   it.each([
     ['ketama', { ketama_weighted: true }],
     ['ketama-plain', { ketama: true }],
-  ] as const)('hashing "%s" (pylibmc %o): 3000/3000 placed alike, 3000/3000 values cross each way with equal content and type', async (hashing, behaviors) => {
-    const servers = daemons.map((d) => d.address);
-    const client = new MemcachedClient({ servers, hashing, valueFormat: 'pylibmc', compressionThreshold: 1024, logger: false });
-    clients.push(client);
-    const prefix = `${hashing}:`;
+  ] as const)(
+    'hashing "%s" (pylibmc %o): 3000/3000 placed alike, 3000/3000 values cross each way with equal content and type',
+    async (hashing, behaviors) => {
+      const servers = daemons.map((d) => d.address);
+      const client = new MemcachedClient({
+        servers,
+        hashing,
+        valueFormat: 'pylibmc',
+        compressionThreshold: 1024,
+        logger: false,
+      });
+      clients.push(client);
+      const prefix = `${hashing}:`;
 
-    // pylibmc writes; where each key landed must be where we look for it, and we read each value as written
-    const written = peer({ op: 'write', servers, behaviors, prefix: `py:${prefix}`, count: COUNT });
-    const keys = Array.from({ length: COUNT }, (_, i) => `py:${prefix}${i}`);
-    const placedAlike = keys.filter((key, i) => client.nodeOf(key) === servers[written.placement![i]]).length;
-    expect(placedAlike).toBe(COUNT);
-    const read = await client.getMulti(keys);
-    const equal = keys.filter((key, i) => {
-      const value = read.get(key);
-      return value !== undefined && expectEqual(value, valueFor(i));
-    }).length;
-    expect(equal).toBe(COUNT);
-    expect(client.stats().undecodable).toBe(0);
+      // pylibmc writes; where each key landed must be where we look for it, and we read each value as written
+      const written = peer({ op: 'write', servers, behaviors, prefix: `py:${prefix}`, count: COUNT });
+      const keys = Array.from({ length: COUNT }, (_, i) => `py:${prefix}${i}`);
+      const placedAlike = keys.filter((key, i) => client.nodeOf(key) === servers[written.placement![i]]).length;
+      expect(placedAlike).toBe(COUNT);
+      const read = await client.getMulti(keys);
+      const equal = keys.filter((key, i) => {
+        const value = read.get(key);
+        return value !== undefined && expectEqual(value, valueFor(i));
+      }).length;
+      expect(equal).toBe(COUNT);
+      expect(client.stats().undecodable).toBe(0);
 
-    // we write; pylibmc reads each value with the same content and Python type
-    for (let i = 0; i < COUNT; i += 100) {
-      await Promise.all(Array.from({ length: 100 }, (_, j) => client.set(`js:${prefix}${i + j}`, valueFor(i + j))));
-    }
-    const back = peer({ op: 'read', servers, behaviors, prefix: `js:${prefix}`, count: COUNT });
-    expect(back.mismatches).toEqual([]);
-    expect(back.equal).toBe(COUNT);
-  });
+      // we write; pylibmc reads each value with the same content and Python type
+      for (let i = 0; i < COUNT; i += 100) {
+        await Promise.all(Array.from({ length: 100 }, (_, j) => client.set(`js:${prefix}${i + j}`, valueFor(i + j))));
+      }
+      const back = peer({ op: 'read', servers, behaviors, prefix: `js:${prefix}`, count: COUNT });
+      expect(back.mismatches).toEqual([]);
+      expect(back.equal).toBe(COUNT);
+    },
+  );
 
   it('reads what it cannot know (a pickle) as a miss, counted, and refuses to write what would come back changed', async () => {
-    const client = new MemcachedClient({ servers: daemons.map((d) => d.address), valueFormat: 'pylibmc', logger: false });
+    const client = new MemcachedClient({
+      servers: daemons.map((d) => d.address),
+      valueFormat: 'pylibmc',
+      logger: false,
+    });
     clients.push(client);
     // flag 1: a pickle, pylibmc's default for floats, lists and dicts without the JSON subclass
     const before = client.stats().undecodable;

@@ -41,7 +41,14 @@ describe('leases against real memcached', () => {
 
   it('herd without leases (the control): each process calls the source', async () => {
     const workers = Array.from({ length: 4 }, () =>
-      startWorker(worker, { mode: 'herd', servers: daemon.address, key: 'herd:control', concurrency: 50, sourceMs: 200, leases: false }),
+      startWorker(worker, {
+        mode: 'herd',
+        servers: daemon.address,
+        key: 'herd:control',
+        concurrency: 50,
+        sourceMs: 200,
+        leases: false,
+      }),
     );
     await Promise.all(workers.map((w) => w.waitFor('READY')));
     for (const w of workers) w.send('go');
@@ -50,39 +57,44 @@ describe('leases against real memcached', () => {
   }, 30_000);
 
   describe.each([true, false])('stale-set race, leases %s', (leases) => {
-    it(leases ? 'ends with the fresh value or a miss, never the stale one' : 'leaves the stale value (the test detects the race)', async () => {
-      const reader = new MemcachedClient({ servers: daemon.address, leases, logger: false });
-      const writer = new MemcachedClient({ servers: daemon.address, leases, logger: false });
-      try {
-        const key = `race:${leases}`;
-        let db = 'v1';
-        const readDone = gate();
-        const writeDone = gate();
-        const read = reader.getOrSet(key, async () => {
-          const seen = db; // the reader's database read
-          readDone.open();
-          await writeDone.opened; // paused between its database read and its fill
-          return seen;
-        });
-        await readDone.opened;
-        db = 'v2'; // the writer commits...
-        await writer.delete(key); // ...and evicts
-        writeDone.open();
-        expect(await read).toBe('v1');
-        await sleep(50);
-        const cached = await writer.get(key);
-        if (leases) {
-          expect(cached === undefined || cached === 'v2').toBe(true);
-          expect(reader.stats().rejectedFills).toBe(1);
-          expect(await writer.getOrSet(key, async () => db)).toBe('v2');
-        } else {
-          expect(cached).toBe('v1');
+    it(
+      leases
+        ? 'ends with the fresh value or a miss, never the stale one'
+        : 'leaves the stale value (the test detects the race)',
+      async () => {
+        const reader = new MemcachedClient({ servers: daemon.address, leases, logger: false });
+        const writer = new MemcachedClient({ servers: daemon.address, leases, logger: false });
+        try {
+          const key = `race:${leases}`;
+          let db = 'v1';
+          const readDone = gate();
+          const writeDone = gate();
+          const read = reader.getOrSet(key, async () => {
+            const seen = db; // the reader's database read
+            readDone.open();
+            await writeDone.opened; // paused between its database read and its fill
+            return seen;
+          });
+          await readDone.opened;
+          db = 'v2'; // the writer commits...
+          await writer.delete(key); // ...and evicts
+          writeDone.open();
+          expect(await read).toBe('v1');
+          await sleep(50);
+          const cached = await writer.get(key);
+          if (leases) {
+            expect(cached === undefined || cached === 'v2').toBe(true);
+            expect(reader.stats().rejectedFills).toBe(1);
+            expect(await writer.getOrSet(key, async () => db)).toBe('v2');
+          } else {
+            expect(cached).toBe('v1');
+          }
+        } finally {
+          reader.close();
+          writer.close();
         }
-      } finally {
-        reader.close();
-        writer.close();
-      }
-    });
+      },
+    );
   });
 
   it('stale-set race through @Cacheable / @CacheEvict in two apps', async () => {
@@ -179,12 +191,16 @@ describe('leases against real memcached', () => {
       expect(reads.length).toBeGreaterThan(1000);
       expect(writes).toBeGreaterThan(300);
       expect(audits.length).toBeGreaterThan(20);
-      const stale = audits.filter((a) => a.cached !== undefined && (a.cached as { version: number }).version !== a.expected);
+      const stale = audits.filter(
+        (a) => a.cached !== undefined && (a.cached as { version: number }).version !== a.expected,
+      );
       expect(stale).toStrictEqual([]);
       // after the last write's eviction returned, every read is fresh
       for (const key of keys) {
         for (let i = 0; i < 3; i++) {
-          expect(await writer.getOrSet(key, async () => ({ version: versions.get(key) }))).toStrictEqual({ version: versions.get(key) });
+          expect(await writer.getOrSet(key, async () => ({ version: versions.get(key) }))).toStrictEqual({
+            version: versions.get(key),
+          });
         }
       }
     } finally {

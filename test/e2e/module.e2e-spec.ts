@@ -2,12 +2,7 @@ import { Injectable, Module } from '@nestjs/common';
 import { ConfigModule, ConfigService } from '@nestjs/config';
 import { Test } from '@nestjs/testing';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import {
-  InjectMemcached,
-  MemcachedClient,
-  MemcachedModule,
-  type MemcachedModuleOptions,
-} from '../../lib/index.js';
+import { InjectMemcached, MemcachedClient, MemcachedModule, type MemcachedModuleOptions } from '../../lib/index.js';
 import { memcachedConfig } from '../../lib/config/index.js';
 import { freePort, MemcachedDaemon, sleep } from '../support/memcached-daemon.js';
 import { rawGet, textCommand } from '../support/text-protocol.js';
@@ -68,7 +63,10 @@ describe('MemcachedModule', () => {
     process.env.MEMCACHED_KEY_PREFIX = 'env:';
     process.env.MEMCACHED_TTL = '120';
     const moduleRef = await Test.createTestingModule({
-      imports: [ConfigModule.forRoot({ ignoreEnvFile: true }), MemcachedModule.forRootAsync(memcachedConfig.asProvider())],
+      imports: [
+        ConfigModule.forRoot({ ignoreEnvFile: true }),
+        MemcachedModule.forRootAsync(memcachedConfig.asProvider()),
+      ],
     }).compile();
     const client = moduleRef.get(MemcachedClient);
     await expect(roundTrip(client, 'asprovider')).resolves.toStrictEqual({ at: 'asprovider' });
@@ -115,7 +113,13 @@ describe('MemcachedModule', () => {
     const moduleRef = await Test.createTestingModule({
       imports: [
         MemcachedModule.forRoot({ isGlobal: true, servers: daemon.address, keyPrefix: 'main:', logger: silent }),
-        MemcachedModule.forRoot({ isGlobal: true, name: 'sessions', servers: daemon.address, keyPrefix: 'sess:', logger: silent }),
+        MemcachedModule.forRoot({
+          isGlobal: true,
+          name: 'sessions',
+          servers: daemon.address,
+          keyPrefix: 'sess:',
+          logger: silent,
+        }),
         FeatureModule,
       ],
     }).compile();
@@ -154,7 +158,10 @@ describe('MemcachedModule', () => {
     process.env[name] = value;
     await expect(
       Test.createTestingModule({
-        imports: [ConfigModule.forRoot({ ignoreEnvFile: true }), MemcachedModule.forRootAsync(memcachedConfig.asProvider())],
+        imports: [
+          ConfigModule.forRoot({ ignoreEnvFile: true }),
+          MemcachedModule.forRootAsync(memcachedConfig.asProvider()),
+        ],
       }).compile(),
     ).rejects.toThrow(message);
   });
@@ -164,7 +171,12 @@ describe('MemcachedModule', () => {
     const warnings: string[] = [];
     const started = performance.now();
     const moduleRef = await Test.createTestingModule({
-      imports: [MemcachedModule.forRoot({ servers: `127.0.0.1:${port}`, logger: { ...silent, warn: (m: string) => warnings.push(m) } })],
+      imports: [
+        MemcachedModule.forRoot({
+          servers: `127.0.0.1:${port}`,
+          logger: { ...silent, warn: (m: string) => warnings.push(m) },
+        }),
+      ],
     }).compile();
     const app = moduleRef.createNestApplication({ logger: false });
     await app.init();
@@ -177,7 +189,8 @@ describe('MemcachedModule', () => {
   });
 
   it('closes its sockets on application shutdown', async () => {
-    const connections = async () => Number(/STAT curr_connections (\d+)/.exec(await textCommand(daemon.port, 'stats\r\n'))![1]);
+    const connections = async () =>
+      Number(/STAT curr_connections (\d+)/.exec(await textCommand(daemon.port, 'stats\r\n'))![1]);
     const before = await connections();
     const moduleRef = await Test.createTestingModule({
       imports: [MemcachedModule.forRoot({ servers: daemon.address, logger: silent })],

@@ -63,11 +63,13 @@ describe.each(BROKERS)('near cache over $transport', ({ transport, port, url }) 
     const ns = `n${randomUUID().slice(0, 8)}`;
     let version = 0;
     const keys = Array.from({ length: 40 }, (_, i) => `k${i}`);
-    const read = (client: MemcachedClient, key: string) => client.getOrSet(key, () => ({ key, version }), { namespace: ns });
+    const read = (client: MemcachedClient, key: string) =>
+      client.getOrSet(key, () => ({ key, version }), { namespace: ns });
     for (const key of keys) await read(a.client, key);
     for (const p of [b, c]) for (const key of keys) await read(p.client, key); // memcached hits, kept in L1
     const held = [near(b.client).cache.hits, near(c.client).cache.hits];
-    for (const p of [b, c]) for (const key of keys) expect(await read(p.client, key)).toStrictEqual({ key, version: 0 });
+    for (const p of [b, c])
+      for (const key of keys) expect(await read(p.client, key)).toStrictEqual({ key, version: 0 });
     // served from memory: the near caches counted a hit each
     expect(near(b.client).cache.hits - held[0]).toBe(keys.length);
     expect(near(c.client).cache.hits - held[1]).toBe(keys.length);
@@ -81,7 +83,9 @@ describe.each(BROKERS)('near cache over $transport', ({ transport, port, url }) 
     expect(near(b.client).cache.invalidations).toBeGreaterThanOrEqual(keys.length);
     expect(near(c.client).cache.invalidations).toBeGreaterThanOrEqual(keys.length);
     expect(near(b.client).bus!.gaps + near(c.client).bus!.gaps).toBe(0);
-    console.log(`[near ${transport}] all 80 near entries fresh ${waited.toFixed(1)} ms after the last eviction returned; heartbeat lag ${near(b.client).bus!.lagMs} ms`);
+    console.log(
+      `[near ${transport}] all 80 near entries fresh ${waited.toFixed(1)} ms after the last eviction returned; heartbeat lag ${near(b.client).bus!.lagMs} ms`,
+    );
   });
 
   it('a namespace eviction (allEntries) and an overwrite reach the other processes', async () => {
@@ -117,7 +121,9 @@ describe.each(BROKERS)('near cache over $transport', ({ transport, port, url }) 
     await read(b.client);
     await read(b.client);
     expect(near(b.client).cache.hits).toBeGreaterThan(hits);
-    console.log(`[near ${transport}] silent link noticed ${noticed.toFixed(0)} ms after the eviction (heartbeat ${HEARTBEAT} ms)`);
+    console.log(
+      `[near ${transport}] silent link noticed ${noticed.toFixed(0)} ms after the eviction (heartbeat ${HEARTBEAT} ms)`,
+    );
   });
 
   it('a cut connection drops the near cache; reads go to memcached until the bus is back', async () => {
@@ -192,7 +198,12 @@ describe('near cache observability', () => {
 describe('cross-service invalidation (bus.follow) over NATS', () => {
   const clients: MemcachedClient[] = [];
   afterAll(() => clients.forEach((c) => c.close()));
-  const service = (keyPrefix: string, channel: string, follow: Array<{ keyPrefix?: string; namespace: string; evict: string; allEntries?: boolean }> = [], nearCache = false) => {
+  const service = (
+    keyPrefix: string,
+    channel: string,
+    follow: Array<{ keyPrefix?: string; namespace: string; evict: string; allEntries?: boolean }> = [],
+    nearCache = false,
+  ) => {
     const client = new MemcachedClient({
       servers: daemon.address,
       logger: false,
@@ -208,10 +219,15 @@ describe('cross-service invalidation (bus.follow) over NATS', () => {
     const channel = `nmc-test-${randomUUID()}`;
     const users = service('users-svc:', channel);
     // orders caches user names (near cache on), and a per-country count derived from all users
-    const orders = service('orders-svc:', channel, [
-      { keyPrefix: 'users-svc:', namespace: 'users', evict: 'user-names' },
-      { keyPrefix: 'users-svc:', namespace: 'users', evict: 'user-counts', allEntries: true },
-    ], true);
+    const orders = service(
+      'orders-svc:',
+      channel,
+      [
+        { keyPrefix: 'users-svc:', namespace: 'users', evict: 'user-names' },
+        { keyPrefix: 'users-svc:', namespace: 'users', evict: 'user-counts', allEntries: true },
+      ],
+      true,
+    );
     await until(() => near(users).bus?.healthy === true && near(orders).bus?.healthy === true);
     let name = 'Ann';
     let count = 1;
@@ -261,19 +277,35 @@ describe('near cache on a controller route (HTTP entries), two processes over NA
     }
     const channel = `nmc-test-${randomUUID()}`;
     @Module({
-      imports: [MemcachedModule.forRoot({ servers: daemon.address, logger: false, nearCache: {}, bus: { transport: 'nats', channel, heartbeat: HEARTBEAT } })],
+      imports: [
+        MemcachedModule.forRoot({
+          servers: daemon.address,
+          logger: false,
+          nearCache: {},
+          bus: { transport: 'nats', channel, heartbeat: HEARTBEAT },
+        }),
+      ],
       controllers: [DocsController],
     })
     class AppModule {}
-    const app = (await Test.createTestingModule({ imports: [AppModule] }).compile()).createNestApplication({ logger: false });
+    const app = (await Test.createTestingModule({ imports: [AppModule] }).compile()).createNestApplication({
+      logger: false,
+    });
     // the app's own ETag function: a near-cache entry's is computed once, however many hits it serves
     let etagCalls = 0;
-    app.getHttpAdapter().getInstance().set('etag', (body: Buffer | string) => {
-      etagCalls++;
-      return `W/"${Buffer.from(body).toString('hex')}"`;
-    });
+    app
+      .getHttpAdapter()
+      .getInstance()
+      .set('etag', (body: Buffer | string) => {
+        etagCalls++;
+        return `W/"${Buffer.from(body).toString('hex')}"`;
+      });
     await app.init();
-    const other = new MemcachedClient({ servers: daemon.address, logger: false, bus: { transport: 'nats', channel, heartbeat: HEARTBEAT } });
+    const other = new MemcachedClient({
+      servers: daemon.address,
+      logger: false,
+      bus: { transport: 'nats', channel, heartbeat: HEARTBEAT },
+    });
     try {
       const client = app.get(MemcachedClient);
       await until(() => near(client).bus?.healthy === true && near(other).bus?.healthy === true);

@@ -2,7 +2,14 @@ import { Controller, type ExecutionContext, Get, Injectable, Module, Param } fro
 import { Test, type TestingModule } from '@nestjs/testing';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Cacheable, CacheEvict, CacheInterceptor, MemcachedCache, MemcachedClient, MemcachedModule } from '../../lib/index.js';
+import {
+  Cacheable,
+  CacheEvict,
+  CacheInterceptor,
+  MemcachedCache,
+  MemcachedClient,
+  MemcachedModule,
+} from '../../lib/index.js';
 import { startMemcachedApp } from '../support/nest-app.js';
 import { MemcachedDaemon, sleep } from '../support/memcached-daemon.js';
 
@@ -38,7 +45,7 @@ describe('one meaning of namespace: the client, the decorators and the facade ad
     await daemon?.kill();
   });
 
-  it('a getOrSet entry is the decorator\'s entry, and @CacheEvict({ allEntries: true }) evicts it', async () => {
+  it("a getOrSet entry is the decorator's entry, and @CacheEvict({ allEntries: true }) evicts it", async () => {
     const client = moduleRef.get(MemcachedClient);
     const users = moduleRef.get(Users);
     let fromClient = 0;
@@ -49,11 +56,13 @@ describe('one meaning of namespace: the client, the decorators and the facade ad
     expect(loads).toBe(0);
     await users.importAll();
     expect(await client.get('7', { namespace: 'users' })).toBeUndefined();
-    expect(await client.getOrSet('7', async () => ({ id: '7', n: (fromClient++, 200) }), { namespace: 'users' })).toStrictEqual({ id: '7', n: 200 });
+    expect(
+      await client.getOrSet('7', async () => ({ id: '7', n: (fromClient++, 200) }), { namespace: 'users' }),
+    ).toStrictEqual({ id: '7', n: 200 });
     expect(fromClient).toBe(2);
   });
 
-  it('a decorator\'s entry is evicted by the facade\'s evict and by client.delete with the namespace', async () => {
+  it("a decorator's entry is evicted by the facade's evict and by client.delete with the namespace", async () => {
     const client = moduleRef.get(MemcachedClient);
     const cache = moduleRef.get(MemcachedCache);
     const users = moduleRef.get(Users);
@@ -97,14 +106,17 @@ describe('the interceptor can be replaced', () => {
   let app: Awaited<ReturnType<TestingModule['createNestApplication']>>;
 
   beforeAll(async () => {
-    ({ app, daemon } = await startMemcachedApp({ controllers: [DocsController] }, { interceptor: PreviewAwareInterceptor }));
+    ({ app, daemon } = await startMemcachedApp(
+      { controllers: [DocsController] },
+      { interceptor: PreviewAwareInterceptor },
+    ));
   });
   afterAll(async () => {
     await app?.close();
     await daemon?.kill();
   });
 
-  it('the module\'s interceptor serves the decorators instead of CacheInterceptor, not beside it', async () => {
+  it("the module's interceptor serves the decorators instead of CacheInterceptor, not beside it", async () => {
     const http = () => request(app.getHttpServer());
     expect((await http().get('/docs/1')).headers['x-cache']).toBe('MISS');
     await sleep(20);

@@ -33,29 +33,43 @@ describe('the published package', () => {
     const out = npm(['pack', '--dry-run', '--json'], root);
     const files = (JSON.parse(out)[0].files as Array<{ path: string }>).map((f) => f.path);
     for (const entry of ['', 'config/', 'prometheus/', 'terminus/']) {
-      for (const f of [`esm/${entry}index.js`, `esm/${entry}index.d.ts`, `cjs/${entry}index.js`, `cjs/${entry}index.d.ts`]) {
+      for (const f of [
+        `esm/${entry}index.js`,
+        `esm/${entry}index.d.ts`,
+        `cjs/${entry}index.js`,
+        `cjs/${entry}index.d.ts`,
+      ]) {
         expect(files).toContain(`dist/${f}`);
       }
     }
     expect(files).toContain('dist/cjs/package.json');
-    const strays = files.filter((f) => !/^dist\/(esm|cjs)\//.test(f) && !['package.json', 'README.md', 'LICENSE'].includes(f));
+    const strays = files.filter(
+      (f) => !/^dist\/(esm|cjs)\//.test(f) && !['package.json', 'README.md', 'LICENSE'].includes(f),
+    );
     expect(strays).toStrictEqual([]);
     expect(files.some((f) => /sample|\.spec\.|\/test\//.test(f))).toBe(false);
   }, 120_000);
 
-  it('type-checks strictly: library, tests, sample app, and the decorators\' typed key functions', () => {
-    const tsc = spawnSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json', '--noEmit'], {
-      cwd: root,
-      encoding: 'utf8',
-    });
+  it("type-checks strictly: library, tests, sample app, and the decorators' typed key functions", () => {
+    const tsc = spawnSync(
+      process.execPath,
+      [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json', '--noEmit'],
+      {
+        cwd: root,
+        encoding: 'utf8',
+      },
+    );
     expect(tsc.stdout + tsc.stderr).toBe('');
     expect(tsc.status).toBe(0);
   }, 120_000);
 
-  it("compiles every TypeScript example in the README against the packed package", () => {
+  it('compiles every TypeScript example in the README against the packed package', () => {
     const readme = readFileSync(join(root, 'README.md'), 'utf8');
     const blocks = [...readme.matchAll(/^( *)```ts\n([\s\S]*?)^\1```/gm)].map(([, indent, body]) =>
-      body.split('\n').map((line) => line.slice(indent.length)).join('\n'),
+      body
+        .split('\n')
+        .map((line) => line.slice(indent.length))
+        .join('\n'),
     );
     expect(blocks.length).toBeGreaterThanOrEqual(9);
     // inside the repository, so the peers (Nest, rxjs, prom-client, ...) resolve from its node_modules;
@@ -79,7 +93,9 @@ describe('the published package', () => {
         types: ['node'],
       };
       writeFileSync(join(dir, 'tsconfig.json'), JSON.stringify({ compilerOptions, include: ['*.ts'] }));
-      const tsc = spawnSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', dir], { encoding: 'utf8' });
+      const tsc = spawnSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', dir], {
+        encoding: 'utf8',
+      });
       expect(tsc.stdout + tsc.stderr).toBe('');
       expect(tsc.status).toBe(0);
     } finally {

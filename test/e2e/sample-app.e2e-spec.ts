@@ -81,7 +81,10 @@ describe.each([
     const page = await http().get('/users?page=3&limit=100').expect(200);
     expect((await http().get('/users?limit=100&page=3').expect(200)).headers['x-cache']).toBe('HIT');
     const countsBefore = (await http().get('/stats/countries').expect(200)).body;
-    const created = await http().post('/users').send({ name: 'New', email: 'new@example.com', country: 'NZ' }).expect(201);
+    const created = await http()
+      .post('/users')
+      .send({ name: 'New', email: 'new@example.com', country: 'NZ' })
+      .expect(201);
     const list = await http().get('/users?page=3&limit=100').expect(200);
     expect(list.body.map((u: { id: number }) => u.id)).toContain(created.body.id);
     expect(list.body.length).toBe(page.body.length + 1);
@@ -102,40 +105,53 @@ describe.each([
     await http().get('/users/21').expect(200);
     const after = (await http().get('/metrics').expect(200)).text;
     const delta = (labels: string) =>
-      metric(after, 'memcached_cache_requests_total', labels) - metric(before, 'memcached_cache_requests_total', labels);
+      metric(after, 'memcached_cache_requests_total', labels) -
+      metric(before, 'memcached_cache_requests_total', labels);
     expect(delta('namespace="users",outcome="miss"')).toBe(2);
     expect(delta('namespace="users",outcome="hit"')).toBe(2);
     expect(metric(after, 'memcached_node_up', `node="${daemon.address}"`)).toBe(1);
     const health = await http().get('/health').expect(200);
-    expect(health.body.details.memcached.nodes[daemon.address]).toMatchObject({ status: 'up', version: expect.stringMatching(/^1\./) });
+    expect(health.body.details.memcached.nodes[daemon.address]).toMatchObject({
+      status: 'up',
+      version: expect.stringMatching(/^1\./),
+    });
   });
 
   // PGlite only: a PostgreSQL database outlives the app, so its cached entries stay valid
-  it.skipIf(skip || databaseUrl !== undefined)('does not answer a fresh embedded database with entries an earlier run cached', async () => {
-    await http().put('/users/8').send({ name: 'Changed in the first run' }).expect(200);
-    expect((await http().get('/users/8').expect(200)).body.name).toBe('Changed in the first run');
-    // a restart: one app per process, as in production (the metrics registry is per process)
-    await app.close();
-    const second = await Test.createTestingModule({ imports: [AppModule] }).compile();
-    app = second.createNestApplication({ logger: false });
-    await app.init();
-    db = app.get(DatabaseService);
-    const fresh = await http().get('/users/8').expect(200);
-    expect(fresh.body.name).toBe('User 8');
-    expect(fresh.headers['x-cache']).toBe('MISS');
-  });
+  it.skipIf(skip || databaseUrl !== undefined)(
+    'does not answer a fresh embedded database with entries an earlier run cached',
+    async () => {
+      await http().put('/users/8').send({ name: 'Changed in the first run' }).expect(200);
+      expect((await http().get('/users/8').expect(200)).body.name).toBe('Changed in the first run');
+      // a restart: one app per process, as in production (the metrics registry is per process)
+      await app.close();
+      const second = await Test.createTestingModule({ imports: [AppModule] }).compile();
+      app = second.createNestApplication({ logger: false });
+      await app.init();
+      db = app.get(DatabaseService);
+      const fresh = await http().get('/users/8').expect(200);
+      expect(fresh.body.name).toBe('User 8');
+      expect(fresh.headers['x-cache']).toBe('MISS');
+    },
+  );
 
-  it.skipIf(skip)('keeps every endpoint correct when memcached is killed, and /health reports the node down', async () => {
-    await daemon.kill();
-    const user = await http().get('/users/30').expect(200);
-    expect(user.body).toMatchObject({ id: 30 });
-    await http().put('/users/30').send({ name: 'Offline edit' }).expect(200);
-    expect((await http().get('/users/30').expect(200)).body.name).toBe('Offline edit');
-    expect((await http().get('/users?page=1&limit=5').expect(200)).body).toHaveLength(5);
-    expect(Object.keys((await http().get('/stats/countries').expect(200)).body).length).toBeGreaterThan(0);
-    const created = await http().post('/users').send({ name: 'Offline', email: 'o@example.com', country: 'FR' }).expect(201);
-    await http().get(`/users/${created.body.id}`).expect(200);
-    const health = await http().get('/health').expect(503);
-    expect(health.body.details.memcached.nodes[daemon.address].status).toBe('down');
-  });
+  it.skipIf(skip)(
+    'keeps every endpoint correct when memcached is killed, and /health reports the node down',
+    async () => {
+      await daemon.kill();
+      const user = await http().get('/users/30').expect(200);
+      expect(user.body).toMatchObject({ id: 30 });
+      await http().put('/users/30').send({ name: 'Offline edit' }).expect(200);
+      expect((await http().get('/users/30').expect(200)).body.name).toBe('Offline edit');
+      expect((await http().get('/users?page=1&limit=5').expect(200)).body).toHaveLength(5);
+      expect(Object.keys((await http().get('/stats/countries').expect(200)).body).length).toBeGreaterThan(0);
+      const created = await http()
+        .post('/users')
+        .send({ name: 'Offline', email: 'o@example.com', country: 'FR' })
+        .expect(201);
+      await http().get(`/users/${created.body.id}`).expect(200);
+      const health = await http().get('/health').expect(503);
+      expect(health.body.details.memcached.nodes[daemon.address].status).toBe('down');
+    },
+  );
 });

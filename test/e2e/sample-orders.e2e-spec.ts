@@ -22,12 +22,16 @@ describe('sample app: the orders service follows the users service over NATS', (
     process.env.MEMCACHED_BUS_URL = 'nats://127.0.0.1:4222';
     process.env.SAMPLE_SEED_USERS = '50';
     delete process.env.DATABASE_URL;
-    users = (await Test.createTestingModule({ imports: [AppModule] }).compile()).createNestApplication({ logger: false });
+    users = (await Test.createTestingModule({ imports: [AppModule] }).compile()).createNestApplication({
+      logger: false,
+    });
     await users.listen(0, '127.0.0.1');
     process.env.SAMPLE_USERS_URL = await users.getUrl();
     // the orders module reads its settings when it is imported
     const { OrdersModule } = await import('../../sample-app/orders/orders.module.js');
-    orders = (await Test.createTestingModule({ imports: [OrdersModule] }).compile()).createNestApplication({ logger: false });
+    orders = (await Test.createTestingModule({ imports: [OrdersModule] }).compile()).createNestApplication({
+      logger: false,
+    });
     await orders.init();
     const healthy = (app: INestApplication) => app.get(MemcachedClient).stats().nearCache?.bus?.healthy === true;
     for (let i = 0; i < 200 && !(healthy(users) && healthy(orders)); i++) await new Promise((r) => setTimeout(r, 10));

@@ -43,7 +43,13 @@ describe('SASL against a real memcached -S (sasldb made with saslpasswd2)', () =
     const [ping] = await c.ping();
     expect(ping.ok).toBe(false);
     expect(ping.error).toMatch(/authentication/);
-    for (const text of [(error as Error).message, (error as Error).stack, JSON.stringify(ping), inspect(c, { depth: 10, showHidden: true }), JSON.stringify(c)]) {
+    for (const text of [
+      (error as Error).message,
+      (error as Error).stack,
+      JSON.stringify(ping),
+      inspect(c, { depth: 10, showHidden: true }),
+      JSON.stringify(c),
+    ]) {
       expect(text).not.toContain('wrong-password-xyz');
     }
   });
@@ -58,7 +64,11 @@ describe('SASL against a real memcached -S (sasldb made with saslpasswd2)', () =
 
   it('the startup ping logs the authentication failure, not "reachable"', async () => {
     const logs: string[] = [];
-    const logger = { log: (m: string) => logs.push(`log ${m}`), warn: (m: string) => logs.push(`warn ${m}`), error() {} };
+    const logger = {
+      log: (m: string) => logs.push(`log ${m}`),
+      warn: (m: string) => logs.push(`warn ${m}`),
+      error() {},
+    };
     const moduleRef = await Test.createTestingModule({
       imports: [MemcachedModule.forRoot({ servers: daemon.address, username: 'app', password: 'nope-nope', logger })],
     }).compile();
@@ -72,7 +82,11 @@ describe('SASL against a real memcached -S (sasldb made with saslpasswd2)', () =
   });
 
   it('inspecting a node, the router or the options never shows the password', () => {
-    const c = client({ username: 'app', password: 'hunter2-very-secret', servers: `app:other-secret@${daemon.address}` });
+    const c = client({
+      username: 'app',
+      password: 'hunter2-very-secret',
+      servers: `app:other-secret@${daemon.address}`,
+    });
     const internals = inspect((c as unknown as Record<string, unknown>).router, { depth: 10, showHidden: true });
     expect(internals).toContain(daemon.address);
     expect(internals).not.toContain('hunter2');

@@ -22,9 +22,13 @@ interface Result {
  * Reads that started after an eviction of their row returned, yet saw an older version; `lag` is
  * how long after the first eviction that version missed had returned.
  */
-export function staleReads(results: Result[]): Array<{ row: number; startedAt: number; saw: number; evictedVersion: number; lag: number }> {
+export function staleReads(
+  results: Result[],
+): Array<{ row: number; startedAt: number; saw: number; evictedVersion: number; lag: number }> {
   const writesByRow = new Map<number, Array<[number, number]>>();
-  for (const r of results) for (const [at, row, version] of r.writes) (writesByRow.get(row) ?? writesByRow.set(row, []).get(row)!).push([at, version]);
+  for (const r of results)
+    for (const [at, row, version] of r.writes)
+      (writesByRow.get(row) ?? writesByRow.set(row, []).get(row)!).push([at, version]);
   for (const list of writesByRow.values()) list.sort((a, b) => a[0] - b[0]);
   const stale = [];
   for (const r of results) {
@@ -64,26 +68,41 @@ describe('soak: 4 processes read and write PostgreSQL rows through @Cacheable / 
     await daemon?.kill();
   });
 
-  it(`no read that starts after an eviction returns gets the old value (${SECONDS} s)`, async () => {
-    const workers = Array.from({ length: PROCESSES }, () =>
-      startWorker(worker, { servers: daemon.address, table, rows: ROWS, durationMs: SECONDS * 1000, concurrency: 8, writeShare: 0.1, readSeconds: 0.005 }),
-    );
-    const results = (await Promise.all(workers.map((w) => w.result))) as Result[];
-    const reads = results.reduce((n, r) => n + r.reads.length, 0);
-    const writes = results.reduce((n, r) => n + r.writes.length, 0);
-    const stale = staleReads(results);
-    const hits = results.reduce((n, r) => n + r.stats.cacheHits, 0);
-    process.stdout.write(`[soak] ${SECONDS} s, ${PROCESSES} processes: ${reads} reads, ${writes} writes, ${stale.length} stale reads; ` +
-      `rejected fills ${results.reduce((n, r) => n + r.stats.rejectedFills, 0)}, split loads ${results.reduce((n, r) => n + r.stats.splitFlights, 0)}, ` +
-      `lease waits ${results.reduce((n, r) => n + r.stats.leaseWaits, 0)}, cache hits ${hits}\n`);
-    expect(reads).toBeGreaterThan(SECONDS * 100);
-    expect(writes).toBeGreaterThan(SECONDS * 10);
-    expect(stale).toStrictEqual([]);
-    // the final state: every row's cached value (if any) is its latest version
-    const { rows } = await db.query(`SELECT id, version FROM ${table}`);
-    const latest = new Map(rows.map((r: { id: number; version: number }) => [r.id, r.version]));
-    for (const r of results) for (const [, row, version] of r.writes) expect(version).toBeLessThanOrEqual(latest.get(row)!);
-  }, 60_000 + SECONDS * 2000);
+  it(
+    `no read that starts after an eviction returns gets the old value (${SECONDS} s)`,
+    async () => {
+      const workers = Array.from({ length: PROCESSES }, () =>
+        startWorker(worker, {
+          servers: daemon.address,
+          table,
+          rows: ROWS,
+          durationMs: SECONDS * 1000,
+          concurrency: 8,
+          writeShare: 0.1,
+          readSeconds: 0.005,
+        }),
+      );
+      const results = (await Promise.all(workers.map((w) => w.result))) as Result[];
+      const reads = results.reduce((n, r) => n + r.reads.length, 0);
+      const writes = results.reduce((n, r) => n + r.writes.length, 0);
+      const stale = staleReads(results);
+      const hits = results.reduce((n, r) => n + r.stats.cacheHits, 0);
+      process.stdout.write(
+        `[soak] ${SECONDS} s, ${PROCESSES} processes: ${reads} reads, ${writes} writes, ${stale.length} stale reads; ` +
+          `rejected fills ${results.reduce((n, r) => n + r.stats.rejectedFills, 0)}, split loads ${results.reduce((n, r) => n + r.stats.splitFlights, 0)}, ` +
+          `lease waits ${results.reduce((n, r) => n + r.stats.leaseWaits, 0)}, cache hits ${hits}\n`,
+      );
+      expect(reads).toBeGreaterThan(SECONDS * 100);
+      expect(writes).toBeGreaterThan(SECONDS * 10);
+      expect(stale).toStrictEqual([]);
+      // the final state: every row's cached value (if any) is its latest version
+      const { rows } = await db.query(`SELECT id, version FROM ${table}`);
+      const latest = new Map(rows.map((r: { id: number; version: number }) => [r.id, r.version]));
+      for (const r of results)
+        for (const [, row, version] of r.writes) expect(version).toBeLessThanOrEqual(latest.get(row)!);
+    },
+    60_000 + SECONDS * 2000,
+  );
 });
 
 /**
@@ -117,48 +136,60 @@ describe.each([
     await daemon?.kill();
   });
 
-  it(`near-cache reads lag an eviction by at most ${BOUND_MS} ms; none is left stale in memcached (${SECONDS} s)`, async () => {
-    const channel = `nmc-soak-${randomUUID()}`;
-    const workers = proxies.map((proxy) =>
-      startWorker(worker, {
-        servers: daemon.address, table, rows: ROWS, durationMs: SECONDS * 1000, concurrency: 8, writeShare: 0.1, readSeconds: 0.005,
-        near: { url: `nats://127.0.0.1:${proxy.port}`, channel, heartbeat: HEARTBEAT, dropShare },
-      }),
-    );
-    // midway: process 1's link goes silent for 1 s, process 2's is cut (it reconnects)
-    const faults = (async () => {
-      if (dropShare > 0) return;
-      await new Promise((r) => setTimeout(r, (SECONDS * 1000) / 2));
-      proxies[1].silent = true;
-      proxies[2].cutAll();
-      await new Promise((r) => setTimeout(r, 1000));
-      proxies[1].silent = false;
-    })();
-    const results = (await Promise.all(workers.map((w) => w.result))) as Result[];
-    await faults;
-    const reads = results.reduce((n, r) => n + r.reads.length, 0);
-    const writes = results.reduce((n, r) => n + r.writes.length, 0);
-    const stale = staleReads(results);
-    const lags = stale.map((s) => s.lag).sort((a, b) => a - b);
-    const p99 = lags.length === 0 ? 0 : lags[Math.min(lags.length - 1, Math.floor(lags.length * 0.99))];
-    const sum = (name: string) => results.reduce((n, r) => n + (r.stats[name] ?? 0), 0);
-    process.stdout.write(`[soak near${dropShare > 0 ? `, ${Math.round(dropShare * 100)}% of invalidations lost: ${sum('droppedMessages')} dropped, ${sum('busGaps')} gaps seen` : ''}] ${SECONDS} s, ${PROCESSES} processes, NATS: ${reads} reads (${sum('nearHits')} from near caches), ${writes} writes; ` +
-      `${stale.length} reads older than an eviction that had returned, lag p99 ${p99.toFixed(1)} ms, max ${(lags.at(-1) ?? 0).toFixed(1)} ms; ` +
-      `near-cache flushes ${sum('nearFlushes')}, refused near fills ${sum('nearRefusedFills')}, rejected fills ${sum('rejectedFills')}\n`);
-    expect(reads).toBeGreaterThan(SECONDS * 100);
-    expect(sum('nearHits')).toBeGreaterThan(0);
-    if (dropShare > 0) expect(sum('busGaps')).toBeGreaterThan(0);
-    expect(lags.filter((lag) => lag > BOUND_MS)).toStrictEqual([]);
-    // with leases on, nothing stale is left in memcached: each row's entry is absent or its latest version
-    const { rows } = await db.query(`SELECT id, version FROM ${table}`);
-    const check = new MemcachedClient({ servers: daemon.address, logger: false });
-    try {
-      for (const { id, version } of rows as Array<{ id: number; version: number }>) {
-        const cached = await check.get<number>(String(id), { namespace: 'soak' });
-        if (cached !== undefined) expect(cached).toBe(version);
+  it(
+    `near-cache reads lag an eviction by at most ${BOUND_MS} ms; none is left stale in memcached (${SECONDS} s)`,
+    async () => {
+      const channel = `nmc-soak-${randomUUID()}`;
+      const workers = proxies.map((proxy) =>
+        startWorker(worker, {
+          servers: daemon.address,
+          table,
+          rows: ROWS,
+          durationMs: SECONDS * 1000,
+          concurrency: 8,
+          writeShare: 0.1,
+          readSeconds: 0.005,
+          near: { url: `nats://127.0.0.1:${proxy.port}`, channel, heartbeat: HEARTBEAT, dropShare },
+        }),
+      );
+      // midway: process 1's link goes silent for 1 s, process 2's is cut (it reconnects)
+      const faults = (async () => {
+        if (dropShare > 0) return;
+        await new Promise((r) => setTimeout(r, (SECONDS * 1000) / 2));
+        proxies[1].silent = true;
+        proxies[2].cutAll();
+        await new Promise((r) => setTimeout(r, 1000));
+        proxies[1].silent = false;
+      })();
+      const results = (await Promise.all(workers.map((w) => w.result))) as Result[];
+      await faults;
+      const reads = results.reduce((n, r) => n + r.reads.length, 0);
+      const writes = results.reduce((n, r) => n + r.writes.length, 0);
+      const stale = staleReads(results);
+      const lags = stale.map((s) => s.lag).sort((a, b) => a - b);
+      const p99 = lags.length === 0 ? 0 : lags[Math.min(lags.length - 1, Math.floor(lags.length * 0.99))];
+      const sum = (name: string) => results.reduce((n, r) => n + (r.stats[name] ?? 0), 0);
+      process.stdout.write(
+        `[soak near${dropShare > 0 ? `, ${Math.round(dropShare * 100)}% of invalidations lost: ${sum('droppedMessages')} dropped, ${sum('busGaps')} gaps seen` : ''}] ${SECONDS} s, ${PROCESSES} processes, NATS: ${reads} reads (${sum('nearHits')} from near caches), ${writes} writes; ` +
+          `${stale.length} reads older than an eviction that had returned, lag p99 ${p99.toFixed(1)} ms, max ${(lags.at(-1) ?? 0).toFixed(1)} ms; ` +
+          `near-cache flushes ${sum('nearFlushes')}, refused near fills ${sum('nearRefusedFills')}, rejected fills ${sum('rejectedFills')}\n`,
+      );
+      expect(reads).toBeGreaterThan(SECONDS * 100);
+      expect(sum('nearHits')).toBeGreaterThan(0);
+      if (dropShare > 0) expect(sum('busGaps')).toBeGreaterThan(0);
+      expect(lags.filter((lag) => lag > BOUND_MS)).toStrictEqual([]);
+      // with leases on, nothing stale is left in memcached: each row's entry is absent or its latest version
+      const { rows } = await db.query(`SELECT id, version FROM ${table}`);
+      const check = new MemcachedClient({ servers: daemon.address, logger: false });
+      try {
+        for (const { id, version } of rows as Array<{ id: number; version: number }>) {
+          const cached = await check.get<number>(String(id), { namespace: 'soak' });
+          if (cached !== undefined) expect(cached).toBe(version);
+        }
+      } finally {
+        check.close();
       }
-    } finally {
-      check.close();
-    }
-  }, 60_000 + SECONDS * 2000);
+    },
+    60_000 + SECONDS * 2000,
+  );
 });

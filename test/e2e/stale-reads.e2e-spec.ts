@@ -60,7 +60,10 @@ describe('no read that starts after an eviction returns gets the old value', () 
   const apps: TestingModule[] = [];
   const app = async (leases = true) => {
     const m = await Test.createTestingModule({
-      imports: [MemcachedModule.forRoot({ isGlobal: true, servers: daemon.address, leases, logger: false }), ProfilesModule],
+      imports: [
+        MemcachedModule.forRoot({ isGlobal: true, servers: daemon.address, leases, logger: false }),
+        ProfilesModule,
+      ],
     }).compile();
     await m.init();
     apps.push(m);
@@ -107,12 +110,16 @@ describe('no read that starts after an eviction returns gets the old value', () 
       let value = 'v1';
       const reached = gate();
       const release = gate();
-      const before = client.getOrSet('row', async () => {
-        const seen = value;
-        reached.open();
-        await release.opened;
-        return seen;
-      }, { namespace: 'rows' });
+      const before = client.getOrSet(
+        'row',
+        async () => {
+          const seen = value;
+          reached.open();
+          await release.opened;
+          return seen;
+        },
+        { namespace: 'rows' },
+      );
       await reached.opened;
       value = 'v2';
       await client.delete('row', { namespace: 'rows' });

@@ -40,7 +40,11 @@ async function scenario(moduleRef: TestingModule): Promise<unknown[]> {
   await step('findById 1 after namespace eviction', () => users.findById('1'));
   await step('save (put)', () => users.save({ id: '2', name: 'Put' }));
   await step('findById 2 served by put', () => users.findById('2'));
-  await step('conditional', async () => [await users.conditional('a'), await users.conditional('a'), await users.conditional('nocache')]);
+  await step('conditional', async () => [
+    await users.conditional('a'),
+    await users.conditional('a'),
+    await users.conditional('nocache'),
+  ]);
   await step('unless', async () => [await users.unlessNull('missing'), await users.unlessNull('missing')]);
   await step('sync', async () => [await users.syncTotal(1, 1), await users.syncTotal(1, 1)]);
   return trace;
@@ -51,11 +55,19 @@ async function clientScenario(client: MemcachedClient): Promise<unknown[]> {
   await client.flush();
   trace.push(await client.set('k', { a: 1 }, { ttl: 1 }), await client.get('k'));
   trace.push(await client.add('k', 2), await client.replace('nope', 1), await client.delete('nope'));
-  trace.push(await client.increment('c', 5, { initial: 2n ** 40n }), await client.increment('c', 1), await client.get('c'));
+  trace.push(
+    await client.increment('c', 5, { initial: 2n ** 40n }),
+    await client.increment('c', 1),
+    await client.get('c'),
+  );
   trace.push(await client.decrement('c', 2n ** 41n), await client.increment('missing'));
   trace.push(await client.set('big', 'x'.repeat(3000)), await client.get('big'));
   trace.push(Object.fromEntries(await client.getMulti(['k', 'c', 'zzz'])));
-  trace.push(await client.set('t', 'v', { ttl: 31 * 24 * 3600 }), await client.touch('t', 1), await client.touch('zzz', 1));
+  trace.push(
+    await client.set('t', 'v', { ttl: 31 * 24 * 3600 }),
+    await client.touch('t', 1),
+    await client.touch('zzz', 1),
+  );
   // the lease protocol's primitives: a marker, a conditional fill, a conditional release
   const { ops, readThrough } = clientInternals(client);
   const leases = readThrough.leases;
@@ -68,7 +80,10 @@ async function clientScenario(client: MemcachedClient): Promise<unknown[]> {
   const second = await leases.acquire(client.keyFor('L'));
   trace.push(await fill('L', 'fresh', second!), await client.get('L'));
   const marker = await leases.acquire(client.keyFor('M'));
-  trace.push(await ops.delete(client.keyFor('M'), 'release', Buffer.alloc(8, 7)), await ops.delete(client.keyFor('M'), 'release', marker!));
+  trace.push(
+    await ops.delete(client.keyFor('M'), 'release', Buffer.alloc(8, 7)),
+    await ops.delete(client.keyFor('M'), 'release', marker!),
+  );
   // namespaced keys: generations, the same on both
   trace.push(await client.set('n', 1, { namespace: 'ns' }), await client.get('n', { namespace: 'ns' }));
   await client.deleteNamespace('ns');
@@ -92,7 +107,9 @@ describe('MemcachedTestingModule matches real memcached', () => {
       imports: [MemcachedModule.forRoot({ isGlobal: true, servers: daemon.address, logger: false }), UsersModule],
     }).compile();
     await real.init();
-    const memory = await Test.createTestingModule({ imports: [MemcachedTestingModule.forRoot(), UsersModule] }).compile();
+    const memory = await Test.createTestingModule({
+      imports: [MemcachedTestingModule.forRoot(), UsersModule],
+    }).compile();
     await memory.init();
     try {
       const [a, b] = [await scenario(real), await scenario(memory)];
@@ -107,7 +124,12 @@ describe('MemcachedTestingModule matches real memcached', () => {
   });
 
   it('gives the same client results (types, add/replace, counters, item size, TTL)', async () => {
-    const real = new MemcachedClient({ servers: daemon.address, maxItemSize: 2048, compressionThreshold: false, logger: false });
+    const real = new MemcachedClient({
+      servers: daemon.address,
+      maxItemSize: 2048,
+      compressionThreshold: false,
+      logger: false,
+    });
     const memory = new InMemoryMemcachedClient({ maxItemSize: 2048, compressionThreshold: false });
     try {
       const [a, b] = await Promise.all([clientScenario(real), clientScenario(memory)]);

@@ -17,7 +17,11 @@ describe('TLS against real memcached -Z daemons', () => {
     clients.push(c);
     return c;
   };
-  const failure = (promise: Promise<unknown>) => promise.then(() => undefined, (e: unknown) => e as MemcachedError);
+  const failure = (promise: Promise<unknown>) =>
+    promise.then(
+      () => undefined,
+      (e: unknown) => e as MemcachedError,
+    );
 
   beforeAll(async () => {
     pki = makeTestPki();
@@ -113,7 +117,13 @@ describe('TLS against real memcached -Z daemons', () => {
   });
 
   it('keeps the deadline and the breaker over TLS: a frozen node times out, is skipped, and is used again when it is back', async () => {
-    const c = client({ servers: tlsDaemon.address, tls: { ca: pki.ca }, timeout: 200, breakerThreshold: 2, breakerCooldown: 100 });
+    const c = client({
+      servers: tlsDaemon.address,
+      tls: { ca: pki.ca },
+      timeout: 200,
+      breakerThreshold: 2,
+      breakerCooldown: 100,
+    });
     await c.set('b', 'before');
     await tlsDaemon.pause();
     try {
@@ -133,9 +143,16 @@ describe('TLS against real memcached -Z daemons', () => {
   });
 
   it('never shows the private key or the passphrase when the client or its options are inspected', () => {
-    const c = client({ servers: mutualDaemon.address, tls: { ca: pki.ca, cert: pki.clientCert, key: pki.clientKey, passphrase: 'pp-secret-123' } });
+    const c = client({
+      servers: mutualDaemon.address,
+      tls: { ca: pki.ca, cert: pki.clientCert, key: pki.clientKey, passphrase: 'pp-secret-123' },
+    });
     const keyLine = pki.clientKey.toString().split('\n')[1];
-    const text = [inspect(c, { depth: 12, showHidden: true }), JSON.stringify(c), inspect((c as unknown as Record<string, unknown>).router, { depth: 12, showHidden: true })].join('\n');
+    const text = [
+      inspect(c, { depth: 12, showHidden: true }),
+      JSON.stringify(c),
+      inspect((c as unknown as Record<string, unknown>).router, { depth: 12, showHidden: true }),
+    ].join('\n');
     expect(text).not.toContain(keyLine);
     expect(text).not.toContain('pp-secret-123');
   });

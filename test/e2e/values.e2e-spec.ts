@@ -69,7 +69,11 @@ describe('values keep their type through the cache, or are not cached; a failed 
     daemon = await MemcachedDaemon.start();
     moduleRef = await Test.createTestingModule({
       imports: [
-        MemcachedModule.forRoot({ isGlobal: true, servers: daemon.address, logger: { log() {}, error() {}, warn: (m: string) => warnings.push(m) } }),
+        MemcachedModule.forRoot({
+          isGlobal: true,
+          servers: daemon.address,
+          logger: { log() {}, error() {}, warn: (m: string) => warnings.push(m) },
+        }),
         CatalogModule,
       ],
     }).compile();
@@ -107,31 +111,42 @@ describe('values keep their type through the cache, or are not cached; a failed 
 
   it.each([
     ['a class instance', 'price', () => catalog.price(), /namespace "catalog".*an instance of Money/],
-    ['an object holding a function', 'with-function', () => catalog.withFunction(), /namespace "catalog".*a function at \.format/],
-  ])('%s is returned, not cached, counted, warned once naming the namespace and the type', async (_, name, run, message) => {
-    const client = moduleRef.get(MemcachedClient);
-    const before = client.stats().unsupportedValues;
-    const first = await run();
-    const started = performance.now();
-    const second = await run();
-    // no lease was left behind: the second call waits for nobody
-    expect(performance.now() - started).toBeLessThan(LOAD_MS + 300);
-    expect(calls[name]).toBe(2);
-    expect(Object.keys(second as object)).toStrictEqual(Object.keys(first as object));
-    expect(client.stats().unsupportedValues - before).toBe(2);
-    expect(warnings.filter((w) => message.test(w))).toHaveLength(1);
-  });
+    [
+      'an object holding a function',
+      'with-function',
+      () => catalog.withFunction(),
+      /namespace "catalog".*a function at \.format/,
+    ],
+  ])(
+    '%s is returned, not cached, counted, warned once naming the namespace and the type',
+    async (_, name, run, message) => {
+      const client = moduleRef.get(MemcachedClient);
+      const before = client.stats().unsupportedValues;
+      const first = await run();
+      const started = performance.now();
+      const second = await run();
+      // no lease was left behind: the second call waits for nobody
+      expect(performance.now() - started).toBeLessThan(LOAD_MS + 300);
+      expect(calls[name]).toBe(2);
+      expect(Object.keys(second as object)).toStrictEqual(Object.keys(first as object));
+      expect(client.stats().unsupportedValues - before).toBe(2);
+      expect(warnings.filter((w) => message.test(w))).toHaveLength(1);
+    },
+  );
 
   it.each([
     ['returns -1', 'bad-ttl', () => catalog.badTtl()],
     ['throws', 'throwing-ttl', () => catalog.throwingTtl()],
-  ])('a ttl function that %s: the value is returned, not cached, and the next call does not wait for a lease', async (_, name, run) => {
-    expect(await run()).toBe('x');
-    const started = performance.now();
-    expect(await run()).toBe('x');
-    expect(performance.now() - started).toBeLessThan(LOAD_MS + 300);
-    expect(calls[name]).toBe(2);
-  });
+  ])(
+    'a ttl function that %s: the value is returned, not cached, and the next call does not wait for a lease',
+    async (_, name, run) => {
+      expect(await run()).toBe('x');
+      const started = performance.now();
+      expect(await run()).toBe('x');
+      expect(performance.now() - started).toBeLessThan(LOAD_MS + 300);
+      expect(calls[name]).toBe(2);
+    },
+  );
 
   it('getOrSet and set: a Date comes back as a Date; a class instance is refused by set, not cached by getOrSet', async () => {
     const client = moduleRef.get(MemcachedClient);

@@ -21,7 +21,8 @@ export class HostileServer {
   readonly sockets = new Set<net.Socket>();
   connections = 0;
   port = 0;
-  onRequest: (req: SeenRequest, connection: number) => Reply = (req) => response({ opcode: req.opcode, opaque: req.opaque });
+  onRequest: (req: SeenRequest, connection: number) => Reply = (req) =>
+    response({ opcode: req.opcode, opaque: req.opaque });
   onConnect?: (socket: net.Socket, connection: number) => void;
 
   async start(): Promise<this> {

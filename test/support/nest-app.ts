@@ -14,7 +14,10 @@ export async function startMemcachedApp(
   const daemon = await MemcachedDaemon.start();
   const moduleRef = await Test.createTestingModule({
     ...metadata,
-    imports: [MemcachedModule.forRoot({ isGlobal: true, logger: false, ...options, servers: daemon.address }), ...(metadata.imports ?? [])],
+    imports: [
+      MemcachedModule.forRoot({ isGlobal: true, logger: false, ...options, servers: daemon.address }),
+      ...(metadata.imports ?? []),
+    ],
   }).compile();
   const app = moduleRef.createNestApplication({ logger: false });
   await app.init();

@@ -4,7 +4,11 @@ import net from 'node:net';
  * Sends one command over memcached's text protocol on a fresh connection and returns the reply,
  * so tests can look at the server without going through the client under test.
  */
-export function textCommand(port: number, command: string | Buffer, terminator = /(END|STORED|NOT_STORED|EXISTS|NOT_FOUND|DELETED|OK|ERROR[^\r]*|VERSION [^\r]*)\r\n$/): Promise<string> {
+export function textCommand(
+  port: number,
+  command: string | Buffer,
+  terminator = /(END|STORED|NOT_STORED|EXISTS|NOT_FOUND|DELETED|OK|ERROR[^\r]*|VERSION [^\r]*)\r\n$/,
+): Promise<string> {
   return new Promise((resolve, reject) => {
     const socket = net.connect(port, '127.0.0.1');
     let reply = '';

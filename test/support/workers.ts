@@ -48,6 +48,8 @@ export function startWorker(script: URL, job: object): Worker {
     result,
     send: (line) => child.stdin!.write(line + '\n'),
     waitFor: (line) =>
-      stdout.split('\n').includes(line) ? Promise.resolve() : new Promise<void>((resolve) => waiters.push({ line, resolve })),
+      stdout.split('\n').includes(line)
+        ? Promise.resolve()
+        : new Promise<void>((resolve) => waiters.push({ line, resolve })),
   };
 }

@@ -16,8 +16,10 @@ class ScriptedNode implements NodeTransport {
 
   request<T>(operation: string, _seq: number, frame: Buffer): Promise<T> {
     this.requests.push(frame[1]);
-    if (this.answer === 'down') return Promise.reject(new MemcachedError(operation, this.label, 'CONNECTION', 'refused'));
-    if (this.answer === 'server') return Promise.reject(new MemcachedError(operation, this.label, 'SERVER', 'key exists', 2));
+    if (this.answer === 'down')
+      return Promise.reject(new MemcachedError(operation, this.label, 'CONNECTION', 'refused'));
+    if (this.answer === 'server')
+      return Promise.reject(new MemcachedError(operation, this.label, 'SERVER', 'key exists', 2));
     return Promise.resolve(true as T);
   }
 
@@ -38,7 +40,8 @@ describe('BreakerNode', () => {
     const inner = new ScriptedNode('a:1');
     const node = new BreakerNode(inner, { threshold: 3, cooldown: 250, logger: false });
     inner.answer = 'down';
-    for (let i = 0; i < 3; i++) await expect(node.request('get', i, frame, () => true)).rejects.toMatchObject({ code: 'CONNECTION' });
+    for (let i = 0; i < 3; i++)
+      await expect(node.request('get', i, frame, () => true)).rejects.toMatchObject({ code: 'CONNECTION' });
     expect(node.isOpen).toBe(true);
     expect(inner.resets).toBe(1);
     const sent = inner.requests.length;
@@ -85,17 +88,25 @@ describe('NodeRouter', () => {
 
   function router(policy: 'miss' | 'rehash') {
     const nodes = new Map<string, ScriptedNode>();
-    const r = new NodeRouter(addresses, (address) => {
-      const n = new ScriptedNode(address.label);
-      nodes.set(address.label, n);
-      return n;
-    }, {} as never, { hashing: 'ketama', deadNodePolicy: policy, breakerThreshold: 1, breakerCooldown: 10_000, logger: false });
+    const r = new NodeRouter(
+      addresses,
+      (address) => {
+        const n = new ScriptedNode(address.label);
+        nodes.set(address.label, n);
+        return n;
+      },
+      {} as never,
+      { hashing: 'ketama', deadNodePolicy: policy, breakerThreshold: 1, breakerCooldown: 10_000, logger: false },
+    );
     return { r, nodes };
   }
 
   async function kill(r: NodeRouter, nodes: Map<string, ScriptedNode>, label: string) {
     nodes.get(label)!.answer = 'down';
-    await r.nodes.find((n) => n.label === label)!.request('get', 1, frame, () => true).catch(() => undefined);
+    await r.nodes
+      .find((n) => n.label === label)!
+      .request('get', 1, frame, () => true)
+      .catch(() => undefined);
   }
 
   it('spreads keys over every node and groups a batch by node, positions kept', () => {

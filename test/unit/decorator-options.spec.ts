@@ -39,7 +39,9 @@ describe('decorator options are checked when the decorator is applied', () => {
   });
 
   it('accepts what it documents', () => {
-    expect(() => apply(Cacheable({ namespace: 'users.v2', key: 'k', ttl: 0, staleWhileRevalidate: 30, lease: false }) as never)).not.toThrow();
+    expect(() =>
+      apply(Cacheable({ namespace: 'users.v2', key: 'k', ttl: 0, staleWhileRevalidate: 30, lease: false }) as never),
+    ).not.toThrow();
     expect(() => apply(Cacheable({ namespace: 'users', ttl: 30 }) as never, true)).not.toThrow();
     expect(() => apply(CacheEvict({ allEntries: true, beforeInvocation: true }) as never)).not.toThrow();
   });

@@ -30,7 +30,9 @@ function siteOf(...args: unknown[]): CallSite {
 describe('CacheAsideEngine (policy), over the in-memory client', () => {
   let engine: CacheAsideEngine;
   let calls: number;
-  const produce = <T>(value: T) => async () => (calls++, { value });
+  const produce =
+    <T>(value: T) =>
+    async () => (calls++, { value });
 
   beforeEach(() => {
     engine = new CacheAsideEngine(new InMemoryMemcachedClient(), false);
@@ -63,7 +65,12 @@ describe('CacheAsideEngine (policy), over the in-memory client', () => {
 
   it('a key function that throws: the call goes around the cache and the error is counted, not thrown', async () => {
     const report: CallReport = {};
-    const plan = planOf({ namespace: 'n', key: () => { throw new Error('bad key'); } });
+    const plan = planOf({
+      namespace: 'n',
+      key: () => {
+        throw new Error('bad key');
+      },
+    });
     expect(await engine.execute(plan, siteOf(1), produce('v'), report)).toBe('v');
     expect(report.outcome).toBe('BYPASS');
     expect(engine.stats().n.errors).toBe(1);
@@ -74,9 +81,17 @@ describe('CacheAsideEngine (policy), over the in-memory client', () => {
     await engine.execute(cached, siteOf(), produce(1));
     await settle();
     const failing = async () => Promise.reject(new Error('write failed'));
-    await expect(engine.execute(planOf(undefined, { evicts: [{ namespace: 'n', key: 'k' }] }), siteOf(), failing)).rejects.toThrow('write failed');
+    await expect(
+      engine.execute(planOf(undefined, { evicts: [{ namespace: 'n', key: 'k' }] }), siteOf(), failing),
+    ).rejects.toThrow('write failed');
     expect(await engine.execute(cached, siteOf(), produce(2))).toBe(1);
-    await expect(engine.execute(planOf(undefined, { evicts: [{ namespace: 'n', key: 'k', beforeInvocation: true }] }), siteOf(), failing)).rejects.toThrow();
+    await expect(
+      engine.execute(
+        planOf(undefined, { evicts: [{ namespace: 'n', key: 'k', beforeInvocation: true }] }),
+        siteOf(),
+        failing,
+      ),
+    ).rejects.toThrow();
     expect(await engine.execute(cached, siteOf(), produce(3))).toBe(3);
   });
 
@@ -91,7 +106,10 @@ describe('CacheAsideEngine (policy), over the in-memory client', () => {
     await engine.execute(plan, siteOf(), produce(1));
     await new Promise((r) => setTimeout(r, 1100));
     const report: CallReport = {};
-    const served = await Promise.all([engine.execute(plan, siteOf(), produce(2), report), engine.execute(plan, siteOf(), produce(2))]);
+    const served = await Promise.all([
+      engine.execute(plan, siteOf(), produce(2), report),
+      engine.execute(plan, siteOf(), produce(2)),
+    ]);
     expect(served).toStrictEqual([1, 1]);
     expect(report.outcome).toBe('STALE');
     await settle();
@@ -106,7 +124,13 @@ describe('CacheAsideEngine (policy), over the in-memory client', () => {
       defaultKey: () => '/greeting',
       http: { path: '/greeting', query: '', header: (name) => (name === 'accept-language' ? lang : '') },
     });
-    const respond = (text: string) => async () => (calls++, { value: { text }, meta: { vary: [['accept-language', text === 'Bonjour' ? 'fr' : 'en']] as Array<[string, string]> } });
+    const respond = (text: string) => async () => (
+      calls++,
+      {
+        value: { text },
+        meta: { vary: [['accept-language', text === 'Bonjour' ? 'fr' : 'en']] as Array<[string, string]> },
+      }
+    );
     await engine.execute(plan, http('fr'), respond('Bonjour'));
     await settle();
     const en = await engine.execute(plan, http('en'), respond('Hello'));
@@ -143,13 +167,27 @@ describe('CacheInterceptor (HTTP rules), with a fake ExecutionContext over the i
     noteGlobalInterceptors(interceptor, false);
   });
 
-  async function call(method: string, url: string, handler: 'findOne' | 'me', options: { headers?: Record<string, string>; status?: number; responseHeaders?: Record<string, string>; body?: unknown } = {}) {
+  async function call(
+    method: string,
+    url: string,
+    handler: 'findOne' | 'me',
+    options: {
+      headers?: Record<string, string>;
+      status?: number;
+      responseHeaders?: Record<string, string>;
+      body?: unknown;
+    } = {},
+  ) {
     const headers: Record<string, string> = {};
     for (const [k, v] of Object.entries(options.responseHeaders ?? {})) headers[k.toLowerCase()] = v;
     const res = {
       statusCode: options.status ?? 200,
-      setHeader(k: string, v: string) { headers[k.toLowerCase()] = v; },
-      getHeader(k: string) { return headers[k.toLowerCase()]; },
+      setHeader(k: string, v: string) {
+        headers[k.toLowerCase()] = v;
+      },
+      getHeader(k: string) {
+        return headers[k.toLowerCase()];
+      },
     };
     const req = { method, url, originalUrl: url, headers: options.headers ?? {} };
     const context = {
@@ -168,10 +206,15 @@ describe('CacheInterceptor (HTTP rules), with a fake ExecutionContext over the i
 
   it('GET: MISS then HIT, the hit sent as the stored JSON text', async () => {
     expect(await call('GET', '/users/7', 'findOne')).toMatchObject({ ran: true, xCache: 'MISS' });
-    expect(await call('GET', '/users/7', 'findOne')).toMatchObject({ ran: false, xCache: 'HIT', body: '{"id":"7"}', contentType: 'application/json; charset=utf-8' });
+    expect(await call('GET', '/users/7', 'findOne')).toMatchObject({
+      ran: false,
+      xCache: 'HIT',
+      body: '{"id":"7"}',
+      contentType: 'application/json; charset=utf-8',
+    });
   });
 
-  it('with an interceptor around the cache (global, or unknown), a hit is the parsed value, as a miss returns the handler\'s', async () => {
+  it("with an interceptor around the cache (global, or unknown), a hit is the parsed value, as a miss returns the handler's", async () => {
     for (const globals of [true, undefined]) {
       interceptor = new CacheInterceptor(new CacheAsideEngine(new InMemoryMemcachedClient(), false));
       if (globals !== undefined) noteGlobalInterceptors(interceptor, globals);
@@ -183,7 +226,7 @@ describe('CacheInterceptor (HTTP rules), with a fake ExecutionContext over the i
     }
   });
 
-  it('which interceptors run around the cache: global ones, the class\'s, and the route\'s own before the delegate', () => {
+  it("which interceptors run around the cache: global ones, the class's, and the route's own before the delegate", () => {
     class Plain {}
     @UseInterceptors(Outer)
     class Wrapped {}
@@ -205,15 +248,35 @@ describe('CacheInterceptor (HTTP rules), with a fake ExecutionContext over the i
   it('POST is never read from the cache; a request with credentials bypasses unless the route has a principal', async () => {
     expect(await call('POST', '/users/7', 'findOne')).toMatchObject({ ran: true, xCache: 'BYPASS' });
     await call('GET', '/users/7', 'findOne');
-    expect(await call('GET', '/users/7', 'findOne', { headers: { authorization: 'Bearer a' } })).toMatchObject({ ran: true, xCache: 'BYPASS' });
-    expect(await call('GET', '/users/7', 'findOne', { headers: { cookie: 'sid=1' } })).toMatchObject({ ran: true, xCache: 'BYPASS' });
-    await call('GET', '/users/me', 'me', { headers: { 'x-user': 'ann', authorization: 'Bearer ann' }, body: { id: 'ann' } });
-    expect(await call('GET', '/users/me', 'me', { headers: { 'x-user': 'bob', authorization: 'Bearer bob' }, body: { id: 'bob' } })).toMatchObject({ ran: true, xCache: 'MISS' });
-    expect(await call('GET', '/users/me', 'me', { headers: { 'x-user': 'ann', authorization: 'Bearer ann' } })).toMatchObject({ ran: false, body: '{"id":"ann"}' });
+    expect(await call('GET', '/users/7', 'findOne', { headers: { authorization: 'Bearer a' } })).toMatchObject({
+      ran: true,
+      xCache: 'BYPASS',
+    });
+    expect(await call('GET', '/users/7', 'findOne', { headers: { cookie: 'sid=1' } })).toMatchObject({
+      ran: true,
+      xCache: 'BYPASS',
+    });
+    await call('GET', '/users/me', 'me', {
+      headers: { 'x-user': 'ann', authorization: 'Bearer ann' },
+      body: { id: 'ann' },
+    });
+    expect(
+      await call('GET', '/users/me', 'me', {
+        headers: { 'x-user': 'bob', authorization: 'Bearer bob' },
+        body: { id: 'bob' },
+      }),
+    ).toMatchObject({ ran: true, xCache: 'MISS' });
+    expect(
+      await call('GET', '/users/me', 'me', { headers: { 'x-user': 'ann', authorization: 'Bearer ann' } }),
+    ).toMatchObject({ ran: false, body: '{"id":"ann"}' });
   });
 
   it('non-2xx, Cache-Control private and Set-Cookie responses are answered but not stored (X-Cache: BYPASS)', async () => {
-    const responses: Array<{ status?: number; responseHeaders?: Record<string, string> }> = [{ status: 404 }, { responseHeaders: { 'Cache-Control': 'private' } }, { responseHeaders: { 'Set-Cookie': 'a=b' } }];
+    const responses: Array<{ status?: number; responseHeaders?: Record<string, string> }> = [
+      { status: 404 },
+      { responseHeaders: { 'Cache-Control': 'private' } },
+      { responseHeaders: { 'Set-Cookie': 'a=b' } },
+    ];
     for (const [i, options] of responses.entries()) {
       expect(await call('GET', `/users/${i}`, 'findOne', options)).toMatchObject({ ran: true, xCache: 'BYPASS' });
       expect(await call('GET', `/users/${i}`, 'findOne')).toMatchObject({ ran: true });
@@ -221,7 +284,14 @@ describe('CacheInterceptor (HTTP rules), with a fake ExecutionContext over the i
   });
 
   it("a hit carries the stored response's Vary header", async () => {
-    await call('GET', '/users/9', 'findOne', { responseHeaders: { Vary: 'Accept-Language' }, headers: { 'accept-language': 'fr' } });
-    expect(await call('GET', '/users/9', 'findOne', { headers: { 'accept-language': 'fr' } })).toMatchObject({ ran: false, xCache: 'HIT', vary: 'accept-language' });
+    await call('GET', '/users/9', 'findOne', {
+      responseHeaders: { Vary: 'Accept-Language' },
+      headers: { 'accept-language': 'fr' },
+    });
+    expect(await call('GET', '/users/9', 'findOne', { headers: { 'accept-language': 'fr' } })).toMatchObject({
+      ran: false,
+      xCache: 'HIT',
+      vary: 'accept-language',
+    });
   });
 });

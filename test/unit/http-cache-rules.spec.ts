@@ -10,7 +10,10 @@ import {
 import { variantOf, type VariantParts } from '../../lib/cache/variants.js';
 
 const defaults = { ignoreCookies: [] };
-const text = fc.string({ unit: fc.constantFrom('a', 'b', '/', '?', '&', '=', '~', '%', '"', ',', '[', ']', '\\', '\u0000', 'é', ' ', ':') , maxLength: 8 });
+const text = fc.string({
+  unit: fc.constantFrom('a', 'b', '/', '?', '&', '=', '~', '%', '"', ',', '[', ']', '\\', '\u0000', 'é', ' ', ':'),
+  maxLength: 8,
+});
 const parts: fc.Arbitrary<VariantParts> = fc.record(
   {
     path: fc.option(text, { nil: undefined }),
@@ -65,21 +68,37 @@ describe('HTTP key building', () => {
 });
 
 describe('credentials', () => {
-  const req = (headers: Record<string, string>) => ({ headers: Object.fromEntries(Object.entries(headers).map(([k, v]) => [k.toLowerCase(), v])) });
+  const req = (headers: Record<string, string>) => ({
+    headers: Object.fromEntries(Object.entries(headers).map(([k, v]) => [k.toLowerCase(), v])),
+  });
 
-  it.each(['authorization', 'proxy-authorization', 'x-api-key', 'x-foo-token', 'x-acme-session', 'x-tenant', 'x-api_key', 'x-user-email', 'x-jwt'])(
-    '%s is a credential',
-    (name) => {
-      expect(credentialIn(req({ [name]: 'v' }), defaults)).toMatch(/header/);
-    },
-  );
+  it.each([
+    'authorization',
+    'proxy-authorization',
+    'x-api-key',
+    'x-foo-token',
+    'x-acme-session',
+    'x-tenant',
+    'x-api_key',
+    'x-user-email',
+    'x-jwt',
+  ])('%s is a credential', (name) => {
+    expect(credentialIn(req({ [name]: 'v' }), defaults)).toMatch(/header/);
+  });
 
-  it.each(['accept', 'accept-language', 'user-agent', 'sec-fetch-user', 'if-none-match', 'x-request-id', 'traceparent', 'x-forwarded-for', 'cache-control'])(
-    '%s is not a credential',
-    (name) => {
-      expect(credentialIn(req({ [name]: 'v' }), defaults)).toBeUndefined();
-    },
-  );
+  it.each([
+    'accept',
+    'accept-language',
+    'user-agent',
+    'sec-fetch-user',
+    'if-none-match',
+    'x-request-id',
+    'traceparent',
+    'x-forwarded-for',
+    'cache-control',
+  ])('%s is not a credential', (name) => {
+    expect(credentialIn(req({ [name]: 'v' }), defaults)).toBeUndefined();
+  });
 
   it('any cookie counts, unless ignored by name or pattern; an empty header does not', () => {
     expect(credentialIn(req({ cookie: 'prefs=dark' }), defaults)).toBe('cookie "prefs"');
@@ -111,7 +130,9 @@ describe('responses', () => {
   });
 
   it('public responses and Vary lists are', () => {
-    expect(responseNotStorable(headers({ 'cache-control': 'public, max-age=60', vary: 'Accept-Language' }))).toBeUndefined();
+    expect(
+      responseNotStorable(headers({ 'cache-control': 'public, max-age=60', vary: 'Accept-Language' })),
+    ).toBeUndefined();
     expect(varyNames('Accept-Language, accept ,ACCEPT')).toStrictEqual(['accept', 'accept-language']);
   });
 });

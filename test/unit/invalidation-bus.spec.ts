@@ -32,7 +32,13 @@ class Channel {
 }
 
 function recorder() {
-  const seen = { keys: [] as string[], namespaces: [] as string[], flushes: [] as string[], healthy: [] as boolean[], derived: [] as boolean[] };
+  const seen = {
+    keys: [] as string[],
+    namespaces: [] as string[],
+    flushes: [] as string[],
+    healthy: [] as boolean[],
+    derived: [] as boolean[],
+  };
   const listener: BusListener = {
     keys: (f, d) => (seen.keys.push(...f), seen.derived.push(d)),
     namespaces: (n, d) => (seen.namespaces.push(...n), seen.derived.push(d)),
@@ -47,7 +53,10 @@ function node(channel: Channel, clock: { now: number }, heartbeat = 1000) {
   const { seen, listener } = recorder();
   const link = { silent: false };
   const inner = channel.transport();
-  const transport: BusTransport = { ...inner, publish: async (data) => (link.silent ? undefined : inner.publish(data)) };
+  const transport: BusTransport = {
+    ...inner,
+    publish: async (data) => (link.silent ? undefined : inner.publish(data)),
+  };
   const bus = new InvalidationBus(transport, listener, heartbeat, () => clock.now);
   return { bus, seen, link };
 }
@@ -80,9 +89,19 @@ describe('bus messages', () => {
     const derived = { ...message, derived: true };
     expect(decodeBusMessage(encodeBusMessage(derived))).toStrictEqual(derived);
     expect(decodeBusMessage('{"v":1,"s":"a","q":1,"t":"k","x":["a"],"d":2}')).toBeUndefined();
-    for (const bad of ['', 'null', '[]', '{"v":2,"s":"a","q":1,"t":"k","x":["a"]}', '{"v":1,"s":"a","q":0,"t":"k","x":["a"]}',
-      '{"v":1,"s":"a","q":1,"t":"z","x":["a"]}', '{"v":1,"s":"a","q":1,"t":"k","x":[1]}', '{"v":1,"s":"a","q":1,"t":"k","x":[]}',
-      '{"v":1,"s":"a","q":1.5,"t":"h","x":[]}', '{"v":1,"s":"a","q":1,"t":"b","x":["a"]}', '{"v":1,"s":"","q":1,"t":"h","x":[]}']) {
+    for (const bad of [
+      '',
+      'null',
+      '[]',
+      '{"v":2,"s":"a","q":1,"t":"k","x":["a"]}',
+      '{"v":1,"s":"a","q":0,"t":"k","x":["a"]}',
+      '{"v":1,"s":"a","q":1,"t":"z","x":["a"]}',
+      '{"v":1,"s":"a","q":1,"t":"k","x":[1]}',
+      '{"v":1,"s":"a","q":1,"t":"k","x":[]}',
+      '{"v":1,"s":"a","q":1.5,"t":"h","x":[]}',
+      '{"v":1,"s":"a","q":1,"t":"b","x":["a"]}',
+      '{"v":1,"s":"","q":1,"t":"h","x":[]}',
+    ]) {
       expect(decodeBusMessage(bad)).toBeUndefined();
     }
   });
@@ -99,8 +118,8 @@ describe('bus messages', () => {
 });
 
 describe('InvalidationBus', () => {
-  it('becomes healthy when its own heartbeat comes back, and hands on the others\' invalidations only', async () => {
-    const { channel, a, b } = await twoNodes();
+  it("becomes healthy when its own heartbeat comes back, and hands on the others' invalidations only", async () => {
+    const { a, b } = await twoNodes();
     expect(a.bus.healthy && b.bus.healthy).toBe(true);
     a.bus.publishKeys(['k1']);
     a.bus.publishNamespaces(['n1']);
@@ -113,7 +132,7 @@ describe('InvalidationBus', () => {
     await Promise.all([a.bus.close(), b.bus.close()]);
   });
 
-  it('flushes on a gap in a source\'s sequence (a lost message)', async () => {
+  it("flushes on a gap in a source's sequence (a lost message)", async () => {
     const { channel, a, b } = await twoNodes();
     a.bus.publishKeys(['k1']);
     channel.drop = 1;

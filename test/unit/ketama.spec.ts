@@ -9,9 +9,11 @@ interface Vector {
   hash2: number;
   server: string;
 }
-const vectors = JSON.parse(
-  readFileSync(new URL('../fixtures/ketama-vectors.json', import.meta.url), 'utf8'),
-) as { pool: Array<[string, number, number]>; ketama_test_cases: Vector[]; ketama_test_cases_spy: Vector[] };
+const vectors = JSON.parse(readFileSync(new URL('../fixtures/ketama-vectors.json', import.meta.url), 'utf8')) as {
+  pool: Array<[string, number, number]>;
+  ketama_test_cases: Vector[];
+  ketama_test_cases_spy: Vector[];
+};
 const pool = vectors.pool.map(([host, port, weight]) => ({ host, port, weight }));
 
 describe('KetamaRing (libmemcached weighted ketama)', () => {
@@ -31,18 +33,25 @@ describe('KetamaRing (libmemcached weighted ketama)', () => {
   });
 
   it('hashes any key (non-ASCII, long, empty) as the first four MD5 bytes, little-endian', () => {
-    const keys = ['', 'é', '日本語:キー', 'a'.repeat(300), ...Array.from({ length: 500 }, () => randomBytes(1 + (randomBytes(1)[0] % 40)).toString('latin1'))];
+    const keys = [
+      '',
+      'é',
+      '日本語:キー',
+      'a'.repeat(300),
+      ...Array.from({ length: 500 }, () => randomBytes(1 + (randomBytes(1)[0] % 40)).toString('latin1')),
+    ];
     for (const key of keys) {
       expect(ketamaHash(key), JSON.stringify(key)).toBe(createHash('md5').update(key).digest().readUInt32LE(0));
     }
   });
 
-  it('builds libmemcached\'s point counts for the test pool', () => {
+  it("builds libmemcached's point counts for the test pool", () => {
     expect(new KetamaRing(pool).size).toBe(1264);
   });
 
   const keys = Array.from({ length: 100_000 }, (_, i) => `key:${i}`);
-  const nodes = (n: number) => Array.from({ length: n }, (_, i) => ({ host: `10.0.0.${i + 1}`, port: 11211, weight: 1 }));
+  const nodes = (n: number) =>
+    Array.from({ length: n }, (_, i) => ({ host: `10.0.0.${i + 1}`, port: 11211, weight: 1 }));
   const moved = (a: KetamaRing, b: KetamaRing, map: (i: number) => number = (i) => i) =>
     keys.filter((k) => map(a.locate(k)) !== b.locate(k)).length / keys.length;
 
@@ -77,7 +86,7 @@ describe('KetamaRing.locate with skipped nodes (rehash)', () => {
   ]);
   const keys = Array.from({ length: 2000 }, (_, i) => `k${i}`);
 
-  it('moves only the skipped node\'s keys, to the next node clockwise', () => {
+  it("moves only the skipped node's keys, to the next node clockwise", () => {
     for (const key of keys) {
       const owner = ring.locate(key);
       const rehashed = ring.locate(key, (i) => i === 1);
@@ -92,7 +101,9 @@ describe('KetamaRing.locate with skipped nodes (rehash)', () => {
 });
 
 // generated from libmemcached itself by test/fixtures/pylibmc-ketama-vectors.py (Debian's python3-pylibmc)
-const pylibmc = JSON.parse(readFileSync(new URL('../fixtures/pylibmc-ketama-vectors.json', import.meta.url), 'utf8')) as {
+const pylibmc = JSON.parse(
+  readFileSync(new URL('../fixtures/pylibmc-ketama-vectors.json', import.meta.url), 'utf8'),
+) as {
   servers: string[];
   ketama: Array<[string, number]>;
   ketama_weighted: Array<[string, number]>;

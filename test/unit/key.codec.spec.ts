@@ -41,8 +41,19 @@ describe('toWireKey', () => {
 
   it('never maps two distinct inputs to one wire key', () => {
     const inputs = [
-      'a b', 'a_b', 'a\tb', 'a\u00a0b', `a_b#${'x'.repeat(43)}`, 'k'.repeat(251), 'k'.repeat(252),
-      `${'k'.repeat(206)}x${'y'.repeat(100)}`, `${'k'.repeat(206)}z${'y'.repeat(100)}`, 'é', 'e\u0301', '#', '',
+      'a b',
+      'a_b',
+      'a\tb',
+      'a\u00a0b',
+      `a_b#${'x'.repeat(43)}`,
+      'k'.repeat(251),
+      'k'.repeat(252),
+      `${'k'.repeat(206)}x${'y'.repeat(100)}`,
+      `${'k'.repeat(206)}z${'y'.repeat(100)}`,
+      'é',
+      'e\u0301',
+      '#',
+      '',
     ];
     const wires = inputs.map(toWireKey);
     expect(new Set(wires).size).toBe(inputs.length);
@@ -63,7 +74,9 @@ describe('toWireKey, property-based', () => {
   );
   const key = fc.oneof(
     fc.array(unit, { maxLength: 20 }).map((a) => a.join('')),
-    fc.tuple(fc.integer({ min: 200, max: 300 }), fc.array(unit, { maxLength: 6 })).map(([n, tail]) => 'k'.repeat(n) + tail.join('')),
+    fc
+      .tuple(fc.integer({ min: 200, max: 300 }), fc.array(unit, { maxLength: 6 }))
+      .map(([n, tail]) => 'k'.repeat(n) + tail.join('')),
   );
 
   it('every wire key is valid: printable ASCII, no space, 1 to 250 bytes', () => {

@@ -66,7 +66,15 @@ describe('the lease protocol, over the in-memory node', () => {
     const cases: Array<[string, () => Promise<unknown>, object?]> = [
       ['a failed load', async () => Promise.reject(new Error('db down'))],
       ['a refused value', async () => new Money(1)],
-      ['a throwing ttl', async () => 'x', { ttl: () => { throw new Error('no ttl'); } }],
+      [
+        'a throwing ttl',
+        async () => 'x',
+        {
+          ttl: () => {
+            throw new Error('no ttl');
+          },
+        },
+      ],
     ];
     for (const [name, load, options] of cases) {
       const [a, b] = twoProcesses();
@@ -108,6 +116,8 @@ describe('flights, over the in-memory node', () => {
     release.open();
     expect(new Set(await Promise.all(early))).toStrictEqual(new Set([1]));
     expect(loads).toBe(1);
-    expect(clientInternals(client).ops.stats.counters.splitFlights + client.stats().rejectedFills).toBeGreaterThanOrEqual(1);
+    expect(
+      clientInternals(client).ops.stats.counters.splitFlights + client.stats().rejectedFills,
+    ).toBeGreaterThanOrEqual(1);
   });
 });

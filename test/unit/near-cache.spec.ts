@@ -89,7 +89,11 @@ describe('NearCache', () => {
   });
 
   it('property: whatever interleaving of reads, invalidations and flushes, no kept value was read before an invalidation of it', () => {
-    type Step = { op: 'begin'; read: number } | { op: 'store'; read: number; key: number } | { op: 'invalidate'; key: number } | { op: 'flush' };
+    type Step =
+      | { op: 'begin'; read: number }
+      | { op: 'store'; read: number; key: number }
+      | { op: 'invalidate'; key: number }
+      | { op: 'flush' };
     const step = fc.oneof(
       fc.record({ op: fc.constant('begin' as const), read: fc.nat(4) }),
       fc.record({ op: fc.constant('store' as const), read: fc.nat(4), key: fc.nat(3) }),

@@ -2,24 +2,34 @@ import { inspect } from 'node:util';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { MAX_TTL, normalizeTtl, ttlOrDefault } from '../../lib/codec/ttl.js';
-import { MemcachedConfigError, NUMERIC_OPTIONS, passwordOf, resolveOptions } from '../../lib/config/memcached-options.js';
+import {
+  MemcachedConfigError,
+  NUMERIC_OPTIONS,
+  passwordOf,
+  resolveOptions,
+} from '../../lib/config/memcached-options.js';
 import { MEMCACHED_ENV_VARIABLES, readMemcachedEnv } from '../../lib/config/memcached-env.js';
 
 const names = Object.keys(NUMERIC_OPTIONS) as Array<keyof typeof NUMERIC_OPTIONS>;
 const envOf = Object.fromEntries(Object.entries(MEMCACHED_ENV_VARIABLES).map(([env, option]) => [option, env]));
 
 describe('numeric options are bounded', () => {
-  it.each(names)('%s: out-of-range, fractional, non-numeric and null values fail, naming the option and the range', (name) => {
-    const bound = NUMERIC_OPTIONS[name];
-    const bad: unknown[] = [bound.min - 1, bound.max + 1, Number.NaN, Infinity, '5', null, true];
-    if (bound.integer) bad.push(bound.min + 0.5);
-    for (const value of bad) {
-      expect(() => resolveOptions({ [name]: value })).toThrow(MemcachedConfigError);
-      expect(() => resolveOptions({ [name]: value })).toThrow(new RegExp(`option "${name}".*from ${bound.min} to ${bound.max}`));
-    }
-    expect(resolveOptions({ [name]: bound.min })).toBeDefined();
-    expect(resolveOptions({ [name]: bound.max })).toBeDefined();
-  });
+  it.each(names)(
+    '%s: out-of-range, fractional, non-numeric and null values fail, naming the option and the range',
+    (name) => {
+      const bound = NUMERIC_OPTIONS[name];
+      const bad: unknown[] = [bound.min - 1, bound.max + 1, Number.NaN, Infinity, '5', null, true];
+      if (bound.integer) bad.push(bound.min + 0.5);
+      for (const value of bad) {
+        expect(() => resolveOptions({ [name]: value })).toThrow(MemcachedConfigError);
+        expect(() => resolveOptions({ [name]: value })).toThrow(
+          new RegExp(`option "${name}".*from ${bound.min} to ${bound.max}`),
+        );
+      }
+      expect(resolveOptions({ [name]: bound.min })).toBeDefined();
+      expect(resolveOptions({ [name]: bound.max })).toBeDefined();
+    },
+  );
 
   it('any value inside a bound is accepted, any outside rejected (property)', () => {
     fc.assert(
@@ -52,19 +62,32 @@ describe('numeric options are bounded', () => {
 });
 
 describe('servers', () => {
-  it.each(['h:0x2bcb', 'h:+11211', 'h:011211', 'h:1e4', 'h:11211.0', 'h: 11211', 'h:65536', 'h:0', 'h:11211:0x2', 'h:11211:+2', 'h:11211:100000'])(
-    'rejects %s, naming the entry',
-    (entry) => {
-      expect(() => resolveOptions({ servers: entry })).toThrow(/option "servers"/);
-    },
-  );
+  it.each([
+    'h:0x2bcb',
+    'h:+11211',
+    'h:011211',
+    'h:1e4',
+    'h:11211.0',
+    'h: 11211',
+    'h:65536',
+    'h:0',
+    'h:11211:0x2',
+    'h:11211:+2',
+    'h:11211:100000',
+  ])('rejects %s, naming the entry', (entry) => {
+    expect(() => resolveOptions({ servers: entry })).toThrow(/option "servers"/);
+  });
 
-  it.each([{ host: 'a b' }, { host: '' }, { host: 'x\ny' }, { host: 'h', port: 1.5 }, { host: 'h', weight: 0 }, { host: 'h', port: '11211' }])(
-    'rejects the object form %j',
-    (entry) => {
-      expect(() => resolveOptions({ servers: [entry as never] })).toThrow(/option "servers"/);
-    },
-  );
+  it.each([
+    { host: 'a b' },
+    { host: '' },
+    { host: 'x\ny' },
+    { host: 'h', port: 1.5 },
+    { host: 'h', weight: 0 },
+    { host: 'h', port: '11211' },
+  ])('rejects the object form %j', (entry) => {
+    expect(() => resolveOptions({ servers: [entry as never] })).toThrow(/option "servers"/);
+  });
 
   it('accepts names, IPv4 and IPv6', () => {
     const nodes = resolveOptions({ servers: 'cache-1.internal:11212:3,10.0.0.5,[::1]:11213' }).nodes;
@@ -104,13 +127,23 @@ describe('TTL at a call', () => {
 
 describe('environment variables for the value format and the HTTP rules', () => {
   it('reads them, and names the variable when one is wrong', () => {
-    expect(readMemcachedEnv({ MEMCACHED_SERIALIZER: 'json', MEMCACHED_HTTP_CREDENTIAL_HEADERS: 'x-partner, x-tenant', MEMCACHED_HTTP_IGNORE_COOKIES: '_ga' })).toMatchObject({
+    expect(
+      readMemcachedEnv({
+        MEMCACHED_SERIALIZER: 'json',
+        MEMCACHED_HTTP_CREDENTIAL_HEADERS: 'x-partner, x-tenant',
+        MEMCACHED_HTTP_IGNORE_COOKIES: '_ga',
+      }),
+    ).toMatchObject({
       serializer: 'json',
       http: { credentialHeaders: ['x-partner', 'x-tenant'], ignoreCookies: ['_ga'] },
     });
     expect(() => readMemcachedEnv({ MEMCACHED_SERIALIZER: 'yaml' })).toThrow(/Invalid MEMCACHED_SERIALIZER="yaml"/);
-    expect(() => readMemcachedEnv({ MEMCACHED_HTTP_IGNORE_COOKIES: 'a b' })).toThrow(/Invalid MEMCACHED_HTTP_IGNORE_COOKIES/);
-    expect(() => resolveOptions({ http: { credentialHeaders: ['bad header'] } })).toThrow(/option "http.credentialHeaders"/);
+    expect(() => readMemcachedEnv({ MEMCACHED_HTTP_IGNORE_COOKIES: 'a b' })).toThrow(
+      /Invalid MEMCACHED_HTTP_IGNORE_COOKIES/,
+    );
+    expect(() => resolveOptions({ http: { credentialHeaders: ['bad header'] } })).toThrow(
+      /option "http.credentialHeaders"/,
+    );
     expect(() => resolveOptions({ http: { ignore: [] } as never })).toThrow(/option "http.ignore"/);
   });
 });
@@ -118,10 +151,22 @@ describe('environment variables for the value format and the HTTP rules', () => 
 describe('near cache and bus options', () => {
   const base = { logger: false as const };
   it('accepts a near cache with a bus, and fills in defaults', () => {
-    const o = resolveOptions({ ...base, keyPrefix: 'orders:', nearCache: {}, bus: { follow: [{ keyPrefix: 'users:', namespace: 'users', evict: 'user-names' }] } });
+    const o = resolveOptions({
+      ...base,
+      keyPrefix: 'orders:',
+      nearCache: {},
+      bus: { follow: [{ keyPrefix: 'users:', namespace: 'users', evict: 'user-names' }] },
+    });
     expect(o.nearCache).toMatchObject({ maxBytes: 64 * 1024 * 1024, ttl: 10, namespaces: '*' });
-    expect(o.bus).toMatchObject({ transport: 'nats', url: 'nats://127.0.0.1:4222', channel: 'nestjs-memcached.invalidations', heartbeat: 1000 });
-    expect(o.bus!.follow).toStrictEqual([{ keyPrefix: 'users:', namespace: 'users', evict: 'user-names', allEntries: false }]);
+    expect(o.bus).toMatchObject({
+      transport: 'nats',
+      url: 'nats://127.0.0.1:4222',
+      channel: 'nestjs-memcached.invalidations',
+      heartbeat: 1000,
+    });
+    expect(o.bus!.follow).toStrictEqual([
+      { keyPrefix: 'users:', namespace: 'users', evict: 'user-names', allEntries: false },
+    ]);
   });
 
   it.each([
@@ -143,20 +188,35 @@ describe('near cache and bus options', () => {
   });
 
   it('never shows a broker password in an error', () => {
-    expect(() => resolveOptions({ ...base, bus: { transport: 'redis', url: 'redis://:hunter2@' } })).toThrow(/^(?!.*hunter2)/s);
+    expect(() => resolveOptions({ ...base, bus: { transport: 'redis', url: 'redis://:hunter2@' } })).toThrow(
+      /^(?!.*hunter2)/s,
+    );
   });
 });
 
 describe('near cache and bus variables', () => {
   it('read the bus from its URL (transport by scheme) and turn the near cache on by its TTL', () => {
-    expect(readMemcachedEnv({ MEMCACHED_BUS_URL: 'redis://10.0.0.9:6379', MEMCACHED_BUS_CHANNEL: 'inv', MEMCACHED_NEAR_CACHE_TTL: '2.5' })).toMatchObject({
+    expect(
+      readMemcachedEnv({
+        MEMCACHED_BUS_URL: 'redis://10.0.0.9:6379',
+        MEMCACHED_BUS_CHANNEL: 'inv',
+        MEMCACHED_NEAR_CACHE_TTL: '2.5',
+      }),
+    ).toMatchObject({
       bus: { transport: 'redis', url: 'redis://10.0.0.9:6379', channel: 'inv' },
       nearCache: { ttl: 2.5 },
     });
-    expect(readMemcachedEnv({ MEMCACHED_BUS_URL: 'amqp://u:p@h:5672' }).bus).toStrictEqual({ transport: 'rabbitmq', url: 'amqp://u:p@h:5672' });
-    expect(() => readMemcachedEnv({ MEMCACHED_BUS_URL: 'kafka://u:secret@h:9092' })).toThrow(/MEMCACHED_BUS_URL="kafka:\/\/u:\*\*\*@h:9092"/);
+    expect(readMemcachedEnv({ MEMCACHED_BUS_URL: 'amqp://u:p@h:5672' }).bus).toStrictEqual({
+      transport: 'rabbitmq',
+      url: 'amqp://u:p@h:5672',
+    });
+    expect(() => readMemcachedEnv({ MEMCACHED_BUS_URL: 'kafka://u:secret@h:9092' })).toThrow(
+      /MEMCACHED_BUS_URL="kafka:\/\/u:\*\*\*@h:9092"/,
+    );
     expect(() => readMemcachedEnv({ MEMCACHED_NEAR_CACHE_TTL: '0' })).toThrow(/MEMCACHED_NEAR_CACHE_TTL/);
     // the module refuses a near cache without a bus, naming the option
-    expect(() => resolveOptions({ ...readMemcachedEnv({ MEMCACHED_NEAR_CACHE_TTL: '5' }), logger: false })).toThrow(/"nearCache"/);
+    expect(() => resolveOptions({ ...readMemcachedEnv({ MEMCACHED_NEAR_CACHE_TTL: '5' }), logger: false })).toThrow(
+      /"nearCache"/,
+    );
   });
 });

@@ -8,7 +8,11 @@ const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
 
 function sourceFiles(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((entry) =>
-    entry.isDirectory() ? sourceFiles(join(dir, entry.name)) : entry.name.endsWith('.ts') ? [join(dir, entry.name)] : [],
+    entry.isDirectory()
+      ? sourceFiles(join(dir, entry.name))
+      : entry.name.endsWith('.ts')
+        ? [join(dir, entry.name)]
+        : [],
   );
 }
 
@@ -54,7 +58,9 @@ describe('package.json', () => {
       '@nestjs/terminus': /\/lib\/terminus\//,
     };
     const offenders = sourceFiles(join(root, 'lib')).flatMap((file) =>
-      optional.filter((name) => readFileSync(file, 'utf8').includes(`from '${name}'`) && !allowed[name].test(file)).map((name) => `${file}: ${name}`),
+      optional
+        .filter((name) => readFileSync(file, 'utf8').includes(`from '${name}'`) && !allowed[name].test(file))
+        .map((name) => `${file}: ${name}`),
     );
     expect(offenders).toStrictEqual([]);
     // and the main entry point does not reach those files
@@ -69,7 +75,11 @@ describe('package.json', () => {
     for (const name of BROKER_CLIENTS) expect(pkg.peerDependenciesMeta[name]?.optional).toBe(true);
     const offenders = sourceFiles(join(root, 'lib')).flatMap((file) => {
       const text = readFileSync(file, 'utf8');
-      return BROKER_CLIENTS.filter((name) => new RegExp(`^\\s*import[^;]*from\\s*'${name}'`, 'm').test(text) || (text.includes(`'${name}'`) && !file.endsWith('/lib/bus/transports.ts'))).map((name) => `${file}: ${name}`);
+      return BROKER_CLIENTS.filter(
+        (name) =>
+          new RegExp(`^\\s*import[^;]*from\\s*'${name}'`, 'm').test(text) ||
+          (text.includes(`'${name}'`) && !file.endsWith('/lib/bus/transports.ts')),
+      ).map((name) => `${file}: ${name}`);
     });
     expect(offenders).toStrictEqual([]);
     const transports = readFileSync(join(root, 'lib/bus/transports.ts'), 'utf8');

@@ -3,7 +3,13 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { MAX_INFLATED_BYTES } from '../../lib/codec/inflate.js';
 import { decodePylibmc, encodePylibmc, PylibmcFlag } from '../../lib/codec/pylibmc-format.js';
-import { FLAG_COMPRESSED, FLAGS_MAGIC, UNDECODABLE, UnsupportedValueError, ValueCodec } from '../../lib/codec/value.codec.js';
+import {
+  FLAG_COMPRESSED,
+  FLAGS_MAGIC,
+  UNDECODABLE,
+  UnsupportedValueError,
+  ValueCodec,
+} from '../../lib/codec/value.codec.js';
 
 const codec = new ValueCodec({ compressionThreshold: 64, format: 'pylibmc' });
 const roundTrip = (value: unknown) => {
@@ -25,15 +31,24 @@ describe('valueFormat "pylibmc"', () => {
   ])('%s: the flag and bytes pylibmc expects', (_, value, flag, text) => {
     const { bytes, flags } = codec.encode(value);
     expect(flags).toBe(flag);
-    expect(bytes.toString('latin1')).toBe(Buffer.from(text, flag === PylibmcFlag.Bytes ? 'latin1' : 'utf8').toString('latin1'));
+    expect(bytes.toString('latin1')).toBe(
+      Buffer.from(text, flag === PylibmcFlag.Bytes ? 'latin1' : 'utf8').toString('latin1'),
+    );
   });
 
   it('round-trips strings, bytes, safe integers and JSON values with their type (property)', () => {
     // -0 is refused (JSON writes it as 0), tested below
-    const json = fc.jsonValue().filter((v) => !JSON.stringify(v, (_, x) => (Object.is(x, -0) ? 'NEGATIVE ZERO' : x)).includes('NEGATIVE ZERO'));
+    const json = fc
+      .jsonValue()
+      .filter((v) => !JSON.stringify(v, (_, x) => (Object.is(x, -0) ? 'NEGATIVE ZERO' : x)).includes('NEGATIVE ZERO'));
     fc.assert(
       fc.property(
-        fc.oneof(fc.string({ unit: 'grapheme' }), fc.uint8Array().map((a) => Buffer.from(a)), fc.maxSafeInteger(), json),
+        fc.oneof(
+          fc.string({ unit: 'grapheme' }),
+          fc.uint8Array().map((a) => Buffer.from(a)),
+          fc.maxSafeInteger(),
+          json,
+        ),
         (value) => {
           const out = roundTrip(value);
           expect(out).toEqual({ value });

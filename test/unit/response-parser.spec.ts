@@ -51,21 +51,25 @@ describe('ResponseParser', () => {
 
   it('on random bytes throws nothing but ProtocolError and never holds more than a header plus the body limit', () => {
     fc.assert(
-      fc.property(fc.array(fc.uint8Array({ maxLength: 300 }), { maxLength: 30 }), fc.boolean(), (chunks, validMagic) => {
-        const parser = new ResponseParser(MAX_BODY, () => undefined);
-        for (const raw of chunks) {
-          const chunk = Buffer.from(raw);
-          // half the runs keep a valid magic byte in front, to reach the length checks
-          if (validMagic && chunk.length > 0) chunk[0] = 0x81;
-          try {
-            parser.push(chunk);
-          } catch (error) {
-            expect(error).toBeInstanceOf(ProtocolError);
-            return;
+      fc.property(
+        fc.array(fc.uint8Array({ maxLength: 300 }), { maxLength: 30 }),
+        fc.boolean(),
+        (chunks, validMagic) => {
+          const parser = new ResponseParser(MAX_BODY, () => undefined);
+          for (const raw of chunks) {
+            const chunk = Buffer.from(raw);
+            // half the runs keep a valid magic byte in front, to reach the length checks
+            if (validMagic && chunk.length > 0) chunk[0] = 0x81;
+            try {
+              parser.push(chunk);
+            } catch (error) {
+              expect(error).toBeInstanceOf(ProtocolError);
+              return;
+            }
+            expect(parser.buffered).toBeLessThanOrEqual(HEADER_LENGTH + MAX_BODY);
           }
-          expect(parser.buffered).toBeLessThanOrEqual(HEADER_LENGTH + MAX_BODY);
-        }
-      }),
+        },
+      ),
       { numRuns: 500 },
     );
   });
@@ -85,20 +89,24 @@ describe('ResponseParser', () => {
 
   it('skips a body over the limit as it streams, delivers it at once as oversized, then reads on', () => {
     fc.assert(
-      fc.property(fc.integer({ min: MAX_BODY + 1, max: MAX_BODY * 20 }), fc.array(fc.nat(), { maxLength: 30 }), (size, cuts) => {
-        const got: BinaryResponse[] = [];
-        const parser = new ResponseParser(MAX_BODY, (res) => got.push(res));
-        const big = response({ opcode: 0, opaque: 7, extras: Buffer.alloc(4), value: Buffer.alloc(size - 4, 1) });
-        const next = response({ opcode: 0, opaque: 8, value: Buffer.from('after') });
-        for (const chunk of split(Buffer.concat([big, next]), cuts)) {
-          parser.push(chunk);
-          expect(parser.buffered).toBeLessThanOrEqual(HEADER_LENGTH + MAX_BODY);
-        }
-        expect(got.map((r) => [r.header.opaque, r.oversized === true, r.val.toString()])).toStrictEqual([
-          [7, true, ''],
-          [8, false, 'after'],
-        ]);
-      }),
+      fc.property(
+        fc.integer({ min: MAX_BODY + 1, max: MAX_BODY * 20 }),
+        fc.array(fc.nat(), { maxLength: 30 }),
+        (size, cuts) => {
+          const got: BinaryResponse[] = [];
+          const parser = new ResponseParser(MAX_BODY, (res) => got.push(res));
+          const big = response({ opcode: 0, opaque: 7, extras: Buffer.alloc(4), value: Buffer.alloc(size - 4, 1) });
+          const next = response({ opcode: 0, opaque: 8, value: Buffer.from('after') });
+          for (const chunk of split(Buffer.concat([big, next]), cuts)) {
+            parser.push(chunk);
+            expect(parser.buffered).toBeLessThanOrEqual(HEADER_LENGTH + MAX_BODY);
+          }
+          expect(got.map((r) => [r.header.opaque, r.oversized === true, r.val.toString()])).toStrictEqual([
+            [7, true, ''],
+            [8, false, 'after'],
+          ]);
+        },
+      ),
     );
   });
 

@@ -31,8 +31,16 @@ describe('tls option', () => {
   });
 
   it('keeps the settings apart from the resolved options: inspecting them shows no key or passphrase', () => {
-    const resolved = resolveOptions({ tls: { ca: PEM, cert: PEM, key: KEY_PEM, passphrase: 'pass-phrase-xyz', servername: 'cache.internal' } });
-    expect(tlsOf(resolved)).toMatchObject({ ca: PEM, key: KEY_PEM, passphrase: 'pass-phrase-xyz', servername: 'cache.internal', rejectUnauthorized: true });
+    const resolved = resolveOptions({
+      tls: { ca: PEM, cert: PEM, key: KEY_PEM, passphrase: 'pass-phrase-xyz', servername: 'cache.internal' },
+    });
+    expect(tlsOf(resolved)).toMatchObject({
+      ca: PEM,
+      key: KEY_PEM,
+      passphrase: 'pass-phrase-xyz',
+      servername: 'cache.internal',
+      rejectUnauthorized: true,
+    });
     const shown = inspect(resolved, { depth: null, showHidden: true });
     expect(shown).not.toContain('SECRETKEYMATERIAL');
     expect(shown).not.toContain('pass-phrase-xyz');
@@ -65,15 +73,25 @@ describe('tls option', () => {
 describe('encryption option', () => {
   it('the first key encrypts; ids are visible, key bytes are not', () => {
     const [a, b] = [key32(), key32()];
-    const resolved = resolveOptions({ encryption: { keys: [{ id: 2, key: a.toString('base64') }, { id: 1, key: b }] } });
+    const resolved = resolveOptions({
+      encryption: {
+        keys: [
+          { id: 2, key: a.toString('base64') },
+          { id: 1, key: b },
+        ],
+      },
+    });
     expect(resolved.encryptionKeyIds).toEqual([2, 1]);
-    expect(encryptionKeysOf(resolved)).toEqual([{ id: 2, key: a }, { id: 1, key: b }]);
+    expect(encryptionKeysOf(resolved)).toEqual([
+      { id: 2, key: a },
+      { id: 1, key: b },
+    ]);
     const shown = inspect(resolved, { depth: null, showHidden: true });
     expect(shown).not.toContain(a.toString('base64'));
     expect(shown).not.toContain(a.toString('hex').slice(0, 16));
   });
 
-  it('copies the caller\'s Buffer, so zeroing it later changes nothing', () => {
+  it("copies the caller's Buffer, so zeroing it later changes nothing", () => {
     const raw = key32();
     const copy = Buffer.from(raw);
     const resolved = resolveOptions({ encryption: { keys: [{ id: 1, key: raw }] } });
@@ -84,10 +102,23 @@ describe('encryption option', () => {
   const secret = randomBytes(31).toString('base64');
   it.each([
     ['no keys', { keys: [] }, /encryption\.keys.*1 to 8/],
-    ['nine keys', { keys: Array.from({ length: 9 }, (_, i) => ({ id: i + 1, key: key32() })) }, /encryption\.keys.*1 to 8/],
+    [
+      'nine keys',
+      { keys: Array.from({ length: 9 }, (_, i) => ({ id: i + 1, key: key32() })) },
+      /encryption\.keys.*1 to 8/,
+    ],
     ['id 0', { keys: [{ id: 0, key: key32() }] }, /encryption\.keys\[0\]\.id.*1 to 255/],
     ['id 256', { keys: [{ id: 256, key: key32() }] }, /encryption\.keys\[0\]\.id/],
-    ['a repeated id', { keys: [{ id: 3, key: key32() }, { id: 3, key: key32() }] }, /encryption\.keys\[1\]\.id.*no other key/],
+    [
+      'a repeated id',
+      {
+        keys: [
+          { id: 3, key: key32() },
+          { id: 3, key: key32() },
+        ],
+      },
+      /encryption\.keys\[1\]\.id.*no other key/,
+    ],
     ['a 31-byte key', { keys: [{ id: 1, key: secret }] }, /encryption\.keys\[0\]\.key.*32 bytes/],
     ['hex instead of base64', { keys: [{ id: 1, key: key32().toString('hex') }] }, /encryption\.keys\[0\]\.key/],
     ['an unknown field', { keys: [{ id: 1, key: key32() }], algorithm: 'aes' }, /encryption\.algorithm/],
@@ -100,8 +131,12 @@ describe('encryption option', () => {
   });
 
   it('needs the native value format, and pylibmc needs a JSON serializer', () => {
-    expect(thrown(() => resolveOptions({ encryption: { keys: [{ id: 1, key: key32() }] }, valueFormat: 'pylibmc' })).message).toMatch(/encryption.*valueFormat "native"/);
-    expect(thrown(() => resolveOptions({ valueFormat: 'pylibmc', serializer: 'structured' })).message).toMatch(/serializer.*"auto" or "json"/);
+    expect(
+      thrown(() => resolveOptions({ encryption: { keys: [{ id: 1, key: key32() }] }, valueFormat: 'pylibmc' })).message,
+    ).toMatch(/encryption.*valueFormat "native"/);
+    expect(thrown(() => resolveOptions({ valueFormat: 'pylibmc', serializer: 'structured' })).message).toMatch(
+      /serializer.*"auto" or "json"/,
+    );
     expect(thrown(() => resolveOptions({ valueFormat: 'php' as never })).message).toMatch(/valueFormat.*php/);
   });
 });
@@ -114,10 +149,16 @@ describe('security env variables', () => {
   it('MEMCACHED_TLS and the file variables', () => {
     expect(readMemcachedEnv({ MEMCACHED_TLS: 'true' }).tls).toBe(true);
     expect(readMemcachedEnv({ MEMCACHED_TLS: 'off' }).tls).toBe(false);
-    expect(readMemcachedEnv({ MEMCACHED_TLS_CA_FILE: caFile, MEMCACHED_TLS_SERVERNAME: 'cache.internal' }).tls).toEqual({ ca: Buffer.from(PEM), servername: 'cache.internal' });
+    expect(readMemcachedEnv({ MEMCACHED_TLS_CA_FILE: caFile, MEMCACHED_TLS_SERVERNAME: 'cache.internal' }).tls).toEqual(
+      { ca: Buffer.from(PEM), servername: 'cache.internal' },
+    );
     expect(thrown(() => readMemcachedEnv({ MEMCACHED_TLS: 'maybe' })).message).toMatch(/MEMCACHED_TLS="maybe"/);
-    expect(thrown(() => readMemcachedEnv({ MEMCACHED_TLS_CA_FILE: join(dir, 'missing.pem') })).message).toMatch(/MEMCACHED_TLS_CA_FILE=.*missing\.pem.*ENOENT/);
-    expect(thrown(() => readMemcachedEnv({ MEMCACHED_TLS: 'false', MEMCACHED_TLS_CA_FILE: caFile })).message).toMatch(/MEMCACHED_TLS="false"/);
+    expect(thrown(() => readMemcachedEnv({ MEMCACHED_TLS_CA_FILE: join(dir, 'missing.pem') })).message).toMatch(
+      /MEMCACHED_TLS_CA_FILE=.*missing\.pem.*ENOENT/,
+    );
+    expect(thrown(() => readMemcachedEnv({ MEMCACHED_TLS: 'false', MEMCACHED_TLS_CA_FILE: caFile })).message).toMatch(
+      /MEMCACHED_TLS="false"/,
+    );
   });
 
   it('MEMCACHED_ENCRYPTION_KEYS: id:base64 pairs, the current first; a bad list never shows a key', () => {
@@ -181,7 +222,10 @@ describe('ValueCipher', () => {
   });
 
   it('rotation: a cipher with the new key first reads both; the old key alone cannot read new values', () => {
-    const [oldKey, newKey] = [{ id: 1, key: key32() }, { id: 2, key: key32() }];
+    const [oldKey, newKey] = [
+      { id: 1, key: key32() },
+      { id: 2, key: key32() },
+    ];
     const before = new ValueCipher([oldKey]).seal('k', { bytes: Buffer.from('old'), flags: 5 });
     const rotated = new ValueCipher([newKey, oldKey]);
     const after = rotated.seal('k', { bytes: Buffer.from('new'), flags: 5 });

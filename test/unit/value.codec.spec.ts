@@ -1,13 +1,20 @@
 import { describe, expect, it } from 'vitest';
 import { inspect, isDeepStrictEqual } from 'node:util';
 import fc from 'fast-check';
-import { FLAG_COMPRESSED, FLAGS_MAGIC, UNDECODABLE, UnsupportedValueError, ValueCodec } from '../../lib/codec/value.codec.js';
+import {
+  FLAG_COMPRESSED,
+  FLAGS_MAGIC,
+  UNDECODABLE,
+  UnsupportedValueError,
+  ValueCodec,
+} from '../../lib/codec/value.codec.js';
 
 const codec = new ValueCodec({ compressionThreshold: 1024 });
 // Node's isDeepStrictEqual compares Dates by getTime() with ===, so two Invalid Dates are never
 // equal to it; where it says no, an exhaustive inspect (prototypes, hidden properties) decides.
 const same = (a: unknown, b: unknown) =>
-  isDeepStrictEqual(a, b) || inspect(a, { depth: null, showHidden: true }) === inspect(b, { depth: null, showHidden: true });
+  isDeepStrictEqual(a, b) ||
+  inspect(a, { depth: null, showHidden: true }) === inspect(b, { depth: null, showHidden: true });
 const roundTrip = (value: unknown, c = codec) => {
   const { bytes, flags } = c.encode(value);
   return c.decode(bytes, flags);
@@ -81,7 +88,10 @@ describe('ValueCodec', () => {
   it('uses a custom serializer for non-string values and still reads JSON entries', () => {
     const custom = new ValueCodec({
       compressionThreshold: 0,
-      serializer: { serialize: (v) => `custom:${JSON.stringify(v)}`, deserialize: (b) => JSON.parse(b.toString().slice(7)) },
+      serializer: {
+        serialize: (v) => `custom:${JSON.stringify(v)}`,
+        deserialize: (b) => JSON.parse(b.toString().slice(7)),
+      },
     });
     const encoded = custom.encode({ a: 1 });
     expect(encoded.bytes.toString()).toBe('custom:{"a":1}');
@@ -105,7 +115,13 @@ describe('ValueCodec: a value comes back with its type, or is refused', () => {
   }
 
   it.each([
-    ['a Map', new Map<unknown, unknown>([[1, { a: 2n }], ['k', new Set([1])]])],
+    [
+      'a Map',
+      new Map<unknown, unknown>([
+        [1, { a: 2n }],
+        ['k', new Set([1])],
+      ]),
+    ],
     ['a Set', new Set(['a', 1])],
     ['a Date', new Date(1_700_000_000_123)],
     ['a Date inside a row', { id: 1, createdAt: new Date(5), tags: ['x'] }],
@@ -116,7 +132,14 @@ describe('ValueCodec: a value comes back with its type, or is refused', () => {
     ['a typed array', new Uint8Array([1, 2, 3])],
     ['a Buffer inside an object', { bytes: Buffer.from('hi') }],
     ['a RegExp', /x+/gi],
-    ['a cycle', (() => { const o: Record<string, unknown> = { n: 1 }; o.self = o; return o; })()],
+    [
+      'a cycle',
+      (() => {
+        const o: Record<string, unknown> = { n: 1 };
+        o.self = o;
+        return o;
+      })(),
+    ],
   ])('%s round-trips exactly (structured serialisation)', (_, value) => {
     const { bytes, flags } = codec.encode(value);
     expect(flags & 0xff).toBe(5);
@@ -132,9 +155,22 @@ describe('ValueCodec: a value comes back with its type, or is refused', () => {
     ['-0 deep in an array', { a: [[[1, [2, -0]]]] }, 5],
     ['NaN in a nested object', { a: { b: { c: Number.NaN } } }, 5],
     ['a hole deep in an array', { rows: [{ tags: [1, , 3] }] }, 5], // eslint-disable-line no-sparse-arrays
-    ['a Date at the end of a long plain row list', { rows: [...Array.from({ length: 50 }, (_, i) => ({ i })), { at: new Date(1) }] }, 5],
+    [
+      'a Date at the end of a long plain row list',
+      { rows: [...Array.from({ length: 50 }, (_, i) => ({ i })), { at: new Date(1) }] },
+      5,
+    ],
     ['a plain tree 40 levels deep', nest(40, { leaf: 'x' }), 1],
-    ['a cycle below 40 plain levels', (() => { const leaf: Record<string, unknown> = {}; const root = nest(40, leaf); leaf.back = root; return root; })(), 5],
+    [
+      'a cycle below 40 plain levels',
+      (() => {
+        const leaf: Record<string, unknown> = {};
+        const root = nest(40, leaf);
+        leaf.back = root;
+        return root;
+      })(),
+      5,
+    ],
   ])('%s is classified as the full walk says (format %i)', (_, value, format) => {
     const { bytes, flags } = codec.encode(value);
     expect(flags & 0xff).toBe(format);

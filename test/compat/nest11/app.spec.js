@@ -3,7 +3,14 @@ require('reflect-metadata');
 const { Injectable, Module } = require('@nestjs/common');
 const { ConfigModule } = require('@nestjs/config');
 const { Test } = require('@nestjs/testing');
-const { Cacheable, CacheEvict, InjectMemcached, MemcachedCache, MemcachedClient, MemcachedModule } = require('nestjs-memcached');
+const {
+  Cacheable,
+  CacheEvict,
+  InjectMemcached,
+  MemcachedCache,
+  MemcachedClient,
+  MemcachedModule,
+} = require('nestjs-memcached');
 const { memcachedConfig } = require('nestjs-memcached/config');
 
 class UsersService {
@@ -35,8 +42,16 @@ class PricesService {
 }
 Injectable()(PricesService);
 const method = (name) => Object.getOwnPropertyDescriptor(PricesService.prototype, name);
-Object.defineProperty(PricesService.prototype, 'price', Cacheable({ namespace: 'prices', key: (sku) => sku })(PricesService.prototype, 'price', method('price')));
-Object.defineProperty(PricesService.prototype, 'reprice', CacheEvict({ namespace: 'prices', allEntries: true })(PricesService.prototype, 'reprice', method('reprice')));
+Object.defineProperty(
+  PricesService.prototype,
+  'price',
+  Cacheable({ namespace: 'prices', key: (sku) => sku })(PricesService.prototype, 'price', method('price')),
+);
+Object.defineProperty(
+  PricesService.prototype,
+  'reprice',
+  CacheEvict({ namespace: 'prices', allEntries: true })(PricesService.prototype, 'reprice', method('reprice')),
+);
 
 class UsersModule {}
 Module({ providers: [UsersService, PricesService], exports: [UsersService, PricesService] })(UsersModule);

@@ -34,7 +34,15 @@ export class DocsDb {
 
 /** Everything a request carries that could make a response personal, echoed back. */
 function echo(request: AnyRequest) {
-  const { host: _h, connection: _c, 'content-length': _l, 'user-agent': _u, 'accept-encoding': _e, accept: _a, ...rest } = request.headers;
+  const {
+    host: _h,
+    connection: _c,
+    'content-length': _l,
+    'user-agent': _u,
+    'accept-encoding': _e,
+    accept: _a,
+    ...rest
+  } = request.headers;
   return rest;
 }
 

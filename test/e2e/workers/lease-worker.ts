@@ -15,7 +15,13 @@ interface Job {
 }
 
 const job = JSON.parse(process.argv[2]) as Job;
-const client = new MemcachedClient({ servers: job.servers, leases: job.leases ?? true, leaseWait: 3000, timeout: 1000, logger: false });
+const client = new MemcachedClient({
+  servers: job.servers,
+  leases: job.leases ?? true,
+  leaseWait: 3000,
+  timeout: 1000,
+  logger: false,
+});
 const now = () => performance.timeOrigin + performance.now();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -30,7 +36,9 @@ async function herd() {
   await client.ping();
   process.stdout.write('READY\n');
   await new Promise<void>((resolve) => process.stdin.once('data', () => resolve()));
-  const results = await Promise.all(Array.from({ length: job.concurrency ?? 50 }, () => client.getOrSet(job.key!, source, { ttl: 60 })));
+  const results = await Promise.all(
+    Array.from({ length: job.concurrency ?? 50 }, () => client.getOrSet(job.key!, source, { ttl: 60 })),
+  );
   return { sourceCalls, results, stats: client.stats() };
 }
 

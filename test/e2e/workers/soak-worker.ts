@@ -6,7 +6,14 @@ import 'reflect-metadata';
 import { Injectable, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import pg from 'pg';
-import { MemcachedCache, Cacheable, CacheEvict, MemcachedClient, MemcachedModule, type BusTransport } from '../../../lib/index.js';
+import {
+  MemcachedCache,
+  Cacheable,
+  CacheEvict,
+  MemcachedClient,
+  MemcachedModule,
+  type BusTransport,
+} from '../../../lib/index.js';
 import { createBusTransport } from '../../../lib/bus/transports.js';
 
 interface Job {
@@ -23,20 +30,31 @@ interface Job {
 }
 
 const job = JSON.parse(process.argv[2]) as Job;
-const pool = new pg.Pool({ host: '127.0.0.1', port: 5432, user: 'postgres', database: 'test', max: job.concurrency + 2 });
+const pool = new pg.Pool({
+  host: '127.0.0.1',
+  port: 5432,
+  user: 'postgres',
+  database: 'test',
+  max: job.concurrency + 2,
+});
 const now = () => Number(process.hrtime.bigint()) / 1e6;
 
 @Injectable()
 class Rows {
   @Cacheable({ namespace: 'soak', key: (id: number) => String(id), ttl: 60 })
   async find(id: number): Promise<number> {
-    const { rows } = await pool.query(`SELECT version, pg_sleep($2) FROM ${job.table} WHERE id = $1`, [id, job.readSeconds]);
+    const { rows } = await pool.query(`SELECT version, pg_sleep($2) FROM ${job.table} WHERE id = $1`, [
+      id,
+      job.readSeconds,
+    ]);
     return rows[0].version as number;
   }
 
   @CacheEvict({ namespace: 'soak', key: (id: number) => String(id) })
   async bump(id: number): Promise<number> {
-    const { rows } = await pool.query(`UPDATE ${job.table} SET version = version + 1 WHERE id = $1 RETURNING version`, [id]);
+    const { rows } = await pool.query(`UPDATE ${job.table} SET version = version + 1 WHERE id = $1 RETURNING version`, [
+      id,
+    ]);
     return rows[0].version as number;
   }
 }
