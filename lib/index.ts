@@ -8,7 +8,7 @@ export {
   type GetOrSetOptions,
   type KeyOptions,
   type MemcachedClientStats,
-  type NearCacheReport,
+  type BusReport,
   type NodePing,
   type OperationEvent,
   type OperationStats,
@@ -38,8 +38,9 @@ export type {
 
 // the cache: facade, events, counters
 export { MemcachedCache, type CacheEventSource } from './cache/memcached-cache.js';
-export type { CacheEventMap, CacheEventName } from './cache/cache-events.js';
-export type { NamespaceStats } from './cache/cache-stats.js';
+export type { CacheEventMap, CacheEventName } from './stats/cache-events.js';
+export type { LatencySnapshot } from './stats/latency-histogram.js';
+export type { NamespaceStats } from './stats/cache-stats.js';
 export type { CacheOutcome } from './cache/cache-aside.engine.js';
 
 // decorators and the interceptor they attach

@@ -123,16 +123,39 @@ export function show(value: unknown): string {
   }
 }
 
+export const peerMissing = (feature: string, pkg: string) =>
+  `${feature} needs the package ${pkg}, which is not installed: npm install ${pkg}`;
+
+export const metricsRegistryMissing = () =>
+  'registerMemcachedMetrics needs options.registry (a prom-client Registry); ' +
+  "MemcachedPrometheusModule.forRoot() uses prom-client's global registry by default";
+
 export const busPeerMissing = (transport: string, pkg: string, detail: string) =>
   `The "${transport}" bus transport needs the package ${pkg} (npm install ${pkg}): ${detail}`;
 
-export const busUnavailable = (transport: string, detail: string) =>
-  `Invalidation bus (${transport}) not reachable: ${detail}. The near cache stays off (reads go to memcached) and the bus keeps retrying.`;
+export const busUnavailable = (transport: string, detail: string, nearCache: boolean) =>
+  `Invalidation bus (${transport}) not reachable: ${detail}. It keeps retrying; until then ` +
+  (nearCache ? 'the near cache stays off (reads go to memcached).' : "this process's evictions are not published.");
 
-export const busHealthy = (transport: string) => `Invalidation bus (${transport}) up: the near cache serves hits`;
+const busWork = (nearCache: boolean, up: boolean) =>
+  nearCache
+    ? up
+      ? 'the near cache serves hits'
+      : 'the near cache is dropped and bypassed until it is back'
+    : up
+      ? "this process's evictions reach the other processes"
+      : "this process's evictions are not published until it is back (the other processes bypass their near caches)";
 
-export const busUnhealthy = (transport: string, reason: string) =>
-  `Invalidation bus (${transport}) ${reason}: the near cache is dropped and bypassed until it is back`;
+const flapped = (changes: number) => (changes > 1 ? ` (${changes} changes since the last report)` : '');
+
+export const busConnected = (transport: string, nearCache: boolean, changes: number) =>
+  `Invalidation bus (${transport}) connected${flapped(changes)}: ${busWork(nearCache, true)}`;
+
+export const busBack = (transport: string, nearCache: boolean, downForMs: number, changes: number) =>
+  `Invalidation bus (${transport}) back after ${downForMs} ms${flapped(changes)}: ${busWork(nearCache, true)} again`;
+
+export const busDown = (transport: string, reason: string, nearCache: boolean, changes: number) =>
+  `Invalidation bus (${transport}) ${reason}${flapped(changes)}: ${busWork(nearCache, false)}`;
 
 export const followFailed = (namespace: string, detail: string) =>
   `Could not evict from namespace "${namespace}" after a followed change (bus.follow): ${detail}`;

@@ -1,5 +1,5 @@
 import { Logger, type LoggerService } from '@nestjs/common';
-import type { FillPlan, FillReport, Loaded } from '../client/lease.js';
+import type { FillPlan, Loaded } from '../client/lease.js';
 import { type ClientInternals, clientInternals, type MemcachedClient } from '../client/memcached.client.js';
 import type { CacheTarget } from '../client/namespaces.js';
 import type { Served } from '../client/read-through.js';
@@ -15,8 +15,8 @@ import type {
 } from '../interfaces/cache-decorator-options.interface.js';
 import { cacheFailed, keyFnNotString, keysFnNotList } from '../memcached.messages.js';
 import { RateLimitedLogger } from '../utils/rate-limited-logger.js';
-import { CacheEvents } from './cache-events.js';
-import { CacheStats, type NamespaceStats } from './cache-stats.js';
+import type { CacheEvents } from '../stats/cache-events.js';
+import type { CacheStats, NamespaceStats } from '../stats/cache-stats.js';
 import { type HttpRequestParts, LearnedVary, varyMatches } from './variants.js';
 
 /** How a cached call was served: from the cache, from the method, or around the cache. */
@@ -68,8 +68,8 @@ const MAX_RETARGETS = 3;
  */
 export class CacheAsideEngine {
   /** Subscribe to hits, misses, fills, evictions, bypasses and errors. */
-  readonly events = new CacheEvents();
-  private readonly counters = new CacheStats();
+  readonly events: CacheEvents;
+  private readonly counts: CacheStats;
   private readonly warnings: RateLimitedLogger;
   private readonly internals: ClientInternals;
   private readonly vary = new LearnedVary();
@@ -80,6 +80,8 @@ export class CacheAsideEngine {
   ) {
     this.warnings = new RateLimitedLogger(logger);
     this.internals = clientInternals(client);
+    this.counts = this.internals.stats;
+    this.events = this.counts.events;
   }
 
   /** The module's HTTP caching rules (the `http` option). */
@@ -129,7 +131,8 @@ export class CacheAsideEngine {
     const namespace = this.namespaceOf(plan, options);
     if (!this.internals.readThrough.namespaces.isDown({ namespace, key: '' }) || this.events.has('miss') || !eligible())
       return false;
-    this.counters.of(namespace).misses++;
+    // counted without a key or a duration: the caller runs the method outside the engine
+    this.counts.read(namespace, '', 'MISS', 0);
     return true;
   }
 
@@ -138,8 +141,7 @@ export class CacheAsideEngine {
     try {
       assertNamespace(namespace);
       await this.internals.readThrough.evict({ namespace, key });
-      this.counters.of(namespace).evictions++;
-      this.events.emit('evict', { namespace, key, allEntries: false });
+      this.counts.evicted(namespace, key);
     } catch (error) {
       this.fail(namespace, 'evict', error);
     }
@@ -149,8 +151,7 @@ export class CacheAsideEngine {
   async evictAll(namespace: string): Promise<void> {
     try {
       await this.internals.readThrough.evictAll(namespace);
-      this.counters.of(namespace).evictions++;
-      this.events.emit('evict', { namespace, allEntries: true });
+      this.counts.evicted(namespace, undefined);
     } catch (error) {
       this.fail(namespace, 'evictAll', error);
     }
@@ -158,7 +159,7 @@ export class CacheAsideEngine {
 
   /** Counters per namespace since start. */
   stats(): Record<string, NamespaceStats> {
-    return this.counters.snapshot();
+    return this.counts.namespaceStats();
   }
 
   private conditionHolds(plan: CachePlan, options: CacheableOptions, site: CallSite): boolean {
@@ -177,9 +178,7 @@ export class CacheAsideEngine {
   }
 
   private bypass(plan: CachePlan, options: { namespace?: string }, reason: string): void {
-    const namespace = this.namespaceOf(plan, options);
-    this.counters.of(namespace).bypasses++;
-    this.events.emit('bypass', { namespace, reason });
+    this.counts.bypassed(this.namespaceOf(plan, options), reason);
   }
 
   private async cached<T>(
@@ -237,41 +236,15 @@ export class CacheAsideEngine {
       if (report) report.outcome = 'BYPASS';
       return (await produce()).value;
     }
-    this.account(namespace, target.key, served, performance.now() - started);
+    const key = target.key;
+    this.counts.served(namespace, key, served, performance.now() - started, (op, error) =>
+      this.fail(namespace, op, error),
+    );
     if (report) {
       report.outcome = unstorable && served.outcome === 'MISS' ? 'BYPASS' : served.outcome;
       report.meta = served.meta;
     }
     return served.value;
-  }
-
-  /** Counts and emits what a cached call did; its fill is accounted when it settles. */
-  private account(namespace: string, key: string, served: Served<unknown>, durationMs: number): void {
-    const stats = this.counters.of(namespace);
-    stats.latency.observe(durationMs);
-    if (served.outcome === 'MISS') {
-      stats.misses++;
-      if (this.events.has('miss')) this.events.emit('miss', { namespace, key, durationMs });
-    } else {
-      if (served.outcome === 'STALE') stats.stale++;
-      stats.hits++;
-      if (this.events.has('hit'))
-        this.events.emit('hit', { namespace, key, durationMs, stale: served.outcome === 'STALE' });
-    }
-    if (served.waited) {
-      stats.leaseWaits++;
-      if (this.events.has('leaseWait')) this.events.emit('leaseWait', { namespace, key });
-    }
-    if (served.failure) this.fail(namespace, served.failure.operation, served.failure.error);
-    served.filled?.then((report) => this.filled(namespace, key, report));
-  }
-
-  private filled(namespace: string, key: string, report: FillReport): void {
-    if (report.outcome === 'stored') {
-      this.counters.of(namespace).fills++;
-      if (this.events.has('fill')) this.events.emit('fill', { namespace, key });
-    }
-    if (report.failure) this.fail(namespace, report.failure.operation, report.failure.error);
   }
 
   /**
@@ -340,8 +313,11 @@ export class CacheAsideEngine {
         readThrough.leases.fill(wire, { value: result, fill }, `namespace "${namespace}"`),
         readThrough.namespaces.bumpVariants(namespace, key),
       ]);
-      if (report.outcome === 'stored') readThrough.written({ namespace, key });
-      this.filled(namespace, key, report);
+      if (report.outcome === 'stored') {
+        readThrough.written({ namespace, key });
+        this.counts.filled(namespace, key);
+      }
+      if (report.failure) this.fail(namespace, report.failure.operation, report.failure.error);
     } catch (error) {
       this.fail(namespace, 'put', error);
     }
@@ -386,8 +362,7 @@ export class CacheAsideEngine {
   }
 
   private fail(namespace: string, operation: string, error: unknown): void {
-    this.counters.of(namespace).errors++;
-    this.events.emit('error', { namespace, operation, error });
+    this.counts.failed(namespace, operation, error);
     const code = (error as { code?: string })?.code;
     // topics by operation, node and error kind: never by a message, which can hold user data
     const topic = `${namespace}:${operation}:${(error as { node?: string })?.node ?? ''}:${typeof code === 'string' ? code : ((error as Error)?.name ?? typeof error)}`;

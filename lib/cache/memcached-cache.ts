@@ -1,6 +1,6 @@
 import type { CacheAsideEngine } from './cache-aside.engine.js';
-import type { CacheEventMap, CacheEventName } from './cache-events.js';
-import type { NamespaceStats } from './cache-stats.js';
+import type { CacheEventMap, CacheEventName } from '../stats/cache-events.js';
+import type { NamespaceStats } from '../stats/cache-stats.js';
 
 /**
  * Imperative cache work beside the decorators, injectable like the client: evict what a decorator

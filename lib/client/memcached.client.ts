@@ -23,17 +23,22 @@ import {
 import { NodeConnection, type NodeTransportFactory } from '../transport/node-connection.js';
 import { Opcode } from '../transport/protocol.js';
 import { RateLimitedLogger } from '../utils/rate-limited-logger.js';
-import { ClientStats, type MemcachedClientStats, type OperationEvent, type OperationStats } from './client-stats.js';
+import {
+  CacheStats,
+  type MemcachedClientStats,
+  type OperationEvent,
+  type OperationStats,
+} from '../stats/cache-stats.js';
 import { Namespaces } from './namespaces.js';
 import { flushAll, type NodePing, pingAll, serverStats } from './node-commands.js';
 import { Operations } from './operations.js';
 import { ReadThrough } from './read-through.js';
-import { type NearCacheReport, NearTier } from './near-tier.js';
-import { NearCache } from '../near/near-cache.js';
+import { type BusReport, NearTier } from './near-tier.js';
+import { NearCache, type NearCacheStats } from '../near/near-cache.js';
 
-export type { MemcachedClientStats, OperationEvent, OperationStats } from './client-stats.js';
+export type { MemcachedClientStats, OperationEvent, OperationStats } from '../stats/cache-stats.js';
 export type { NodePing } from './node-commands.js';
-export type { NearCacheReport } from './near-tier.js';
+export type { BusReport } from './near-tier.js';
 
 /** Options every key-taking method accepts. */
 export interface KeyOptions {
@@ -68,6 +73,10 @@ export interface ClientInternals {
   readonly options: ResolvedMemcachedOptions;
   readonly ops: Operations;
   readonly readThrough: ReadThrough;
+  /** Settles once what the client needs at start is loaded; rejects when a configured bus's package is missing. */
+  readonly ready: Promise<void>;
+  /** The one place reads, fills, evictions and errors are counted and emitted. */
+  readonly stats: CacheStats;
   /** Whether reads of the namespace go through the near cache (`choice`: a decorator's own). */
   usesNear(namespace: string | undefined, choice: boolean | undefined): boolean;
 }
@@ -99,7 +108,7 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
   private readonly ops: Operations;
   private readonly namespaces: Namespaces;
   private readonly readThrough: ReadThrough;
-  private readonly statistics = new ClientStats();
+  private readonly statistics = new CacheStats();
   private readonly logger: LoggerService | false;
   private readonly near: NearTier | undefined;
 
@@ -153,20 +162,26 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
     );
     this.namespaces = new Namespaces(this.ops, o.keyPrefix);
     this.readThrough = new ReadThrough(this.ops, this.namespaces, { leaseTtl: o.leaseTtl, leaseWait: o.leaseWait });
+    let ready = Promise.resolve();
     if (o.bus !== undefined) {
       // a bus alone still tells other processes' near caches about this process's changes
       const cache = new NearCache(o.nearCache ?? { maxBytes: 1024, ttl: 1 });
-      this.near = this.readThrough.near = new NearTier(cache, this.ops, this.namespaces, o.keyPrefix);
-      this.near.evictor = (t) =>
+      const near = new NearTier(cache, this.ops, this.namespaces, o.keyPrefix, this.logger, o.nearCache !== undefined);
+      this.near = this.readThrough.near = near;
+      near.evictor = (t) =>
         t.key === undefined
           ? this.readThrough.evictAll(t.namespace, true)
           : this.readThrough.evict({ namespace: t.namespace, key: t.key }, true);
-      this.near.connect(o.bus);
+      ready = near.connect(o.bus);
+      // the module awaits it (and fails to start); a client made by hand is only warned
+      ready.catch(() => undefined);
     }
     internals.set(this, {
+      ready,
       options: o,
       ops: this.ops,
       readThrough: this.readThrough,
+      stats: this.statistics,
       usesNear: (namespace, choice) => this.usesNear(namespace, choice),
     });
   }
@@ -183,14 +198,16 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
 
   /** Reads a value; `undefined` means a miss (stored `null`, `false`, `0`, `''` come back as such). */
   async get<T = unknown>(key: string, options?: KeyOptions): Promise<T | undefined> {
-    if (!options?.namespace) return (await this.ops.get(this.keyFor(key))) as T | undefined;
-    const { item } = await this.namespaces.lookup({ namespace: options.namespace, key });
-    if (item.state === 'hit') {
-      this.statistics.counters.hits++;
-      return item.value as T;
+    const started = performance.now();
+    const namespace = options?.namespace || undefined;
+    let value: unknown;
+    if (namespace === undefined) value = await this.ops.get(this.keyFor(key));
+    else {
+      const { item } = await this.namespaces.lookup({ namespace, key });
+      value = item.state === 'hit' ? item.value : undefined;
     }
-    this.statistics.counters.misses++;
-    return undefined;
+    this.statistics.read(namespace, key, value === undefined ? 'MISS' : 'HIT', performance.now() - started);
+    return value as T | undefined;
   }
 
   /**
@@ -199,19 +216,19 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
    * node never costs the others' values.
    */
   async getMulti<T = unknown>(keys: readonly string[], options?: KeyOptions): Promise<Map<string, T>> {
+    const started = performance.now();
     const wires = options?.namespace
       ? await this.namespaces.currentWires(options.namespace, keys)
       : keys.map((key) => this.keyFor(key));
     const found = await this.ops.fetchTolerant(wires);
     const result = new Map<string, T>();
+    const namespace = options?.namespace || undefined;
+    const durationMs = performance.now() - started;
     for (let i = 0; i < keys.length; i++) {
       const res = found[i];
       const value = res === undefined ? undefined : this.ops.decode(res, wires[i]);
-      if (value === undefined) this.statistics.counters.misses++;
-      else {
-        this.statistics.counters.hits++;
-        result.set(keys[i], value as T);
-      }
+      this.statistics.read(namespace, keys[i], value === undefined ? 'MISS' : 'HIT', durationMs);
+      if (value !== undefined) result.set(keys[i], value as T);
     }
     return result;
   }
@@ -282,6 +299,7 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
     if (typeof key !== 'string') this.keyFor(key);
     const namespace = options?.namespace || undefined;
     const label = namespace ? `namespace "${namespace}"` : 'keys without a namespace';
+    const started = performance.now();
     const served = await this.readThrough.read({
       target: { namespace, key },
       near: this.near !== undefined && this.usesNear(namespace, options?.nearCache),
@@ -298,8 +316,10 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
       lease: this.options.leases && options?.lease !== false,
       label,
     });
-    if (served.failure !== undefined) this.ops.warnFailure(served.failure.error);
-    served.filled?.then((report) => report.failure && this.ops.warnFailure(report.failure.error));
+    this.statistics.served(namespace, key, served, performance.now() - started, (operation, error) => {
+      this.statistics.failed(namespace, operation, error);
+      this.ops.warnFailure(error);
+    });
     return served.value;
   }
 
@@ -318,19 +338,16 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
     return this.router.status();
   }
 
-  /** This client's counters since it started (with `nearCache` when one is configured). */
-  stats(): MemcachedClientStats & { nearCache?: NearCacheReport } {
-    const counters = this.statistics.snapshot();
-    return this.near === undefined
-      ? counters
-      : {
-          ...counters,
-          nearCache: {
-            cache: this.near.cache.stats(),
-            bus: this.near.bus?.stats(),
-            followed: { ...this.near.followed },
-          },
-        };
+  /**
+   * This client's counters since it started: every read path's hits and misses, writes, errors,
+   * leases; with `nearCache` when a near cache is configured and `bus` when a bus is.
+   */
+  stats(): MemcachedClientStats & { nearCache?: NearCacheStats; bus?: BusReport } {
+    const counters: MemcachedClientStats & { nearCache?: NearCacheStats; bus?: BusReport } = this.statistics.snapshot();
+    if (this.near === undefined) return counters;
+    if (this.near.serving) counters.nearCache = this.near.cache.stats();
+    counters.bus = this.near.report();
+    return counters;
   }
 
   /** Count, failures and latency histogram of each operation (get, set, getMulti, ...). */

@@ -2,15 +2,15 @@ import { RawJson, type ResponseMeta } from '../codec/value.codec.js';
 import { type BusFlushReason, type BusListener, type BusStats, InvalidationBus } from '../bus/invalidation-bus.js';
 import { createBusTransport } from '../bus/transports.js';
 import type { ResolvedBusOptions } from '../config/near-options.js';
-import { busHealthy, busUnavailable, busUnhealthy, followFailed } from '../memcached.messages.js';
-import type { NearCache, NearCacheStats } from '../near/near-cache.js';
+import type { LoggerService } from '@nestjs/common';
+import { busBack, busConnected, busDown, busUnavailable, followFailed } from '../memcached.messages.js';
+import { StateLog } from '../utils/state-log.js';
+import type { NearCache } from '../near/near-cache.js';
 import type { CacheTarget, Lookup, Namespaces } from './namespaces.js';
 import type { KeptBytes, Operations } from './operations.js';
 
-/** The near cache and its bus, in `stats()` when configured. */
-export interface NearCacheReport {
-  cache: NearCacheStats;
-  bus: BusStats | undefined;
+/** The invalidation bus, in `stats()` when one is configured. */
+export interface BusReport extends BusStats {
   /** Evictions made because a followed namespace changed (`bus.follow`), and those that failed. */
   followed: { evictions: number; failures: number };
 }
@@ -38,37 +38,58 @@ export class NearTier implements BusListener {
   private follow: ResolvedBusOptions['follow'] = [];
   private closed = false;
   private busName = 'custom';
+  private readonly stateLog: StateLog;
 
   constructor(
     readonly cache: NearCache,
     private readonly ops: Operations,
     private readonly spaces: Namespaces,
     private readonly prefix: string,
-  ) {}
+    logger: LoggerService | false,
+    /** Whether a near cache is configured (else only this process's changes are published). */
+    readonly serving: boolean,
+  ) {
+    this.stateLog = new StateLog(logger, ({ up, previous, changes, downForMs }) =>
+      up
+        ? {
+            level: 'log',
+            message:
+              previous === undefined
+                ? busConnected(this.busName, serving, changes)
+                : busBack(this.busName, serving, downForMs, changes),
+          }
+        : { level: 'warn', message: busDown(this.busName, this.unhealthyReason(), serving, changes) },
+    );
+  }
 
   /**
    * Starts the bus in the background: the transport's client is loaded, connected and subscribed;
-   * until then (or while the broker is away, retried) the near cache stays off.
+   * until then (or while the broker is away, retried) the near cache stays off. Resolves once the
+   * transport's package is loaded, and rejects when it is missing (the module then fails to start).
    */
-  connect(options: ResolvedBusOptions): void {
+  connect(options: ResolvedBusOptions): Promise<void> {
     this.busName = typeof options.transport === 'string' ? options.transport : 'custom';
     this.follow = options.follow;
-    void (async () => {
-      const transport =
-        typeof options.transport === 'string'
-          ? await createBusTransport(options.transport, { url: options.url, channel: options.channel })
-          : options.transport;
-      const bus = new InvalidationBus(transport, this, options.heartbeat);
-      this.bus = bus;
-      if (this.closed) return void (await bus.close());
-      await bus.start();
-    })().catch((error: Error) =>
-      this.ops.warnings.warn('bus:unavailable', () => busUnavailable(this.busName, error.message)),
-    );
+    const loaded =
+      typeof options.transport === 'string'
+        ? createBusTransport(options.transport, { url: options.url, channel: options.channel })
+        : Promise.resolve(options.transport);
+    const warn = (error: Error) =>
+      this.ops.warnings.warn('bus:unavailable', () => busUnavailable(this.busName, error.message, this.serving));
+    void loaded
+      .then(async (transport) => {
+        const bus = new InvalidationBus(transport, this, options.heartbeat);
+        this.bus = bus;
+        if (this.closed) return void (await bus.close());
+        await bus.start();
+      })
+      .catch(warn);
+    return loaded.then(() => undefined);
   }
 
   close(): void {
     this.closed = true;
+    this.stateLog.close();
     void this.bus?.close().catch(() => undefined);
   }
 
@@ -207,10 +228,27 @@ export class NearTier implements BusListener {
   }
 
   healthy(healthy: boolean): void {
-    this.cache.setActive(healthy);
-    // rate-limited: a flapping broker must not flood the log
-    if (healthy) this.ops.warnings.warn('bus:up', () => busHealthy(this.busName));
-    else this.ops.warnings.warn('bus:down', () => busUnhealthy(this.busName, this.unhealthyReason()));
+    this.cache.setActive(healthy && this.serving);
+    this.stateLog.set(healthy);
+  }
+
+  /** The bus's counters and what `bus.follow` did (all zero while its transport is being loaded). */
+  report(): BusReport {
+    const stats = this.bus?.stats() ?? {
+      healthy: false,
+      connected: false,
+      published: 0,
+      publishFailures: 0,
+      received: 0,
+      gaps: 0,
+      newSources: 0,
+      malformed: 0,
+      flushes: 0,
+      lagMs: undefined,
+      sources: 0,
+      quietSources: 0,
+    };
+    return { ...stats, followed: { ...this.followed } };
   }
 
   private unhealthyReason(): string {

@@ -27,7 +27,7 @@ import {
   storeExtras,
 } from '../transport/protocol.js';
 import type { RateLimitedLogger } from '../utils/rate-limited-logger.js';
-import type { ClientStats } from './client-stats.js';
+import type { CacheStats } from '../stats/cache-stats.js';
 
 /**
  * What a read found for a key: nothing, another caller's lease marker, an item that cannot be
@@ -65,7 +65,7 @@ export class Operations {
   constructor(
     readonly router: NodeRouter,
     readonly codec: ValueCodec,
-    readonly stats: ClientStats,
+    readonly stats: CacheStats,
     readonly warnings: RateLimitedLogger,
     private readonly maxItemSize: number,
     /** Encrypts what is stored and refuses what is read unencrypted (`encryption`). */
@@ -76,7 +76,7 @@ export class Operations {
     return this.router.isDown(wire);
   }
 
-  /** A value, or `undefined` for a miss (counted either way). */
+  /** A value, or `undefined` for a miss (the caller counts the read). */
   async get(wire: string): Promise<unknown> {
     const seq = this.nextSeq();
     const res = await this.send(
@@ -89,15 +89,9 @@ export class Operations {
         onResponse: (r) => r,
       },
     );
-    if (res.header.status === Status.KeyNotFound) {
-      this.stats.counters.misses++;
-      return undefined;
-    }
+    if (res.header.status === Status.KeyNotFound) return undefined;
     if (res.header.status !== Status.Ok) throw this.serverError('get', wire, res.header.status);
-    const value = this.decode(res, wire);
-    if (value === undefined) this.stats.counters.misses++;
-    else this.stats.counters.hits++;
-    return value;
+    return this.decode(res, wire);
   }
 
   /**

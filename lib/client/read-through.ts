@@ -5,8 +5,7 @@ import type { CacheTarget, Lookup, Namespaces } from './namespaces.js';
 import type { NearTier } from './near-tier.js';
 import type { Operations } from './operations.js';
 
-/** How a read-through call was served. */
-export type ReadOutcome = 'HIT' | 'MISS' | 'STALE';
+import type { ReadOutcome } from '../stats/cache-stats.js';
 
 export interface ReadRequest<T> {
   target: CacheTarget;

@@ -1,2 +1,2 @@
 export { registerMemcachedMetrics, type MemcachedMetricsOptions } from './memcached-metrics.js';
-export { MemcachedPrometheusModule } from './memcached-prometheus.module.js';
+export { MemcachedPrometheusModule, type MemcachedPrometheusOptions } from './memcached-prometheus.module.js';

@@ -1,174 +1,203 @@
-import { Counter, Gauge, Histogram, type Registry, register as defaultRegistry } from 'prom-client';
-import type { MemcachedClient } from '../client/memcached.client.js';
-import type { MemcachedCache } from '../cache/memcached-cache.js';
+import type { Registry } from 'prom-client';
+import { clientInternals, type MemcachedClient } from '../client/memcached.client.js';
+import type { NamespaceCounters } from '../stats/cache-stats.js';
+import { LATENCY_BUCKETS_MS, type LatencyHistogram } from '../stats/latency-histogram.js';
+import { metricsRegistryMissing } from '../memcached.messages.js';
 
 export interface MemcachedMetricsOptions {
-  /** Default: prom-client's global registry. */
-  registry?: Registry;
+  /** The prom-client registry to register in. */
+  registry: Registry;
   /** Metric name prefix. Default `memcached_`. */
   prefix?: string;
 }
 
-const SECONDS_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
+/** The latency buckets as Prometheus sees them, in seconds (written out: 2.5 / 1000 is not 0.0025 in binary). */
+const SECONDS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
+
+type Labels = Record<string, string | number>;
+type Sample = { value: number; labels: Labels; metricName?: string };
+type MetricType = 'counter' | 'gauge' | 'histogram';
 
 /**
- * Exposes the cache's counters and latencies as Prometheus metrics (prom-client, an optional peer
- * dependency): cached calls by namespace and outcome with their latency, fills, evictions,
- * errors and lease waits per namespace, memcached operations by operation and node with their
- * latency, the client's counters, each node's up/down state, and the near cache and its bus
- * when configured. Returns a function that stops recording.
+ * A metric whose samples are read from the client's counters when Prometheus scrapes, so nothing
+ * is recorded per call: prom-client's registry accepts any object of this shape.
+ */
+class ScrapedMetric {
+  readonly aggregator = 'sum';
+
+  constructor(
+    public name: string,
+    readonly help: string,
+    readonly type: MetricType,
+    private readonly samples: () => Sample[],
+  ) {}
+
+  async get() {
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values: this.samples() };
+  }
+
+  /** The counters belong to the client; a registry reset leaves them alone. */
+  reset(): void {}
+}
+
+/** A histogram's samples (`_bucket` per bound, `_sum`, `_count`) from milliseconds to seconds. */
+function histogramSamples(out: Sample[], name: string, labels: Labels, histogram: LatencyHistogram): void {
+  let cumulative = 0;
+  for (let i = 0; i < LATENCY_BUCKETS_MS.length; i++) {
+    cumulative += histogram.counts[i];
+    out.push({ metricName: `${name}_bucket`, labels: { ...labels, le: SECONDS[i] }, value: cumulative });
+  }
+  out.push({ metricName: `${name}_bucket`, labels: { ...labels, le: '+Inf' }, value: histogram.count });
+  out.push({ metricName: `${name}_sum`, labels, value: histogram.sum / 1000 });
+  out.push({ metricName: `${name}_count`, labels, value: histogram.count });
+}
+
+/**
+ * Exposes the cache's counters and latencies as Prometheus metrics in a prom-client registry:
+ * reads by namespace and outcome with their latency, fills, evictions, errors and lease waits per
+ * namespace, memcached operations by operation, node and result with their latency, the client's
+ * counters, each node's up/down state, and the near cache and its bus when configured. The
+ * samples are read from the same counters as `client.stats()` and `MemcachedCache.stats()` when
+ * the registry is scraped, so they agree and nothing is recorded per call. Returns a function that
+ * removes the metrics.
  *
  * @example
- * registerMemcachedMetrics(app.get(MemcachedClient), app.get(MemcachedCache), { registry });
+ * const registry = new Registry();
+ * registerMemcachedMetrics(app.get(MemcachedClient), { registry });
  */
-export function registerMemcachedMetrics(
-  client: MemcachedClient,
-  cache: MemcachedCache | undefined,
-  options: MemcachedMetricsOptions = {},
-): () => void {
-  const registry = options.registry ?? defaultRegistry;
-  const p = options.prefix ?? 'memcached_';
-  const registers = [registry];
-  const unsubscribe: Array<() => void> = [];
-
-  const requests = new Counter({
-    name: `${p}cache_requests_total`,
-    help: 'Cached calls by namespace and outcome (hit, stale, miss, bypass)',
-    labelNames: ['namespace', 'outcome'],
-    registers,
-  });
-  const requestDuration = new Histogram({
-    name: `${p}cache_request_duration_seconds`,
-    help: 'Duration of cached calls (a miss includes the source)',
-    labelNames: ['namespace', 'outcome'],
-    buckets: SECONDS_BUCKETS,
-    registers,
-  });
-  const namespaceEvents = new Counter({
-    name: `${p}cache_events_total`,
-    help: 'Fills, evictions, errors and lease waits by namespace',
-    labelNames: ['namespace', 'event'],
-    registers,
-  });
-  const operationDuration = new Histogram({
-    name: `${p}operation_duration_seconds`,
-    help: 'memcached operations by operation, node and result',
-    labelNames: ['operation', 'node', 'result'],
-    buckets: SECONDS_BUCKETS,
-    registers,
-  });
-  new Counter({
-    name: `${p}client_events_total`,
-    help: "The client's counters (lease grants, waits, timeouts, rejected fills, oversize skips, ...)",
-    labelNames: ['event'],
-    registers,
-    collect() {
-      this.reset();
-      for (const [event, value] of Object.entries(client.stats()))
-        if (typeof value === 'number') this.inc({ event }, value);
-    },
-  });
-  new Counter({
-    name: `${p}near_cache_events_total`,
-    help: 'Near cache: hits, misses, invalidations, flushes, refused fills, followed evictions and failures; bus: published, received, gaps, new sources, malformed, flushes, publish failures',
-    labelNames: ['event'],
-    registers,
-    collect() {
-      this.reset();
-      const near = client.stats().nearCache;
-      if (near === undefined) return;
-      const { hits, misses, invalidations, flushes, refusedFills } = near.cache;
-      const followed = { followed_evictions: near.followed.evictions, followed_failures: near.followed.failures };
-      for (const [event, value] of Object.entries({
-        hits,
-        misses,
-        invalidations,
-        flushes,
-        refused_fills: refusedFills,
-        ...followed,
-      }))
-        this.inc({ event }, value);
-      if (near.bus === undefined) return;
-      const { published, received, gaps, newSources, malformed, publishFailures } = near.bus;
-      const busEvents = {
-        bus_published: published,
-        bus_received: received,
-        bus_gaps: gaps,
-        bus_new_sources: newSources,
-        bus_malformed: malformed,
-        bus_flushes: near.bus.flushes,
-        bus_publish_failures: publishFailures,
-      };
-      for (const [event, value] of Object.entries(busEvents)) this.inc({ event }, value);
-    },
-  });
-  new Gauge({
-    name: `${p}near_cache`,
-    help: 'Near cache: entries, bytes, active (1 while the bus vouches for it), bus_healthy, bus_lag_seconds (last heartbeat round trip), bus_quiet_sources (processes not heard from within the heartbeat)',
-    labelNames: ['measure'],
-    registers,
-    collect() {
-      this.reset();
-      const near = client.stats().nearCache;
-      if (near === undefined) return;
-      this.set({ measure: 'entries' }, near.cache.entries);
-      this.set({ measure: 'bytes' }, near.cache.bytes);
-      this.set({ measure: 'active' }, near.cache.active ? 1 : 0);
-      this.set({ measure: 'bus_healthy' }, near.bus?.healthy ? 1 : 0);
-      if (near.bus !== undefined) this.set({ measure: 'bus_quiet_sources' }, near.bus.quietSources);
-      if (near.bus?.lagMs !== undefined) this.set({ measure: 'bus_lag_seconds' }, near.bus.lagMs / 1000);
-    },
-  });
-  new Gauge({
-    name: `${p}node_up`,
-    help: '1 while the node is up, 0 while its circuit breaker is open',
-    labelNames: ['node'],
-    registers,
-    collect() {
-      for (const status of client.nodeStatus()) this.set({ node: status.node }, status.state === 'up' ? 1 : 0);
-    },
-  });
-
-  unsubscribe.push(
-    client.onOperation((e) =>
-      operationDuration.observe(
-        { operation: e.operation, node: e.node, result: e.error ? 'error' : 'ok' },
-        e.durationMs / 1000,
-      ),
-    ),
-  );
-  if (cache) {
-    const events = cache.events;
-    unsubscribe.push(
-      events.on('hit', (e) => {
-        const outcome = e.stale ? 'stale' : 'hit';
-        requests.inc({ namespace: e.namespace, outcome });
-        requestDuration.observe({ namespace: e.namespace, outcome }, e.durationMs / 1000);
-      }),
-      events.on('miss', (e) => {
-        requests.inc({ namespace: e.namespace, outcome: 'miss' });
-        requestDuration.observe({ namespace: e.namespace, outcome: 'miss' }, e.durationMs / 1000);
-      }),
-      events.on('bypass', (e) => requests.inc({ namespace: e.namespace, outcome: 'bypass' })),
-      events.on('fill', (e) => namespaceEvents.inc({ namespace: e.namespace, event: 'fill' })),
-      events.on('evict', (e) => namespaceEvents.inc({ namespace: e.namespace, event: 'eviction' })),
-      events.on('error', (e) => namespaceEvents.inc({ namespace: e.namespace, event: 'error' })),
-      events.on('leaseWait', (e) => namespaceEvents.inc({ namespace: e.namespace, event: 'lease_wait' })),
-    );
+export function registerMemcachedMetrics(client: MemcachedClient, options: MemcachedMetricsOptions): () => void {
+  const registry = options?.registry;
+  if (registry === undefined || typeof registry.registerMetric !== 'function') {
+    throw new TypeError(metricsRegistryMissing());
   }
+  const p = options.prefix ?? 'memcached_';
+  const stats = clientInternals(client).stats;
+  const namespaces = (each: (name: string, counters: NamespaceCounters, out: Sample[]) => void) => () => {
+    const out: Sample[] = [];
+    for (const [name, counters] of stats.eachNamespace()) each(name, counters, out);
+    return out;
+  };
+
+  const metrics = [
+    new ScrapedMetric(
+      `${p}cache_requests_total`,
+      'Reads by namespace and outcome (hit, stale, miss) and cached calls that went around the cache (bypass)',
+      'counter',
+      namespaces((namespace, s, out) => {
+        out.push({ labels: { namespace, outcome: 'hit' }, value: s.hits - s.stale });
+        out.push({ labels: { namespace, outcome: 'stale' }, value: s.stale });
+        out.push({ labels: { namespace, outcome: 'miss' }, value: s.misses });
+        out.push({ labels: { namespace, outcome: 'bypass' }, value: s.bypasses });
+      }),
+    ),
+    new ScrapedMetric(
+      `${p}cache_request_duration_seconds`,
+      'Duration of reads by namespace and outcome (a miss includes the source)',
+      'histogram',
+      namespaces((namespace, s, out) => {
+        const name = `${p}cache_request_duration_seconds`;
+        histogramSamples(out, name, { namespace, outcome: 'hit' }, s.latency.HIT);
+        histogramSamples(out, name, { namespace, outcome: 'stale' }, s.latency.STALE);
+        histogramSamples(out, name, { namespace, outcome: 'miss' }, s.latency.MISS);
+      }),
+    ),
+    new ScrapedMetric(
+      `${p}cache_events_total`,
+      'Fills, evictions, errors and lease waits by namespace',
+      'counter',
+      namespaces((namespace, s, out) => {
+        out.push({ labels: { namespace, event: 'fill' }, value: s.fills });
+        out.push({ labels: { namespace, event: 'eviction' }, value: s.evictions });
+        out.push({ labels: { namespace, event: 'error' }, value: s.errors });
+        out.push({ labels: { namespace, event: 'lease_wait' }, value: s.leaseWaits });
+      }),
+    ),
+    new ScrapedMetric(
+      `${p}operation_duration_seconds`,
+      'memcached operations by operation, node and result',
+      'histogram',
+      () => {
+        const out: Sample[] = [];
+        const name = `${p}operation_duration_seconds`;
+        for (const [operation, byNode] of stats.eachOperation()) {
+          for (const [node, counters] of byNode) {
+            if (counters.ok.count > 0) histogramSamples(out, name, { operation, node, result: 'ok' }, counters.ok);
+            if (counters.error.count > 0) {
+              histogramSamples(out, name, { operation, node, result: 'error' }, counters.error);
+            }
+          }
+        }
+        return out;
+      },
+    ),
+    new ScrapedMetric(
+      `${p}client_events_total`,
+      "The client's counters (hits and misses of every read path, sets, deletes, errors, lease grants and waits, ...)",
+      'counter',
+      () => Object.entries(stats.counters).map(([event, value]) => ({ labels: { event }, value })),
+    ),
+    new ScrapedMetric(
+      `${p}near_cache_events_total`,
+      'Near cache: hits, misses, invalidations, flushes, refused fills; bus: published, received, gaps, ' +
+        'new sources, malformed, flushes, publish failures, followed evictions and failures',
+      'counter',
+      () => {
+        const { nearCache: near, bus } = client.stats();
+        const events: Record<string, number> = {};
+        if (near !== undefined) {
+          Object.assign(events, {
+            hits: near.hits,
+            misses: near.misses,
+            invalidations: near.invalidations,
+            flushes: near.flushes,
+            refused_fills: near.refusedFills,
+          });
+        }
+        if (bus !== undefined) {
+          Object.assign(events, {
+            followed_evictions: bus.followed.evictions,
+            followed_failures: bus.followed.failures,
+            bus_published: bus.published,
+            bus_received: bus.received,
+            bus_gaps: bus.gaps,
+            bus_new_sources: bus.newSources,
+            bus_malformed: bus.malformed,
+            bus_flushes: bus.flushes,
+            bus_publish_failures: bus.publishFailures,
+          });
+        }
+        return Object.entries(events).map(([event, value]) => ({ labels: { event }, value }));
+      },
+    ),
+    new ScrapedMetric(
+      `${p}near_cache`,
+      'Near cache: entries, bytes, active (1 while the bus vouches for it); bus: bus_healthy, bus_lag_seconds ' +
+        '(last heartbeat round trip), bus_quiet_sources (processes not heard from within the heartbeat)',
+      'gauge',
+      () => {
+        const { nearCache: near, bus } = client.stats();
+        const out: Sample[] = [];
+        if (near !== undefined) {
+          out.push({ labels: { measure: 'entries' }, value: near.entries });
+          out.push({ labels: { measure: 'bytes' }, value: near.bytes });
+          out.push({ labels: { measure: 'active' }, value: near.active ? 1 : 0 });
+        }
+        if (bus !== undefined) {
+          out.push({ labels: { measure: 'bus_healthy' }, value: bus.healthy ? 1 : 0 });
+          out.push({ labels: { measure: 'bus_quiet_sources' }, value: bus.quietSources });
+          if (bus.lagMs !== undefined) out.push({ labels: { measure: 'bus_lag_seconds' }, value: bus.lagMs / 1000 });
+        }
+        return out;
+      },
+    ),
+    new ScrapedMetric(`${p}node_up`, '1 while the node is up, 0 while its circuit breaker is open', 'gauge', () =>
+      client.nodeStatus().map((status) => ({ labels: { node: status.node }, value: status.state === 'up' ? 1 : 0 })),
+    ),
+  ];
+  for (const metric of metrics) registry.registerMetric(metric as never);
   return () => {
-    for (const off of unsubscribe) off();
-    for (const name of [
-      'cache_requests_total',
-      'cache_request_duration_seconds',
-      'cache_events_total',
-      'operation_duration_seconds',
-      'client_events_total',
-      'node_up',
-      'near_cache_events_total',
-      'near_cache',
-    ]) {
-      registry.removeSingleMetric(p + name);
+    for (const metric of metrics) {
+      if (registry.getSingleMetric(metric.name) === (metric as never)) registry.removeSingleMetric(metric.name);
     }
   };
 }

@@ -5,13 +5,21 @@ import {
   Module,
   type OnApplicationShutdown,
   type OnModuleInit,
-  Optional,
 } from '@nestjs/common';
+import type { Registry } from 'prom-client';
 import { MemcachedClient } from '../client/memcached.client.js';
-import { MemcachedCache } from '../cache/memcached-cache.js';
-import { type MemcachedMetricsOptions, registerMemcachedMetrics } from './memcached-metrics.js';
+import { peerMissing } from '../memcached.messages.js';
+import { registerMemcachedMetrics } from './memcached-metrics.js';
 
 const METRICS_OPTIONS = Symbol('MEMCACHED_METRICS_OPTIONS');
+
+/** Options of `MemcachedPrometheusModule.forRoot`. */
+export interface MemcachedPrometheusOptions {
+  /** Default: prom-client's global registry (`register`). */
+  registry?: Registry;
+  /** Metric name prefix. Default `memcached_`. */
+  prefix?: string;
+}
 
 @Injectable()
 class MemcachedMetricsRecorder implements OnModuleInit, OnApplicationShutdown {
@@ -19,12 +27,11 @@ class MemcachedMetricsRecorder implements OnModuleInit, OnApplicationShutdown {
 
   constructor(
     private readonly client: MemcachedClient,
-    @Optional() @Inject(MemcachedCache) private readonly cache: MemcachedCache | undefined,
-    @Inject(METRICS_OPTIONS) private readonly options: MemcachedMetricsOptions,
+    @Inject(METRICS_OPTIONS) private readonly options: { registry: Registry; prefix?: string },
   ) {}
 
   onModuleInit(): void {
-    this.stop = registerMemcachedMetrics(this.client, this.cache, this.options);
+    this.stop = registerMemcachedMetrics(this.client, this.options);
   }
 
   onApplicationShutdown(): void {
@@ -32,19 +39,36 @@ class MemcachedMetricsRecorder implements OnModuleInit, OnApplicationShutdown {
   }
 }
 
+/** prom-client's global registry, loaded only when no registry is given (prom-client is an optional peer). */
+async function globalRegistry(): Promise<Registry> {
+  try {
+    return (await import('prom-client')).register;
+  } catch (error) {
+    throw new Error(peerMissing('nestjs-memcached/prometheus', 'prom-client'), { cause: error });
+  }
+}
+
 /**
- * Records the default client's and the decorators' metrics in a prom-client registry (import it
- * after `MemcachedModule`, which must be global). Serve `registry.metrics()` at `/metrics`.
+ * Exposes the default client's counters (every read path, the decorators, operations, nodes, the
+ * near cache and bus) in a prom-client registry, read when it is scraped (import it after
+ * `MemcachedModule`, which must be global). Serve `registry.metrics()` at `/metrics`. Needs the
+ * optional peer `prom-client`; without it the app fails at startup saying so.
  *
  * @example
  * imports: [MemcachedModule.forRoot({ isGlobal: true }), MemcachedPrometheusModule.forRoot({ registry })]
  */
 @Module({})
 export class MemcachedPrometheusModule {
-  static forRoot(options: MemcachedMetricsOptions = {}): DynamicModule {
+  static forRoot(options: MemcachedPrometheusOptions = {}): DynamicModule {
     return {
       module: MemcachedPrometheusModule,
-      providers: [{ provide: METRICS_OPTIONS, useValue: options }, MemcachedMetricsRecorder],
+      providers: [
+        {
+          provide: METRICS_OPTIONS,
+          useFactory: async () => ({ ...options, registry: options.registry ?? (await globalRegistry()) }),
+        },
+        MemcachedMetricsRecorder,
+      ],
     };
   }
 }

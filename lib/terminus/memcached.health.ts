@@ -44,15 +44,15 @@ export class MemcachedHealthIndicator {
     const up = pings.filter((p) => p.ok).length;
     const healthy = options.requireAll ? up === pings.length : up > 0;
     // the bus is reported, not judged: without it reads go to memcached, which still serves them
-    const near = this.client.stats().nearCache;
+    const { nearCache: near, bus: busStats } = this.client.stats();
     const bus =
-      near === undefined
+      busStats === undefined
         ? undefined
         : {
-            status: near.bus?.healthy ? 'up' : 'down',
-            connected: near.bus?.connected ?? false,
-            lagMs: near.bus?.lagMs,
-            nearCache: near.cache.active ? 'serving' : 'bypassed',
+            status: busStats.healthy ? 'up' : 'down',
+            connected: busStats.connected,
+            lagMs: busStats.lagMs,
+            nearCache: near === undefined ? 'not configured' : near.active ? 'serving' : 'bypassed',
           };
     const details: { nodes: typeof nodes; bus?: typeof bus } = bus === undefined ? { nodes } : { nodes, bus };
     return healthy ? indicator.up(details) : indicator.down(details);

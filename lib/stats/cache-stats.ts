@@ -1,0 +1,291 @@
+import { CacheEvents } from './cache-events.js';
+import { LatencyHistogram, type LatencySnapshot, roundMs, snapshotOf } from './latency-histogram.js';
+
+/** Counters since the client started (see `MemcachedClient.stats()`). */
+export interface MemcachedClientStats {
+  /** Reads served from the cache, by any path (`get`, `getMulti`, `getOrSet`, decorators, near hits); stale ones included. */
+  hits: number;
+  /** Reads that found nothing usable (the source ran, for `getOrSet` and the decorators). */
+  misses: number;
+  sets: number;
+  deletes: number;
+  /** memcached operations that failed (any node, any reason). */
+  errors: number;
+  timeouts: number;
+  /** Values not stored because they exceed `maxItemSize` (their key was deleted instead). */
+  oversizeSkips: number;
+  /** Values not stored because they would not come back unchanged (a class instance, a function...). */
+  unsupportedValues: number;
+  /** Items whose bytes could not be decoded (foreign writer, corruption); read as misses. */
+  undecodable: number;
+  /** With `encryption`: entries not encrypted by one of the configured keys, or tampered with; read as misses. */
+  undecryptable: number;
+  /** Leases taken: this process loaded a missing key for everyone. */
+  leaseGrants: number;
+  /** Misses that found another caller's lease and waited for its fill. */
+  leaseWaits: number;
+  /** Waits that ran out (`leaseWait`) and loaded without filling. */
+  leaseWaitTimeouts: number;
+  /** Fills refused because the key was evicted or overwritten after the lease was taken. */
+  rejectedFills: number;
+  /** Loads whose result was not stored because an eviction in this process came after they started. */
+  splitFlights: number;
+}
+
+/** Counters of one namespace since the application started (`MemcachedCache.stats()`). */
+export interface NamespaceStats {
+  /** Reads served from the cache, stale ones included. */
+  hits: number;
+  /** Of the hits, those served stale while one caller refreshed (stale-while-revalidate). */
+  stale: number;
+  misses: number;
+  fills: number;
+  evictions: number;
+  bypasses: number;
+  errors: number;
+  /** Misses that waited for another caller's lease. */
+  leaseWaits: number;
+  /** Latency of reads (hits and misses; a miss includes the source), ms. */
+  latency: LatencySnapshot;
+}
+
+/** Per operation: count, failures and latency. */
+export interface OperationStats {
+  count: number;
+  errors: number;
+  latency: LatencySnapshot;
+}
+
+/** A finished operation, as `onOperation` listeners see it. */
+export interface OperationEvent {
+  operation: string;
+  node: string;
+  durationMs: number;
+  error?: unknown;
+}
+
+/** How a read was served, as the counters know it. */
+export type ReadOutcome = 'HIT' | 'MISS' | 'STALE';
+
+/** A read-through call as served: its outcome, a lease wait, a failure, and its fill settling later. */
+export interface ServedRead {
+  outcome: ReadOutcome;
+  waited?: boolean;
+  failure?: { operation: string; error: unknown };
+  filled?: Promise<{ outcome: string; failure?: { operation: string; error: unknown } }>;
+}
+
+/** Where reads of keys without a namespace are counted. */
+export const NO_NAMESPACE = '(none)';
+
+/** One namespace's counters; latency per outcome, so Prometheus can label it. */
+export interface NamespaceCounters {
+  hits: number;
+  stale: number;
+  misses: number;
+  fills: number;
+  evictions: number;
+  bypasses: number;
+  errors: number;
+  leaseWaits: number;
+  latency: Record<ReadOutcome, LatencyHistogram>;
+}
+
+/** One operation on one node, by result. */
+export interface OperationCounters {
+  ok: LatencyHistogram;
+  error: LatencyHistogram;
+}
+
+/**
+ * The one place that counts. Every read path (`get`, `getMulti`, `getOrSet`, the decorators, near
+ * hits) reports here through the same intent methods, which count and emit the event, so
+ * `client.stats()`, `MemcachedCache.stats()`, the events and Prometheus (which reads these counters
+ * when scraped) cannot disagree.
+ */
+export class CacheStats {
+  readonly events = new CacheEvents();
+  readonly counters: MemcachedClientStats = {
+    hits: 0,
+    misses: 0,
+    sets: 0,
+    deletes: 0,
+    errors: 0,
+    timeouts: 0,
+    oversizeSkips: 0,
+    unsupportedValues: 0,
+    undecodable: 0,
+    undecryptable: 0,
+    leaseGrants: 0,
+    leaseWaits: 0,
+    leaseWaitTimeouts: 0,
+    rejectedFills: 0,
+    splitFlights: 0,
+  };
+  private readonly namespaces = new Map<string, NamespaceCounters>();
+  /** operation -> node -> latency by result */
+  private readonly operations = new Map<string, Map<string, OperationCounters>>();
+  private readonly listeners: Array<(event: OperationEvent) => void> = [];
+
+  /** A read of `key` was served (`undefined` namespace: a key without one). */
+  read(namespace: string | undefined, key: string, outcome: ReadOutcome, durationMs: number): void {
+    const name = namespace ?? NO_NAMESPACE;
+    const stats = this.of(name);
+    stats.latency[outcome].observe(durationMs);
+    if (outcome === 'MISS') {
+      stats.misses++;
+      this.counters.misses++;
+      if (this.events.has('miss')) this.events.emit('miss', { namespace: name, key, durationMs: roundMs(durationMs) });
+      return;
+    }
+    stats.hits++;
+    this.counters.hits++;
+    if (outcome === 'STALE') stats.stale++;
+    if (this.events.has('hit')) {
+      this.events.emit('hit', { namespace: name, key, durationMs: roundMs(durationMs), stale: outcome === 'STALE' });
+    }
+  }
+
+  /**
+   * A read-through call (`getOrSet`, a decorator) was served: counted once, with its lease wait,
+   * and its fill when that settles. Failures go to `failure`, which counts and reports them.
+   */
+  served(
+    namespace: string | undefined,
+    key: string,
+    served: ServedRead,
+    durationMs: number,
+    failure: (operation: string, error: unknown) => void,
+  ): void {
+    this.read(namespace, key, served.outcome, durationMs);
+    if (served.waited) this.leaseWait(namespace, key);
+    if (served.failure) failure(served.failure.operation, served.failure.error);
+    served.filled?.then((report) => {
+      if (report.outcome === 'stored') this.filled(namespace, key);
+      if (report.failure) failure(report.failure.operation, report.failure.error);
+    });
+  }
+
+  /** A miss waited for another caller's lease (the client's own `leaseWaits` counts every wait). */
+  leaseWait(namespace: string | undefined, key: string): void {
+    const name = namespace ?? NO_NAMESPACE;
+    this.of(name).leaseWaits++;
+    if (this.events.has('leaseWait')) this.events.emit('leaseWait', { namespace: name, key });
+  }
+
+  /** A read's result was stored. */
+  filled(namespace: string | undefined, key: string): void {
+    const name = namespace ?? NO_NAMESPACE;
+    this.of(name).fills++;
+    if (this.events.has('fill')) this.events.emit('fill', { namespace: name, key });
+  }
+
+  /** A key (or, without one, the whole namespace) was evicted. */
+  evicted(namespace: string, key: string | undefined): void {
+    this.of(namespace).evictions++;
+    if (!this.events.has('evict')) return;
+    this.events.emit(
+      'evict',
+      key === undefined ? { namespace, allEntries: true } : { namespace, key, allEntries: false },
+    );
+  }
+
+  /** A cached call went around the cache. */
+  bypassed(namespace: string, reason: string): void {
+    this.of(namespace).bypasses++;
+    this.events.emit('bypass', { namespace, reason });
+  }
+
+  /** A cache operation of a cached call failed (the call went on without the cache). */
+  failed(namespace: string | undefined, operation: string, error: unknown): void {
+    const name = namespace ?? NO_NAMESPACE;
+    this.of(name).errors++;
+    this.events.emit('error', { namespace: name, operation, error });
+  }
+
+  /** Every memcached operation's end, as its node saw it. */
+  readonly settled = (operation: string, node: string, durationMs: number, error?: unknown): void => {
+    if (error !== undefined) {
+      this.counters.errors++;
+      if ((error as { code?: unknown } | null)?.code === 'TIMEOUT') this.counters.timeouts++;
+    }
+    let byNode = this.operations.get(operation);
+    if (byNode === undefined) this.operations.set(operation, (byNode = new Map()));
+    let counters = byNode.get(node);
+    if (counters === undefined) {
+      byNode.set(node, (counters = { ok: new LatencyHistogram(), error: new LatencyHistogram() }));
+    }
+    (error === undefined ? counters.ok : counters.error).observe(durationMs);
+    if (this.listeners.length === 0) return;
+    const event: OperationEvent = { operation, node, durationMs: roundMs(durationMs), error };
+    for (const listener of this.listeners) {
+      try {
+        listener(event);
+      } catch {
+        // a metrics bug must not fail the operation
+      }
+    }
+  };
+
+  onOperation(listener: (event: OperationEvent) => void): () => void {
+    this.listeners.push(listener);
+    return () => {
+      const index = this.listeners.indexOf(listener);
+      if (index >= 0) this.listeners.splice(index, 1);
+    };
+  }
+
+  snapshot(): MemcachedClientStats {
+    return { ...this.counters };
+  }
+
+  namespaceStats(): Record<string, NamespaceStats> {
+    const result: Record<string, NamespaceStats> = {};
+    for (const [name, s] of this.namespaces) {
+      const { latency, ...counts } = s;
+      result[name] = { ...counts, latency: snapshotOf([latency.HIT, latency.STALE, latency.MISS]) };
+    }
+    return result;
+  }
+
+  operationStats(): Record<string, OperationStats> {
+    const result: Record<string, OperationStats> = {};
+    for (const [operation, byNode] of this.operations) {
+      const histograms = [...byNode.values()].flatMap((c) => [c.ok, c.error]);
+      const latency = snapshotOf(histograms);
+      let errors = 0;
+      for (const c of byNode.values()) errors += c.error.count;
+      result[operation] = { count: latency.count, errors, latency };
+    }
+    return result;
+  }
+
+  /** The live counters, for exporters that read them when scraped (Prometheus). */
+  eachNamespace(): IterableIterator<[string, NamespaceCounters]> {
+    return this.namespaces.entries();
+  }
+
+  /** The live operation histograms, for exporters: operation -> node -> by result. */
+  eachOperation(): IterableIterator<[string, Map<string, OperationCounters>]> {
+    return this.operations.entries();
+  }
+
+  private of(namespace: string): NamespaceCounters {
+    let stats = this.namespaces.get(namespace);
+    if (stats === undefined) {
+      stats = {
+        hits: 0,
+        stale: 0,
+        misses: 0,
+        fills: 0,
+        evictions: 0,
+        bypasses: 0,
+        errors: 0,
+        leaseWaits: 0,
+        latency: { HIT: new LatencyHistogram(), STALE: new LatencyHistogram(), MISS: new LatencyHistogram() },
+      };
+      this.namespaces.set(namespace, stats);
+    }
+    return stats;
+  }
+}
