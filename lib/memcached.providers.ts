@@ -9,20 +9,33 @@ import {
 import type { ModuleRef } from '@nestjs/core';
 import { CacheAsideEngine } from './cache/cache-aside.engine.js';
 import { MemcachedCache } from './cache/memcached-cache.js';
-import { MemcachedClient } from './client/memcached.client.js';
+import { clientInternals, MemcachedClient } from './client/memcached.client.js';
 import { CacheExplorer } from './explorers/cache.explorer.js';
-import { CacheInterceptor } from './interceptors/cache.interceptor.js';
+import { CacheInterceptor, isCacheInterceptor } from './interceptors/cache.interceptor.js';
 import type { MemcachedModuleOptions } from './interfaces/memcached-module-options.interface.js';
 import { CACHE_INTERCEPTOR } from './memcached.constants.js';
 
-/** The client provider: options are validated here, so bad configuration fails at startup. */
+/**
+ * The client provider: options are validated here, and a configured bus's broker package is
+ * loaded, so bad configuration or a missing optional package fails at startup.
+ */
 export function createMemcachedClientProvider(
   token: string | typeof MemcachedClient,
   optionsToken: InjectionToken,
+  create: (options: MemcachedModuleOptions) => MemcachedClient = (options) => new MemcachedClient(options),
 ): FactoryProvider {
   return {
     provide: token,
-    useFactory: (options: MemcachedModuleOptions) => new MemcachedClient(options),
+    useFactory: async (options: MemcachedModuleOptions) => {
+      const client = create(options);
+      try {
+        await clientInternals(client).ready;
+      } catch (error) {
+        client.close();
+        throw error;
+      }
+      return client;
+    },
     inject: [optionsToken],
   };
 }
@@ -68,7 +81,10 @@ export function prepareCachedRoutes(moduleRef: ModuleRef): void {
   explorer.prepareRoutes(hasGlobalInterceptors(moduleRef));
 }
 
-type AppConfig = { getGlobalInterceptors?(): unknown[]; getGlobalRequestInterceptors?(): unknown[] };
+type AppConfig = {
+  getGlobalInterceptors?(): unknown[];
+  getGlobalRequestInterceptors?(): Array<{ metatype?: unknown; instance?: unknown }>;
+};
 
 /**
  * Whether the app has global interceptors (`useGlobalInterceptors`, `APP_INTERCEPTOR`), from the
@@ -79,7 +95,11 @@ function hasGlobalInterceptors(moduleRef: ModuleRef): boolean {
     ?.applicationConfig;
   if (typeof config?.getGlobalInterceptors !== 'function' || typeof config.getGlobalRequestInterceptors !== 'function')
     return true;
-  return config.getGlobalInterceptors().length > 0 || config.getGlobalRequestInterceptors().length > 0;
+  // a CacheInterceptor bound globally leaves decorated routes alone: it does not count
+  return (
+    config.getGlobalInterceptors().some((i) => !isCacheInterceptor(i)) ||
+    config.getGlobalRequestInterceptors().some((w) => !isCacheInterceptor(w.instance ?? w.metatype))
+  );
 }
 
 /** What the module exports besides the client. */

@@ -55,21 +55,46 @@ function defineOptions(metadataKey: string, options: object, target: object, mod
   }
 }
 
+/** What the explorer binds to an instance: its decorated methods' trampolines hand their calls to it. */
+export type CacheInvoker = (
+  instance: object,
+  methodName: string,
+  original: Function,
+  trampoline: Function,
+  args: unknown[],
+) => unknown;
+
+/** Explorers of apps compiled but not initialised yet: each finds (and binds) the invoker of an instance it manages. */
+const lateBinders = new Set<(instance: object) => CacheInvoker | undefined>();
+
+/**
+ * Lets a trampoline called before its app's `init()` (a test that stops at `compile()` and
+ * `get()`) find its invoker; returns the function that removes the binder.
+ */
+export function addLateBinder(binder: (instance: object) => CacheInvoker | undefined): () => void {
+  lateBinders.add(binder);
+  return () => lateBinders.delete(binder);
+}
+
+function bindLate(instance: object): CacheInvoker | undefined {
+  for (const binder of lateBinders) {
+    const invoker = binder(instance);
+    if (invoker !== undefined) return invoker;
+  }
+  return undefined;
+}
+
 function installTrampoline(descriptor: PropertyDescriptor, methodName: string): AnyMethod {
   const current = descriptor.value as AnyMethod & { [ORIGINAL_METHOD]?: AnyMethod };
   if (current[ORIGINAL_METHOD]) return current;
   const original = current;
-  type Invoker = (
-    instance: object,
-    methodName: string,
-    original: Function,
-    trampoline: Function,
-    args: unknown[],
-  ) => unknown;
-  const trampoline = function (this: { [CACHE_INVOKER]?: Invoker } | undefined, ...args: unknown[]) {
+  const trampoline = function (this: { [CACHE_INVOKER]?: CacheInvoker } | undefined, ...args: unknown[]) {
     if (isRouteRequestAt(args, (trampoline as { [ROUTE_REQUEST_INDEX]?: number })[ROUTE_REQUEST_INDEX]))
       args.length -= 1;
-    const invoke = this?.[CACHE_INVOKER];
+    let invoke = this?.[CACHE_INVOKER];
+    if (invoke === undefined && lateBinders.size > 0 && typeof this === 'object' && this !== null) {
+      invoke = bindLate(this);
+    }
     if (invoke === undefined) return original.apply(this, args);
     return invoke(this as object, methodName, original, trampoline, args);
   };

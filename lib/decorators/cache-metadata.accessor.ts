@@ -1,4 +1,9 @@
-import { CACHE_EVICT_METADATA, CACHE_PUT_METADATA, CACHEABLE_METADATA } from '../memcached.constants.js';
+import {
+  CACHE_EVICT_METADATA,
+  CACHE_PUT_METADATA,
+  CACHEABLE_METADATA,
+  NEST_SSE_METADATA,
+} from '../memcached.constants.js';
 import type {
   CacheableOptions,
   CacheClassDefaults,
@@ -8,6 +13,7 @@ import type {
 } from '../interfaces/cache-decorator-options.interface.js';
 
 const plans = new WeakMap<Function, CachePlan | null>();
+const urlPlans = new WeakMap<Function, CachePlan | null>();
 
 function read<T>(key: string, target: unknown): T | undefined {
   // reflect-metadata throws on non-object targets
@@ -27,14 +33,6 @@ export function getCachePlan(classRef: Function, method: Function, methodName?: 
     const classCacheable = read<CacheableOptions>(CACHEABLE_METADATA, classRef);
     const classPut = read<CachePutOptions>(CACHE_PUT_METADATA, classRef);
     const classEvict = read<CacheEvictOptions[]>(CACHE_EVICT_METADATA, classRef)?.[0];
-    const pick = (...sources: Array<{ namespace?: string; ttl?: unknown } | undefined>) => {
-      const defaults: CacheClassDefaults = {};
-      for (const s of sources) {
-        if (s?.namespace !== undefined) defaults.namespace ??= s.namespace;
-        if (typeof s?.ttl === 'number') defaults.ttl ??= s.ttl;
-      }
-      return defaults;
-    };
     plan = {
       className: classRef.name || 'Anonymous',
       methodName: methodName ?? method.name,
@@ -45,5 +43,37 @@ export function getCachePlan(classRef: Function, method: Function, methodName?: 
     };
   }
   plans.set(method, plan);
+  return plan;
+}
+
+function pick(...sources: Array<{ namespace?: string; ttl?: unknown } | undefined>): CacheClassDefaults {
+  const defaults: CacheClassDefaults = {};
+  for (const s of sources) {
+    if (s?.namespace !== undefined) defaults.namespace ??= s.namespace;
+    if (typeof s?.ttl === 'number') defaults.ttl ??= s.ttl;
+  }
+  return defaults;
+}
+
+/**
+ * The plan of a route without cache decorators in the scope of a `CacheInterceptor` the app binds
+ * itself: a `@Cacheable()` of the route (keyed by URL; the class-level decorator's namespace and
+ * TTL, else the class name and the module's TTL), or null for a route whose result is a stream.
+ */
+export function urlCachePlan(classRef: Function, handler: Function): CachePlan | null {
+  const known = urlPlans.get(handler);
+  if (known !== undefined) return known;
+  const plan: CachePlan | null =
+    read(NEST_SSE_METADATA, handler) !== undefined
+      ? null
+      : {
+          className: classRef.name || 'Anonymous',
+          methodName: handler.name,
+          cacheable: {},
+          put: undefined,
+          evicts: [],
+          defaults: pick(read<CacheableOptions>(CACHEABLE_METADATA, classRef)),
+        };
+  urlPlans.set(handler, plan);
   return plan;
 }

@@ -12,6 +12,7 @@ import { CacheAsideEngine } from '../cache/cache-aside.engine.js';
 import { getCachePlan } from '../decorators/cache-metadata.accessor.js';
 import { CacheInterceptor, noteGlobalInterceptors } from '../interceptors/cache.interceptor.js';
 import { CACHE_INTERCEPTOR, CACHE_INVOKER, ORIGINAL_METHOD } from '../memcached.constants.js';
+import { addLateBinder } from '../decorators/cache-decorator.factory.js';
 import { type CachedMethodInvoker, cachedMethodInvoker } from './cached-method.invoker.js';
 import { serveRoutesFromHandlers } from './cached-routes.js';
 
@@ -26,6 +27,8 @@ export class CacheExplorer implements OnModuleInit, OnApplicationShutdown {
   private readonly logger = new Logger('MemcachedCache');
   private readonly boundPrototypes: object[] = [];
   private readonly invoker: CachedMethodInvoker;
+  private readonly stopLateBinding: () => void;
+  private readonly notOurs = new WeakSet<object>();
 
   constructor(
     private readonly discovery: DiscoveryService,
@@ -35,6 +38,8 @@ export class CacheExplorer implements OnModuleInit, OnApplicationShutdown {
     private readonly adapterHost: HttpAdapterHost,
   ) {
     this.invoker = cachedMethodInvoker(engine);
+    // until onModuleInit binds every provider, a call on one of ours binds it (tests often stop at compile())
+    this.stopLateBinding = addLateBinder((instance) => this.bindLate(instance));
   }
 
   /**
@@ -57,6 +62,7 @@ export class CacheExplorer implements OnModuleInit, OnApplicationShutdown {
   }
 
   onModuleInit(): void {
+    this.stopLateBinding();
     for (const wrapper of this.discovery.getProviders()) {
       const metatype = wrapper.metatype as Function | undefined;
       if (wrapper.isAlias || typeof metatype !== 'function' || !metatype.prototype) continue;
@@ -80,7 +86,22 @@ export class CacheExplorer implements OnModuleInit, OnApplicationShutdown {
     }
   }
 
+  /** The invoker for an instance this app manages as a singleton (bound to it), before `onModuleInit`. */
+  private bindLate(instance: object): CachedMethodInvoker | undefined {
+    if (this.notOurs.has(instance)) return undefined;
+    const managed = this.discovery
+      .getProviders()
+      .some((wrapper) => wrapper.instance === instance && wrapper.isDependencyTreeStatic());
+    if (!managed) {
+      this.notOurs.add(instance);
+      return undefined;
+    }
+    bind(instance, this.invoker);
+    return this.invoker;
+  }
+
   onApplicationShutdown(): void {
+    this.stopLateBinding();
     for (const proto of this.boundPrototypes) {
       if ((proto as Record<symbol, unknown>)[CACHE_INVOKER] === this.invoker)
         delete (proto as Record<symbol, unknown>)[CACHE_INVOKER];
@@ -89,6 +110,7 @@ export class CacheExplorer implements OnModuleInit, OnApplicationShutdown {
 }
 
 function bind(target: object, invoker: CachedMethodInvoker): void {
+  // not enumerable: inspecting or serialising the instance shows nothing of ours
   Object.defineProperty(target, CACHE_INVOKER, {
     value: invoker,
     configurable: true,

@@ -3,14 +3,10 @@ import type { CacheAsideEngine, CallSite, Produced } from '../cache/cache-aside.
 import { stableKey } from '../codec/stable-key.js';
 import { getCachePlan } from '../decorators/cache-metadata.accessor.js';
 
+import type { CacheInvoker } from '../decorators/cache-decorator.factory.js';
+
 /** What the explorer binds to a provider: its decorated methods' trampolines call it. */
-export type CachedMethodInvoker = (
-  instance: object,
-  methodName: string,
-  original: Function,
-  trampoline: Function,
-  args: unknown[],
-) => unknown;
+export type CachedMethodInvoker = CacheInvoker;
 
 /**
  * The provider path: a decorated method's call, run through the engine under its plan. Async

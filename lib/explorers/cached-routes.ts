@@ -13,6 +13,7 @@ import {
 import {
   NEST_INTERCEPTORS_METADATA as INTERCEPTORS_METADATA,
   NEST_ROUTE_ARGS_METADATA as ROUTE_ARGS_METADATA,
+  NEST_SSE_METADATA,
   ORIGINAL_METHOD,
   ROUTE_REQUEST_INDEX,
 } from '../memcached.constants.js';
@@ -21,7 +22,7 @@ import {
 const PATH_METADATA = 'path';
 const REQUEST_PARAM = '0';
 /** Routes whose result Nest does not send as it is (SSE, a template, a redirect) or that also answer messages. */
-const KEPT_IN_CHAIN = ['__sse__', '__renderTemplate__', '__redirect__', 'microservices:pattern'];
+const KEPT_IN_CHAIN = [NEST_SSE_METADATA, '__renderTemplate__', '__redirect__', 'microservices:pattern'];
 
 /** A controller as Nest's container holds it (an `InstanceWrapper`). */
 export interface ControllerWrapper {

@@ -17,10 +17,11 @@ import type { HttpRequestParts } from '../cache/variants.js';
 import { stableKey } from '../codec/stable-key.js';
 import { RawJson, type ResponseMeta } from '../codec/value.codec.js';
 import { CacheInterceptorDelegate } from '../decorators/cache-interceptor.delegate.js';
-import { getCachePlan } from '../decorators/cache-metadata.accessor.js';
+import { getCachePlan, urlCachePlan } from '../decorators/cache-metadata.accessor.js';
 import {
   NEST_INTERCEPTORS_METADATA as INTERCEPTORS_METADATA,
   NEST_ROUTE_ARGS_METADATA as ROUTE_ARGS_METADATA,
+  SERVE_DECORATED,
 } from '../memcached.constants.js';
 import type { CacheableOptions, CachePlan } from '../interfaces/cache-decorator-options.interface.js';
 import {
@@ -32,6 +33,9 @@ import {
   responseNotStorable,
   varyNames,
 } from './http-cache-rules.js';
+
+/** Requests a bound `CacheInterceptor` serves: a second one (global and controller-level) leaves them alone. */
+const servedRequests = new WeakSet<object>();
 
 // @nestjs/common's RESPONSE / NEXT route param types
 const RESPONSE_PARAM_TYPES = new Set(['1', '2']);
@@ -66,7 +70,31 @@ export class CacheInterceptor implements NestInterceptor {
 
   constructor(protected readonly engine: CacheAsideEngine) {}
 
+  /**
+   * Bound by the app (`APP_INTERCEPTOR`, `@UseInterceptors(CacheInterceptor)`), as with
+   * `@nestjs/cache-manager`: caches the GET and HEAD routes of its scope by URL, with the module's
+   * TTL (or the class-level `@Cacheable`'s namespace and TTL), under the same HTTP rules as a
+   * `@Cacheable()` route. A route with its own cache decorators is left to them, so it is served
+   * once, by its own options; a request another cache interceptor already serves is left alone.
+   */
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
+    if (context.getType<string>() !== 'http') return next.handle();
+    const classRef = context.getClass();
+    const handler = context.getHandler();
+    if (getCachePlan(classRef, handler) !== null || !this.isRequestCacheable(context)) return next.handle();
+    const request = requestOf(context) as object;
+    const plan = urlCachePlan(classRef, handler);
+    if (plan === null || servedRequests.has(request)) return next.handle();
+    servedRequests.add(request);
+    // a hit is parsed: the route's own interceptors run inside this one, the app's may run outside
+    return from(this.serveHttp(context, plan, () => next.handle(), false) as ObservableInput<unknown>);
+  }
+
+  /**
+   * What the cache decorators' delegate calls for their routes: the route's own plan, on HTTP
+   * and microservice handlers.
+   */
+  [SERVE_DECORATED](context: ExecutionContext, next: CallHandler): Observable<unknown> {
     const type = context.getType<string>();
     if (type !== 'http' && type !== 'rpc') return next.handle();
     const handler = context.getHandler();
@@ -216,11 +244,23 @@ export function globalInterceptorsOf(interceptor: object): boolean {
  */
 export function hasOuterInterceptors(classRef: Function, handler: Function, globals: boolean): boolean {
   if (globals) return true;
-  const ofClass = Reflect.getMetadata(INTERCEPTORS_METADATA, classRef) as unknown[] | undefined;
-  if (ofClass !== undefined && ofClass.length > 0) return true;
+  const ofClass = (Reflect.getMetadata(INTERCEPTORS_METADATA, classRef) as unknown[] | undefined) ?? [];
+  if (ofClass.some((i) => !isCacheInterceptor(i))) return true;
   const ofRoute = (Reflect.getMetadata(INTERCEPTORS_METADATA, handler) as unknown[] | undefined) ?? [];
   const delegate = ofRoute.indexOf(CacheInterceptorDelegate);
-  return (delegate === -1 ? ofRoute.length : delegate) > 0;
+  return ofRoute.slice(0, delegate === -1 ? ofRoute.length : delegate).some((i) => !isCacheInterceptor(i));
+}
+
+/**
+ * A `CacheInterceptor` (its class or an instance) bound by the app: it leaves routes with cache
+ * decorators to them, so it never sees their values.
+ */
+export function isCacheInterceptor(interceptor: unknown): boolean {
+  return (
+    interceptor instanceof CacheInterceptor ||
+    (typeof interceptor === 'function' && interceptor.prototype instanceof CacheInterceptor) ||
+    interceptor === CacheInterceptor
+  );
 }
 
 /** A handler's result as a value: an Observable's last emission, a Promise's resolution. */

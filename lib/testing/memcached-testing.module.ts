@@ -3,7 +3,12 @@ import { DiscoveryModule, ModuleRef } from '@nestjs/core';
 import { MemcachedClient } from '../client/memcached.client.js';
 import type { MemcachedModuleOptions } from '../interfaces/memcached-module-options.interface.js';
 import { MEMCACHED_MODULE_OPTIONS } from '../memcached.module-definition.js';
-import { CACHE_EXPORTS, cacheProviders, prepareCachedRoutes } from '../memcached.providers.js';
+import {
+  CACHE_EXPORTS,
+  cacheProviders,
+  createMemcachedClientProvider,
+  prepareCachedRoutes,
+} from '../memcached.providers.js';
 import { InMemoryMemcachedClient } from './in-memory-memcached.client.js';
 
 /**
@@ -34,10 +39,16 @@ export class MemcachedTestingModule implements NestModule {
       imports: [DiscoveryModule],
       providers: [
         { provide: MEMCACHED_MODULE_OPTIONS, useValue: { logger: false, ...options } },
-        { provide: MemcachedClient, useFactory: () => new InMemoryMemcachedClient(options) },
+        createMemcachedClientProvider(
+          MemcachedClient,
+          MEMCACHED_MODULE_OPTIONS,
+          () => new InMemoryMemcachedClient(options),
+        ),
+        // injectable by its own class too, for its test helpers (`storedKeys()`)
+        { provide: InMemoryMemcachedClient, useExisting: MemcachedClient },
         ...cacheProviders(MEMCACHED_MODULE_OPTIONS),
       ],
-      exports: [MemcachedClient, ...CACHE_EXPORTS],
+      exports: [MemcachedClient, InMemoryMemcachedClient, ...CACHE_EXPORTS],
     };
   }
 }

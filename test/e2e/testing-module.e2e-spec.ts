@@ -141,3 +141,41 @@ describe('MemcachedTestingModule matches real memcached', () => {
     }
   });
 });
+
+describe('MemcachedTestingModule in the tests users write', () => {
+  it('serves cached methods in a test that stops at compile() and get() (no init())', async () => {
+    const moduleRef = await Test.createTestingModule({
+      imports: [MemcachedTestingModule.forRoot(), UsersModule],
+    }).compile();
+    try {
+      const users = moduleRef.get(UsersService);
+      const db = moduleRef.get(UsersDb);
+      await users.findById('1');
+      await sleep(10);
+      await users.findById('1');
+      expect(db.calls.findById).toBe(1);
+      // an instance Nest does not manage still runs uncached
+      const unmanaged = new UsersService(db);
+      await unmanaged.findById('1');
+      expect(db.calls.findById).toBe(2);
+    } finally {
+      await moduleRef.close();
+    }
+  });
+
+  it('InMemoryMemcachedClient can be injected by its own class, beside MemcachedClient', async () => {
+    const moduleRef = await Test.createTestingModule({
+      imports: [MemcachedTestingModule.forRoot({ keyPrefix: 't:' }), UsersModule],
+    }).compile();
+    await moduleRef.init();
+    try {
+      const memory = moduleRef.get(InMemoryMemcachedClient);
+      expect(memory).toBe(moduleRef.get(MemcachedClient));
+      await moduleRef.get(UsersService).findById('1');
+      await sleep(10);
+      expect(memory.storedKeys().some((key) => key.startsWith('t:users@'))).toBe(true);
+    } finally {
+      await moduleRef.close();
+    }
+  });
+});

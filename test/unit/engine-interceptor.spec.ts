@@ -199,7 +199,9 @@ describe('CacheInterceptor (HTTP rules), with a fake ExecutionContext over the i
     };
     let ran = false;
     const next = { handle: () => ((ran = true), of(options.body ?? { id: '7' })) };
-    const body = await lastValueFrom(interceptor.intercept(context as never, next as never));
+    // as Nest runs a decorated route: through the delegate the decorators attach
+    const delegate = new CacheInterceptorDelegate(interceptor);
+    const body = await lastValueFrom(delegate.intercept(context as never, next as never));
     await settle();
     return { body, ran, xCache: headers['x-cache'], vary: headers.vary, contentType: headers['content-type'] };
   }
