@@ -2,15 +2,20 @@ import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { AppModule } from './app.module.js';
+import { freeListenPort } from './listen-port.js';
 
 async function bootstrap() {
+  const logger = new Logger('SampleApp');
+  const port = await freeListenPort('PORT', 3000);
   const app = await NestFactory.create(AppModule, {
     logger: process.env.LOG_LEVEL === 'debug' ? ['error', 'warn', 'log', 'debug'] : ['error', 'warn', 'log'],
   });
   app.enableShutdownHooks();
-  const port = Number(process.env.PORT ?? 3000);
   await app.listen(port, '127.0.0.1');
-  new Logger('SampleApp').log(`listening on http://127.0.0.1:${port} (try: curl -i http://127.0.0.1:${port}/users/1)`);
+  logger.log(`listening on http://127.0.0.1:${port} (try: curl -i http://127.0.0.1:${port}/users/1)`);
 }
 
-void bootstrap();
+bootstrap().catch((error: Error) => {
+  new Logger('SampleApp').error(error.message);
+  process.exit(1);
+});

@@ -33,10 +33,11 @@ export class DatabaseService implements OnModuleInit, OnModuleDestroy {
       this.db = { query: (sql, params) => pool.query(sql, params as unknown[]) as never, close: () => pool.end() };
       this.logger.log(`using PostgreSQL at ${url.replace(/\/\/[^@/]*@/, '//***@')}`);
     } else {
+      this.logger.log('starting the embedded PGlite database (set DATABASE_URL for PostgreSQL)');
       const { PGlite } = await import('@electric-sql/pglite');
       const lite = new PGlite();
+      await lite.waitReady;
       this.db = { query: (sql, params) => lite.query(sql, params as unknown[]) as never, close: () => lite.close() };
-      this.logger.log('using embedded PGlite (set DATABASE_URL for PostgreSQL)');
     }
     await this.db.query(`CREATE TABLE IF NOT EXISTS ${this.table} (
       id serial PRIMARY KEY,
@@ -48,6 +49,7 @@ export class DatabaseService implements OnModuleInit, OnModuleDestroy {
     const { rows } = await this.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${this.table}`);
     if (rows[0].n === 0) {
       const seed = Number(this.config.get('SAMPLE_SEED_USERS') ?? 5000);
+      this.logger.log(`seeding ${seed} users (SAMPLE_SEED_USERS)...`);
       await this.db.query(
         `INSERT INTO ${this.table} (name, email, country)
          SELECT 'User ' || g, 'user' || g || '@example.com', (ARRAY['FR','DE','US','JP','BR'])[1 + g % 5]
