@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { MemcachedClient } from '../../lib/index.js';
 import { FaultProxy } from '../support/fault-proxy.js';
 import { MemcachedDaemon } from '../support/memcached-daemon.js';
+import { startNats, startPostgres, type TestServer } from '../support/servers.js';
 import { startWorker } from '../support/workers.js';
 
 const worker = new URL('./workers/soak-worker.ts', import.meta.url);
@@ -46,6 +47,19 @@ export function staleReads(
   return stale;
 }
 
+// one PostgreSQL and one NATS of the file's own, for every soak below
+let postgres: TestServer;
+let nats: TestServer;
+beforeAll(async () => {
+  await Promise.all([
+    startPostgres().then((started) => (postgres = started)),
+    startNats().then((started) => (nats = started)),
+  ]);
+}, 60_000);
+afterAll(async () => {
+  await Promise.all([postgres?.stop(), nats?.stop()]);
+});
+
 /** Connects and creates the soak's table: ROWS rows at version 1. */
 async function createRows(db: pg.Client, table: string): Promise<void> {
   await db.connect();
@@ -56,15 +70,16 @@ async function createRows(db: pg.Client, table: string): Promise<void> {
 describe('soak: 4 processes read and write PostgreSQL rows through @Cacheable / @CacheEvict, leases on', () => {
   let daemon: MemcachedDaemon;
   const table = `nm_soak_${process.pid}`;
-  const db = new pg.Client({ host: '127.0.0.1', port: 5432, user: 'postgres', database: 'test' });
+  let db: pg.Client;
 
   beforeAll(async () => {
     daemon = await MemcachedDaemon.start();
+    db = new pg.Client({ connectionString: postgres.url });
     await createRows(db, table);
   });
   afterAll(async () => {
-    await db.query(`DROP TABLE IF EXISTS ${table}`).catch(() => undefined);
-    await db.end();
+    await db?.query(`DROP TABLE IF EXISTS ${table}`).catch(() => undefined);
+    await db?.end();
     await daemon?.kill();
   });
 
@@ -74,6 +89,7 @@ describe('soak: 4 processes read and write PostgreSQL rows through @Cacheable / 
       const workers = Array.from({ length: PROCESSES }, () =>
         startWorker(worker, {
           servers: daemon.address,
+          databaseUrl: postgres.url,
           table,
           rows: ROWS,
           durationMs: SECONDS * 1000,
@@ -122,16 +138,17 @@ describe.each([
   let daemon: MemcachedDaemon;
   const proxies: FaultProxy[] = [];
   const table = `nm_soak_near_${process.pid}_${Math.round(dropShare * 100)}`;
-  const db = new pg.Client({ host: '127.0.0.1', port: 5432, user: 'postgres', database: 'test' });
+  let db: pg.Client;
 
   beforeAll(async () => {
     daemon = await MemcachedDaemon.start();
+    db = new pg.Client({ connectionString: postgres.url });
     await createRows(db, table);
-    for (let i = 0; i < PROCESSES; i++) proxies.push(await new FaultProxy(4222).start());
+    for (let i = 0; i < PROCESSES; i++) proxies.push(await new FaultProxy(nats.port).start());
   });
   afterAll(async () => {
-    await db.query(`DROP TABLE IF EXISTS ${table}`).catch(() => undefined);
-    await db.end();
+    await db?.query(`DROP TABLE IF EXISTS ${table}`).catch(() => undefined);
+    await db?.end();
     for (const proxy of proxies) await proxy.stop();
     await daemon?.kill();
   });
@@ -143,6 +160,7 @@ describe.each([
       const workers = proxies.map((proxy) =>
         startWorker(worker, {
           servers: daemon.address,
+          databaseUrl: postgres.url,
           table,
           rows: ROWS,
           durationMs: SECONDS * 1000,

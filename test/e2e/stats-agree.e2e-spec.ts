@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cacheable, MemcachedCache, MemcachedClient, MemcachedModule } from '../../lib/index.js';
 import { MemcachedPrometheusModule } from '../../lib/prometheus/index.js';
 import { MemcachedDaemon, sleep } from '../support/memcached-daemon.js';
+import { startNats, type TestServer } from '../support/servers.js';
 
 // Every read is counted once, in one place, whichever path served it: the client's counters, the
 // facade's per-namespace counters and Prometheus (read from the same counters when scraped) agree.
@@ -15,6 +16,17 @@ class ProfilesService {
   loads = 0;
 
   @Cacheable({ namespace: 'profiles', key: (id: string) => id })
+  async find(id: string) {
+    this.loads++;
+    return { id };
+  }
+}
+
+@Injectable()
+class NearService {
+  loads = 0;
+
+  @Cacheable({ namespace: 'near', key: (id: string) => id, nearCache: true })
   async find(id: string) {
     this.loads++;
     return { id };
@@ -57,20 +69,27 @@ interface Counts {
 
 describe('one counter set for every read path', () => {
   let daemon: MemcachedDaemon;
+  let nats: TestServer;
   let app: INestApplication;
   let client: MemcachedClient;
   let cache: MemcachedCache;
   const registry = new Registry();
 
   beforeAll(async () => {
-    daemon = await MemcachedDaemon.start();
+    [daemon, nats] = await Promise.all([MemcachedDaemon.start(), startNats()]);
     const moduleRef = await Test.createTestingModule({
       imports: [
-        MemcachedModule.forRoot({ isGlobal: true, logger: false, servers: daemon.address }),
+        MemcachedModule.forRoot({
+          isGlobal: true,
+          logger: false,
+          servers: daemon.address,
+          nearCache: { ttl: 60, namespaces: ['near'] },
+          bus: { url: nats.url, heartbeat: 200 },
+        }),
         MemcachedPrometheusModule.forRoot({ registry }),
       ],
       controllers: [ItemsController],
-      providers: [ProfilesService],
+      providers: [ProfilesService, NearService],
     }).compile();
     app = moduleRef.createNestApplication({ logger: false });
     await app.init();
@@ -79,7 +98,7 @@ describe('one counter set for every read path', () => {
   });
   afterAll(async () => {
     await app?.close();
-    await daemon?.stop();
+    await Promise.all([daemon?.stop(), nats?.stop()]);
   });
 
   async function counts(namespace: string): Promise<Counts> {
@@ -184,6 +203,21 @@ describe('one counter set for every read path', () => {
         await sleep(10);
       }
     });
+  });
+
+  it('near-cache hits', async () => {
+    const service = app.get(NearService);
+    while (client.stats().bus?.healthy !== true) await sleep(10);
+    const nearHits = client.stats().nearCache!.hits;
+    // a miss, a memcached hit (kept in the near cache), then near hits
+    await expectCounted('near', 3, 1, async () => {
+      for (let i = 0; i < 4; i++) {
+        await service.find('7');
+        await sleep(10);
+      }
+    });
+    expect(service.loads).toBe(1);
+    expect(client.stats().nearCache!.hits - nearHits).toBe(2);
   });
 
   it("latency buckets come in order, smallest first, and events' durations are rounded to the microsecond", async () => {

@@ -253,7 +253,7 @@ function allStopped(pid: number): boolean {
  * where there is none). freePort's port can be taken by another worker's daemon or proxy before
  * ours binds it; ours then exits, but connecting to the port still succeeds.
  */
-function listensOn(pid: number | undefined, port: number): boolean {
+export function listensOn(pid: number | undefined, port: number): boolean {
   let table: string;
   try {
     table = readFileSync('/proc/net/tcp', 'utf8');
@@ -280,7 +280,7 @@ function listensOn(pid: number | undefined, port: number): boolean {
   }
 }
 
-function canConnect(port: number): Promise<boolean> {
+export function canConnect(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = net.connect(port, '127.0.0.1');
     socket.once('connect', () => {

@@ -13,11 +13,19 @@ export interface Worker {
   send(line: string): void;
 }
 
+const running = new Set<ChildProcess>();
+// a test that times out leaves its workers running: they go with the test process
+process.once('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
 /** Runs a TypeScript worker in its own OS process with a JSON job. */
 export function startWorker(script: URL, job: object): Worker {
   const child = spawn(process.execPath, ['--import', register, fileURLToPath(script), JSON.stringify(job)], {
     stdio: ['pipe', 'pipe', 'pipe'],
   });
+  running.add(child);
+  child.once('exit', () => running.delete(child));
   let stdout = '';
   let stderr = '';
   const waiters: Array<{ line: string; resolve: () => void }> = [];

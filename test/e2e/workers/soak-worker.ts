@@ -18,6 +18,8 @@ import { createBusTransport } from '../../../lib/bus/transports.js';
 
 interface Job {
   servers: string;
+  /** The test's PostgreSQL (user `postgres`, database `test`). */
+  databaseUrl: string;
   table: string;
   rows: number;
   durationMs: number;
@@ -30,13 +32,7 @@ interface Job {
 }
 
 const job = JSON.parse(process.argv[2]) as Job;
-const pool = new pg.Pool({
-  host: '127.0.0.1',
-  port: 5432,
-  user: 'postgres',
-  database: 'test',
-  max: job.concurrency + 2,
-});
+const pool = new pg.Pool({ connectionString: job.databaseUrl, max: job.concurrency + 2 });
 const now = () => Number(process.hrtime.bigint()) / 1e6;
 
 @Injectable()
@@ -105,7 +101,7 @@ const rows = app.get(Rows);
 if (job.near) {
   // start when the bus vouches for the near cache
   const client = app.get(MemcachedClient);
-  while (client.stats().nearCache?.bus?.healthy !== true) await new Promise((r) => setTimeout(r, 10));
+  while (client.stats().bus?.healthy !== true) await new Promise((r) => setTimeout(r, 10));
 }
 const reads: Array<[number, number, number]> = [];
 const writes: Array<[number, number, number]> = [];
@@ -123,15 +119,15 @@ const loop = async () => {
   }
 };
 await Promise.all(Array.from({ length: job.concurrency }, loop));
-const { nearCache, ...counters } = app.get(MemcachedClient).stats();
+const { nearCache, bus, ...counters } = app.get(MemcachedClient).stats();
 const stats = {
   ...counters,
   cacheHits: app.get(MemcachedCache).stats().soak?.hits ?? 0,
-  nearHits: nearCache?.cache.hits ?? 0,
-  busGaps: nearCache?.bus?.gaps ?? 0,
+  nearHits: nearCache?.hits ?? 0,
+  busGaps: bus?.gaps ?? 0,
   droppedMessages: (lossy as { dropped?: () => number } | undefined)?.dropped?.() ?? 0,
-  nearFlushes: nearCache?.cache.flushes ?? 0,
-  nearRefusedFills: nearCache?.cache.refusedFills ?? 0,
+  nearFlushes: nearCache?.flushes ?? 0,
+  nearRefusedFills: nearCache?.refusedFills ?? 0,
 };
 await app.close();
 await pool.end();
