@@ -13,7 +13,7 @@ export const invalidDecoratorOption = (
 ) => `Invalid ${decorator} option "${option}" on ${where}: ${value} (expected ${expected})`;
 
 export const unknownOption = (name: string) =>
-  `Unknown MemcachedModule option "${name}": see the README's configuration table for the supported options`;
+  `Unknown MemcachedModule option "${name}": see docs/configuration.md for the supported options`;
 
 export const unknownEnv = (names: string[]) =>
   `Ignoring unknown environment variable(s) ${names.join(', ')}: not a MemcachedModule setting (typo?)`;

@@ -5,7 +5,7 @@ import { compress, inflate } from './inflate.js';
  * pylibmc's flags (pylibmc 1.6, Python 3; pymemcache uses the same values). Integers travel as
  * decimal text, text as UTF-8, bytes as they are; zlib (not raw deflate) for compression. Other
  * JSON values carry `PYLIBMC_JSON`, a flag pylibmc does not define: a pylibmc subclass reads it
- * (see the README). Pickles (pylibmc's default for floats, lists and dicts) cannot be read here.
+ * (see docs/sharing-a-pool.md). Pickles (pylibmc's default for floats, lists and dicts) cannot be read here.
  */
 export const PylibmcFlag = { Bytes: 0, Pickle: 1, Integer: 2, Long: 4, Zlib: 8, Text: 16, Json: 0x100 } as const;
 

@@ -27,7 +27,7 @@ export interface MemcachedSerializer {
 
 /**
  * Options of `MemcachedModule.forRoot` / `forRootAsync` (and of `new MemcachedClient`).
- * Every field is optional; the defaults are in the README's configuration table.
+ * Every field is optional; the defaults are in docs/configuration.md.
  *
  * @example
  * MemcachedModule.forRoot({ servers: '10.0.0.5:11211,10.0.0.6:11211:2', keyPrefix: 'users-svc:', ttl: 60 })

@@ -44,6 +44,6 @@ export interface MemcachedEncryptionOptions {
  * How plain values are laid out for other clients on the same pool. `native` (default): our own
  * flags, which keep every type exactly. `pylibmc`: pylibmc's flags (also libmemcached-based C
  * clients using them): strings, bytes and integers cross as they are; other JSON values carry a
- * JSON flag that a small pylibmc subclass reads (see the README).
+ * JSON flag that a small pylibmc subclass reads (see docs/sharing-a-pool.md).
  */
 export type MemcachedValueFormat = 'native' | 'pylibmc';

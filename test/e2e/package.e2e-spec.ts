@@ -1,5 +1,14 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -63,15 +72,27 @@ describe('the published package', () => {
     expect(tsc.status).toBe(0);
   }, 120_000);
 
-  it('compiles every TypeScript example in the README against the packed package', () => {
-    const readme = readFileSync(join(root, 'README.md'), 'utf8');
-    const blocks = [...readme.matchAll(/^( *)```ts\n([\s\S]*?)^\1```/gm)].map(([, indent, body]) =>
-      body
-        .split('\n')
-        .map((line) => line.slice(indent.length))
-        .join('\n'),
+  it('compiles every TypeScript example in the README and docs/*.md against the packed package', () => {
+    // every ```ts block is a whole program a reader can paste: each compiles as its own file
+    const sources = [
+      'README.md',
+      ...readdirSync(join(root, 'docs'))
+        .filter((f) => f.endsWith('.md'))
+        .map((f) => `docs/${f}`),
+    ];
+    const examples = sources.flatMap((source) =>
+      [...readFileSync(join(root, source), 'utf8').matchAll(/^( *)```ts\n([\s\S]*?)^\1```/gm)].map(
+        ([, indent, body], i) => ({
+          file: `${source.replace(/\.md$/, '').replace(/\W+/g, '-')}-${i + 1}.ts`,
+          body: body
+            .split('\n')
+            .map((line) => line.slice(indent.length))
+            .join('\n'),
+        }),
+      ),
     );
-    expect(blocks.length).toBeGreaterThanOrEqual(9);
+    expect(examples.filter((e) => e.file.startsWith('README-')).length).toBeGreaterThanOrEqual(4);
+    expect(examples.length).toBeGreaterThanOrEqual(30);
     // inside the repository, so the peers (Nest, rxjs, prom-client, ...) resolve from its node_modules;
     // nestjs-memcached itself resolves to the unpacked tarball
     const dir = mkdtempSync(join(root, '.readme-check-'));
@@ -80,7 +101,7 @@ describe('the published package', () => {
       execFileSync('tar', ['-xzf', tarball, '-C', join(dir, 'node_modules')]);
       renameSync(join(dir, 'node_modules/package'), join(dir, 'node_modules/nestjs-memcached'));
       writeFileSync(join(dir, 'package.json'), JSON.stringify({ type: 'module' }));
-      blocks.forEach((block, i) => writeFileSync(join(dir, `example-${i + 1}.ts`), block));
+      for (const { file, body } of examples) writeFileSync(join(dir, file), body);
       const compilerOptions = {
         target: 'es2022',
         module: 'nodenext',
@@ -88,6 +109,8 @@ describe('the published package', () => {
         strict: true,
         experimentalDecorators: true,
         emitDecoratorMetadata: true,
+        // each example is a module of its own, so a missing import is an error, not a global
+        moduleDetection: 'force',
         skipLibCheck: true,
         noEmit: true,
         types: ['node'],
@@ -98,6 +121,72 @@ describe('the published package', () => {
       });
       expect(tsc.stdout + tsc.stderr).toBe('');
       expect(tsc.status).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+
+  it('a missing optional peer fails at startup, naming the package and the install command', () => {
+    // outside the repository, so that nothing resolves from its node_modules but what is linked here
+    const dir = mkdtempSync(join(tmpdir(), 'nestjs-memcached-peers-'));
+    try {
+      const modules = join(dir, 'node_modules');
+      mkdirSync(join(modules, '@nestjs'), { recursive: true });
+      execFileSync('tar', ['-xzf', tarball, '-C', modules]);
+      renameSync(join(modules, 'package'), join(modules, 'nestjs-memcached'));
+      for (const pkg of ['@nestjs/common', '@nestjs/core', 'rxjs', 'reflect-metadata', 'lru-cache']) {
+        symlinkSync(join(root, 'node_modules', pkg), join(modules, pkg));
+      }
+      writeFileSync(join(dir, 'package.json'), JSON.stringify({ type: 'module' }));
+      const app = (imports: string, module: string) =>
+        [
+          "import 'reflect-metadata';",
+          "import { Module } from '@nestjs/common';",
+          "import { NestFactory } from '@nestjs/core';",
+          imports,
+          'class App {}',
+          `Module({ imports: [${module}] })(App);`,
+          'await NestFactory.createApplicationContext(App, { logger: false, abortOnError: false });',
+          "console.log('started');",
+        ].join('\n');
+      const run = (file: string, source: string) => {
+        writeFileSync(join(dir, file), source);
+        return spawnSync(process.execPath, [file], { cwd: dir, encoding: 'utf8', timeout: 60_000 });
+      };
+      const servers = JSON.stringify(daemon.address);
+      const bus = run(
+        'bus.mjs',
+        app(
+          "import { MemcachedModule } from 'nestjs-memcached';",
+          `MemcachedModule.forRoot({ servers: ${servers}, logger: false, bus: { transport: 'nats' } })`,
+        ),
+      );
+      expect(bus.stdout).not.toContain('started');
+      expect(bus.status).not.toBe(0);
+      expect(bus.stderr).toContain('needs the package @nats-io/transport-node');
+      expect(bus.stderr).toContain('npm install @nats-io/transport-node');
+      const metrics = run(
+        'metrics.mjs',
+        app(
+          "import { MemcachedModule } from 'nestjs-memcached';\n" +
+            "import { MemcachedPrometheusModule } from 'nestjs-memcached/prometheus';",
+          `MemcachedModule.forRoot({ servers: ${servers}, logger: false, isGlobal: true }), MemcachedPrometheusModule.forRoot()`,
+        ),
+      );
+      expect(metrics.stdout).not.toContain('started');
+      expect(metrics.status).not.toBe(0);
+      expect(metrics.stderr).toContain('nestjs-memcached/prometheus needs the package prom-client');
+      expect(metrics.stderr).toContain('npm install prom-client');
+      // the same app with nothing optional configured starts
+      const plain = run(
+        'plain.mjs',
+        app(
+          "import { MemcachedModule } from 'nestjs-memcached';",
+          `MemcachedModule.forRoot({ servers: ${servers}, logger: false })`,
+        ),
+      );
+      expect(plain.stderr).toBe('');
+      expect(plain.stdout).toContain('started');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """A pylibmc client for the interop tests: writes or reads `count` values on a pool, with the
-JSON subclass the README shows. Prints one JSON line. Values are those of `valueFor` in
+JSON subclass docs/sharing-a-pool.md shows. Prints one JSON line. Values are those of `valueFor` in
 interop.e2e-spec.ts.
 
     pylibmc-peer.py '{"op": "write"|"read", "servers": [...], "behaviors": {...}, "prefix": "py:", "count": 3000}'
