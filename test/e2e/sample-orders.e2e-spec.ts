@@ -1,10 +1,12 @@
 import type { INestApplication } from '@nestjs/common';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { Test } from '@nestjs/testing';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemcachedClient } from '../../lib/index.js';
 import { AppModule } from '../../sample-app/app.module.js';
-import { MemcachedDaemon } from '../support/memcached-daemon.js';
+import { freePort, MemcachedDaemon } from '../support/memcached-daemon.js';
 import { startNats, type TestServer } from '../support/servers.js';
 
 // The sample's two services on one memcached pool and a NATS of the test's own: the users service (the
@@ -67,4 +69,71 @@ describe('sample app: the orders service follows the users service over NATS', (
     expect(name).toBe('Renamed in users');
     expect(orders.get(MemcachedClient).stats().bus!.followed.evictions).toBeGreaterThanOrEqual(1);
   });
+});
+
+/** A sample service as a user starts it: its entry point in its own process, configured by environment. */
+function service(entry: string, env: Record<string, string>): { child: ChildProcess; output: () => string } {
+  const child = spawn(process.execPath, ['--import', register, fileURLToPath(new URL(entry, root))], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout!.on('data', (chunk) => (output += chunk));
+  child.stderr!.on('data', (chunk) => (output += chunk));
+  return { child, output: () => output };
+}
+
+async function waitFor(check: () => boolean, what: string, ms = 60_000): Promise<void> {
+  const started = Date.now();
+  while (!check()) {
+    if (Date.now() - started > ms) throw new Error(`no ${what} within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+const root = new URL('../../', import.meta.url);
+const register = fileURLToPath(new URL('scripts/ts-register.mjs', root));
+
+describe('sample app: both services on ports of your choice, from the variables the docs name', () => {
+  let daemon: MemcachedDaemon;
+  let nats: TestServer;
+  const children: ChildProcess[] = [];
+
+  beforeAll(async () => {
+    [daemon, nats] = await Promise.all([MemcachedDaemon.start(), startNats()]);
+  });
+  afterAll(async () => {
+    for (const child of children) child.kill('SIGKILL');
+    await Promise.all([daemon?.kill(), nats?.stop()]);
+  });
+
+  it('PORT, ORDERS_PORT and SAMPLE_USERS_URL move them; a taken port is refused before seeding, naming the variable', async () => {
+    const [usersPort, ordersPort] = [await freePort(), await freePort()];
+    const common = { MEMCACHED_SERVERS: daemon.address, MEMCACHED_BUS_URL: nats.url, SAMPLE_SEED_USERS: '50' };
+    const users = service('sample-app/main.ts', {
+      ...common,
+      PORT: String(usersPort),
+      MEMCACHED_KEY_PREFIX: 'sample:',
+    });
+    children.push(users.child);
+    await waitFor(() => users.output().includes(`listening on http://127.0.0.1:${usersPort}`), 'users service');
+    const orders = service('sample-app/orders/main.ts', {
+      ...common,
+      ORDERS_PORT: String(ordersPort),
+      SAMPLE_USERS_URL: `http://127.0.0.1:${usersPort}`,
+    });
+    children.push(orders.child);
+    await waitFor(() => orders.output().includes(`listening on http://127.0.0.1:${ordersPort}`), 'orders service');
+    const order = await request(`http://127.0.0.1:${ordersPort}`).get('/orders/7').expect(200);
+    expect(order.body).toMatchObject({ id: 7, userId: 7, userName: 'User 7' });
+
+    // a second users service on the same port stops at once, before its database starts
+    const second = service('sample-app/main.ts', { ...common, PORT: String(usersPort) });
+    children.push(second.child);
+    const code = await new Promise<number | null>((resolve) => second.child.once('exit', resolve));
+    expect(code).toBe(1);
+    expect(second.output()).toContain(`Port ${usersPort} on 127.0.0.1 is in use`);
+    expect(second.output()).toContain('set PORT to a free port');
+    expect(second.output()).not.toContain('seeding');
+  }, 120_000);
 });
