@@ -200,6 +200,11 @@ export class CacheInterceptor implements NestInterceptor {
   /** Why a readable request must not use the shared cache (a `@Res()` handler, credentials), or undefined. */
   private bypassReason(context: ExecutionContext, options: CacheableOptions, principal?: string): string | undefined {
     if (usesResponseObject(context)) return 'response-object';
+    // marked before the handler runs (`@Header('Cache-Control', 'no-store')`, a middleware): it could
+    // never be stored, so an entry stored before the mark must not answer it either
+    const response = responseOf(context) as HeaderTarget;
+    const marked = responseNotStorable((name) => response.getHeader?.(name));
+    if (marked !== undefined) return `response not storable (${marked})`;
     if (options.public === true || principal !== undefined) return undefined;
     const credential = this.credentialsOf(requestOf(context), options);
     // a route with a principal function that found no caller still must not share a caller's response

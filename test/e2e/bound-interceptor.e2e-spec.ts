@@ -206,6 +206,15 @@ describe.each<[string, Adapter, MemcachedModuleExtras]>([
     expect(plain.calls).toBe(before + 4);
   });
 
+  it('a route marked private or no-store before its handler runs (@Header) is neither read nor stored: a bypass', async () => {
+    const cache = app.get(MemcachedCache);
+    const before = cache.stats().PlainController;
+    for (let i = 0; i < 2; i++) expect((await get('/plain/6/private')).headers['x-cache']).toBe('BYPASS');
+    const after = cache.stats().PlainController;
+    expect(after.bypasses - before.bypasses).toBe(2);
+    expect([after.misses - before.misses, after.hits - before.hits]).toStrictEqual([0, 0]);
+  });
+
   it('a PUT route without decorators answers and is never cached', async () => {
     const plain = app.get(PlainController);
     const before = plain.calls;

@@ -36,7 +36,7 @@ describe('the published package', () => {
     if (packDir) rmSync(packDir, { recursive: true, force: true });
   });
 
-  it('ships only the library: dist/esm and dist/cjs with their types, the README and package.json', () => {
+  it('ships only the library: dist/esm and dist/cjs with their types, the README, its docs pages and package.json', () => {
     // the sample app's build (npm run start:sample) goes elsewhere, so it never lands in dist
     npm(['run', 'build:sample'], root);
     const out = npm(['pack', '--dry-run', '--json'], root);
@@ -53,10 +53,18 @@ describe('the published package', () => {
     }
     expect(files).toContain('dist/cjs/package.json');
     const strays = files.filter(
-      (f) => !/^dist\/(esm|cjs)\//.test(f) && !['package.json', 'README.md', 'LICENSE'].includes(f),
+      (f) =>
+        !/^dist\/(esm|cjs)\//.test(f) &&
+        !/^docs\/[a-z-]+\.md$/.test(f) &&
+        !['package.json', 'README.md', 'LICENSE', 'CHANGELOG.md'].includes(f),
     );
     expect(strays).toStrictEqual([]);
-    expect(files.some((f) => /sample|\.spec\.|\/test\//.test(f))).toBe(false);
+    expect(files.some((f) => /^dist\/.*(sample|\.spec\.|\/test\/)/.test(f))).toBe(false);
+    // every page the README links to is in the package, so its links work where it is installed
+    const readme = readFileSync(join(root, 'README.md'), 'utf8');
+    const linked = [...readme.matchAll(/\]\((docs\/[a-z-]+\.md)(?:#[^)]*)?\)/g)].map(([, page]) => page);
+    expect(linked.length).toBeGreaterThan(5);
+    for (const page of new Set(linked)) expect(files).toContain(page);
   }, 120_000);
 
   it("type-checks strictly: library, tests, sample app, and the decorators' typed key functions", () => {
