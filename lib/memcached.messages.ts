@@ -60,13 +60,23 @@ export const tlsNoHandshake = (ms: number) =>
   `no TLS handshake within ${ms} ms (does the server have TLS on, memcached -Z?)`;
 export const tlsFailed = (code: string | undefined, message: string) => {
   const hint =
-    code === 'ERR_TLS_CERT_ALTNAME_INVALID'
-      ? 'the certificate is not for this host: check tls.servername or the host in servers'
-      : code !== undefined && /CERT|SELF_SIGNED|ISSUER|VERIFY/.test(code)
-        ? "the server's certificate did not verify: check tls.ca"
-        : 'check that the server has TLS on (memcached -Z) and accepts this client (tls.cert, tls.key)';
+    /ALERT_(CERTIFICATE_REQUIRED|BAD_CERTIFICATE|UNKNOWN_CA|CERTIFICATE_UNKNOWN|ACCESS_DENIED|HANDSHAKE_FAILURE)/.test(
+      code ?? '',
+    )
+      ? "the server refused this client's certificate: check tls.cert and tls.key against the server's ssl_ca_cert"
+      : code === 'ERR_TLS_CERT_ALTNAME_INVALID'
+        ? 'the certificate is not for this host: check tls.servername or the host in servers'
+        : code !== undefined && /CERT|SELF_SIGNED|ISSUER|VERIFY/.test(code)
+          ? "the server's certificate did not verify: check tls.ca"
+          : 'check that the server has TLS on (memcached -Z) and accepts this client (tls.cert, tls.key)';
   return `TLS handshake failed (${code ?? 'no code'}: ${message}): ${hint}`;
 };
+export const tlsSetupFailed = (code: string | undefined, message: string) =>
+  `TLS settings unusable (${code ?? 'no code'}: ${message}): ` +
+  (/decrypt|passphrase|BAD_DECRYPT/i.test(`${code} ${message}`)
+    ? 'tls.key could not be decrypted: check tls.passphrase'
+    : 'check that tls.ca, tls.cert and tls.key are PEM text (or Buffers) and that the key belongs to the certificate');
+
 export const saslRefused = () => 'authentication failed: the server refused the SASL username or password';
 export const saslStatus = (status: number) => `authentication failed: status 0x${status.toString(16)}`;
 export const authFailed = () => 'authentication failed';
@@ -91,6 +101,8 @@ export const generationLost = () => 'a namespace generation could not be stored'
 export const keyNotString = (got: string) => `memcached key must be a string, got ${got}`;
 export const invalidNamespace = (namespace: string) =>
   `Invalid cache namespace ${JSON.stringify(namespace)}: use letters, digits, '_', '.' or '-'`;
+export const invalidTtl = (name: string, shown: string, max: number) =>
+  `Invalid ${name} ${shown}: expected a number of seconds from 0 (no expiry) to ${max} (ten years)`;
 export const ttlPast2106 = (ttl: number) =>
   `Invalid ttl ${ttl}: expires after the year 2106, beyond memcached's 32-bit expiry`;
 export const undefinedValue = () => 'undefined cannot be stored in memcached: use delete() to remove a key';
@@ -109,11 +121,12 @@ export const viaPrototype = (className: string) =>
   `${className} is not a singleton: its cached methods use the cache through the prototype`;
 
 export const routesFromHandlers = (count: number) =>
-  `${count} cached route${count === 1 ? '' : 's'} served from the route handler (no interceptor chain)`;
+  `Routes with cache decorators whose rules run inside their route handlers (no interceptor added): ${count}`;
 
 export function show(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value);
-  if (typeof value === 'number' || typeof value === 'bigint') return Object.is(value, -0) ? '-0' : String(value);
+  if (typeof value === 'bigint') return `${value}n`;
+  if (typeof value === 'number') return Object.is(value, -0) ? '-0' : String(value);
   if (value instanceof RegExp) return String(value);
   if (typeof value === 'function') return 'a function';
   try {
@@ -156,6 +169,19 @@ export const busBack = (transport: string, nearCache: boolean, downForMs: number
 
 export const busDown = (transport: string, reason: string, nearCache: boolean, changes: number) =>
   `Invalidation bus (${transport}) ${reason}${flapped(changes)}: ${busWork(nearCache, false)}`;
+
+export const busUnsigned = (transport: string) =>
+  `Invalidation bus (${transport}) without bus.keys: anyone who can publish on its channel can evict and flush ` +
+  "this service's near-cache entries. Set bus.keys (MEMCACHED_BUS_KEYS) on every process of the bus.";
+
+export const busRejected = (transport: string, reason: 'malformed' | 'forged' | 'replayed') =>
+  `Invalidation bus (${transport}): dropped ${
+    reason === 'forged'
+      ? "messages that do not authenticate (a publisher without this service's bus.keys, or keys that differ: check bus.keys on every process)"
+      : reason === 'replayed'
+        ? 'replayed messages (sent before, or older than the replay window: check the clocks of the hosts)'
+        : 'messages that are not of this library (another publisher on the channel, or a version mismatch)'
+  }; they changed nothing (see stats().bus)`;
 
 export const followFailed = (namespace: string, detail: string) =>
   `Could not evict from namespace "${namespace}" after a followed change (bus.follow): ${detail}`;

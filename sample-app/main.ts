@@ -2,11 +2,13 @@ import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { AppModule } from './app.module.js';
+import { useDemoBusKeys } from './demo-bus-keys.js';
 import { freeListenPort } from './listen-port.js';
 
 async function bootstrap() {
   const logger = new Logger('SampleApp');
   const port = await freeListenPort('PORT', 3000);
+  useDemoBusKeys();
   const app = await NestFactory.create(AppModule, {
     logger: process.env.LOG_LEVEL === 'debug' ? ['error', 'warn', 'log', 'debug'] : ['error', 'warn', 'log'],
   });

@@ -1,16 +1,24 @@
+import { createHmac, createSecretKey, type KeyObject, timingSafeEqual } from 'node:crypto';
+
 /**
- * Invalidation messages on the bus: compact, versioned JSON. Every message carries its source
- * (a random id per process and bus) and that source's sequence number, so a receiver notices a
- * lost message (a gap), a restarted source (a new id) and a silent channel (its own heartbeats
- * stop coming back).
+ * Invalidation messages on the bus. Every byte that arrives is untrusted: the broker is shared, and
+ * anyone who can publish on the channel can send anything. A message is
  *
- * `{"v":1,"s":"<source>","q":<seq>,"t":"k"|"n"|"h"|"b","x":["<name>", ...],"d":1}`
- * - `k`: keys changed (evicted or overwritten); `x` holds their families (`prefix\0namespace\0key`).
- * - `n`: namespaces got a new generation (every entry evicted); `x` holds `prefix\0namespace`.
- * - `h`: a heartbeat; `x` is empty.
- * - `b`: the source is closing (it sends nothing more); `x` is empty.
- * - `d` (optional): the change was itself caused by a followed change (`bus.follow`); receivers do
- *   not follow it further, so two services that follow each other cannot loop.
+ *   `2.<macs>.<payload>`
+ *
+ * - `<payload>`: compact JSON `{"s":"<source>","q":<seq>,"t":"k"|"n"|"h"|"b","x":["<name>",...],"a":<ms>,"d":1}`
+ *   with the sender's source id (random per process and bus), its sequence number, the type, the
+ *   names, the sender's wall-clock time, and `d` when the change was caused by a followed change.
+ *   `k`: keys changed (`x` holds their families `prefix\0namespace\0key`); `n`: namespaces got a new
+ *   generation (`prefix\0namespace`); `h`: a heartbeat; `b`: the source is closing (`x` empty).
+ * - `<macs>`: with `bus.keys`, `<id>:<mac>` for every configured key, comma-separated, where `mac`
+ *   is the base64url HMAC-SHA256 of `nmc2.<payload>` under that key: a receiver that knows any
+ *   one of the keys can check the message, so processes with keys [2, 1] and [1] interoperate
+ *   while a new key is rolled out. Empty without keys.
+ *
+ * With keys, nothing is parsed before the MAC checks out, and a message older than the replay
+ * window (by the sender's clock) is refused. Without keys, version 1 messages (plain JSON, sent by
+ * the previous release) are read too.
  */
 export type BusMessageType = 'k' | 'n' | 'h' | 'b';
 
@@ -19,50 +27,165 @@ export interface BusMessage {
   seq: number;
   type: BusMessageType;
   names: string[];
+  /** The sender's wall-clock time, ms (0 in a version 1 message). */
+  at: number;
   derived?: boolean;
 }
 
-export const BUS_VERSION = 1;
+/** Why a message was dropped before it touched any state. */
+export type BusRejection = 'malformed' | 'forged' | 'replayed';
 
-/** Longest message accepted from the bus (a bigger one is treated as a lost message). */
-export const MAX_BUS_MESSAGE = 1 << 20;
+export type DecodedBusMessage = { message: BusMessage } | { rejected: BusRejection };
 
-export function encodeBusMessage(message: BusMessage): string {
-  const body: Record<string, unknown> = {
-    v: BUS_VERSION,
-    s: message.source,
-    q: message.seq,
-    t: message.type,
-    x: message.names,
-  };
-  if (message.derived) body.d = 1;
-  return JSON.stringify(body);
+/** An HMAC key of `bus.keys`. */
+export interface BusKey {
+  id: number;
+  key: Buffer;
 }
 
+export const BUS_VERSION = 2;
+/** Longest message read (bytes, or UTF-16 units of a string): anything longer is dropped unparsed. */
+export const MAX_BUS_MESSAGE = 64 * 1024;
+/** Most names in one message (senders send one name per change). */
+export const MAX_BUS_NAMES = 256;
+/** Longest name (UTF-16 units); a longer key travels as its hash (see `busFamily`). */
+export const MAX_BUS_NAME = 2048;
+/** With keys, a message sent longer ago than this (by its sender's clock) is a replay. */
+export const REPLAY_WINDOW_MS = 30_000;
+/** Most MACs a message may carry (the current key and older ones being rolled out). */
+export const MAX_BUS_KEYS = 8;
+
+const SOURCE = /^[A-Za-z0-9_-]{1,64}$/;
+const MAC_INPUT_PREFIX = 'nmc2.';
+
 /**
- * Reads a message from the bus; every byte is untrusted. Returns undefined for anything that is
- * not a well-formed message of this version (the caller counts it as a possibly lost message).
+ * Encodes and checks bus messages with the configured keys. The key bytes are held as Node
+ * `KeyObject`s, which never show their material (`util.inspect`, JSON).
  */
-export function decodeBusMessage(data: string | Uint8Array): BusMessage | undefined {
-  if (data.length > MAX_BUS_MESSAGE) return undefined;
+export class BusCodec {
+  private readonly keys: ReadonlyArray<{ id: number; key: KeyObject }>;
+  private readonly byId: ReadonlyMap<number, KeyObject>;
+
+  constructor(keys: readonly BusKey[] = []) {
+    this.keys = keys.map(({ id, key }) => ({ id, key: createSecretKey(Buffer.from(key)) }));
+    this.byId = new Map(this.keys.map(({ id, key }) => [id, key]));
+  }
+
+  /** Whether messages are authenticated (`bus.keys` set). */
+  get signed(): boolean {
+    return this.keys.length > 0;
+  }
+
+  encode(message: BusMessage): string {
+    const body: Record<string, unknown> = {
+      s: message.source,
+      q: message.seq,
+      t: message.type,
+      x: message.names,
+      a: message.at,
+    };
+    if (message.derived) body.d = 1;
+    const payload = JSON.stringify(body);
+    const macs = this.keys.map(({ id, key }) => `${id}:${mac(key, payload)}`).join(',');
+    return `${BUS_VERSION}.${macs}.${payload}`;
+  }
+
+  /**
+   * Reads a message; every byte is untrusted. With keys, a message is checked before its payload
+   * is parsed, and a message sent before `now - REPLAY_WINDOW_MS` is refused.
+   */
+  decode(data: string | Uint8Array, now: number): DecodedBusMessage {
+    if (data.length > MAX_BUS_MESSAGE) return MALFORMED;
+    const text =
+      typeof data === 'string' ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('utf8');
+    if (text.startsWith('{')) return this.signed ? FORGED : decodeVersion1(text);
+    if (!text.startsWith(`${BUS_VERSION}.`)) return this.signed ? FORGED : MALFORMED;
+    const cut = text.indexOf('.', 2);
+    if (cut < 0) return this.signed ? FORGED : MALFORMED;
+    const payload = text.slice(cut + 1);
+    if (this.signed) {
+      if (!this.authentic(text.slice(2, cut), payload)) return FORGED;
+    }
+    const message = parsePayload(payload);
+    if (message === undefined) return MALFORMED;
+    if (this.signed && Math.abs(now - message.at) > REPLAY_WINDOW_MS) return REPLAYED;
+    return { message };
+  }
+
+  /** Whether one of the message's MACs is right under a key we hold (any key we do not hold is skipped). */
+  private authentic(macs: string, payload: string): boolean {
+    if (macs.length === 0 || macs.length > MAX_BUS_KEYS * 50) return false;
+    for (const entry of macs.split(',', MAX_BUS_KEYS)) {
+      const colon = entry.indexOf(':');
+      const id = Number(entry.slice(0, colon));
+      const key = colon > 0 && Number.isInteger(id) ? this.byId.get(id) : undefined;
+      if (key === undefined) continue;
+      const expected = Buffer.from(mac(key, payload), 'latin1');
+      const given = Buffer.from(entry.slice(colon + 1), 'latin1');
+      return given.length === expected.length && timingSafeEqual(given, expected);
+    }
+    return false;
+  }
+}
+
+function mac(key: KeyObject, payload: string): string {
+  return createHmac('sha256', key)
+    .update(MAC_INPUT_PREFIX + payload)
+    .digest('base64url');
+}
+
+const MALFORMED: DecodedBusMessage = { rejected: 'malformed' };
+const FORGED: DecodedBusMessage = { rejected: 'forged' };
+const REPLAYED: DecodedBusMessage = { rejected: 'replayed' };
+
+function parseJson(text: string): Record<string, unknown> | undefined {
   let parsed: unknown;
   try {
-    parsed = JSON.parse(
-      typeof data === 'string' ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('utf8'),
-    );
+    // a deeply nested document throws (a RangeError at worst), and is malformed like any other
+    parsed = JSON.parse(text);
   } catch {
     return undefined;
   }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return undefined;
-  const { v, s, q, t, x, d } = parsed as Record<string, unknown>;
-  if (v !== BUS_VERSION) return undefined;
-  if (typeof s !== 'string' || s.length === 0 || s.length > 64) return undefined;
+  return typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)
+    ? (parsed as Record<string, unknown>)
+    : undefined;
+}
+
+function names(x: unknown, type: unknown): string[] | undefined {
+  if (!Array.isArray(x) || x.length > MAX_BUS_NAMES) return undefined;
+  for (const name of x) if (typeof name !== 'string' || name.length > MAX_BUS_NAME) return undefined;
+  if (type === 'h' || type === 'b' ? x.length !== 0 : x.length === 0) return undefined;
+  return x as string[];
+}
+
+function parsePayload(payload: string): BusMessage | undefined {
+  const fields = parseJson(payload);
+  if (fields === undefined) return undefined;
+  const { s, q, t, x, a, d } = fields;
+  if (typeof s !== 'string' || !SOURCE.test(s)) return undefined;
   if (typeof q !== 'number' || !Number.isSafeInteger(q) || q < 1) return undefined;
   if (t !== 'k' && t !== 'n' && t !== 'h' && t !== 'b') return undefined;
-  if (!Array.isArray(x) || !x.every((name) => typeof name === 'string')) return undefined;
-  if (t === 'h' || t === 'b' ? x.length !== 0 : x.length === 0) return undefined;
+  if (typeof a !== 'number' || !Number.isFinite(a)) return undefined;
   if (d !== undefined && d !== 1) return undefined;
+  const list = names(x, t);
+  if (list === undefined) return undefined;
   return d === 1
-    ? { source: s, seq: q, type: t, names: x as string[], derived: true }
-    : { source: s, seq: q, type: t, names: x as string[] };
+    ? { source: s, seq: q, type: t, names: list, at: a, derived: true }
+    : { source: s, seq: q, type: t, names: list, at: a };
+}
+
+/** The previous release's messages: `{"v":1,"s":..,"q":..,"t":..,"x":[..],"d":1}` (read only without keys). */
+function decodeVersion1(text: string): DecodedBusMessage {
+  const fields = parseJson(text);
+  if (fields === undefined || fields.v !== 1) return MALFORMED;
+  const { s, q, t, x, d } = fields;
+  if (typeof s !== 'string' || !SOURCE.test(s)) return MALFORMED;
+  if (typeof q !== 'number' || !Number.isSafeInteger(q) || q < 1) return MALFORMED;
+  if (t !== 'k' && t !== 'n' && t !== 'h' && t !== 'b') return MALFORMED;
+  if (d !== undefined && d !== 1) return MALFORMED;
+  const list = names(x, t);
+  if (list === undefined) return MALFORMED;
+  const message: BusMessage = { source: s, seq: q, type: t, names: list, at: 0 };
+  if (d === 1) message.derived = true;
+  return { message };
 }

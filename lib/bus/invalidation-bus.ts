@@ -1,21 +1,23 @@
 import { randomBytes } from 'node:crypto';
 import type { BusTransport } from '../interfaces/bus-transport.interface.js';
-import { type BusMessage, type BusMessageType, decodeBusMessage, encodeBusMessage } from './bus-message.js';
+import { BusCodec, type BusMessage, type BusMessageType, type BusRejection } from './bus-message.js';
 
 /** What the bus tells the tier it keeps coherent. */
 export interface BusListener {
   /** `derived`: caused by a followed change (not to be followed further). */
   keys(families: string[], derived: boolean): void;
   namespaces(names: string[], derived: boolean): void;
-  /** Something may have been missed (a gap, a new source, a malformed message): drop everything. */
+  /** Something may have been missed (a gap, a new source, a lost connection): drop everything. */
   flush(reason: BusFlushReason): void;
   /** The bus vouches for the tier (`true`) or no longer does. */
   healthy(healthy: boolean): void;
+  /** A message was dropped before it touched any state (counted in the stats). */
+  rejected?(reason: BusRejection): void;
 }
 
 export type { BusTransport };
 
-export type BusFlushReason = 'gap' | 'source' | 'malformed' | 'down' | 'silent';
+export type BusFlushReason = 'gap' | 'source' | 'down' | 'silent';
 
 export interface BusStats {
   healthy: boolean;
@@ -25,7 +27,12 @@ export interface BusStats {
   received: number;
   gaps: number;
   newSources: number;
+  /** Messages dropped unread: not of this format, or over the size and count bounds. */
   malformed: number;
+  /** With `bus.keys`: messages that did not authenticate, dropped before touching any state. */
+  forged: number;
+  /** With `bus.keys`: authentic messages sent again (an old sequence number, or older than the replay window). */
+  replayed: number;
   flushes: number;
   /** The last heartbeat's round trip through the broker, in ms. */
   lagMs: number | undefined;
@@ -43,6 +50,8 @@ interface Source {
 
 /** A source not heard from for this many heartbeats (and that did not say goodbye) is presumed gone. */
 export const SOURCE_GONE_HEARTBEATS = 10;
+/** Most sources remembered; past it the least recently heard is forgotten (and flushed for, if heard again). */
+export const MAX_SOURCES = 1024;
 
 /**
  * Sequenced invalidations over a transport. Publishes this process's evictions with a per-source
@@ -50,9 +59,16 @@ export const SOURCE_GONE_HEARTBEATS = 10;
  * `heartbeat` ms. The tier is vouched for only while connected, while one of its own heartbeats
  * sent within the last `heartbeat` ms has come back (its evictions reach us), and while every
  * other source has been heard from within `heartbeat` ms (ours reach us: a source whose link went
- * silent may be evicting into the void). A gap in any source's sequence, a source first heard
- * after start-up, or a malformed message flushes it. A source that closes says so; one unheard
- * for `SOURCE_GONE_HEARTBEATS` heartbeats is presumed gone and no longer waited for.
+ * silent may be evicting into the void). A gap in any source's sequence, or a source first heard
+ * after start-up, flushes it. A source that closes says so; one unheard for
+ * `SOURCE_GONE_HEARTBEATS` heartbeats is presumed gone and no longer waited for.
+ *
+ * Whatever arrives, the work per message does not grow with the number of sources (they are kept in
+ * the order they were last heard, so the quietest is the first), and every table is bounded. A
+ * message that does not decode, or (with keys) does not authenticate or is replayed, is counted and
+ * dropped before it touches any state: it neither flushes, nor registers a source, nor moves a
+ * sequence number. Without keys, a sequence number that goes back (a forged one ran ahead of it)
+ * flushes and resynchronises, so a forged number cannot hide a later gap.
  */
 export class InvalidationBus {
   readonly source = randomBytes(9).toString('base64url');
@@ -77,6 +93,8 @@ export class InvalidationBus {
     gaps: 0,
     newSources: 0,
     malformed: 0,
+    forged: 0,
+    replayed: 0,
     flushes: 0,
   };
 
@@ -85,6 +103,9 @@ export class InvalidationBus {
     private readonly listener: BusListener,
     private readonly heartbeat: number,
     private readonly clock: () => number = () => performance.now(),
+    private readonly codec = new BusCodec(),
+    /** The wall clock the messages' send times are on (the replay window). */
+    private readonly wallClock: () => number = Date.now,
   ) {}
 
   /**
@@ -144,7 +165,11 @@ export class InvalidationBus {
   stats(): BusStats {
     const now = this.clock();
     let quietSources = 0;
-    for (const source of this.sources.values()) if (now - source.seen > this.heartbeat) quietSources++;
+    // oldest heard first: count until the first one heard within the heartbeat
+    for (const source of this.sources.values()) {
+      if (now - source.seen <= this.heartbeat) break;
+      quietSources++;
+    }
     return {
       ...this.counters,
       healthy: this.isHealthy,
@@ -180,9 +205,13 @@ export class InvalidationBus {
   /** Works out until when the tier is vouched for; flushes it when that has passed. */
   private assess(now: number): boolean {
     let heard = this.lastEcho;
+    // oldest heard first: the gone ones go, and the first left is the one heard longest ago
     for (const [id, source] of this.sources) {
       if (now - source.seen > SOURCE_GONE_HEARTBEATS * this.heartbeat) this.sources.delete(id);
-      else if (source.seen < heard) heard = source.seen;
+      else {
+        if (source.seen < heard) heard = source.seen;
+        break;
+      }
     }
     this.vouchedUntil = heard + this.heartbeat;
     const vouched = !this.closed && this.connected && now <= this.vouchedUntil;
@@ -204,7 +233,7 @@ export class InvalidationBus {
       if (counted) this.counters.publishFailures++;
       return Promise.resolve();
     }
-    const data = encodeBusMessage({ source: this.source, seq, type, names, derived });
+    const data = this.codec.encode({ source: this.source, seq, type, names, derived, at: this.wallClock() });
     return this.transport.publish(data).then(
       () => (counted ? void this.counters.published++ : undefined),
       () => (counted ? void this.counters.publishFailures++ : undefined),
@@ -212,19 +241,16 @@ export class InvalidationBus {
   }
 
   private receive(data: string | Uint8Array): void {
-    const message = decodeBusMessage(data);
+    const decoded = this.codec.decode(data, this.wallClock());
+    if ('rejected' in decoded) return this.reject(decoded.rejected);
+    const message = decoded.message;
     const now = this.clock();
-    if (message === undefined) {
-      this.counters.malformed++;
-      this.drop('malformed');
-      return;
-    }
     if (message.source === this.source) {
       if (message.type === 'h') this.echo(message.seq, now);
       return;
     }
+    if (!this.track(message, now)) return this.reject('replayed');
     this.counters.received++;
-    this.track(message, now);
     if (message.type === 'k') this.listener.keys(message.names, message.derived === true);
     else if (message.type === 'n') this.listener.namespaces(message.names, message.derived === true);
     else if (message.type === 'b') this.sources.delete(message.source);
@@ -232,23 +258,43 @@ export class InvalidationBus {
     if (!this.isHealthy) this.assess(now);
   }
 
-  private track(message: BusMessage, now: number): void {
+  /**
+   * Notes a message from another source; false when it must be refused (with keys: a sequence
+   * number already heard, a replay). A new source, or a gap, flushes the tier.
+   */
+  private track(message: BusMessage, now: number): boolean {
     const known = this.sources.get(message.source);
     if (known === undefined) {
+      if (this.sources.size >= MAX_SOURCES) this.sources.delete(this.sources.keys().next().value!);
       this.sources.set(message.source, { seq: message.seq, seen: now });
       // a source first heard well after we subscribed: a new or restarted process, or one we lost
       if (now - this.subscribedAt > this.heartbeat) {
         this.counters.newSources++;
         this.drop('source');
       }
-      return;
+      return true;
     }
-    known.seen = now;
-    if (known.seq !== undefined && message.seq > known.seq + 1) {
+    if (known.seq !== undefined && message.seq <= known.seq) {
+      // with keys only the sender can number its messages: an old number is a replay
+      if (this.codec.signed) return false;
+      // without keys, a forged number may have run ahead of the sender's: resynchronise on this one
+      this.counters.gaps++;
+      this.drop('gap');
+    } else if (known.seq !== undefined && message.seq > known.seq + 1) {
       this.counters.gaps++;
       this.drop('gap');
     }
-    if (known.seq === undefined || message.seq > known.seq) known.seq = message.seq;
+    known.seq = message.seq;
+    known.seen = now;
+    // kept in the order last heard: the quietest source is the first
+    this.sources.delete(message.source);
+    this.sources.set(message.source, known);
+    return true;
+  }
+
+  private reject(reason: BusRejection): void {
+    this.counters[reason]++;
+    this.listener.rejected?.(reason);
   }
 
   /**

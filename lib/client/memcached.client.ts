@@ -6,6 +6,7 @@ import { normalizeTtl, toExpiry, ttlOrDefault } from '../codec/ttl.js';
 import { ValueCipher } from '../codec/value-cipher.js';
 import { ValueCodec } from '../codec/value.codec.js';
 import {
+  busKeysOf,
   encryptionKeysOf,
   passwordOf,
   resolveOptions,
@@ -172,7 +173,7 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
         t.key === undefined
           ? this.readThrough.evictAll(t.namespace, true)
           : this.readThrough.evict({ namespace: t.namespace, key: t.key }, true);
-      ready = near.connect(o.bus);
+      ready = near.connect(o.bus, busKeysOf(o));
       // the module awaits it (and fails to start); a client made by hand is only warned
       ready.catch(() => undefined);
     }

@@ -2,7 +2,8 @@ import { generationLost, keyNotString } from '../memcached.messages.js';
 import { LRUCache } from 'lru-cache';
 import { assertNamespace, toWireKey } from '../codec/key.codec.js';
 import { RawJson } from '../codec/value.codec.js';
-import { Opcode } from '../transport/protocol.js';
+import { MemcachedError } from '../transport/memcached.error.js';
+import { Opcode, Status } from '../transport/protocol.js';
 import type { ItemRead, Operations } from './operations.js';
 
 /**
@@ -127,15 +128,31 @@ export class Namespaces {
   async bump(namespace: string): Promise<void> {
     assertNamespace(namespace);
     const wire = this.generationWire(namespace);
-    const next = await this.ops.counter(Opcode.Increment, 'evictAll', wire, 1n, BigInt(freshGeneration()), 0);
-    if (next !== null) this.generations.set(namespace, Number(next));
+    try {
+      const next = await this.ops.counter(Opcode.Increment, 'evictAll', wire, 1n, BigInt(freshGeneration()), 0);
+      if (next !== null) this.generations.set(namespace, Number(next));
+    } catch (error) {
+      if (!notACounter(error)) throw error;
+      // someone else's bytes at the counter: a fresh generation from the clock is newer than any before
+      const fresh = freshGeneration();
+      await this.ops.store(Opcode.Set, 'evictAll', wire, this.counterBytes(fresh), 0, 'generations');
+      this.generations.set(namespace, fresh);
+    }
   }
 
   /** Makes every variant of `key` miss (a no-op when it never had any). */
   async bumpVariants(namespace: string, key: string): Promise<void> {
     assertNamespace(namespace);
-    const next = await this.ops.counter(Opcode.Increment, 'evict', this.groupWire(namespace, key), 1n, undefined, 0);
-    if (next !== null) this.groups.set(this.groupId(namespace, key), Number(next));
+    const wire = this.groupWire(namespace, key);
+    try {
+      const next = await this.ops.counter(Opcode.Increment, 'evict', wire, 1n, undefined, 0);
+      if (next !== null) this.groups.set(this.groupId(namespace, key), Number(next));
+    } catch (error) {
+      if (!notACounter(error)) throw error;
+      // not a counter: without it, the next read starts a fresh one from the clock
+      this.groups.delete(this.groupId(namespace, key));
+      await this.ops.delete(wire, 'evict');
+    }
   }
 
   /** The wire keys that identify a namespace's current entries, for splitting in-process loads. */
@@ -159,19 +176,36 @@ export class Namespaces {
     return toWireKey(`${this.prefix}${target.namespace}@${generation}:${key}`);
   }
 
-  /** A counter's value as memcached holds it, created from the clock when missing. */
+  /**
+   * A counter's value as memcached holds it, created from the clock when missing. Something that
+   * is not a counter (anyone who can write to memcached can put bytes there) is replaced the same
+   * way, under its CAS, so that a namespace is never stuck.
+   */
   private async current(wire: string, remember: (value: number) => void): Promise<number> {
-    let value = counterValue((await this.ops.read([wire], false, false, 1))[0]);
-    if (value === undefined) {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const item = (await this.ops.read([wire], false, false, 1))[0];
+      const value = counterValue(item);
+      if (value !== undefined) {
+        remember(value);
+        return value;
+      }
       // a lost counter restarts from the clock, never from a value used before
-      const fresh = { ...this.ops.encode(freshGeneration()), clear: true };
-      await this.ops.store(Opcode.Add, 'generation', wire, fresh, 0, 'generations');
-      value = counterValue((await this.ops.read([wire], false, false, 1))[0]);
-      if (value === undefined) throw new Error(generationLost());
+      const fresh = this.counterBytes(freshGeneration());
+      if (item.state === 'miss') await this.ops.store(Opcode.Add, 'generation', wire, fresh, 0, 'generations');
+      else await this.ops.store(Opcode.Set, 'generation', wire, fresh, 0, 'generations', item.cas);
     }
-    remember(value);
-    return value;
+    throw new MemcachedError('generation', this.ops.router.nodeFor(wire).label, 'SERVER', generationLost());
   }
+
+  /** A counter as memcached increments it: digits, never encrypted. */
+  private counterBytes(value: number) {
+    return { ...this.ops.encode(value), clear: true };
+  }
+}
+
+/** memcached refused to increment: the key holds something that is not a number. */
+function notACounter(error: unknown): boolean {
+  return error instanceof MemcachedError && error.code === 'SERVER' && error.status === Status.NonNumeric;
 }
 
 function counterValue(item: ItemRead): number | undefined {

@@ -3,7 +3,17 @@ import { type BusFlushReason, type BusListener, type BusStats, InvalidationBus }
 import { createBusTransport } from '../bus/transports.js';
 import type { ResolvedBusOptions } from '../config/near-options.js';
 import type { LoggerService } from '@nestjs/common';
-import { busBack, busConnected, busDown, busUnavailable, followFailed } from '../memcached.messages.js';
+import { createHash } from 'node:crypto';
+import { type BusKey, BusCodec, type BusRejection, MAX_BUS_NAME } from '../bus/bus-message.js';
+import {
+  busBack,
+  busConnected,
+  busDown,
+  busRejected,
+  busUnavailable,
+  busUnsigned,
+  followFailed,
+} from '../memcached.messages.js';
 import { StateLog } from '../utils/state-log.js';
 import type { NearCache } from '../near/near-cache.js';
 import type { CacheTarget, Lookup, Namespaces } from './namespaces.js';
@@ -21,6 +31,11 @@ export interface NearHit {
   meta?: ResponseMeta;
 }
 
+/** Marks a key carried as its hash (see `family`). */
+const HASHED_KEY = '\u0001sha256:';
+/** Most follow evictions under way at once (past it, a followed change evicts its whole namespace). */
+const MAX_FOLLOWING = 256;
+
 /** HTTP hits of held entries, decoded once (their value is an immutable RawJson). */
 const decodedHits = new WeakMap<object, NearHit>();
 
@@ -35,6 +50,8 @@ export class NearTier implements BusListener {
   /** Carries out the evictions `bus.follow` asks for (set by the client). */
   evictor: ((target: { namespace: string; key?: string }) => Promise<unknown>) | undefined;
   readonly followed = { evictions: 0, failures: 0 };
+  /** Follow evictions under way (by target), so that repeated changes do not pile up writes. */
+  private readonly following = new Set<string>();
   private follow: ResolvedBusOptions['follow'] = [];
   private closed = false;
   private busName = 'custom';
@@ -67,7 +84,8 @@ export class NearTier implements BusListener {
    * until then (or while the broker is away, retried) the near cache stays off. Resolves once the
    * transport's package is loaded, and rejects when it is missing (the module then fails to start).
    */
-  connect(options: ResolvedBusOptions): Promise<void> {
+  connect(options: ResolvedBusOptions, keys: BusKey[] = []): Promise<void> {
+    const codec = new BusCodec(keys);
     this.busName = typeof options.transport === 'string' ? options.transport : 'custom';
     this.follow = options.follow;
     const loaded =
@@ -78,12 +96,13 @@ export class NearTier implements BusListener {
       this.ops.warnings.warn('bus:unavailable', () => busUnavailable(this.busName, error.message, this.serving));
     void loaded
       .then(async (transport) => {
-        const bus = new InvalidationBus(transport, this, options.heartbeat);
+        const bus = new InvalidationBus(transport, this, options.heartbeat, undefined, codec);
         this.bus = bus;
         if (this.closed) return void (await bus.close());
         await bus.start();
       })
       .catch(warn);
+    if (!codec.signed) this.ops.warnings.once('bus:unsigned', busUnsigned(this.busName));
     return loaded.then(() => undefined);
   }
 
@@ -196,9 +215,11 @@ export class NearTier implements BusListener {
     const prefix = family.slice(0, first);
     const namespace = family.slice(first + 1, second);
     const key = family.slice(second + 1);
+    // a long key travels as its hash: the same key here cannot be known, so the whole namespace goes
+    const whole = key.startsWith(HASHED_KEY);
     for (const rule of this.follow) {
       if (rule.keyPrefix === prefix && rule.namespace === namespace)
-        this.evictFollowing(rule.allEntries ? { namespace: rule.evict } : { namespace: rule.evict, key });
+        this.evictFollowing(rule.allEntries || whole ? { namespace: rule.evict } : { namespace: rule.evict, key });
     }
   }
 
@@ -213,18 +234,34 @@ export class NearTier implements BusListener {
     }
   }
 
-  private evictFollowing(target: { namespace: string; key?: string }): void {
+  /**
+   * Evicts what a followed change asks for: one eviction per target at a time, and at most
+   * `MAX_FOLLOWING` at once; past that, each namespace is evicted whole (once), so no flood of
+   * changes turns into as many memcached writes.
+   */
+  private evictFollowing(wanted: { namespace: string; key?: string }): void {
     const evictor = this.evictor;
     if (evictor === undefined) return;
+    const target = this.following.size >= MAX_FOLLOWING ? { namespace: wanted.namespace } : wanted;
+    const id =
+      target.key === undefined ? `n\u0000${target.namespace}` : `k\u0000${target.namespace}\u0000${target.key}`;
+    if (this.following.has(id)) return;
+    this.following.add(id);
     this.followed.evictions++;
-    evictor(target).catch((error: Error) => {
-      this.followed.failures++;
-      this.ops.warnings.warn(`follow:${target.namespace}`, () => followFailed(target.namespace, error.message));
-    });
+    evictor(target)
+      .catch((error: Error) => {
+        this.followed.failures++;
+        this.ops.warnings.warn(`follow:${target.namespace}`, () => followFailed(target.namespace, error.message));
+      })
+      .finally(() => this.following.delete(id));
   }
 
   flush(_reason: BusFlushReason): void {
     this.cache.flush();
+  }
+
+  rejected(reason: BusRejection): void {
+    this.ops.warnings.warn(`bus:${reason}`, () => busRejected(this.busName, reason));
   }
 
   healthy(healthy: boolean): void {
@@ -243,6 +280,8 @@ export class NearTier implements BusListener {
       gaps: 0,
       newSources: 0,
       malformed: 0,
+      forged: 0,
+      replayed: 0,
       flushes: 0,
       lagMs: undefined,
       sources: 0,
@@ -259,8 +298,15 @@ export class NearTier implements BusListener {
     return 'is silent';
   }
 
+  /**
+   * A key's name on the bus and in the near cache's marks: `prefix\0namespace\0key`, the key
+   * replaced by its hash when the name would be longer than a bus message allows a name to be.
+   */
   private family(target: { namespace?: string; key: string }): string {
-    return `${this.prefix}\u0000${target.namespace ?? ''}\u0000${target.key}`;
+    const family = `${this.prefix}\u0000${target.namespace ?? ''}\u0000${target.key}`;
+    if (family.length <= MAX_BUS_NAME) return family;
+    const hash = createHash('sha256').update(target.key).digest('base64url');
+    return `${this.prefix}\u0000${target.namespace ?? ''}\u0000${HASHED_KEY}${hash}`;
   }
 
   private namespaceName(namespace: string): string {

@@ -1,4 +1,4 @@
-import { ttlPast2106 } from '../memcached.messages.js';
+import { invalidTtl, show, ttlPast2106 } from '../memcached.messages.js';
 /** memcached reads an expiry above 30 days as an absolute Unix time (REALTIME_MAXDELTA). */
 export const MAX_RELATIVE_TTL = 60 * 60 * 24 * 30;
 /** The longest TTL accepted: ten years (memcached's 32-bit absolute expiry ends in 2106). */
@@ -12,9 +12,7 @@ const MAX_EXPIRY = 0xffffffff;
  */
 export function normalizeTtl(ttl: unknown, name = 'ttl'): number {
   if (typeof ttl !== 'number' || !Number.isFinite(ttl) || ttl < 0 || ttl > MAX_TTL) {
-    throw new RangeError(
-      `Invalid ${name} ${JSON.stringify(ttl) ?? String(ttl)}: expected a number of seconds from 0 (no expiry) to ${MAX_TTL} (ten years)`,
-    );
+    throw new RangeError(invalidTtl(name, show(ttl), MAX_TTL));
   }
   return Math.ceil(ttl);
 }

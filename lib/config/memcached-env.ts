@@ -37,6 +37,7 @@ export const MEMCACHED_ENV_VARIABLES = {
   MEMCACHED_HTTP_IGNORE_COOKIES: 'http',
   MEMCACHED_BUS_URL: 'bus',
   MEMCACHED_BUS_CHANNEL: 'bus',
+  MEMCACHED_BUS_KEYS: 'bus',
   MEMCACHED_NEAR_CACHE_TTL: 'nearCache',
   MEMCACHED_TLS: 'tls',
   MEMCACHED_TLS_CA_FILE: 'tls',
@@ -145,6 +146,12 @@ export function readMemcachedEnv(env: NodeJS.ProcessEnv = process.env): Memcache
   }
   const channel = get('MEMCACHED_BUS_CHANNEL');
   if (channel !== undefined) options.bus = { ...(options.bus as object), channel };
+  const busKeys = get('MEMCACHED_BUS_KEYS');
+  if (busKeys !== undefined) {
+    if (busUrl === undefined)
+      throw new MemcachedConfigError(invalidEnv('MEMCACHED_BUS_KEYS', '***', 'MEMCACHED_BUS_URL set as well'));
+    options.bus = { ...(options.bus as object), keys: keyList('MEMCACHED_BUS_KEYS', busKeys) };
+  }
   const nearTtl = get('MEMCACHED_NEAR_CACHE_TTL');
   if (nearTtl !== undefined) {
     if (!/^[0-9]{1,5}(\.[0-9]{1,3})?$/.test(nearTtl) || Number(nearTtl) <= 0 || Number(nearTtl) > 86_400) {
@@ -213,17 +220,20 @@ function readSecurityEnv(get: (name: EnvName) => string | undefined, options: Re
     options.tls = Object.keys(tls).length > 0 ? tls : true;
   }
   const keys = get('MEMCACHED_ENCRYPTION_KEYS');
-  if (keys !== undefined) {
-    const entries = keys.split(',').map((entry) => /^\s*([0-9]{1,3})\s*:\s*([A-Za-z0-9+/]+={0,2})\s*$/.exec(entry));
-    if (entries.some((m) => m === null)) {
-      throw new MemcachedConfigError(
-        invalidEnv(
-          'MEMCACHED_ENCRYPTION_KEYS',
-          '***',
-          'id:base64key pairs, comma-separated, the current key first (e.g. 2:<base64>,1:<base64>)',
-        ),
-      );
-    }
-    options.encryption = { keys: entries.map((m) => ({ id: Number(m![1]), key: m![2] })) };
+  if (keys !== undefined) options.encryption = { keys: keyList('MEMCACHED_ENCRYPTION_KEYS', keys) };
+}
+
+/** `id:base64,id:base64`, the current key first (encryption and bus keys). A key never appears in an error. */
+function keyList(name: EnvName, raw: string): Array<{ id: number; key: string }> {
+  const entries = raw.split(',').map((entry) => /^\s*([0-9]{1,3})\s*:\s*([A-Za-z0-9+/]+={0,2})\s*$/.exec(entry));
+  if (entries.some((m) => m === null)) {
+    throw new MemcachedConfigError(
+      invalidEnv(
+        name,
+        '***',
+        'id:base64key pairs, comma-separated, the current key first (e.g. 2:<base64>,1:<base64>)',
+      ),
+    );
   }
+  return entries.map((m) => ({ id: Number(m![1]), key: m![2] }));
 }

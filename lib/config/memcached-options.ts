@@ -223,6 +223,7 @@ export function resolveOptions(options: MemcachedModuleOptions = {}): ResolvedMe
   const maxItemSize = num('maxItemSize', def(options.maxItemSize, DEFAULTS.maxItemSize));
   const retryDelay = num('retryDelay', def(options.retryDelay, DEFAULTS.retryDelay));
 
+  const { busKeys, ...near } = resolveNearOptions(options.nearCache, options.bus, keyPrefix, fail);
   const resolved: ResolvedMemcachedOptions = {
     nodes,
     username: str('username', options.username) ?? username,
@@ -247,7 +248,7 @@ export function resolveOptions(options: MemcachedModuleOptions = {}): ResolvedMe
     valueFormat: resolveValueFormat(options.valueFormat, fail),
     tls: false,
     http: resolveHttp(options.http, fail),
-    ...resolveNearOptions(options.nearCache, options.bus, keyPrefix, fail),
+    ...near,
     logger,
   };
   if (resolved.valueFormat === 'pylibmc' && (custom || serializer === 'structured')) {
@@ -269,14 +270,19 @@ export function resolveOptions(options: MemcachedModuleOptions = {}): ResolvedMe
   }
   if (keys !== undefined) resolved.encryptionKeyIds = keys.map((k) => k.id);
   // secrets are never properties: inspecting the options, even with showHidden, cannot show them
-  secrets.set(resolved, { password: str('password', options.password) ?? password, tls, keys });
+  secrets.set(resolved, { password: str('password', options.password) ?? password, tls, keys, busKeys });
   return resolved;
 }
 
 const secrets = new WeakMap<
   ResolvedMemcachedOptions,
-  { password?: string; tls?: TlsConnectionOptions; keys?: CipherKey[] }
+  { password?: string; tls?: TlsConnectionOptions; keys?: CipherKey[]; busKeys?: CipherKey[] }
 >();
+
+/** The HMAC keys of `bus.keys`, the current one first (kept apart from the options); empty without keys. */
+export function busKeysOf(options: ResolvedMemcachedOptions): CipherKey[] {
+  return secrets.get(options)?.busKeys ?? [];
+}
 
 /** The SASL password of resolved options (kept apart from them). */
 export function passwordOf(options: ResolvedMemcachedOptions): string | undefined {

@@ -1,4 +1,9 @@
+import type { CipherKey } from '../codec/value-cipher.js';
 import type { BusTransport } from '../interfaces/bus-transport.interface.js';
+import { resolveKeyList } from './security-options.js';
+
+/** Most `bus.keys` (the current one and older ones being rolled out). */
+const MAX_BUS_KEYS = 8;
 import type {
   MemcachedBusFollow,
   MemcachedBusOptions,
@@ -18,6 +23,8 @@ export interface ResolvedBusOptions {
   channel: string;
   heartbeat: number;
   follow: Array<Required<MemcachedBusFollow>>;
+  /** The ids of `bus.keys`, the current one first (the keys themselves are kept apart, as secrets). */
+  keyIds: number[];
 }
 
 export const NEAR_DEFAULTS = {
@@ -44,9 +51,13 @@ export function resolveNearOptions(
   bus: MemcachedBusOptions | undefined,
   keyPrefix: string,
   fail: Fail,
-): { nearCache?: ResolvedNearCacheOptions; bus?: ResolvedBusOptions } {
-  const result: { nearCache?: ResolvedNearCacheOptions; bus?: ResolvedBusOptions } = {};
-  if (bus !== undefined) result.bus = resolveBus(bus, keyPrefix, fail);
+): { nearCache?: ResolvedNearCacheOptions; bus?: ResolvedBusOptions; busKeys?: CipherKey[] } {
+  const result: { nearCache?: ResolvedNearCacheOptions; bus?: ResolvedBusOptions; busKeys?: CipherKey[] } = {};
+  if (bus !== undefined) {
+    const resolved = resolveBus(bus, keyPrefix, fail);
+    result.bus = resolved.options;
+    result.busKeys = resolved.keys;
+  }
   if (near === undefined) return result;
   if (near === null || typeof near !== 'object') throw fail('nearCache', near, 'an object such as { maxBytes, ttl }');
   known('nearCache', near, ['maxBytes', 'ttl', 'namespaces'], fail);
@@ -69,10 +80,35 @@ export function resolveNearOptions(
   return result;
 }
 
-function resolveBus(bus: MemcachedBusOptions, keyPrefix: string, fail: Fail): ResolvedBusOptions {
+function resolveBus(
+  bus: MemcachedBusOptions,
+  keyPrefix: string,
+  fail: Fail,
+): { options: ResolvedBusOptions; keys: CipherKey[] } {
   if (bus === null || typeof bus !== 'object')
     throw fail('bus', bus, "an object such as { transport: 'nats', url: 'nats://127.0.0.1:4222' }");
-  known('bus', bus, ['transport', 'url', 'channel', 'heartbeat', 'follow'], fail);
+  known('bus', bus, ['transport', 'url', 'channel', 'heartbeat', 'follow', 'keys', 'unsafeFollowWithoutKeys'], fail);
+  let keys: CipherKey[] = [];
+  if (bus.keys !== undefined) {
+    if (!Array.isArray(bus.keys) || bus.keys.length === 0 || bus.keys.length > MAX_BUS_KEYS) {
+      throw fail(
+        'bus.keys',
+        Array.isArray(bus.keys) ? `${bus.keys.length} keys` : '***',
+        `1 to ${MAX_BUS_KEYS} keys { id, key }, the current one first`,
+      );
+    }
+    keys = resolveKeyList('bus.keys', bus.keys, fail);
+  }
+  if (bus.unsafeFollowWithoutKeys !== undefined && typeof bus.unsafeFollowWithoutKeys !== 'boolean')
+    throw fail('bus.unsafeFollowWithoutKeys', bus.unsafeFollowWithoutKeys, 'true or false');
+  if (bus.follow !== undefined && bus.follow.length > 0 && keys.length === 0 && bus.unsafeFollowWithoutKeys !== true) {
+    throw fail(
+      'bus.follow',
+      `${bus.follow.length} rule(s)`,
+      'bus.keys as well (the same on every process of the bus), so that only your services can make this one ' +
+        'evict; or bus.unsafeFollowWithoutKeys: true, if anyone who can publish on the channel may',
+    );
+  }
   const transport = bus.transport ?? 'nats';
   const custom = typeof transport === 'object' && transport !== null;
   if (custom) {
@@ -109,13 +145,15 @@ function resolveBus(bus: MemcachedBusOptions, keyPrefix: string, fail: Fail): Re
   const heartbeat = bus.heartbeat ?? NEAR_DEFAULTS.heartbeat;
   if (!Number.isInteger(heartbeat) || heartbeat < 20 || heartbeat > 600_000)
     throw fail('bus.heartbeat', heartbeat, 'a whole number of milliseconds from 20 to 600000');
-  return {
+  const options: ResolvedBusOptions = {
     transport: transport as ResolvedBusOptions['transport'],
     url,
     channel,
     heartbeat,
     follow: resolveFollow(bus.follow, keyPrefix, fail),
+    keyIds: keys.map((k) => k.id),
   };
+  return { options, keys };
 }
 
 function resolveFollow(

@@ -87,12 +87,21 @@ export function resolveEncryption(
       `1 to ${1 + MAX_OLD_KEYS} keys: the current one first, then old ones that only decrypt`,
     );
   }
+  return resolveKeyList('encryption.keys', keys, fail);
+}
+
+/**
+ * A list of `{ id, key }` (encryption or bus keys): ids 1 to 255, each once; keys of 32 bytes, a
+ * Buffer or base64. Key bytes never appear in an error.
+ */
+export function resolveKeyList(option: string, keys: unknown[], fail: Fail): CipherKey[] {
   const seen = new Set<number>();
   return keys.map((entry, index) => {
-    const name = `encryption.keys[${index}]`;
+    const name = `${option}[${index}]`;
     if (entry === null || typeof entry !== 'object') throw fail(name, entry, 'an object { id, key }');
-    const { id, key } = entry;
-    if (!Number.isInteger(id) || id < 1 || id > 255) throw fail(`${name}.id`, id, 'a whole number from 1 to 255');
+    const { id, key } = entry as { id?: unknown; key?: unknown };
+    if (typeof id !== 'number' || !Number.isInteger(id) || id < 1 || id > 255)
+      throw fail(`${name}.id`, id, 'a whole number from 1 to 255');
     if (seen.has(id)) throw fail(`${name}.id`, id, 'an id no other key has');
     seen.add(id);
     const bytes = Buffer.isBuffer(key)

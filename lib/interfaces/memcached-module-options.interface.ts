@@ -153,6 +153,19 @@ export interface MemcachedBusOptions {
    * you derived from it. Both services must use the same broker and `channel`.
    */
   follow?: MemcachedBusFollow[];
+  /**
+   * Shared keys that authenticate every message (HMAC-SHA256), the current one first: with them,
+   * a message from a publisher without a key changes nothing but a counter. The same on every
+   * process of the bus; to rotate, put the new key first everywhere, then drop the old one. Each
+   * key is 32 bytes (a Buffer, or base64: `openssl rand -base64 32`) with an id from 1 to 255.
+   * Env: `MEMCACHED_BUS_KEYS=2:<base64>,1:<base64>`. Required by `follow`.
+   */
+  keys?: Array<{ id: number; key: string | Buffer }>;
+  /**
+   * Lets `follow` run without `keys`: then anyone who can publish on the channel can make this
+   * service delete its entries. Default false.
+   */
+  unsafeFollowWithoutKeys?: boolean;
 }
 
 /**

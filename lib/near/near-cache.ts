@@ -38,6 +38,11 @@ export interface NearCacheStats {
 const KNOWN_NAMESPACES = 10_000;
 const KNOWN_GROUPS = 50_000;
 const MARKS = 100_000;
+/** Bytes the marks and the learned variant groups may take (their keys are names from the bus or from reads). */
+const MARK_BYTES = 16 * 1024 * 1024;
+const GROUP_BYTES = 16 * 1024 * 1024;
+/** A string key's bytes in memory, roughly, with the entry's own overhead. */
+const keyBytes = (_: unknown, key: string) => key.length * 2 + 64;
 
 /**
  * The in-process tier (L1) in front of memcached. It serves an entry only while the invalidation
@@ -51,7 +56,11 @@ export class NearCache {
   private readonly entries: LRUCache<string, NearEntry>;
   private readonly families = new Map<string, Set<string>>();
   private readonly generations = new LRUCache<string, number>({ max: KNOWN_NAMESPACES });
-  private readonly groups = new LRUCache<string, number>({ max: KNOWN_GROUPS });
+  private readonly groups = new LRUCache<string, number>({
+    max: KNOWN_GROUPS,
+    maxSize: GROUP_BYTES,
+    sizeCalculation: keyBytes,
+  });
   private readonly marks: LRUCache<string, number>;
   private epoch = 0;
   private forgotten = 0;
@@ -70,6 +79,8 @@ export class NearCache {
     });
     this.marks = new LRUCache<string, number>({
       max: MARKS,
+      maxSize: MARK_BYTES,
+      sizeCalculation: keyBytes,
       disposeAfter: (epoch, _key, reason) => {
         if (reason === 'evict' && epoch > this.forgotten) this.forgotten = epoch;
       },

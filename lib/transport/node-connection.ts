@@ -1,5 +1,6 @@
 import {
   tlsFailed,
+  tlsSetupFailed,
   tlsNoHandshake,
   authFailed,
   authRequired,
@@ -80,7 +81,32 @@ type State = 'idle' | 'connecting' | 'ready' | 'closed';
 
 // SASL credentials and TLS settings live here, never on the connection, so inspecting a node cannot show them
 const credentials = new WeakMap<NodeConnection, Buffer>();
-const tlsSettings = new WeakMap<NodeConnection, tls.ConnectionOptions>();
+const tlsSettings = new WeakMap<NodeConnection, TlsSetup>();
+
+/**
+ * How a node connects over TLS: the certificates and the private key are loaded once into a secure
+ * context, and only that context goes to `tls.connect` (a TLS socket keeps its connect options,
+ * so the key and its passphrase must never be among them). A context that cannot be made (a
+ * wrong passphrase, bad PEM) is the error every connection attempt fails with, at once.
+ */
+interface TlsSetup {
+  connect: tls.ConnectionOptions;
+  failure?: MemcachedError;
+}
+
+function tlsSetup(label: string, options: tls.ConnectionOptions): TlsSetup {
+  const { ca, cert, key, passphrase, ...connect } = options;
+  try {
+    const secureContext = tls.createSecureContext({ ca, cert, key, passphrase, minVersion: connect.minVersion });
+    return { connect: { ...connect, secureContext } };
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    return {
+      connect,
+      failure: new MemcachedError('connect', label, 'TLS', tlsSetupFailed(code, (error as Error).message)),
+    };
+  }
+}
 
 const SASL_OPAQUE = 0;
 /**
@@ -119,7 +145,7 @@ export class NodeConnection implements NodeTransport {
   ) {
     this.label = address.label;
     this.options = options;
-    if (secure) tlsSettings.set(this, secure);
+    if (secure) tlsSettings.set(this, tlsSetup(address.label, secure));
     if (username) {
       const auth = Buffer.from(`\0${username}\0${password ?? ''}`, 'utf8');
       credentials.set(this, buildRequest(Opcode.SaslAuth, 'PLAIN', null, auth, SASL_OPAQUE));
@@ -248,8 +274,13 @@ export class NodeConnection implements NodeTransport {
     this.state = 'connecting';
     const { host, port } = this.address;
     const secure = tlsSettings.get(this);
+    if (secure?.failure !== undefined) {
+      // on the next turn, so that every request made in this one fails alike
+      setImmediate(() => this.failSetup(secure.failure!));
+      return;
+    }
     const socket = secure
-      ? tls.connect({ host, port, servername: net.isIP(host) ? undefined : host, ...secure })
+      ? tls.connect({ host, port, servername: net.isIP(host) ? undefined : host, ...secure.connect })
       : net.connect({ host, port });
     socket.setNoDelay(true);
     socket.setKeepAlive(this.options.keepAlive, 30_000);
@@ -290,8 +321,14 @@ export class NodeConnection implements NodeTransport {
         );
       }
     });
-    socket.on('error', (error) =>
-      this.drop(socket, !handshaken ? tlsError(this.label, error) : toError('connect', this.label, error)),
+    // a server that refuses our certificate says so after the handshake (TLS 1.3): still a TLS error
+    socket.on('error', (error: Error & { code?: string }) =>
+      this.drop(
+        socket,
+        !handshaken || (secure && error.code?.startsWith('ERR_SSL_'))
+          ? tlsError(this.label, error)
+          : toError('connect', this.label, error),
+      ),
     );
     socket.on('close', () => this.drop(socket, new MemcachedError('read', this.label, 'CONNECTION', closedByServer())));
   }
@@ -364,6 +401,15 @@ export class NodeConnection implements NodeTransport {
   }
 
   /** Drops a socket: its buffered bytes, unsent frames and in-flight requests go with it. */
+  /** The TLS settings cannot work: whatever waits fails with that, and the next request tries again. */
+  private failSetup(error: MemcachedError): void {
+    if (this.state === 'connecting') this.state = 'idle';
+    this.outbox = [];
+    for (const [seq, pending] of this.pending.entries()) {
+      this.settle(seq, pending, error.operation === pending.operation ? error : rename(error, pending.operation));
+    }
+  }
+
   private drop(socket: net.Socket, error: MemcachedError): void {
     if (this.socket !== socket) return;
     this.socket = undefined;

@@ -1,5 +1,7 @@
 import { Controller, Get, Module, NotFoundException, Param, ParseIntPipe } from '@nestjs/common';
+import { readMemcachedEnv } from '../../lib/config/index.js';
 import { MemcachedClient, MemcachedModule } from '../../lib/index.js';
+import { DEMO_BUS_KEYS } from '../demo-bus-keys.js';
 
 /**
  * A second, small service beside the users sample: orders, each showing its user's name, which
@@ -10,6 +12,7 @@ import { MemcachedClient, MemcachedModule } from '../../lib/index.js';
  */
 const USERS_URL = process.env.SAMPLE_USERS_URL ?? 'http://127.0.0.1:3000';
 const USERS_KEY_PREFIX = process.env.SAMPLE_USERS_KEY_PREFIX ?? 'sample:';
+const BUS_URL = process.env.MEMCACHED_BUS_URL ?? 'nats://127.0.0.1:4222';
 
 interface Order {
   id: number;
@@ -53,8 +56,13 @@ export class OrdersController {
       keyPrefix: 'orders:',
       nearCache: { ttl: 30 },
       bus: {
-        url: process.env.MEMCACHED_BUS_URL ?? 'nats://127.0.0.1:4222',
+        url: BUS_URL,
         follow: [{ keyPrefix: USERS_KEY_PREFIX, namespace: 'users', evict: 'user-names' }],
+        // following needs keys: the users service signs with the same ones (the demo key by default)
+        keys: readMemcachedEnv({
+          MEMCACHED_BUS_URL: BUS_URL,
+          MEMCACHED_BUS_KEYS: process.env.MEMCACHED_BUS_KEYS ?? DEMO_BUS_KEYS,
+        }).bus!.keys,
       },
     }),
   ],

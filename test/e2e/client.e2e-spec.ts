@@ -244,6 +244,58 @@ describe('MemcachedClient against a real memcached', () => {
   });
 });
 
+describe("a namespace's counters holding someone else's bytes", () => {
+  let daemon: MemcachedDaemon;
+  let client: MemcachedClient;
+
+  beforeAll(async () => {
+    daemon = await MemcachedDaemon.start();
+    client = new MemcachedClient({ servers: daemon.address, keyPrefix: 'g:', logger: false });
+  });
+  afterAll(async () => {
+    client?.close();
+    await daemon?.kill();
+  });
+
+  it('a generation key holding garbage is a miss, then repaired; nothing rejects with a plain Error', async () => {
+    for (const [flags, garbage] of [
+      [0, 'not a number'],
+      [17, '12abc'],
+      [0, '-5'],
+      [0, '1e400'],
+    ] as const) {
+      const ns = `poisoned${flags}${garbage.length}`;
+      await rawSet(daemon.port, `g:${ns}@gen`, garbage, flags);
+      // each call on a fresh client, so that no generation is remembered from before
+      const fresh = new MemcachedClient({ servers: daemon.address, keyPrefix: 'g:', logger: false });
+      try {
+        expect(await fresh.get('k', { namespace: ns })).toBeUndefined();
+        expect(await fresh.set('k', 'v', { namespace: ns })).toBe(true);
+        expect(await fresh.get('k', { namespace: ns })).toBe('v');
+        let loads = 0;
+        for (let i = 0; i < 3; i++) await fresh.getOrSet('w', async () => ++loads, { namespace: ns });
+        expect(loads).toBe(1);
+        // deleteNamespace works on garbage too, and the old entries are gone
+        await rawSet(daemon.port, `g:${ns}@gen`, garbage, flags);
+        await fresh.deleteNamespace(ns);
+        expect(await fresh.get('k', { namespace: ns })).toBeUndefined();
+        expect(Number((await rawGet(daemon.port, `g:${ns}@gen`))!.bytes.toString())).toBeGreaterThan(0);
+        expect(await fresh.delete('k', { namespace: ns })).toBe(false);
+      } finally {
+        fresh.close();
+      }
+    }
+  });
+
+  it("a key's variant counter holding garbage does not stop evictions of that key", async () => {
+    await client.set('doc', 'v1', { namespace: 'docs' });
+    await rawSet(daemon.port, 'g:docs@r:doc', 'garbage');
+    await expect(client.delete('doc', { namespace: 'docs' })).resolves.toBe(true);
+    expect(await client.get('doc', { namespace: 'docs' })).toBeUndefined();
+    expect(await rawGet(daemon.port, 'g:docs@r:doc')).toBeUndefined();
+  });
+});
+
 describe('MemcachedClient and the item size limit (memcached -I 2k)', () => {
   let daemon: MemcachedDaemon;
   let client: MemcachedClient;

@@ -211,6 +211,8 @@ describe('near cache observability', () => {
   });
 });
 
+const FOLLOW_KEY = { id: 1, key: Buffer.alloc(32, 0x42) };
+
 describe('cross-service invalidation (bus.follow) over NATS', () => {
   const clients: MemcachedClient[] = [];
   afterAll(() => clients.forEach((c) => c.close()));
@@ -225,7 +227,8 @@ describe('cross-service invalidation (bus.follow) over NATS', () => {
       logger: false,
       keyPrefix,
       ...(nearCache ? { nearCache: {} } : {}),
-      bus: { transport: 'nats', url: nats.url, channel, heartbeat: HEARTBEAT, follow },
+      // follow needs keys: only these services can make each other evict
+      bus: { transport: 'nats', url: nats.url, channel, heartbeat: HEARTBEAT, follow, keys: [FOLLOW_KEY] },
     });
     clients.push(client);
     return client;

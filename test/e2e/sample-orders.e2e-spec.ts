@@ -6,6 +6,7 @@ import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemcachedClient } from '../../lib/index.js';
 import { AppModule } from '../../sample-app/app.module.js';
+import { DEMO_BUS_KEYS } from '../../sample-app/demo-bus-keys.js';
 import { freePort, MemcachedDaemon } from '../support/memcached-daemon.js';
 import { startNats, type TestServer } from '../support/servers.js';
 
@@ -27,6 +28,7 @@ describe('sample app: the orders service follows the users service over NATS', (
     process.env.MEMCACHED_SERVERS = daemon.address;
     process.env.MEMCACHED_KEY_PREFIX = 'sample:';
     process.env.MEMCACHED_BUS_URL = nats.url;
+    process.env.MEMCACHED_BUS_KEYS = DEMO_BUS_KEYS;
     process.env.SAMPLE_SEED_USERS = '50';
     delete process.env.DATABASE_URL;
     users = (await Test.createTestingModule({ imports: [AppModule] }).compile()).createNestApplication({

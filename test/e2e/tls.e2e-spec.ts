@@ -156,4 +156,60 @@ describe('TLS against real memcached -Z daemons', () => {
     expect(text).not.toContain(keyLine);
     expect(text).not.toContain('pp-secret-123');
   });
+
+  it('never shows the private key or its passphrase, even with a TLS connection open (its socket keeps its options)', async () => {
+    const c = client({
+      servers: mutualDaemon.address,
+      tls: { ca: pki.ca, cert: pki.clientCert, key: pki.encryptedClientKey, passphrase: pki.clientKeyPassphrase },
+    });
+    await c.set('inspect', 'me');
+    expect(await c.get('inspect')).toBe('me');
+    const keyLines = pki.encryptedClientKey.toString().split('\n').slice(1, 3);
+    const router = (c as unknown as { router: { nodes: unknown[] } }).router;
+    const text = [
+      inspect(c, { depth: 12, showHidden: true }),
+      inspect(router, { depth: 12, showHidden: true }),
+      inspect(router.nodes[0], { depth: 12, showHidden: true }),
+    ].join('\n');
+    for (const line of keyLines) expect(text).not.toContain(line);
+    expect(text).not.toContain(pki.clientKeyPassphrase);
+  });
+
+  it('a wrong key passphrase or a bad PEM key is a TLS error with a hint, every time, at once', async () => {
+    const cases: Array<[MemcachedModuleOptions['tls'], RegExp]> = [
+      [{ ca: pki.ca, cert: pki.clientCert, key: pki.encryptedClientKey, passphrase: 'wrong' }, /check tls\.passphrase/],
+      [{ ca: pki.ca, cert: pki.clientCert, key: pki.encryptedClientKey }, /check tls\.passphrase/],
+      [
+        {
+          ca: pki.ca,
+          cert: pki.clientCert,
+          key: '-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n',
+        },
+        /PEM text/,
+      ],
+      [{ ca: pki.ca, cert: pki.clientCert, key: pki.strangerKey }, /belongs to the certificate/],
+    ];
+    for (const [tls, hint] of cases) {
+      const c = client({ servers: mutualDaemon.address, tls, timeout: 2000, breakerThreshold: 0 });
+      for (let i = 0; i < 4; i++) {
+        const started = performance.now();
+        const error = await failure(c.get('k'));
+        expect(performance.now() - started).toBeLessThan(500);
+        expect(error).toBeInstanceOf(MemcachedError);
+        expect(error).toMatchObject({ code: 'TLS' });
+        expect(error!.message).toMatch(hint);
+        expect(error!.message).not.toContain(pki.clientKeyPassphrase);
+      }
+      expect(await c.getOrSet('g', async () => 'from the source')).toBe('from the source');
+    }
+  });
+
+  it("a client certificate the server refuses (none, or another CA's) is a TLS error naming tls.cert", async () => {
+    for (const tls of [{ ca: pki.ca }, { ca: pki.ca, cert: pki.strangerCert, key: pki.strangerKey }]) {
+      const c = client({ servers: mutualDaemon.address, tls, timeout: 1000 });
+      const error = await failure(c.set('m', 'v'));
+      expect(error).toMatchObject({ code: 'TLS' });
+      expect(error!.message).toMatch(/refused this client's certificate: check tls\.cert/);
+    }
+  });
 });

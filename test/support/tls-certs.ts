@@ -14,6 +14,12 @@ export interface TestPki {
   caFile: string;
   clientCert: Buffer;
   clientKey: Buffer;
+  /** The client key encrypted with `clientKeyPassphrase`. */
+  encryptedClientKey: Buffer;
+  clientKeyPassphrase: string;
+  /** A certificate and key no CA the servers trust signed (the unrelated CA's own). */
+  strangerCert: Buffer;
+  strangerKey: Buffer;
   remove(): void;
 }
 
@@ -81,6 +87,8 @@ export function makeTestPki(): TestPki {
   leaf('server', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
   leaf('client', 'extendedKeyUsage=clientAuth\n');
   for (const name of ['test-ca.pem', 'server.pem', 'server.key']) chmodSync(f(name), 0o644);
+  const passphrase = 'pp-secret-123';
+  ssl('pkey', '-in', f('client.key'), '-aes256', '-passout', `pass:${passphrase}`, '-out', f('client-encrypted.key'));
   return {
     dir,
     ca: readFileSync(f('test-ca.pem')),
@@ -90,6 +98,10 @@ export function makeTestPki(): TestPki {
     caFile: f('test-ca.pem'),
     clientCert: readFileSync(f('client.pem')),
     clientKey: readFileSync(f('client.key')),
+    encryptedClientKey: readFileSync(f('client-encrypted.key')),
+    clientKeyPassphrase: passphrase,
+    strangerCert: readFileSync(f('other-ca.pem')),
+    strangerKey: readFileSync(f('other-ca.key')),
     remove: () => rmSync(dir, { recursive: true, force: true }),
   };
 }

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { decodeBusMessage, encodeBusMessage } from '../../lib/bus/bus-message.js';
-import { type BusListener, type BusTransport, InvalidationBus } from '../../lib/bus/invalidation-bus.js';
+import { inspect } from 'node:util';
+import { BusCodec, MAX_BUS_MESSAGE, MAX_BUS_NAME, MAX_BUS_NAMES, REPLAY_WINDOW_MS } from '../../lib/bus/bus-message.js';
+import { type BusListener, type BusTransport, InvalidationBus, MAX_SOURCES } from '../../lib/bus/invalidation-bus.js';
 
 /** An in-memory fan-out channel: every subscriber gets every message; `drop` loses the next ones. */
 class Channel {
@@ -38,18 +39,20 @@ function recorder() {
     flushes: [] as string[],
     healthy: [] as boolean[],
     derived: [] as boolean[],
+    rejected: [] as string[],
   };
   const listener: BusListener = {
     keys: (f, d) => (seen.keys.push(...f), seen.derived.push(d)),
     namespaces: (n, d) => (seen.namespaces.push(...n), seen.derived.push(d)),
     flush: (reason) => seen.flushes.push(reason),
     healthy: (h) => seen.healthy.push(h),
+    rejected: (reason) => seen.rejected.push(reason),
   };
   return { seen, listener };
 }
 
 /** A bus on the channel; while `link.silent`, what it publishes is lost (it still receives). */
-function node(channel: Channel, clock: { now: number }, heartbeat = 1000) {
+function node(channel: Channel, clock: { now: number }, heartbeat = 1000, codec = new BusCodec()) {
   const { seen, listener } = recorder();
   const link = { silent: false };
   const inner = channel.transport();
@@ -57,7 +60,14 @@ function node(channel: Channel, clock: { now: number }, heartbeat = 1000) {
     ...inner,
     publish: async (data) => (link.silent ? undefined : inner.publish(data)),
   };
-  const bus = new InvalidationBus(transport, listener, heartbeat, () => clock.now);
+  const bus = new InvalidationBus(
+    transport,
+    listener,
+    heartbeat,
+    () => clock.now,
+    codec,
+    () => NOW + clock.now,
+  );
   return { bus, seen, link };
 }
 
@@ -71,48 +81,131 @@ async function oneNode() {
 }
 
 /** Two started buses on one channel, on one clock. */
-async function twoNodes() {
+async function twoNodes(keys?: Array<{ id: number; key: Buffer }>) {
   const channel = new Channel();
   const clock = { now: 0 };
-  const a = node(channel, clock);
-  const b = node(channel, clock);
+  const a = node(channel, clock, 1000, new BusCodec(keys));
+  const b = node(channel, clock, 1000, new BusCodec(keys));
   await a.bus.start();
   await b.bus.start();
   return { channel, clock, a, b };
 }
 
+const KEY1 = { id: 1, key: Buffer.alloc(32, 1) };
+const KEY2 = { id: 2, key: Buffer.alloc(32, 2) };
+const NOW = 1_800_000_000_000;
+
 describe('bus messages', () => {
-  it('round-trip, and anything else read from the bus is refused', () => {
-    const message = { source: 'abc', seq: 3, type: 'k' as const, names: ['p\u0000users\u00007'] };
-    expect(decodeBusMessage(encodeBusMessage(message))).toStrictEqual(message);
-    expect(decodeBusMessage(Buffer.from(encodeBusMessage(message)))).toStrictEqual(message);
+  const plain = new BusCodec();
+  const message = { source: 'abc', seq: 3, type: 'k' as const, names: ['p\u0000users\u00007'], at: NOW };
+
+  it('round-trip, and anything else read from the bus is refused, unread', () => {
+    expect(plain.decode(plain.encode(message), NOW)).toStrictEqual({ message });
+    expect(plain.decode(Buffer.from(plain.encode(message)), NOW)).toStrictEqual({ message });
     const derived = { ...message, derived: true };
-    expect(decodeBusMessage(encodeBusMessage(derived))).toStrictEqual(derived);
-    expect(decodeBusMessage('{"v":1,"s":"a","q":1,"t":"k","x":["a"],"d":2}')).toBeUndefined();
+    expect(plain.decode(plain.encode(derived), NOW)).toStrictEqual({ message: derived });
+    const payload = (body: object) => `2..${JSON.stringify(body)}`;
     for (const bad of [
       '',
       'null',
       '[]',
-      '{"v":2,"s":"a","q":1,"t":"k","x":["a"]}',
-      '{"v":1,"s":"a","q":0,"t":"k","x":["a"]}',
-      '{"v":1,"s":"a","q":1,"t":"z","x":["a"]}',
-      '{"v":1,"s":"a","q":1,"t":"k","x":[1]}',
-      '{"v":1,"s":"a","q":1,"t":"k","x":[]}',
-      '{"v":1,"s":"a","q":1.5,"t":"h","x":[]}',
-      '{"v":1,"s":"a","q":1,"t":"b","x":["a"]}',
-      '{"v":1,"s":"","q":1,"t":"h","x":[]}',
+      '2.',
+      '2..',
+      '3..{}',
+      payload({ s: 'a', q: 0, t: 'k', x: ['a'], a: NOW }),
+      payload({ s: 'a', q: 1, t: 'z', x: ['a'], a: NOW }),
+      payload({ s: 'a', q: 1, t: 'k', x: [1], a: NOW }),
+      payload({ s: 'a', q: 1, t: 'k', x: [], a: NOW }),
+      payload({ s: 'a', q: 1.5, t: 'h', x: [], a: NOW }),
+      payload({ s: 'a', q: 1, t: 'b', x: ['a'], a: NOW }),
+      payload({ s: '', q: 1, t: 'h', x: [], a: NOW }),
+      payload({ s: 'a b', q: 1, t: 'h', x: [], a: NOW }),
+      payload({ s: 'a', q: 1, t: 'h', x: [], a: 'now' }),
+      payload({ s: 'a', q: 1, t: 'k', x: ['a'], a: NOW, d: 2 }),
+      payload({ s: 'a', q: 1, t: 'k', x: ['x'.repeat(MAX_BUS_NAME + 1)], a: NOW }),
+      payload({ s: 'a', q: 1, t: 'k', x: Array.from({ length: MAX_BUS_NAMES + 1 }, () => 'n'), a: NOW }),
+      `2..${'['.repeat(MAX_BUS_MESSAGE / 2 - 4)}`,
+      `2..${' '.repeat(MAX_BUS_MESSAGE)}`,
+      '{"v":1,"s":"a","q":1,"t":"k","x":["a"],"d":2}',
     ]) {
-      expect(decodeBusMessage(bad)).toBeUndefined();
+      expect(plain.decode(bad, NOW)).toStrictEqual({ rejected: 'malformed' });
     }
   });
 
-  it('property: random bytes never throw, and decode only to well-formed messages', () => {
+  it("without keys, reads the previous release's messages (a rolling upgrade)", () => {
+    const v1 = '{"v":1,"s":"old","q":4,"t":"k","x":["p\\u0000users\\u00007"],"d":1}';
+    expect(plain.decode(v1, NOW)).toStrictEqual({
+      message: { source: 'old', seq: 4, type: 'k', names: ['p\u0000users\u00007'], at: 0, derived: true },
+    });
+  });
+
+  it('with keys: a message authenticates under any key the receiver holds, and nothing else does', () => {
+    const signer = new BusCodec([KEY2, KEY1]);
+    const onlyOld = new BusCodec([KEY1]);
+    const onlyNew = new BusCodec([KEY2]);
+    const other = new BusCodec([{ id: 1, key: Buffer.alloc(32, 9) }]);
+    const sent = signer.encode(message);
+    // a rollout: [2, 1] and [1] read each other, and so do [2, 1] and [2]
+    expect(onlyOld.decode(sent, NOW)).toStrictEqual({ message });
+    expect(onlyNew.decode(sent, NOW)).toStrictEqual({ message });
+    expect(signer.decode(onlyOld.encode(message), NOW)).toStrictEqual({ message });
+    expect(onlyNew.decode(onlyOld.encode(message), NOW)).toStrictEqual({ rejected: 'forged' });
+    expect(other.decode(sent, NOW)).toStrictEqual({ rejected: 'forged' });
+    // unsigned, version 1, changed payload, changed MAC, garbage
+    expect(onlyOld.decode(plain.encode(message), NOW)).toStrictEqual({ rejected: 'forged' });
+    expect(onlyOld.decode('{"v":1,"s":"a","q":1,"t":"h","x":[]}', NOW)).toStrictEqual({ rejected: 'forged' });
+    expect(onlyOld.decode(sent.replace('"q":3', '"q":4'), NOW)).toStrictEqual({ rejected: 'forged' });
+    const [head, macs, ...rest] = sent.split('.');
+    const flipped = macs.replace(/1:(.)/, (_, c: string) => `1:${c === 'A' ? 'B' : 'A'}`);
+    expect(onlyOld.decode([head, flipped, ...rest].join('.'), NOW)).toStrictEqual({ rejected: 'forged' });
+    expect(onlyOld.decode('random bytes', NOW)).toStrictEqual({ rejected: 'forged' });
+  });
+
+  it('with keys: a message sent outside the replay window is refused', () => {
+    const codec = new BusCodec([KEY1]);
+    const sent = codec.encode(message);
+    expect(codec.decode(sent, NOW + REPLAY_WINDOW_MS)).toStrictEqual({ message });
+    expect(codec.decode(sent, NOW + REPLAY_WINDOW_MS + 1)).toStrictEqual({ rejected: 'replayed' });
+    expect(codec.decode(sent, NOW - REPLAY_WINDOW_MS - 1)).toStrictEqual({ rejected: 'replayed' });
+  });
+
+  it('the keys are not shown by inspecting the codec', () => {
+    const codec = new BusCodec([{ id: 1, key: Buffer.from('s'.repeat(32)) }]);
+    const shown = inspect(codec, { depth: 10, showHidden: true });
+    expect(shown).not.toContain('sssss');
+    expect(shown).not.toContain(Buffer.from('s'.repeat(32)).toString('hex').slice(0, 16));
+    expect(JSON.stringify(codec)).not.toContain('sss');
+  });
+
+  it('property: random bytes never throw, and decode only to well-formed messages, with or without keys', () => {
+    const signed = new BusCodec([KEY1]);
     fc.assert(
       fc.property(fc.oneof(fc.uint8Array({ maxLength: 200 }), fc.string(), fc.json()), (data) => {
-        const message = decodeBusMessage(data);
-        if (message !== undefined) expect(decodeBusMessage(encodeBusMessage(message))).toStrictEqual(message);
+        const decoded = plain.decode(data, NOW);
+        if ('message' in decoded) expect(plain.decode(plain.encode(decoded.message), NOW)).toStrictEqual(decoded);
+        expect(signed.decode(data, NOW)).toStrictEqual({ rejected: 'forged' });
       }),
       { numRuns: 2000 },
+    );
+  });
+
+  it('property: any well-formed message round-trips through a signing codec', () => {
+    const signed = new BusCodec([KEY2, KEY1]);
+    const name = fc.string({ maxLength: 40, unit: 'binary' });
+    fc.assert(
+      fc.property(
+        fc.record({
+          source: fc.stringMatching(/^[A-Za-z0-9_-]{1,64}$/),
+          seq: fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }),
+          type: fc.constantFrom('k' as const, 'n' as const),
+          names: fc.array(name, { minLength: 1, maxLength: 5 }),
+          at: fc.constant(NOW),
+        }),
+        (sent) => {
+          expect(signed.decode(signed.encode(sent), NOW)).toStrictEqual({ message: { ...sent } });
+        },
+      ),
+      { numRuns: 500 },
     );
   });
 });
@@ -317,13 +410,101 @@ describe('InvalidationBus', () => {
     expect(a.seen.healthy).toStrictEqual([true, false]);
   });
 
-  it('flushes on a malformed message and on a lost connection', async () => {
+  it('counts a malformed message without flushing (it cannot be a lost eviction), and flushes on a lost connection', async () => {
     const { channel, a } = await oneNode();
     channel.send('{"v":1,"garbage"');
-    expect(a.seen.flushes).toStrictEqual(['malformed']);
+    expect(a.seen.flushes).toStrictEqual([]);
+    expect(a.bus.stats().malformed).toBe(1);
+    expect(a.bus.healthy).toBe(true);
     channel.subscribers[0].state(false);
-    expect(a.seen.flushes).toStrictEqual(['malformed', 'down']);
+    expect(a.seen.flushes).toStrictEqual(['down']);
     expect(a.bus.healthy).toBe(false);
     await a.bus.close();
+  });
+});
+
+/** What a hostile publisher on the channel sends: its own bytes, outside any bus. */
+function sendAs(channel: Channel, codec: BusCodec, message: Partial<Parameters<BusCodec['encode']>[0]>) {
+  channel.send(codec.encode({ source: 'mallory', seq: 1, type: 'h', names: [], at: NOW, ...message }));
+}
+
+describe('InvalidationBus against a hostile publisher', () => {
+  it('with keys: nothing forged or replayed changes any state, it is only counted', async () => {
+    const { channel, a, b } = await twoNodes([KEY1]);
+    const forger = new BusCodec([{ id: 1, key: Buffer.alloc(32, 7) }]);
+    const state = () => ({ flushes: [...a.seen.flushes], keys: [...a.seen.keys], sources: a.bus.stats().sources });
+    const before = state();
+    sendAs(channel, forger, { type: 'k', names: ['victim'] });
+    sendAs(channel, forger, { source: b.bus.source, seq: 1e9, type: 'n', names: ['ns'] });
+    sendAs(channel, new BusCodec(), { type: 'k', names: ['unsigned'] });
+    for (let i = 0; i < 1000; i++) sendAs(channel, forger, { source: `s${i}` });
+    expect(state()).toStrictEqual(before);
+    expect(a.bus.stats().forged).toBe(1003);
+    expect(a.seen.rejected).toHaveLength(1003);
+    // a replay of b's authentic message is refused too
+    const recorded: string[] = [];
+    channel.subscribers.push({ deliver: (d: string) => recorded.push(d), state: () => undefined });
+    b.bus.publishKeys(['k1']);
+    expect(a.seen.keys).toStrictEqual([...before.keys, 'k1']);
+    channel.send(recorded.at(-1)!);
+    expect(a.seen.keys).toStrictEqual([...before.keys, 'k1']);
+    expect(a.seen.flushes).toStrictEqual(before.flushes);
+    expect(a.bus.stats().replayed).toBe(1);
+    expect(a.bus.healthy).toBe(true);
+  });
+
+  it('with keys: [2, 1] and [1] interoperate while a new key is rolled out', async () => {
+    const channel = new Channel();
+    const clock = { now: 0 };
+    const a = node(channel, clock, 1000, new BusCodec([KEY2, KEY1]));
+    const b = node(channel, clock, 1000, new BusCodec([KEY1]));
+    await a.bus.start();
+    await b.bus.start();
+    a.bus.publishKeys(['from-new']);
+    b.bus.publishKeys(['from-old']);
+    expect(b.seen.keys).toStrictEqual(['from-new']);
+    expect(a.seen.keys).toStrictEqual(['from-old']);
+    expect(a.bus.stats().forged + b.bus.stats().forged).toBe(0);
+    expect(a.bus.healthy && b.bus.healthy).toBe(true);
+  });
+
+  it('without keys: a forged sequence number far ahead cannot hide a later lost message', async () => {
+    const { channel, a, b } = await twoNodes();
+    b.bus.publishKeys(['k1']);
+    // the poison: b's source id, a number far ahead
+    sendAs(channel, new BusCodec(), { source: b.bus.source, seq: 1e9 });
+    const flushes = a.seen.flushes.length;
+    b.bus.publishKeys(['k2']); // goes back: resynchronised (and flushed)
+    expect(a.seen.flushes.length).toBe(flushes + 1);
+    channel.drop = 1;
+    b.bus.publishKeys(['lost']);
+    b.bus.publishKeys(['k3']); // the gap after the lost one is seen at once
+    expect(a.seen.flushes.length).toBe(flushes + 2);
+    expect(a.seen.flushes.at(-1)).toBe('gap');
+  });
+
+  it('without keys: a malformed flood neither flushes nor turns the near cache off', async () => {
+    const { channel, a } = await oneNode();
+    for (let i = 0; i < 1000; i++) channel.send(i % 2 ? 'garbage' : `2..{"s":"x","q":${i + 1},"t":"k","x":"no"}`);
+    expect(a.seen.flushes).toStrictEqual([]);
+    expect(a.bus.healthy).toBe(true);
+    expect(a.bus.stats().malformed).toBe(1000);
+  });
+
+  it('the sources table is bounded whatever arrives, and keeps the most recently heard', async () => {
+    const { channel, clock, a } = await oneNode();
+    const plain = new BusCodec();
+    clock.now += 5000; // well after start-up: each new source flushes
+    for (let i = 0; i < 10 * MAX_SOURCES; i++) sendAs(channel, plain, { source: `s${i}` });
+    expect(a.bus.stats().sources).toBe(MAX_SOURCES);
+    expect(a.bus.stats().newSources).toBe(10 * MAX_SOURCES);
+    // the last one heard is remembered; the first ones were forgotten
+    clock.now += 1500;
+    const flushes = a.seen.flushes.length;
+    sendAs(channel, plain, { source: `s${10 * MAX_SOURCES - 1}`, seq: 2 });
+    expect(a.seen.flushes.length).toBe(flushes);
+    expect(a.bus.stats().quietSources).toBe(MAX_SOURCES - 1);
+    sendAs(channel, plain, { source: 's0', seq: 2 });
+    expect(a.seen.flushes.at(-1)).toBe('source');
   });
 });

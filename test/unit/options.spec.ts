@@ -3,6 +3,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { MAX_TTL, normalizeTtl, ttlOrDefault } from '../../lib/codec/ttl.js';
 import {
+  busKeysOf,
   MemcachedConfigError,
   NUMERIC_OPTIONS,
   passwordOf,
@@ -155,7 +156,10 @@ describe('near cache and bus options', () => {
       ...base,
       keyPrefix: 'orders:',
       nearCache: {},
-      bus: { follow: [{ keyPrefix: 'users:', namespace: 'users', evict: 'user-names' }] },
+      bus: {
+        follow: [{ keyPrefix: 'users:', namespace: 'users', evict: 'user-names' }],
+        keys: [{ id: 1, key: Buffer.alloc(32, 1) }],
+      },
     });
     expect(o.nearCache).toMatchObject({ maxBytes: 64 * 1024 * 1024, ttl: 10, namespaces: '*' });
     expect(o.bus).toMatchObject({
@@ -180,11 +184,53 @@ describe('near cache and bus options', () => {
     [{ bus: { url: 'nats://user:secret@host:4222/', transport: 'redis' } }, /\*\*\*/],
     [{ bus: { channel: 'has space' } }, /"bus.channel": "has space"/],
     [{ bus: { heartbeat: 5 } }, /"bus.heartbeat": 5/],
-    [{ bus: { follow: [{ namespace: 'users' }] } }, /"bus.follow\[0\].evict"/],
-    [{ bus: { follow: [{ namespace: 'users', evict: 'users' }] } }, /"bus.follow\[0\]".*different namespace/],
+    [{ bus: { follow: [{ namespace: 'users' }], unsafeFollowWithoutKeys: true } }, /"bus.follow\[0\].evict"/],
+    [
+      { bus: { follow: [{ namespace: 'users', evict: 'users' }], unsafeFollowWithoutKeys: true } },
+      /"bus.follow\[0\]".*different namespace/,
+    ],
+    [{ bus: { follow: [{ namespace: 'users', evict: 'names' }] } }, /"bus.follow".*bus.keys as well/],
+    [{ bus: { unsafeFollowWithoutKeys: 'yes' } }, /"bus.unsafeFollowWithoutKeys": "yes"/],
+    [{ bus: { keys: [] } }, /"bus.keys".*1 to 8 keys/],
+    [{ bus: { keys: [{ id: 0, key: Buffer.alloc(32) }] } }, /"bus.keys\[0\].id": 0/],
+    [{ bus: { keys: [{ id: 1, key: 'c2hvcnQ=' }] } }, /"bus.keys\[0\].key": "\*\*\*".*exactly 32 bytes/],
+    [
+      {
+        bus: {
+          keys: [
+            { id: 1, key: Buffer.alloc(32) },
+            { id: 1, key: Buffer.alloc(32) },
+          ],
+        },
+      },
+      /"bus.keys\[1\].id": 1.*no other key/,
+    ],
     [{ bus: { follow: 'users' } }, /"bus.follow"/],
   ])('rejects %j naming the option', (options, message) => {
     expect(() => resolveOptions({ ...base, ...(options as object) })).toThrow(message);
+  });
+
+  it('bus.keys: accepted with follow, kept out of the resolved options (only their ids show)', () => {
+    const key = Buffer.alloc(32, 0x5a);
+    const o = resolveOptions({
+      ...base,
+      bus: {
+        keys: [
+          { id: 2, key },
+          { id: 1, key: key.toString('base64') },
+        ],
+        follow: [{ namespace: 'a', evict: 'b' }],
+      },
+    });
+    expect(o.bus!.keyIds).toStrictEqual([2, 1]);
+    expect(busKeysOf(o).map((k) => k.id)).toStrictEqual([2, 1]);
+    const shown = inspect(o, { depth: 12, showHidden: true }) + JSON.stringify(o);
+    expect(shown).not.toContain(key.toString('base64'));
+    expect(shown).not.toContain('5a5a5a5a');
+    expect(
+      resolveOptions({ ...base, bus: { follow: [{ namespace: 'a', evict: 'b' }], unsafeFollowWithoutKeys: true } }).bus!
+        .keyIds,
+    ).toStrictEqual([]);
   });
 
   it('never shows a broker password in an error', () => {

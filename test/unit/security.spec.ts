@@ -161,6 +161,21 @@ describe('security env variables', () => {
     );
   });
 
+  it('MEMCACHED_BUS_KEYS: id:base64 pairs like the encryption keys, and only beside MEMCACHED_BUS_URL', () => {
+    const a = Buffer.alloc(32, 1).toString('base64');
+    const options = readMemcachedEnv({
+      MEMCACHED_BUS_URL: 'nats://127.0.0.1:4222',
+      MEMCACHED_BUS_KEYS: `2:${a},1:${a}`,
+    });
+    expect(options.bus?.keys?.map((k) => k.id)).toStrictEqual([2, 1]);
+    const alone = thrown(() => readMemcachedEnv({ MEMCACHED_BUS_KEYS: `1:${a}` }));
+    expect(alone.message).toMatch(/MEMCACHED_BUS_KEYS.*MEMCACHED_BUS_URL/);
+    expect(alone.message).not.toContain(a);
+    const bad = thrown(() => readMemcachedEnv({ MEMCACHED_BUS_URL: 'nats://h:4222', MEMCACHED_BUS_KEYS: `x:${a}` }));
+    expect(bad.message).toMatch(/MEMCACHED_BUS_KEYS/);
+    expect(bad.message).not.toContain(a);
+  });
+
   it('MEMCACHED_ENCRYPTION_KEYS: id:base64 pairs, the current first; a bad list never shows a key', () => {
     const [a, b] = [key32().toString('base64'), key32().toString('base64')];
     const options = readMemcachedEnv({ MEMCACHED_ENCRYPTION_KEYS: `7:${a}, 3:${b}` });

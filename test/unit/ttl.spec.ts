@@ -21,8 +21,17 @@ describe('TTL rules', () => {
     expect(normalizeTtl(1.5)).toBe(2);
   });
 
-  it.each([-1, Number.NaN, Number.POSITIVE_INFINITY, '60'])('rejects %s naming the value', (ttl) => {
-    expect(() => normalizeTtl(ttl, 'ttl')).toThrow(/Invalid ttl/);
+  it.each([
+    [-1, 'Invalid ttl -1:'],
+    [Number.NaN, 'Invalid ttl NaN:'],
+    [Number.POSITIVE_INFINITY, 'Invalid ttl Infinity:'],
+    [Number.NEGATIVE_INFINITY, 'Invalid ttl -Infinity:'],
+    ['60', 'Invalid ttl "60":'],
+    [10n, 'Invalid ttl 10n:'],
+    [null, 'Invalid ttl null:'],
+  ])('rejects %s naming the value as given, with the intended message', (ttl, shown) => {
+    expect(() => normalizeTtl(ttl, 'ttl')).toThrow(RangeError);
+    expect(() => normalizeTtl(ttl, 'ttl')).toThrow(`${shown} expected a number of seconds from 0 (no expiry)`);
   });
 
   it('rejects expiries beyond the 32-bit field instead of wrapping them', () => {
