@@ -33,6 +33,10 @@ export interface BusStats {
   forged: number;
   /** With `bus.keys`: authentic messages sent again (an old sequence number, or older than the replay window). */
   replayed: number;
+  /** Messages dropped because too many were waiting (a flood): an honest one lost this way shows as a gap. */
+  dropped: number;
+  /** Messages waiting to be handled now. */
+  queued: number;
   flushes: number;
   /** The last heartbeat's round trip through the broker, in ms. */
   lagMs: number | undefined;
@@ -52,6 +56,18 @@ interface Source {
 export const SOURCE_GONE_HEARTBEATS = 10;
 /** Most sources remembered; past it the least recently heard is forgotten (and flushed for, if heard again). */
 export const MAX_SOURCES = 1024;
+/**
+ * Milliseconds of message handling per turn of the event loop; what arrives past it waits for the
+ * next turn, so a flood never holds the loop (and the requests waiting on it) for longer.
+ */
+export const SLICE_MS = 5;
+/**
+ * Messages (and bytes) waiting to be handled, at most. Past it a message is dropped: an honest one
+ * shows as a gap in its source's sequence (or as its silence) and flushes the tier, as a lost
+ * message does, so dropping is safe.
+ */
+export const MAX_INBOX = 200_000;
+export const MAX_INBOX_BYTES = 64 * 1024 * 1024;
 
 /**
  * Sequenced invalidations over a transport. Publishes this process's evictions with a per-source
@@ -86,6 +102,13 @@ export class InvalidationBus {
   private retry: NodeJS.Timeout | undefined;
   private closed = false;
   private lagMs: number | undefined;
+  /** Messages waiting for a turn (`inbox[inboxHead]` is the oldest), and their bytes. */
+  private inbox: Array<string | Uint8Array | undefined> = [];
+  private inboxHead = 0;
+  private inboxBytes = 0;
+  private draining = false;
+  /** When this turn's handling began (-1: none yet this turn). */
+  private sliceStart = -1;
   private readonly counters = {
     published: 0,
     publishFailures: 0,
@@ -95,6 +118,7 @@ export class InvalidationBus {
     malformed: 0,
     forged: 0,
     replayed: 0,
+    dropped: 0,
     flushes: 0,
   };
 
@@ -106,6 +130,8 @@ export class InvalidationBus {
     private readonly codec = new BusCodec(),
     /** The wall clock the messages' send times are on (the replay window). */
     private readonly wallClock: () => number = Date.now,
+    /** Handling per turn of the event loop, ms (`SLICE_MS`; tests that deliver by hand use Infinity). */
+    private readonly sliceMs = SLICE_MS,
   ) {}
 
   /**
@@ -175,6 +201,7 @@ export class InvalidationBus {
       healthy: this.isHealthy,
       connected: this.connected,
       lagMs: this.lagMs,
+      queued: this.inbox.length - this.inboxHead,
       sources: this.sources.size,
       quietSources,
     };
@@ -240,7 +267,72 @@ export class InvalidationBus {
     );
   }
 
+  /**
+   * What the transport delivers: handled at once while this turn's slice lasts, else queued for
+   * the next turns (in order: a heartbeat echo waits behind what came before it, so a backlog
+   * longer than the heartbeat stops the bus vouching, as a slow link would).
+   */
   private receive(data: string | Uint8Array): void {
+    if (this.closed) return;
+    if (!this.draining) {
+      const now = performance.now();
+      if (this.sliceStart < 0) {
+        this.sliceStart = now;
+        setImmediate(this.endTurn);
+      }
+      if (now - this.sliceStart <= this.sliceMs) return this.handle(data);
+    }
+    if (this.inbox.length - this.inboxHead >= MAX_INBOX || this.inboxBytes + data.length > MAX_INBOX_BYTES) {
+      this.counters.dropped++;
+      return;
+    }
+    // a queued message is copied out of the transport's read buffer, so the buffer is not held
+    this.inbox.push(typeof data === 'string' ? data : Buffer.from(data));
+    this.inboxBytes += data.length;
+    if (!this.draining) {
+      this.draining = true;
+      setImmediate(this.drain);
+    }
+  }
+
+  private readonly endTurn = (): void => {
+    this.sliceStart = -1;
+  };
+
+  /** Handles queued messages for one slice, then yields to the event loop until the queue is empty. */
+  private readonly drain = (): void => {
+    const until = performance.now() + this.sliceMs;
+    while (this.inboxHead < this.inbox.length && !this.closed) {
+      const data = this.inbox[this.inboxHead]!;
+      this.inbox[this.inboxHead++] = undefined;
+      this.inboxBytes -= data.length;
+      this.handle(data);
+      // checked after every message: one can cost far more than another (a large one, without keys)
+      if (performance.now() > until) break;
+    }
+    if (this.inboxHead >= this.inbox.length || this.closed) {
+      this.inbox = [];
+      this.inboxHead = 0;
+      this.inboxBytes = 0;
+      this.draining = false;
+      for (const resolve of this.idleWaiters.splice(0)) resolve();
+      return;
+    }
+    if (this.inboxHead > 4096) {
+      this.inbox = this.inbox.slice(this.inboxHead);
+      this.inboxHead = 0;
+    }
+    setImmediate(this.drain);
+  };
+
+  private readonly idleWaiters: Array<() => void> = [];
+
+  /** Resolves once every message received so far has been handled. */
+  whenIdle(): Promise<void> {
+    return this.draining ? new Promise((resolve) => this.idleWaiters.push(resolve)) : Promise.resolve();
+  }
+
+  private handle(data: string | Uint8Array): void {
     const decoded = this.codec.decode(data, this.wallClock());
     if ('rejected' in decoded) return this.reject(decoded.rejected);
     const message = decoded.message;

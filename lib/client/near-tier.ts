@@ -282,6 +282,8 @@ export class NearTier implements BusListener {
       malformed: 0,
       forged: 0,
       replayed: 0,
+      dropped: 0,
+      queued: 0,
       flushes: 0,
       lagMs: undefined,
       sources: 0,

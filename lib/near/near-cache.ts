@@ -176,10 +176,11 @@ export class NearCache {
   flush(): void {
     this.flushedAt = ++this.epoch;
     if (this.entries.size > 0 || this.generations.size > 0) this.counters.flushes++;
-    this.entries.clear();
-    this.families.clear();
-    this.generations.clear();
-    this.groups.clear();
+    // clearing an LRU walks its whole capacity: an empty one is left as it is (a flood of flushes)
+    if (this.entries.size > 0) this.entries.clear();
+    if (this.families.size > 0) this.families.clear();
+    if (this.generations.size > 0) this.generations.clear();
+    if (this.groups.size > 0) this.groups.clear();
   }
 
   stats(): NearCacheStats {

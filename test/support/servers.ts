@@ -28,6 +28,8 @@ const execFileAsync = promisify(execFile);
 export interface TestServer {
   readonly port: number;
   readonly url: string;
+  /** The server's process (NATS, Redis), for tests that pin it to a CPU. */
+  readonly pid?: number;
   stop(): Promise<void>;
 }
 
@@ -230,7 +232,7 @@ export function startNats(): Promise<TestServer> {
         port,
         log: join(dir, 'server.log'),
       });
-      return stoppable(port, `nats://127.0.0.1:${port}`, dir, () => server.stop('SIGTERM'));
+      return stoppable(port, `nats://127.0.0.1:${port}`, dir, () => server.stop('SIGTERM'), server.child.pid);
     } catch (err) {
       removeDir(dir);
       throw err;
@@ -252,7 +254,7 @@ export function startRedis(): Promise<TestServer> {
         port,
         log: join(dir, 'server.log'),
       });
-      return stoppable(port, `redis://127.0.0.1:${port}`, dir, () => server.stop('SIGTERM'));
+      return stoppable(port, `redis://127.0.0.1:${port}`, dir, () => server.stop('SIGTERM'), server.child.pid);
     } catch (err) {
       removeDir(dir);
       throw err;
@@ -447,11 +449,12 @@ async function distinctFreePorts(count: number): Promise<number[]> {
   return [...ports];
 }
 
-function stoppable(port: number, url: string, dir: string, stop: () => Promise<void>): TestServer {
+function stoppable(port: number, url: string, dir: string, stop: () => Promise<void>, pid?: number): TestServer {
   let stopped: Promise<void> | undefined;
   return {
     port,
     url,
+    pid,
     stop: () => (stopped ??= stop().finally(() => removeDir(dir))),
   };
 }

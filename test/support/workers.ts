@@ -19,11 +19,15 @@ process.once('exit', () => {
   for (const child of running) child.kill('SIGKILL');
 });
 
-/** Runs a TypeScript worker in its own OS process with a JSON job. */
-export function startWorker(script: URL, job: object): Worker {
-  const child = spawn(process.execPath, ['--import', register, fileURLToPath(script), JSON.stringify(job)], {
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
+/** Runs a TypeScript worker in its own OS process with a JSON job (and Node flags such as `--expose-gc`). */
+export function startWorker(script: URL, job: object, nodeFlags: string[] = []): Worker {
+  const child = spawn(
+    process.execPath,
+    [...nodeFlags, '--import', register, fileURLToPath(script), JSON.stringify(job)],
+    {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    },
+  );
   running.add(child);
   child.once('exit', () => running.delete(child));
   let stdout = '';

@@ -60,6 +60,7 @@ function node(channel: Channel, clock: { now: number }, heartbeat = 1000, codec 
     ...inner,
     publish: async (data) => (link.silent ? undefined : inner.publish(data)),
   };
+  // handled as delivered, however long a test takes (the slices are tested on their own)
   const bus = new InvalidationBus(
     transport,
     listener,
@@ -67,6 +68,7 @@ function node(channel: Channel, clock: { now: number }, heartbeat = 1000, codec 
     () => clock.now,
     codec,
     () => NOW + clock.now,
+    Infinity,
   );
   return { bus, seen, link };
 }
@@ -438,6 +440,8 @@ describe('InvalidationBus against a hostile publisher', () => {
     sendAs(channel, forger, { source: b.bus.source, seq: 1e9, type: 'n', names: ['ns'] });
     sendAs(channel, new BusCodec(), { type: 'k', names: ['unsigned'] });
     for (let i = 0; i < 1000; i++) sendAs(channel, forger, { source: `s${i}` });
+    // past a slice of handling, the rest waits for the next turns of the event loop
+    await a.bus.whenIdle();
     expect(state()).toStrictEqual(before);
     expect(a.bus.stats().forged).toBe(1003);
     expect(a.seen.rejected).toHaveLength(1003);
@@ -445,8 +449,10 @@ describe('InvalidationBus against a hostile publisher', () => {
     const recorded: string[] = [];
     channel.subscribers.push({ deliver: (d: string) => recorded.push(d), state: () => undefined });
     b.bus.publishKeys(['k1']);
+    await a.bus.whenIdle();
     expect(a.seen.keys).toStrictEqual([...before.keys, 'k1']);
     channel.send(recorded.at(-1)!);
+    await a.bus.whenIdle();
     expect(a.seen.keys).toStrictEqual([...before.keys, 'k1']);
     expect(a.seen.flushes).toStrictEqual(before.flushes);
     expect(a.bus.stats().replayed).toBe(1);
@@ -486,6 +492,7 @@ describe('InvalidationBus against a hostile publisher', () => {
   it('without keys: a malformed flood neither flushes nor turns the near cache off', async () => {
     const { channel, a } = await oneNode();
     for (let i = 0; i < 1000; i++) channel.send(i % 2 ? 'garbage' : `2..{"s":"x","q":${i + 1},"t":"k","x":"no"}`);
+    await a.bus.whenIdle();
     expect(a.seen.flushes).toStrictEqual([]);
     expect(a.bus.healthy).toBe(true);
     expect(a.bus.stats().malformed).toBe(1000);
@@ -496,15 +503,48 @@ describe('InvalidationBus against a hostile publisher', () => {
     const plain = new BusCodec();
     clock.now += 5000; // well after start-up: each new source flushes
     for (let i = 0; i < 10 * MAX_SOURCES; i++) sendAs(channel, plain, { source: `s${i}` });
+    await a.bus.whenIdle();
     expect(a.bus.stats().sources).toBe(MAX_SOURCES);
     expect(a.bus.stats().newSources).toBe(10 * MAX_SOURCES);
     // the last one heard is remembered; the first ones were forgotten
     clock.now += 1500;
     const flushes = a.seen.flushes.length;
     sendAs(channel, plain, { source: `s${10 * MAX_SOURCES - 1}`, seq: 2 });
+    await a.bus.whenIdle();
     expect(a.seen.flushes.length).toBe(flushes);
     expect(a.bus.stats().quietSources).toBe(MAX_SOURCES - 1);
     sendAs(channel, plain, { source: 's0', seq: 2 });
+    await a.bus.whenIdle();
     expect(a.seen.flushes.at(-1)).toBe('source');
+  });
+
+  it('a flood is handled in slices: no turn of the event loop handles more than a slice, and order is kept', async () => {
+    // on the real clock: slices are measured on the bus's clock
+    const channel = new Channel();
+    const { seen, listener } = recorder();
+    const bus = new InvalidationBus(channel.transport(), listener, 1000);
+    await bus.start();
+    const a = { bus, seen };
+    const plain = new BusCodec();
+    const turns: number[] = [];
+    let handledThisTurn = 0;
+    const count = () => handledThisTurn++;
+    const original = a.seen.keys.push.bind(a.seen.keys);
+    a.seen.keys.push = (...items: string[]) => (count(), original(...items));
+    const timer = setInterval(() => {
+      turns.push(handledThisTurn);
+      handledThisTurn = 0;
+    }, 0);
+    for (let i = 0; i < 20_000; i++)
+      sendAs(channel, plain, { source: 'flood', seq: i + 1, type: 'k', names: [`n${i}`] });
+    await a.bus.whenIdle();
+    clearInterval(timer);
+    await bus.close();
+    turns.push(handledThisTurn);
+    expect(a.seen.keys).toHaveLength(20_000);
+    expect(a.seen.keys.slice(0, 3)).toStrictEqual(['n0', 'n1', 'n2']);
+    expect(a.seen.keys.at(-1)).toBe('n19999');
+    // the work was spread over several turns
+    expect(turns.filter((n) => n > 0).length).toBeGreaterThan(1);
   });
 });
