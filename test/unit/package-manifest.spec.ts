@@ -92,7 +92,8 @@ describe('package.json', () => {
     expect(main.import.default).toMatch(/\.js$/);
     expect(main.require.types).toMatch(/\.d\.ts$/);
     expect(main.require.default).toMatch(/\.js$/);
-    expect(pkg.files).toStrictEqual(['dist']);
+    // the library, and the pages its README links to (checked against the packed file list in the package e2e)
+    expect(pkg.files).toStrictEqual(['dist', 'docs/*.md', 'CHANGELOG.md']);
   });
 
   it('keeps Nest packages as peers that allow NestJS 11 and 12', () => {
