@@ -139,7 +139,7 @@ export function registerMemcachedMetrics(client: MemcachedClient, options: Memca
     new ScrapedMetric(
       `${p}near_cache_events_total`,
       'Near cache: hits, misses, invalidations, flushes, refused fills; bus: published, received, gaps, ' +
-        'new sources, malformed, flushes, publish failures, followed evictions and failures',
+        'new sources, malformed, forged, replayed, dropped, flushes, publish failures, followed evictions and failures',
       'counter',
       () => {
         const { nearCache: near, bus } = client.stats();
@@ -162,6 +162,9 @@ export function registerMemcachedMetrics(client: MemcachedClient, options: Memca
             bus_gaps: bus.gaps,
             bus_new_sources: bus.newSources,
             bus_malformed: bus.malformed,
+            bus_forged: bus.forged,
+            bus_replayed: bus.replayed,
+            bus_dropped: bus.dropped,
             bus_flushes: bus.flushes,
             bus_publish_failures: bus.publishFailures,
           });
