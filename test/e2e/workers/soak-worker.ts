@@ -32,6 +32,7 @@ interface Job {
 }
 
 const job = JSON.parse(process.argv[2]) as Job;
+const SOAK_BUS_KEYS = [{ id: 1, key: Buffer.alloc(32, 0x50) }];
 const pool = new pg.Pool({ connectionString: job.databaseUrl, max: job.concurrency + 2 });
 const now = () => Number(process.hrtime.bigint()) / 1e6;
 
@@ -86,9 +87,16 @@ const lossy = job.near?.dropShare ? await lossyNats(job.near.url, job.near.chann
       logger: false,
       ...(job.near && {
         nearCache: { ttl: 30 },
+        // authenticated, as production runs it: every message's MAC is checked
         bus: lossy
-          ? { transport: lossy, channel: job.near.channel, heartbeat: job.near.heartbeat }
-          : { transport: 'nats' as const, url: job.near.url, channel: job.near.channel, heartbeat: job.near.heartbeat },
+          ? { transport: lossy, channel: job.near.channel, heartbeat: job.near.heartbeat, keys: SOAK_BUS_KEYS }
+          : {
+              transport: 'nats' as const,
+              url: job.near.url,
+              channel: job.near.channel,
+              heartbeat: job.near.heartbeat,
+              keys: SOAK_BUS_KEYS,
+            },
       }),
     }),
   ],
