@@ -284,6 +284,7 @@ export class NearTier implements BusListener {
       replayed: 0,
       dropped: 0,
       queued: 0,
+      longestTurnMs: 0,
       flushes: 0,
       lagMs: undefined,
       sources: 0,

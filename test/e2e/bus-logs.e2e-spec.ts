@@ -12,6 +12,7 @@ import { startNats, type TestServer } from '../support/servers.js';
 // when one is configured and serving, good news is not a warning, a recovery is logged once, and a
 // clean shutdown says nothing.
 const HEARTBEAT = 100;
+const KEY = { id: 1, key: Buffer.alloc(32, 0x4b) };
 
 class Lines implements LoggerService {
   readonly lines: string[] = [];
@@ -53,7 +54,7 @@ describe('the bus reports what is true', () => {
     const client = new MemcachedClient({
       servers: daemon.address,
       logger,
-      bus: { url: nats.url, channel: `logs-${randomUUID()}`, heartbeat: HEARTBEAT },
+      bus: { url: nats.url, channel: `logs-${randomUUID()}`, heartbeat: HEARTBEAT, keys: [KEY] },
     });
     await client.ping();
     await until(() => client.stats().bus?.healthy === true);
@@ -79,7 +80,12 @@ describe('the bus reports what is true', () => {
       servers: daemon.address,
       logger,
       nearCache: { ttl: 10 },
-      bus: { url: `nats://127.0.0.1:${proxy.port}`, channel: `logs-${randomUUID()}`, heartbeat: HEARTBEAT },
+      bus: {
+        url: `nats://127.0.0.1:${proxy.port}`,
+        channel: `logs-${randomUUID()}`,
+        heartbeat: HEARTBEAT,
+        keys: [KEY],
+      },
     });
     try {
       await until(() => client.stats().bus?.healthy === true);
@@ -106,4 +112,23 @@ describe('the bus reports what is true', () => {
       await proxy.stop();
     }
   }, 45_000);
+
+  it('without bus.keys: one warning at startup that any publisher can evict, and no other', async () => {
+    const logger = new Lines();
+    const client = new MemcachedClient({
+      servers: daemon.address,
+      logger,
+      nearCache: { ttl: 10 },
+      bus: { url: nats.url, channel: `logs-${randomUUID()}`, heartbeat: HEARTBEAT },
+    });
+    try {
+      await until(() => client.stats().bus?.healthy === true);
+      await sleep(3 * HEARTBEAT);
+      const warnings = logger.lines.filter((line) => line.startsWith('warn'));
+      expect(warnings).toHaveLength(1);
+      expect(warnings[0]).toMatch(/without bus\.keys: anyone who can publish on its channel can evict and flush/);
+    } finally {
+      client.close();
+    }
+  });
 });

@@ -112,6 +112,18 @@ async function attack(publisher: Publisher, codec: BusCodec, honest: { source: s
   return { sent, floodMs: performance.now() - started };
 }
 
+/**
+ * The bus never holds the event loop for 100 ms. The loop's own longest stall also takes in the
+ * broker client parsing its socket backlog in one go, garbage collection and this machine's other
+ * processes (the attacker and the broker share its two CPUs), so it gets a bound that only a
+ * defect can reach (a walk over every source per message stalled a process for 17 s); both are
+ * printed, and measured at length by `npm run bench:bus-flood`.
+ */
+function expectResponsive(report: Report): void {
+  expect(report.after.bus!.longestTurnMs).toBeLessThan(100);
+  expect(report.maxStallMs).toBeLessThan(1000);
+}
+
 interface Report {
   maxStallMs: number;
   p99StallMs: number;
@@ -171,7 +183,7 @@ describe.each([
       const report = (await victim.result) as Report;
       console.log(
         `[hostile ${transport}, keys ${keys ? 'on' : 'off'}] ${sent} messages (flood of ${FLOOD} in ${floodMs.toFixed(0)} ms): ` +
-          `longest stall ${report.maxStallMs.toFixed(1)} ms (p99 ${report.p99StallMs.toFixed(1)}, CPU ${report.cpuMs.toFixed(0)} ms, longest GC ${report.longestGcMs.toFixed(1)} ms), heap after GC ${(report.heapBefore / 2 ** 20).toFixed(1)} -> ` +
+          `longest stall ${report.maxStallMs.toFixed(1)} ms (the bus's own longest turn ${report.after.bus!.longestTurnMs} ms, p99 ${report.p99StallMs.toFixed(1)}, CPU ${report.cpuMs.toFixed(0)} ms, longest GC ${report.longestGcMs.toFixed(1)} ms), heap after GC ${(report.heapBefore / 2 ** 20).toFixed(1)} -> ` +
           `${(report.heapAfter / 2 ** 20).toFixed(1)} MB, loads ${report.checkLoads}, bus ${JSON.stringify(report.after.bus)}`,
       );
       return report;
@@ -182,7 +194,7 @@ describe.each([
     }
   }
 
-  it('with bus.keys: nothing but counters changes, the heap stays level and the loop never stalls 100 ms', async () => {
+  it('with bus.keys: nothing but counters changes, the heap stays level, the bus never holds the loop 100 ms', async () => {
     const report = await run([KEY]);
     const { before, after } = report;
     const bus = after.bus!;
@@ -199,7 +211,7 @@ describe.each([
     expect(report.checkLoads).toBe(1);
     expect(after.deletes - before.deletes).toBe(0);
     expect(report.heapAfter - report.heapBefore).toBeLessThan(4 * 2 ** 20);
-    expect(report.maxStallMs).toBeLessThan(100);
+    expectResponsive(report);
   }, 120_000);
 
   it('without keys: the flood is bounded (stall, heap), and the honest eviction after a poisoned sequence arrives', async () => {
@@ -208,7 +220,7 @@ describe.each([
     expect(after.bus!.sources).toBeLessThanOrEqual(1024);
     // the near cache's marks and the sources are bounded by bytes and count, whatever the names
     expect(report.heapAfter - report.heapBefore).toBeLessThan(48 * 2 ** 20);
-    expect(report.maxStallMs).toBeLessThan(100);
+    expectResponsive(report);
     // malformed traffic is counted, never flushes by itself; without keys nothing is followed
     expect(after.bus!.malformed - before.bus!.malformed).toBeGreaterThanOrEqual(1100);
     expect(after.bus!.followed.evictions).toBe(0);
