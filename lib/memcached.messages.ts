@@ -143,9 +143,6 @@ export const metricsRegistryMissing = () =>
   'registerMemcachedMetrics needs options.registry (a prom-client Registry); ' +
   "MemcachedPrometheusModule.forRoot() uses prom-client's global registry by default";
 
-export const busPeerMissing = (transport: string, pkg: string, detail: string) =>
-  `The "${transport}" bus transport needs the package ${pkg} (npm install ${pkg}): ${detail}`;
-
 export const busUnavailable = (transport: string, detail: string, nearCache: boolean) =>
   `Invalidation bus (${transport}) not reachable: ${detail}. It keeps retrying; until then ` +
   (nearCache ? 'the near cache stays off (reads go to memcached).' : "this process's evictions are not published.");
@@ -174,14 +171,21 @@ export const busUnsigned = (transport: string) =>
   `Invalidation bus (${transport}) without bus.keys: anyone who can publish on its channel can evict and flush ` +
   "this service's near-cache entries. Set bus.keys (MEMCACHED_BUS_KEYS) on every process of the bus.";
 
-export const busRejected = (transport: string, reason: 'malformed' | 'forged' | 'replayed') =>
-  `Invalidation bus (${transport}): dropped ${
-    reason === 'forged'
-      ? "messages that do not authenticate (a publisher without this service's bus.keys, or keys that differ: check bus.keys on every process)"
-      : reason === 'replayed'
-        ? 'replayed messages (sent before, or older than the replay window: check the clocks of the hosts)'
-        : 'messages that are not of this library (another publisher on the channel, or a version mismatch)'
-  }; they changed nothing (see stats().bus)`;
+const REJECTED = {
+  forged:
+    "messages that do not authenticate (a publisher without this service's bus.keys, or keys that differ: " +
+    'check bus.keys on every process); they changed nothing',
+  replayed: 'messages heard before (replayed); they changed nothing',
+  stale:
+    "authentic messages sent more than 30 s from this host's clock: a replay, or a host whose clock is off " +
+    '(check NTP on every host); the near cache was flushed, since evictions may be among them',
+  malformed:
+    'messages that are not of this library (another publisher on the channel, or a version mismatch); ' +
+    'they changed nothing',
+} as const;
+
+export const busRejected = (transport: string, reason: keyof typeof REJECTED) =>
+  `Invalidation bus (${transport}): dropped ${REJECTED[reason]} (see stats().bus)`;
 
 export const followFailed = (namespace: string, detail: string) =>
   `Could not evict from namespace "${namespace}" after a followed change (bus.follow): ${detail}`;

@@ -1,4 +1,5 @@
 import { createHmac, createSecretKey, type KeyObject, timingSafeEqual } from 'node:crypto';
+import { MAX_BUS_KEYS } from '../config/near-options.js';
 
 /**
  * Invalidation messages on the bus. Every byte that arrives is untrusted: the broker is shared, and
@@ -33,7 +34,7 @@ export interface BusMessage {
 }
 
 /** Why a message was dropped before it touched any state. */
-export type BusRejection = 'malformed' | 'forged' | 'replayed';
+export type BusRejection = 'malformed' | 'forged' | 'replayed' | 'stale';
 
 export type DecodedBusMessage = { message: BusMessage } | { rejected: BusRejection };
 
@@ -48,12 +49,10 @@ export const BUS_VERSION = 2;
 export const MAX_BUS_MESSAGE = 64 * 1024;
 /** Most names in one message (senders send one name per change). */
 export const MAX_BUS_NAMES = 256;
-/** Longest name (UTF-16 units); a longer key travels as its hash (see `busFamily`). */
+/** Longest name (UTF-16 units); a longer key travels as its hash (see `NearTier`'s families). */
 export const MAX_BUS_NAME = 2048;
 /** With keys, a message sent longer ago than this (by its sender's clock) is a replay. */
 export const REPLAY_WINDOW_MS = 30_000;
-/** Most MACs a message may carry (the current key and older ones being rolled out). */
-export const MAX_BUS_KEYS = 8;
 
 const SOURCE = /^[A-Za-z0-9_-]{1,64}$/;
 const MAC_INPUT_PREFIX = 'nmc2.';
@@ -114,21 +113,27 @@ export class BusCodec {
     }
     const message = parsePayload(bytes === undefined ? text.slice(cut + 1) : bytes.toString('utf8', cut + 1));
     if (message === undefined) return MALFORMED;
-    if (this.signed && Math.abs(now - message.at) > REPLAY_WINDOW_MS) return REPLAYED;
+    if (this.signed && Math.abs(now - message.at) > REPLAY_WINDOW_MS) return STALE;
     return { message };
   }
 
-  /** Whether one of the message's MACs is right under a key we hold (any key we do not hold is skipped). */
+  /**
+   * Whether one of the message's MACs is right under a key we hold: ids we do not hold are
+   * skipped, and each key we hold is tried once at most (a forged message cannot make us compute
+   * more MACs than we have keys).
+   */
   private authentic(macs: string, payload: string | Buffer): boolean {
     if (macs.length === 0 || macs.length > MAX_BUS_KEYS * 50) return false;
+    const tried = new Set<number>();
     for (const entry of macs.split(',', MAX_BUS_KEYS)) {
       const colon = entry.indexOf(':');
       const id = Number(entry.slice(0, colon));
-      const key = colon > 0 && Number.isInteger(id) ? this.byId.get(id) : undefined;
+      const key = colon > 0 && Number.isInteger(id) && !tried.has(id) ? this.byId.get(id) : undefined;
       if (key === undefined) continue;
+      tried.add(id);
       const expected = hmac(key, payload).digest();
       const given = Buffer.from(entry.slice(colon + 1), 'base64url');
-      return given.length === expected.length && timingSafeEqual(given, expected);
+      if (given.length === expected.length && timingSafeEqual(given, expected)) return true;
     }
     return false;
   }
@@ -149,7 +154,7 @@ function mac(key: KeyObject, payload: string): string {
 
 const MALFORMED: DecodedBusMessage = { rejected: 'malformed' };
 const FORGED: DecodedBusMessage = { rejected: 'forged' };
-const REPLAYED: DecodedBusMessage = { rejected: 'replayed' };
+const STALE: DecodedBusMessage = { rejected: 'stale' };
 
 function parseJson(text: string): Record<string, unknown> | undefined {
   let parsed: unknown;
@@ -175,32 +180,28 @@ function parsePayload(payload: string): BusMessage | undefined {
   // what the encoder writes starts so: anything else (deep nesting, another format) is not parsed
   if (!payload.startsWith(PAYLOAD_START)) return undefined;
   const fields = parseJson(payload);
-  if (fields === undefined) return undefined;
-  const { s, q, t, x, a, d } = fields;
-  if (typeof s !== 'string' || !SOURCE.test(s)) return undefined;
-  if (typeof q !== 'number' || !Number.isSafeInteger(q) || q < 1) return undefined;
-  if (t !== 'k' && t !== 'n' && t !== 'h' && t !== 'b') return undefined;
-  if (typeof a !== 'number' || !Number.isFinite(a)) return undefined;
-  if (d !== undefined && d !== 1) return undefined;
-  const list = names(x, t);
-  if (list === undefined) return undefined;
-  return d === 1
-    ? { source: s, seq: q, type: t, names: list, at: a, derived: true }
-    : { source: s, seq: q, type: t, names: list, at: a };
+  return fields === undefined || typeof fields.a !== 'number' || !Number.isFinite(fields.a)
+    ? undefined
+    : messageOf(fields, fields.a);
 }
 
 /** The previous release's messages: `{"v":1,"s":..,"q":..,"t":..,"x":[..],"d":1}` (read only without keys). */
 function decodeVersion1(text: string): DecodedBusMessage {
   const fields = parseJson(text);
-  if (fields === undefined || fields.v !== 1) return MALFORMED;
+  const message = fields === undefined || fields.v !== 1 ? undefined : messageOf(fields, 0);
+  return message === undefined ? MALFORMED : { message };
+}
+
+/** A message from its parsed fields (source, sequence, type, names, derived), or undefined if one is wrong. */
+function messageOf(fields: Record<string, unknown>, at: number): BusMessage | undefined {
   const { s, q, t, x, d } = fields;
-  if (typeof s !== 'string' || !SOURCE.test(s)) return MALFORMED;
-  if (typeof q !== 'number' || !Number.isSafeInteger(q) || q < 1) return MALFORMED;
-  if (t !== 'k' && t !== 'n' && t !== 'h' && t !== 'b') return MALFORMED;
-  if (d !== undefined && d !== 1) return MALFORMED;
+  if (typeof s !== 'string' || !SOURCE.test(s)) return undefined;
+  if (typeof q !== 'number' || !Number.isSafeInteger(q) || q < 1) return undefined;
+  if (t !== 'k' && t !== 'n' && t !== 'h' && t !== 'b') return undefined;
+  if (d !== undefined && d !== 1) return undefined;
   const list = names(x, t);
-  if (list === undefined) return MALFORMED;
-  const message: BusMessage = { source: s, seq: q, type: t, names: list, at: 0 };
-  if (d === 1) message.derived = true;
-  return { message };
+  if (list === undefined) return undefined;
+  return d === 1
+    ? { source: s, seq: q, type: t, names: list, at, derived: true }
+    : { source: s, seq: q, type: t, names: list, at };
 }

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { BusTransport } from '../interfaces/bus-transport.interface.js';
-import { BusCodec, type BusMessage, type BusMessageType, type BusRejection } from './bus-message.js';
+import { BusCodec, type BusMessage, type BusMessageType, type BusRejection, REPLAY_WINDOW_MS } from './bus-message.js';
+import { Inbox, SLICE_MS } from './inbox.js';
 
 /** What the bus tells the tier it keeps coherent. */
 export interface BusListener {
@@ -17,7 +18,7 @@ export interface BusListener {
 
 export type { BusTransport };
 
-export type BusFlushReason = 'gap' | 'source' | 'down' | 'silent';
+export type BusFlushReason = 'gap' | 'source' | 'down' | 'silent' | 'stale';
 
 export interface BusStats {
   healthy: boolean;
@@ -31,8 +32,14 @@ export interface BusStats {
   malformed: number;
   /** With `bus.keys`: messages that did not authenticate, dropped before touching any state. */
   forged: number;
-  /** With `bus.keys`: authentic messages sent again (an old sequence number, or older than the replay window). */
+  /** With `bus.keys`: authentic messages sent again (a sequence number already heard): refused. */
   replayed: number;
+  /**
+   * With `bus.keys`: authentic messages sent more than the replay window from this process's clock
+   * (a replay, or a host whose clock is off): refused, and the tier is flushed (its evictions may
+   * be among them).
+   */
+  stale: number;
   /** Messages dropped because too many were waiting (a flood): an honest one lost this way shows as a gap. */
   dropped: number;
   /** Messages waiting to be handled now. */
@@ -48,28 +55,43 @@ export interface BusStats {
   quietSources: number;
 }
 
+/** The stats of a bus not started yet: nothing heard, nothing vouched for. */
+export function idleBusStats(): BusStats {
+  return {
+    healthy: false,
+    connected: false,
+    published: 0,
+    publishFailures: 0,
+    received: 0,
+    gaps: 0,
+    newSources: 0,
+    malformed: 0,
+    forged: 0,
+    replayed: 0,
+    stale: 0,
+    dropped: 0,
+    queued: 0,
+    longestTurnMs: 0,
+    flushes: 0,
+    lagMs: undefined,
+    sources: 0,
+    quietSources: 0,
+  };
+}
+
 interface Source {
-  /** The last sequence number heard; undefined after we reconnected (whatever came meanwhile is flushed already). */
-  seq: number | undefined;
+  /** The last sequence number heard. */
+  seq: number;
+  /** When its last message arrived (on our clock). */
   seen: number;
+  /** We reconnected since: what it sent meanwhile is lost (and flushed for already), so no gap is counted once. */
+  resync: boolean;
 }
 
 /** A source not heard from for this many heartbeats (and that did not say goodbye) is presumed gone. */
 export const SOURCE_GONE_HEARTBEATS = 10;
 /** Most sources remembered; past it the least recently heard is forgotten (and flushed for, if heard again). */
 export const MAX_SOURCES = 1024;
-/**
- * Milliseconds of message handling per turn of the event loop; what arrives past it waits for the
- * next turn, so a flood never holds the loop (and the requests waiting on it) for longer.
- */
-export const SLICE_MS = 5;
-/**
- * Messages (and bytes) waiting to be handled, at most. Past it a message is dropped: an honest one
- * shows as a gap in its source's sequence (or as its silence) and flushes the tier, as a lost
- * message does, so dropping is safe.
- */
-export const MAX_INBOX = 200_000;
-export const MAX_INBOX_BYTES = 64 * 1024 * 1024;
 
 /**
  * Sequenced invalidations over a transport. Publishes this process's evictions with a per-source
@@ -104,13 +126,7 @@ export class InvalidationBus {
   private retry: NodeJS.Timeout | undefined;
   private closed = false;
   private lagMs: number | undefined;
-  /** Messages waiting for a turn (`inbox[inboxHead]` is the oldest), and their bytes. */
-  private inbox: Array<string | Uint8Array | undefined> = [];
-  private inboxHead = 0;
-  private inboxBytes = 0;
-  private draining = false;
-  /** When this turn's handling began (-1: none yet this turn). */
-  private sliceStart = -1;
+  private readonly inbox: Inbox;
   private readonly counters = {
     published: 0,
     publishFailures: 0,
@@ -120,9 +136,14 @@ export class InvalidationBus {
     malformed: 0,
     forged: 0,
     replayed: 0,
-    dropped: 0,
+    stale: 0,
     flushes: 0,
   };
+  /**
+   * With keys, the last sequence number of each source that left or was forgotten, for the replay
+   * window: a replay of its messages must not bring it back (bounded like the sources).
+   */
+  private readonly departed = new Map<string, { seq: number; at: number }>();
 
   constructor(
     private readonly transport: BusTransport,
@@ -133,8 +154,10 @@ export class InvalidationBus {
     /** The wall clock the messages' send times are on (the replay window). */
     private readonly wallClock: () => number = Date.now,
     /** Handling per turn of the event loop, ms (`SLICE_MS`; tests that deliver by hand use Infinity). */
-    private readonly sliceMs = SLICE_MS,
-  ) {}
+    sliceMs = SLICE_MS,
+  ) {
+    this.inbox = new Inbox((data, arrived) => this.handle(data, arrived), clock, sliceMs);
+  }
 
   /**
    * Connects (resolves once subscribed). When the broker cannot be reached the returned promise
@@ -154,6 +177,7 @@ export class InvalidationBus {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.inbox.close();
     if (this.timer) clearInterval(this.timer);
     if (this.retry) clearTimeout(this.retry);
     this.timer = undefined;
@@ -166,7 +190,7 @@ export class InvalidationBus {
 
   private connect(): Promise<void> {
     return this.transport.start(
-      (data) => this.receive(data),
+      (data) => this.inbox.receive(data),
       (up) => this.state(up),
     );
   }
@@ -203,8 +227,9 @@ export class InvalidationBus {
       healthy: this.isHealthy,
       connected: this.connected,
       lagMs: this.lagMs,
-      queued: this.inbox.length - this.inboxHead,
-      longestTurnMs: Math.round(this.longestTurnMs * 1000) / 1000,
+      dropped: this.inbox.dropped,
+      queued: this.inbox.queued,
+      longestTurnMs: Math.round(this.inbox.longestTurnMs * 1000) / 1000,
       sources: this.sources.size,
       quietSources,
     };
@@ -237,7 +262,7 @@ export class InvalidationBus {
     let heard = this.lastEcho;
     // oldest heard first: the gone ones go, and the first left is the one heard longest ago
     for (const [id, source] of this.sources) {
-      if (now - source.seen > SOURCE_GONE_HEARTBEATS * this.heartbeat) this.sources.delete(id);
+      if (now - source.seen > SOURCE_GONE_HEARTBEATS * this.heartbeat) this.depart(id, source.seq, now);
       else {
         if (source.seen < heard) heard = source.seen;
         break;
@@ -270,132 +295,91 @@ export class InvalidationBus {
     );
   }
 
-  /**
-   * What the transport delivers: handled at once while this turn's slice lasts, else queued for
-   * the next turns (in order: a heartbeat echo waits behind what came before it, so a backlog
-   * longer than the heartbeat stops the bus vouching, as a slow link would).
-   */
-  private receive(data: string | Uint8Array): void {
-    if (this.closed) return;
-    if (!this.draining) {
-      const now = performance.now();
-      if (this.sliceStart < 0) {
-        this.sliceStart = now;
-        setImmediate(this.endTurn);
-      }
-      if (now - this.sliceStart <= this.sliceMs) {
-        this.handle(data);
-        this.noteTurn(performance.now() - this.sliceStart);
-        return;
-      }
-    }
-    if (this.inbox.length - this.inboxHead >= MAX_INBOX || this.inboxBytes + data.length > MAX_INBOX_BYTES) {
-      this.counters.dropped++;
-      return;
-    }
-    // a queued message is copied out of the transport's read buffer, so the buffer is not held
-    this.inbox.push(typeof data === 'string' ? data : Buffer.from(data));
-    this.inboxBytes += data.length;
-    if (!this.draining) {
-      this.draining = true;
-      setImmediate(this.drain);
-    }
-  }
-
-  private readonly endTurn = (): void => {
-    this.sliceStart = -1;
-  };
-
-  /** Handles queued messages for one slice, then yields to the event loop until the queue is empty. */
-  private readonly drain = (): void => {
-    const started = performance.now();
-    const until = started + this.sliceMs;
-    while (this.inboxHead < this.inbox.length && !this.closed) {
-      const data = this.inbox[this.inboxHead]!;
-      this.inbox[this.inboxHead++] = undefined;
-      this.inboxBytes -= data.length;
-      this.handle(data);
-      // checked after every message: one can cost far more than another (a large one, without keys)
-      if (performance.now() > until) break;
-    }
-    this.noteTurn(performance.now() - started);
-    if (this.inboxHead >= this.inbox.length || this.closed) {
-      this.inbox = [];
-      this.inboxHead = 0;
-      this.inboxBytes = 0;
-      this.draining = false;
-      for (const resolve of this.idleWaiters.splice(0)) resolve();
-      return;
-    }
-    if (this.inboxHead > 4096) {
-      this.inbox = this.inbox.slice(this.inboxHead);
-      this.inboxHead = 0;
-    }
-    setImmediate(this.drain);
-  };
-
-  private readonly idleWaiters: Array<() => void> = [];
-  private longestTurnMs = 0;
-
-  private noteTurn(ms: number): void {
-    if (ms > this.longestTurnMs) this.longestTurnMs = ms;
-  }
-
-  /** Resolves once every message received so far has been handled. */
+  /** Resolves once every message received so far has been handled (for tests). */
   whenIdle(): Promise<void> {
-    return this.draining ? new Promise((resolve) => this.idleWaiters.push(resolve)) : Promise.resolve();
+    return this.inbox.whenIdle();
   }
 
-  private handle(data: string | Uint8Array): void {
+  private handle(data: string | Uint8Array, arrived: number): void {
     const decoded = this.codec.decode(data, this.wallClock());
-    if ('rejected' in decoded) return this.reject(decoded.rejected);
-    const message = decoded.message;
-    const now = this.clock();
-    if (message.source === this.source) {
-      if (message.type === 'h') this.echo(message.seq, now);
+    if ('rejected' in decoded) {
+      this.reject(decoded.rejected);
+      // authentic but out of the window: a replay, or a process whose clock is off, whose
+      // evictions this process would otherwise never see
+      if (decoded.rejected === 'stale') this.drop('stale');
       return;
     }
-    if (!this.track(message, now)) return this.reject('replayed');
+    const message = decoded.message;
+    if (message.source === this.source) {
+      if (message.type === 'h') this.echo(message.seq, arrived);
+      return;
+    }
+    if (!this.track(message, arrived)) return this.reject('replayed');
     this.counters.received++;
     if (message.type === 'k') this.listener.keys(message.names, message.derived === true);
     else if (message.type === 'n') this.listener.namespaces(message.names, message.derived === true);
-    else if (message.type === 'b') this.sources.delete(message.source);
+    else if (message.type === 'b') this.depart(message.source, message.seq, arrived);
     // a source heard again (or gone for good) may be what the tier was waiting for
-    if (!this.isHealthy) this.assess(now);
+    if (!this.isHealthy) this.assess(this.clock());
   }
 
   /**
    * Notes a message from another source; false when it must be refused (with keys: a sequence
-   * number already heard, a replay). A new source, or a gap, flushes the tier.
+   * number already heard, from a known source or one that left, is a replay). A new source, or a
+   * gap, flushes the tier.
    */
-  private track(message: BusMessage, now: number): boolean {
+  private track(message: BusMessage, arrived: number): boolean {
     const known = this.sources.get(message.source);
     if (known === undefined) {
-      if (this.sources.size >= MAX_SOURCES) this.sources.delete(this.sources.keys().next().value!);
-      this.sources.set(message.source, { seq: message.seq, seen: now });
+      const left = this.departed.get(message.source);
+      if (left !== undefined && this.codec.signed && message.seq <= left.seq) return false;
+      this.departed.delete(message.source);
+      if (this.sources.size >= MAX_SOURCES) {
+        const [oldest, source] = this.sources.entries().next().value!;
+        this.depart(oldest, source.seq, arrived);
+      }
+      this.sources.set(message.source, { seq: message.seq, seen: arrived, resync: false });
       // a source first heard well after we subscribed: a new or restarted process, or one we lost
-      if (now - this.subscribedAt > this.heartbeat) {
+      if (arrived - this.subscribedAt > this.heartbeat) {
         this.counters.newSources++;
         this.drop('source');
       }
       return true;
     }
-    if (known.seq !== undefined && message.seq <= known.seq) {
+    if (message.seq <= known.seq) {
       // with keys only the sender can number its messages: an old number is a replay
       if (this.codec.signed) return false;
-      // without keys, a forged number may have run ahead of the sender's: resynchronise on this one
-      this.counters.gaps++;
-      this.drop('gap');
-    } else if (known.seq !== undefined && message.seq > known.seq + 1) {
+      // without keys: the same message twice is harmless; a number going back means a forged one
+      // ran ahead of the sender's, so resynchronise on this one (a gap it hid may be behind it)
+      if (message.seq < known.seq) {
+        this.counters.gaps++;
+        this.drop('gap');
+      }
+    } else if (known.resync) {
+      known.resync = false;
+    } else if (message.seq > known.seq + 1) {
       this.counters.gaps++;
       this.drop('gap');
     }
     known.seq = message.seq;
-    known.seen = now;
+    known.seen = arrived;
     // kept in the order last heard: the quietest source is the first
     this.sources.delete(message.source);
     this.sources.set(message.source, known);
     return true;
+  }
+
+  /** A source left (goodbye), is presumed gone or was forgotten: no longer waited for, its number kept for a while. */
+  private depart(id: string, seq: number, now: number): void {
+    this.sources.delete(id);
+    if (!this.codec.signed) return;
+    // oldest first: the expired ones, and past the bound the oldest, go
+    for (const [other, left] of this.departed) {
+      if (now - left.at <= 2 * REPLAY_WINDOW_MS && this.departed.size < MAX_SOURCES) break;
+      this.departed.delete(other);
+    }
+    this.departed.delete(id);
+    this.departed.set(id, { seq, at: now });
   }
 
   private reject(reason: BusRejection): void {
@@ -428,7 +412,7 @@ export class InvalidationBus {
       // sources' sequences start over, but they are still waited for (one gone quiet meanwhile may
       // be evicting into the void)
       this.subscribedAt = this.clock();
-      for (const source of this.sources.values()) source.seq = undefined;
+      for (const source of this.sources.values()) source.resync = true;
       this.tick();
     } else {
       this.drop('down');

@@ -1,5 +1,5 @@
 import type { BusTransport } from '../interfaces/bus-transport.interface.js';
-import { busPeerMissing } from '../memcached.messages.js';
+import { peerMissing } from '../memcached.messages.js';
 
 /** A broker address and channel, as the options give them. */
 export interface BrokerTarget {
@@ -29,7 +29,7 @@ async function load<T>(pkg: string, transport: string): Promise<T> {
   try {
     return (await import(pkg)) as T;
   } catch (error) {
-    throw new Error(busPeerMissing(transport, pkg, (error as Error).message), { cause: error });
+    throw new Error(peerMissing(`The "${transport}" bus transport`, pkg), { cause: error });
   }
 }
 

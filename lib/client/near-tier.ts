@@ -1,5 +1,11 @@
 import { RawJson, type ResponseMeta } from '../codec/value.codec.js';
-import { type BusFlushReason, type BusListener, type BusStats, InvalidationBus } from '../bus/invalidation-bus.js';
+import {
+  type BusFlushReason,
+  type BusListener,
+  type BusStats,
+  idleBusStats,
+  InvalidationBus,
+} from '../bus/invalidation-bus.js';
 import { createBusTransport } from '../bus/transports.js';
 import type { ResolvedBusOptions } from '../config/near-options.js';
 import type { LoggerService } from '@nestjs/common';
@@ -50,8 +56,12 @@ export class NearTier implements BusListener {
   /** Carries out the evictions `bus.follow` asks for (set by the client). */
   evictor: ((target: { namespace: string; key?: string }) => Promise<unknown>) | undefined;
   readonly followed = { evictions: 0, failures: 0 };
-  /** Follow evictions under way (by target), so that repeated changes do not pile up writes. */
-  private readonly following = new Set<string>();
+  /**
+   * Follow evictions under way, by target: a change that arrives meanwhile does not start another
+   * one, but makes this one run once more when it ends (memcached may have taken the first delete
+   * before a refill), so repeated changes do not pile up writes and none is lost.
+   */
+  private readonly following = new Map<string, { again: boolean }>();
   private follow: ResolvedBusOptions['follow'] = [];
   private closed = false;
   private busName = 'custom';
@@ -166,7 +176,7 @@ export class NearTier implements BusListener {
 
   /** A key is about to change, or just changed, here: drop it and refuse reads that began before. */
   keyChanging(target: { namespace?: string; key: string }): void {
-    this.cache.invalidateKey(this.family(target));
+    if (this.serving) this.cache.invalidateKey(this.family(target));
   }
 
   /**
@@ -175,18 +185,18 @@ export class NearTier implements BusListener {
    */
   keyChanged(target: { namespace?: string; key: string }, derived = false): void {
     const family = this.family(target);
-    this.cache.invalidateKey(family);
+    if (this.serving) this.cache.invalidateKey(family);
     this.bus?.publishKeys([family], derived);
     if (!derived) this.followKey(family);
   }
 
   namespaceChanging(namespace: string): void {
-    this.cache.invalidateNamespace(this.namespaceName(namespace));
+    if (this.serving) this.cache.invalidateNamespace(this.namespaceName(namespace));
   }
 
   namespaceChanged(namespace: string, derived = false): void {
     const name = this.namespaceName(namespace);
-    this.cache.invalidateNamespace(name);
+    if (this.serving) this.cache.invalidateNamespace(name);
     this.bus?.publishNamespaces([name], derived);
     if (!derived) this.followNamespace(name);
   }
@@ -194,14 +204,14 @@ export class NearTier implements BusListener {
   // BusListener: another process's changes
   keys(families: string[], derived: boolean): void {
     for (const family of families) {
-      this.cache.invalidateKey(family);
+      if (this.serving) this.cache.invalidateKey(family);
       if (!derived) this.followKey(family);
     }
   }
 
   namespaces(names: string[], derived: boolean): void {
     for (const name of names) {
-      this.cache.invalidateNamespace(name);
+      if (this.serving) this.cache.invalidateNamespace(name);
       if (!derived) this.followNamespace(name);
     }
   }
@@ -235,9 +245,10 @@ export class NearTier implements BusListener {
   }
 
   /**
-   * Evicts what a followed change asks for: one eviction per target at a time, and at most
-   * `MAX_FOLLOWING` at once; past that, each namespace is evicted whole (once), so no flood of
-   * changes turns into as many memcached writes.
+   * Evicts what a followed change asks for: one eviction per target at a time (run once more if
+   * the target changed again meanwhile: memcached may have taken the first delete before a
+   * refill), and at most `MAX_FOLLOWING` targets at once; past that, each namespace is evicted
+   * whole, so no flood of changes turns into as many memcached writes.
    */
   private evictFollowing(wanted: { namespace: string; key?: string }): void {
     const evictor = this.evictor;
@@ -245,15 +256,27 @@ export class NearTier implements BusListener {
     const target = this.following.size >= MAX_FOLLOWING ? { namespace: wanted.namespace } : wanted;
     const id =
       target.key === undefined ? `n\u0000${target.namespace}` : `k\u0000${target.namespace}\u0000${target.key}`;
-    if (this.following.has(id)) return;
-    this.following.add(id);
-    this.followed.evictions++;
-    evictor(target)
-      .catch((error: Error) => {
-        this.followed.failures++;
-        this.ops.warnings.warn(`follow:${target.namespace}`, () => followFailed(target.namespace, error.message));
-      })
-      .finally(() => this.following.delete(id));
+    const running = this.following.get(id);
+    if (running !== undefined) {
+      running.again = true;
+      return;
+    }
+    const state = { again: false };
+    this.following.set(id, state);
+    const run = (): void => {
+      this.followed.evictions++;
+      evictor(target)
+        .catch((error: Error) => {
+          this.followed.failures++;
+          this.ops.warnings.warn(`follow:${target.namespace}`, () => followFailed(target.namespace, error.message));
+        })
+        .finally(() => {
+          if (!state.again) return void this.following.delete(id);
+          state.again = false;
+          run();
+        });
+    };
+    run();
   }
 
   flush(_reason: BusFlushReason): void {
@@ -271,25 +294,7 @@ export class NearTier implements BusListener {
 
   /** The bus's counters and what `bus.follow` did (all zero while its transport is being loaded). */
   report(): BusReport {
-    const stats = this.bus?.stats() ?? {
-      healthy: false,
-      connected: false,
-      published: 0,
-      publishFailures: 0,
-      received: 0,
-      gaps: 0,
-      newSources: 0,
-      malformed: 0,
-      forged: 0,
-      replayed: 0,
-      dropped: 0,
-      queued: 0,
-      longestTurnMs: 0,
-      flushes: 0,
-      lagMs: undefined,
-      sources: 0,
-      quietSources: 0,
-    };
+    const stats = this.bus?.stats() ?? idleBusStats();
     return { ...stats, followed: { ...this.followed } };
   }
 

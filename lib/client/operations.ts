@@ -78,20 +78,8 @@ export class Operations {
 
   /** A value, or `undefined` for a miss (the caller counts the read). */
   async get(wire: string): Promise<unknown> {
-    const seq = this.nextSeq();
-    const res = await this.send(
-      this.router.nodeFor(wire),
-      'get',
-      seq,
-      buildRequest(Opcode.Get, wire, null, null, seq),
-      {
-        idempotent: true,
-        onResponse: (r) => r,
-      },
-    );
-    if (res.header.status === Status.KeyNotFound) return undefined;
-    if (res.header.status !== Status.Ok) throw this.serverError('get', wire, res.header.status);
-    return this.decode(res, wire);
+    const res = await this.fetchOne(wire);
+    return res === undefined ? undefined : this.decode(res, wire);
   }
 
   /**

@@ -1,14 +1,14 @@
 import type { CipherKey } from '../codec/value-cipher.js';
 import type { BusTransport } from '../interfaces/bus-transport.interface.js';
 import { resolveKeyList } from './security-options.js';
-
-/** Most `bus.keys` (the current one and older ones being rolled out). */
-const MAX_BUS_KEYS = 8;
 import type {
   MemcachedBusFollow,
   MemcachedBusOptions,
   MemcachedNearCacheOptions,
 } from '../interfaces/memcached-module-options.interface.js';
+
+/** Most `bus.keys` (the current one and older ones being rolled out); also the most MACs a bus message carries. */
+export const MAX_BUS_KEYS = 8;
 
 export interface ResolvedNearCacheOptions {
   maxBytes: number;

@@ -65,20 +65,31 @@ export type CacheInvoker = (
 ) => unknown;
 
 /** Explorers of apps compiled but not initialised yet: each finds (and binds) the invoker of an instance it manages. */
-const lateBinders = new Set<(instance: object) => CacheInvoker | undefined>();
+/** What binds an instance of its app late (the explorer), held weakly: an app never closed is not kept alive by it. */
+export interface LateBinder {
+  bindLate(instance: object): CacheInvoker | undefined;
+}
+
+const lateBinders = new Set<WeakRef<LateBinder>>();
 
 /**
  * Lets a trampoline called before its app's `init()` (a test that stops at `compile()` and
  * `get()`) find its invoker; returns the function that removes the binder.
  */
-export function addLateBinder(binder: (instance: object) => CacheInvoker | undefined): () => void {
-  lateBinders.add(binder);
-  return () => lateBinders.delete(binder);
+export function addLateBinder(binder: LateBinder): () => void {
+  const ref = new WeakRef(binder);
+  lateBinders.add(ref);
+  return () => lateBinders.delete(ref);
 }
 
 function bindLate(instance: object): CacheInvoker | undefined {
-  for (const binder of lateBinders) {
-    const invoker = binder(instance);
+  for (const ref of lateBinders) {
+    const binder = ref.deref();
+    if (binder === undefined) {
+      lateBinders.delete(ref);
+      continue;
+    }
+    const invoker = binder.bindLate(instance);
     if (invoker !== undefined) return invoker;
   }
   return undefined;

@@ -12,8 +12,24 @@ import type {
   CachePutOptions,
 } from '../interfaces/cache-decorator-options.interface.js';
 
-const plans = new WeakMap<Function, CachePlan | null>();
-const urlPlans = new WeakMap<Function, CachePlan | null>();
+/**
+ * Plans by class, then method: an inherited method is the same function on several classes, and
+ * each class's plan has its own class name (the default namespace) and class-level defaults.
+ */
+type Plans = WeakMap<Function, WeakMap<Function, CachePlan | null>>;
+const plans: Plans = new WeakMap();
+const urlPlans: Plans = new WeakMap();
+
+function remembered(table: Plans, classRef: Function, method: Function): CachePlan | null | undefined {
+  return table.get(classRef)?.get(method);
+}
+
+function remember(table: Plans, classRef: Function, method: Function, plan: CachePlan | null): CachePlan | null {
+  let byMethod = table.get(classRef);
+  if (byMethod === undefined) table.set(classRef, (byMethod = new WeakMap()));
+  byMethod.set(method, plan);
+  return plan;
+}
 
 function read<T>(key: string, target: unknown): T | undefined {
   // reflect-metadata throws on non-object targets
@@ -23,7 +39,7 @@ function read<T>(key: string, target: unknown): T | undefined {
 
 /** The plan of `method` on `classRef`, or null when the method carries no cache decorator. */
 export function getCachePlan(classRef: Function, method: Function, methodName?: string): CachePlan | null {
-  const cached = plans.get(method);
+  const cached = remembered(plans, classRef, method);
   if (cached !== undefined) return cached;
   const cacheable = read<CacheableOptions>(CACHEABLE_METADATA, method);
   const put = read<CachePutOptions>(CACHE_PUT_METADATA, method);
@@ -42,8 +58,7 @@ export function getCachePlan(classRef: Function, method: Function, methodName?: 
       defaults: pick(classCacheable, classPut, classEvict),
     };
   }
-  plans.set(method, plan);
-  return plan;
+  return remember(plans, classRef, method, plan);
 }
 
 function pick(...sources: Array<{ namespace?: string; ttl?: unknown } | undefined>): CacheClassDefaults {
@@ -61,7 +76,7 @@ function pick(...sources: Array<{ namespace?: string; ttl?: unknown } | undefine
  * TTL, else the class name and the module's TTL), or null for a route whose result is a stream.
  */
 export function urlCachePlan(classRef: Function, handler: Function): CachePlan | null {
-  const known = urlPlans.get(handler);
+  const known = remembered(urlPlans, classRef, handler);
   if (known !== undefined) return known;
   const plan: CachePlan | null =
     read(NEST_SSE_METADATA, handler) !== undefined
@@ -74,6 +89,5 @@ export function urlCachePlan(classRef: Function, handler: Function): CachePlan |
           evicts: [],
           defaults: pick(read<CacheableOptions>(CACHEABLE_METADATA, classRef)),
         };
-  urlPlans.set(handler, plan);
-  return plan;
+  return remember(urlPlans, classRef, handler, plan);
 }

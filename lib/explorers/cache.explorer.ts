@@ -12,8 +12,8 @@ import { CacheAsideEngine } from '../cache/cache-aside.engine.js';
 import { getCachePlan } from '../decorators/cache-metadata.accessor.js';
 import { CacheInterceptor, noteGlobalInterceptors } from '../interceptors/cache.interceptor.js';
 import { CACHE_INTERCEPTOR, CACHE_INVOKER, ORIGINAL_METHOD } from '../memcached.constants.js';
-import { addLateBinder } from '../decorators/cache-decorator.factory.js';
-import { type CachedMethodInvoker, cachedMethodInvoker } from './cached-method.invoker.js';
+import { addLateBinder, type CacheInvoker, type LateBinder } from '../decorators/cache-decorator.factory.js';
+import { cachedMethodInvoker } from './cached-method.invoker.js';
 import { serveRoutesFromHandlers } from './cached-routes.js';
 
 /**
@@ -23,12 +23,11 @@ import { serveRoutesFromHandlers } from './cached-routes.js';
  * an Express app's routes, it serves cached controller routes from their handlers.
  */
 @Injectable()
-export class CacheExplorer implements OnModuleInit, OnApplicationShutdown {
+export class CacheExplorer implements OnModuleInit, OnApplicationShutdown, LateBinder {
   private readonly logger = new Logger('MemcachedCache');
   private readonly boundPrototypes: object[] = [];
-  private readonly invoker: CachedMethodInvoker;
+  private readonly invoker: CacheInvoker;
   private readonly stopLateBinding: () => void;
-  private readonly notOurs = new WeakSet<object>();
 
   constructor(
     private readonly discovery: DiscoveryService,
@@ -39,7 +38,7 @@ export class CacheExplorer implements OnModuleInit, OnApplicationShutdown {
   ) {
     this.invoker = cachedMethodInvoker(engine);
     // until onModuleInit binds every provider, a call on one of ours binds it (tests often stop at compile())
-    this.stopLateBinding = addLateBinder((instance) => this.bindLate(instance));
+    this.stopLateBinding = addLateBinder(this);
   }
 
   /**
@@ -64,38 +63,45 @@ export class CacheExplorer implements OnModuleInit, OnApplicationShutdown {
   onModuleInit(): void {
     this.stopLateBinding();
     for (const wrapper of this.discovery.getProviders()) {
-      const metatype = wrapper.metatype as Function | undefined;
-      if (wrapper.isAlias || typeof metatype !== 'function' || !metatype.prototype) continue;
-      const proto = metatype.prototype as Record<string, unknown>;
-      const decorated = this.scanner.getAllMethodNames(proto).filter((name) => {
-        const method = proto[name] as (Function & { [ORIGINAL_METHOD]?: Function }) | undefined;
-        return (
-          typeof method === 'function' &&
-          method[ORIGINAL_METHOD] !== undefined &&
-          getCachePlan(metatype, method, name) !== null
-        );
-      });
-      if (decorated.length === 0) continue;
+      if (!this.hasCachedMethods(wrapper)) continue;
+      const proto = (wrapper.metatype as Function).prototype as object;
       if (wrapper.isDependencyTreeStatic() && wrapper.instance && typeof wrapper.instance === 'object') {
         bind(wrapper.instance as object, this.invoker);
       } else {
         bind(proto, this.invoker);
         this.boundPrototypes.push(proto);
-        this.logger.debug(viaPrototype(metatype.name));
+        this.logger.debug(viaPrototype((wrapper.metatype as Function).name));
       }
     }
   }
 
-  /** The invoker for an instance this app manages as a singleton (bound to it), before `onModuleInit`. */
-  private bindLate(instance: object): CachedMethodInvoker | undefined {
-    if (this.notOurs.has(instance)) return undefined;
+  /** A provider of a class with cached methods (what `onModuleInit` binds), not an alias. */
+  private hasCachedMethods(wrapper: ProviderWrapper): boolean {
+    const metatype = wrapper.metatype as Function | undefined;
+    if (wrapper.isAlias || typeof metatype !== 'function' || !metatype.prototype) return false;
+    const proto = metatype.prototype as Record<string, unknown>;
+    return this.scanner.getAllMethodNames(proto).some((name) => {
+      const method = proto[name] as (Function & { [ORIGINAL_METHOD]?: Function }) | undefined;
+      return (
+        typeof method === 'function' &&
+        method[ORIGINAL_METHOD] !== undefined &&
+        getCachePlan(metatype, method, name) !== null
+      );
+    });
+  }
+
+  /**
+   * Before `onModuleInit`: the invoker for an instance that `onModuleInit` would bind (a singleton
+   * of a class with cached methods this app manages), bound to it now; undefined for any other.
+   */
+  bindLate(instance: object): CacheInvoker | undefined {
     const managed = this.discovery
       .getProviders()
-      .some((wrapper) => wrapper.instance === instance && wrapper.isDependencyTreeStatic());
-    if (!managed) {
-      this.notOurs.add(instance);
-      return undefined;
-    }
+      .some(
+        (wrapper) =>
+          wrapper.instance === instance && wrapper.isDependencyTreeStatic() && this.hasCachedMethods(wrapper),
+      );
+    if (!managed) return undefined;
     bind(instance, this.invoker);
     return this.invoker;
   }
@@ -109,7 +115,13 @@ export class CacheExplorer implements OnModuleInit, OnApplicationShutdown {
   }
 }
 
-function bind(target: object, invoker: CachedMethodInvoker): void {
+/** A provider as Nest's container holds it (an `InstanceWrapper`). */
+interface ProviderWrapper {
+  metatype: unknown;
+  isAlias: boolean;
+}
+
+function bind(target: object, invoker: CacheInvoker): void {
   // not enumerable: inspecting or serialising the instance shows nothing of ours
   Object.defineProperty(target, CACHE_INVOKER, {
     value: invoker,

@@ -5,15 +5,12 @@ import { getCachePlan } from '../decorators/cache-metadata.accessor.js';
 
 import type { CacheInvoker } from '../decorators/cache-decorator.factory.js';
 
-/** What the explorer binds to a provider: its decorated methods' trampolines call it. */
-export type CachedMethodInvoker = CacheInvoker;
-
 /**
  * The provider path: a decorated method's call, run through the engine under its plan. Async
  * methods keep returning Promises, Observable methods Observables (subscribed lazily), and a
  * cached sync method returns a Promise.
  */
-export function cachedMethodInvoker(engine: CacheAsideEngine): CachedMethodInvoker {
+export function cachedMethodInvoker(engine: CacheAsideEngine): CacheInvoker {
   return (instance, methodName, original, trampoline, args) => {
     const plan = getCachePlan(instance.constructor, trampoline, methodName);
     if (!plan) return original.apply(instance, args);

@@ -11,8 +11,8 @@ export interface MemcachedMetricsOptions {
   prefix?: string;
 }
 
-/** The latency buckets as Prometheus sees them, in seconds (written out: 2.5 / 1000 is not 0.0025 in binary). */
-const SECONDS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
+/** The latency buckets in seconds, as Prometheus reports them (rounded: 2.5 / 1000 is not 0.0025 in binary). */
+const SECONDS = LATENCY_BUCKETS_MS.map((ms) => Number((ms / 1000).toPrecision(6)));
 
 type Labels = Record<string, string | number>;
 type Sample = { value: number; labels: Labels; metricName?: string };
@@ -139,7 +139,7 @@ export function registerMemcachedMetrics(client: MemcachedClient, options: Memca
     new ScrapedMetric(
       `${p}near_cache_events_total`,
       'Near cache: hits, misses, invalidations, flushes, refused fills; bus: published, received, gaps, ' +
-        'new sources, malformed, forged, replayed, dropped, flushes, publish failures, followed evictions and failures',
+        'new sources, malformed, forged, replayed, stale, dropped, flushes, publish failures, followed evictions and failures',
       'counter',
       () => {
         const { nearCache: near, bus } = client.stats();
@@ -164,6 +164,7 @@ export function registerMemcachedMetrics(client: MemcachedClient, options: Memca
             bus_malformed: bus.malformed,
             bus_forged: bus.forged,
             bus_replayed: bus.replayed,
+            bus_stale: bus.stale,
             bus_dropped: bus.dropped,
             bus_flushes: bus.flushes,
             bus_publish_failures: bus.publishFailures,

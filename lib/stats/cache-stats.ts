@@ -79,17 +79,7 @@ export interface ServedRead {
 export const NO_NAMESPACE = '(none)';
 
 /** One namespace's counters; latency per outcome, so Prometheus can label it. */
-export interface NamespaceCounters {
-  hits: number;
-  stale: number;
-  misses: number;
-  fills: number;
-  evictions: number;
-  bypasses: number;
-  errors: number;
-  leaseWaits: number;
-  latency: Record<ReadOutcome, LatencyHistogram>;
-}
+export type NamespaceCounters = Omit<NamespaceStats, 'latency'> & { latency: Record<ReadOutcome, LatencyHistogram> };
 
 /** One operation on one node, by result. */
 export interface OperationCounters {

@@ -400,7 +400,6 @@ export class NodeConnection implements NodeTransport {
     else pending.resolve(value);
   }
 
-  /** Drops a socket: its buffered bytes, unsent frames and in-flight requests go with it. */
   /** The TLS settings cannot work: whatever waits fails with that, and the next request tries again. */
   private failSetup(error: MemcachedError): void {
     if (this.state === 'connecting') this.state = 'idle';
@@ -410,6 +409,7 @@ export class NodeConnection implements NodeTransport {
     }
   }
 
+  /** Drops a socket: its buffered bytes, unsent frames and in-flight requests go with it. */
   private drop(socket: net.Socket, error: MemcachedError): void {
     if (this.socket !== socket) return;
     this.socket = undefined;

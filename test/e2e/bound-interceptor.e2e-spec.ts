@@ -98,6 +98,20 @@ class ScopedController {
   }
 }
 
+/** One route inherited by two controllers: each keeps its own entries, in its own namespace. */
+class CrudController {
+  @Get(':id')
+  get(@Param('id') id: string) {
+    return { kind: this.constructor.name, id };
+  }
+}
+
+@Controller('crud-users')
+class CrudUsersController extends CrudController {}
+
+@Controller('crud-orders')
+class CrudOrdersController extends CrudController {}
+
 /** An interceptor of the app around everything, as response envelopes are. */
 @Injectable()
 class EnvelopeInterceptor implements NestInterceptor {
@@ -133,7 +147,9 @@ async function start(
     : MemcachedTestingModule.forRoot({ ttl: 60 });
   const moduleRef = await Test.createTestingModule({
     imports: [cacheModule],
-    controllers: global ? [PlainController, DecoratedController, ScopedController] : [ScopedController],
+    controllers: global
+      ? [PlainController, DecoratedController, ScopedController, CrudUsersController, CrudOrdersController]
+      : [ScopedController],
     providers,
   }).compile();
   const app = moduleRef.createNestApplication(adapter, { logger: false });
@@ -237,6 +253,16 @@ describe.each<[string, Adapter, MemcachedModuleExtras]>([
     await request(app.getHttpServer()).put('/decorated/1').timeout(DEADLINE);
     expect((await get('/decorated/1')).headers['x-cache']).toBe('MISS');
     expect(decorated.calls).toBe(2);
+  });
+
+  it("a route inherited by two controllers is cached in each controller's own namespace", async () => {
+    const cache = app.get(MemcachedCache);
+    expect((await get('/crud-users/1')).body).toStrictEqual({ kind: 'CrudUsersController', id: '1' });
+    expect((await get('/crud-orders/1')).body).toStrictEqual({ kind: 'CrudOrdersController', id: '1' });
+    await settle();
+    expect((await get('/crud-orders/1')).headers['x-cache']).toBe('HIT');
+    expect(cache.stats().CrudUsersController).toMatchObject({ misses: 1, hits: 0 });
+    expect(cache.stats().CrudOrdersController).toMatchObject({ misses: 1, hits: 1 });
   });
 
   it('bound both globally and on the controller, a route is cached once; evicting its path evicts it', async () => {

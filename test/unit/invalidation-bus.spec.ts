@@ -167,8 +167,14 @@ describe('bus messages', () => {
     const codec = new BusCodec([KEY1]);
     const sent = codec.encode(message);
     expect(codec.decode(sent, NOW + REPLAY_WINDOW_MS)).toStrictEqual({ message });
-    expect(codec.decode(sent, NOW + REPLAY_WINDOW_MS + 1)).toStrictEqual({ rejected: 'replayed' });
-    expect(codec.decode(sent, NOW - REPLAY_WINDOW_MS - 1)).toStrictEqual({ rejected: 'replayed' });
+    expect(codec.decode(sent, NOW + REPLAY_WINDOW_MS + 1)).toStrictEqual({ rejected: 'stale' });
+    expect(codec.decode(sent, NOW - REPLAY_WINDOW_MS - 1)).toStrictEqual({ rejected: 'stale' });
+  });
+
+  it('with keys: a message is accepted under any key both sides hold the same, whichever comes first', () => {
+    const a = new BusCodec([{ id: 2, key: Buffer.alloc(32, 0x0a) }, KEY1]);
+    const b = new BusCodec([{ id: 2, key: Buffer.alloc(32, 0x0b) }, KEY1]);
+    expect(b.decode(a.encode(message), NOW)).toStrictEqual({ message });
   });
 
   it('the keys are not shown by inspecting the codec', () => {
@@ -546,5 +552,70 @@ describe('InvalidationBus against a hostile publisher', () => {
     expect(a.seen.keys.at(-1)).toBe('n19999');
     // the work was spread over several turns
     expect(turns.filter((n) => n > 0).length).toBeGreaterThan(1);
+  });
+
+  it('with keys: an authentic message from outside the replay window is refused, and flushes (a clock off, or a replay)', async () => {
+    const channel = new Channel();
+    const clock = { now: 0 };
+    const a = node(channel, clock, 1000, new BusCodec([KEY1]));
+    await a.bus.start();
+    const flushes = a.seen.flushes.length;
+    channel.send(new BusCodec([KEY1]).encode({ source: 'skewed', seq: 1, type: 'k', names: ['x'], at: NOW - 40_000 }));
+    expect(a.bus.stats().stale).toBe(1);
+    expect(a.seen.flushes.slice(flushes)).toStrictEqual(['stale']);
+    expect(a.seen.keys).toStrictEqual([]);
+    expect(a.bus.stats().sources).toBe(0);
+  });
+
+  it('with keys: a replay of a source that said goodbye, or of one heard before our reconnect, is refused', async () => {
+    const { channel, a, b } = await twoNodes([KEY1]);
+    const recorded: string[] = [];
+    channel.subscribers.push({ deliver: (d: string) => recorded.push(d), state: () => undefined });
+    b.bus.publishKeys(['k1']);
+    const evictions = recorded.length;
+    // a's link drops and comes back: b's old messages must still be refused
+    channel.subscribers[0].state(false);
+    channel.subscribers[0].state(true);
+    channel.send(recorded[evictions - 1]);
+    expect(a.bus.stats().replayed).toBe(1);
+    // b leaves; replaying its messages must not bring it back
+    await b.bus.close();
+    const flushes = a.seen.flushes.length;
+    channel.send(recorded[evictions - 1]);
+    expect(a.bus.stats().replayed).toBe(2);
+    expect(a.bus.stats().sources).toBe(0);
+    expect(a.seen.flushes.length).toBe(flushes);
+    expect(a.seen.keys.filter((k) => k === 'k1')).toHaveLength(1);
+  });
+
+  it('without keys: the same message twice is harmless (at-least-once transports), an older one resynchronises', async () => {
+    const { channel, a, b } = await twoNodes();
+    const recorded: string[] = [];
+    channel.subscribers.push({ deliver: (d: string) => recorded.push(d), state: () => undefined });
+    b.bus.publishKeys(['k1']);
+    const flushes = a.seen.flushes.length;
+    channel.send(recorded.at(-1)!);
+    expect(a.seen.flushes.length).toBe(flushes);
+  });
+
+  it('a listener that throws does not stop the bus handling what comes next', async () => {
+    const channel = new Channel();
+    let calls = 0;
+    const listener: BusListener = {
+      keys: () => {
+        calls++;
+        throw new Error('a broken logger');
+      },
+      namespaces: () => undefined,
+      flush: () => undefined,
+      healthy: () => undefined,
+    };
+    const bus = new InvalidationBus(channel.transport(), listener, 1000);
+    await bus.start();
+    const plain = new BusCodec();
+    for (let i = 0; i < 5000; i++) sendAs(channel, plain, { source: 'p', seq: i + 1, type: 'k', names: [`n${i}`] });
+    await bus.whenIdle();
+    expect(calls).toBe(5000);
+    await bus.close();
   });
 });
