@@ -357,8 +357,11 @@ export class CacheAsideEngine {
     return plan.defaults.ttl;
   }
 
+  /** A decorated call's namespace: one named in code, so always counted by itself. */
   private namespaceOf(plan: CachePlan, options: { namespace?: string }): string {
-    return options.namespace ?? plan.defaults.namespace ?? plan.className;
+    const namespace = options.namespace ?? plan.defaults.namespace ?? plan.className;
+    this.counts.declare(namespace);
+    return namespace;
   }
 
   private fail(namespace: string, operation: string, error: unknown): void {

@@ -77,6 +77,14 @@ export interface ServedRead {
 
 /** Where reads of keys without a namespace are counted. */
 export const NO_NAMESPACE = '(none)';
+/** Where the namespaces folded away (see `MAX_NAMESPACES`) are counted together. */
+export const OTHER_NAMESPACES = '(other)';
+/**
+ * Namespaces counted one by one beyond those declared in code (decorators): per-user or per-tenant
+ * namespaces are met by the million, so past this many the least recently used is folded into
+ * `(other)`; totals stay exact.
+ */
+export const MAX_NAMESPACES = 1000;
 
 /** One namespace's counters; latency per outcome, so Prometheus can label it. */
 export type NamespaceCounters = Omit<NamespaceStats, 'latency'> & { latency: Record<ReadOutcome, LatencyHistogram> };
@@ -112,10 +120,20 @@ export class CacheStats {
     rejectedFills: 0,
     splitFlights: 0,
   };
+  /** Oldest used first among the namespaces not declared; the declared ones are never folded. */
   private readonly namespaces = new Map<string, NamespaceCounters>();
+  private readonly declared = new Set<string>([NO_NAMESPACE, OTHER_NAMESPACES]);
+  private undeclared = 0;
   /** operation -> node -> latency by result */
   private readonly operations = new Map<string, Map<string, OperationCounters>>();
   private readonly listeners: Array<(event: OperationEvent) => void> = [];
+
+  /** A namespace named in code (a decorator's): always counted by itself. */
+  declare(namespace: string): void {
+    if (this.declared.has(namespace)) return;
+    this.declared.add(namespace);
+    if (this.namespaces.has(namespace)) this.undeclared--;
+  }
 
   /** A read of `key` was served (`undefined` namespace: a key without one). */
   read(namespace: string | undefined, key: string, outcome: ReadOutcome, durationMs: number): void {
@@ -262,20 +280,57 @@ export class CacheStats {
 
   private of(namespace: string): NamespaceCounters {
     let stats = this.namespaces.get(namespace);
-    if (stats === undefined) {
-      stats = {
-        hits: 0,
-        stale: 0,
-        misses: 0,
-        fills: 0,
-        evictions: 0,
-        bypasses: 0,
-        errors: 0,
-        leaseWaits: 0,
-        latency: { HIT: new LatencyHistogram(), STALE: new LatencyHistogram(), MISS: new LatencyHistogram() },
-      };
-      this.namespaces.set(namespace, stats);
+    const declared = this.declared.has(namespace);
+    if (stats !== undefined) {
+      if (!declared) {
+        // most recently used last: the first undeclared one is the one to fold
+        this.namespaces.delete(namespace);
+        this.namespaces.set(namespace, stats);
+      }
+      return stats;
     }
+    stats = emptyCounters();
+    this.namespaces.set(namespace, stats);
+    if (!declared && ++this.undeclared > MAX_NAMESPACES) this.foldOldest();
     return stats;
   }
+
+  /** Adds the least recently used undeclared namespace to `(other)` and forgets it. */
+  private foldOldest(): void {
+    for (const [name, stats] of this.namespaces) {
+      if (this.declared.has(name)) continue;
+      let other = this.namespaces.get(OTHER_NAMESPACES);
+      if (other === undefined) this.namespaces.set(OTHER_NAMESPACES, (other = emptyCounters()));
+      addCounters(other, stats);
+      this.namespaces.delete(name);
+      this.undeclared--;
+      return;
+    }
+  }
+}
+
+function emptyCounters(): NamespaceCounters {
+  return {
+    hits: 0,
+    stale: 0,
+    misses: 0,
+    fills: 0,
+    evictions: 0,
+    bypasses: 0,
+    errors: 0,
+    leaseWaits: 0,
+    latency: { HIT: new LatencyHistogram(), STALE: new LatencyHistogram(), MISS: new LatencyHistogram() },
+  };
+}
+
+function addCounters(into: NamespaceCounters, from: NamespaceCounters): void {
+  into.hits += from.hits;
+  into.stale += from.stale;
+  into.misses += from.misses;
+  into.fills += from.fills;
+  into.evictions += from.evictions;
+  into.bypasses += from.bypasses;
+  into.errors += from.errors;
+  into.leaseWaits += from.leaseWaits;
+  for (const outcome of ['HIT', 'STALE', 'MISS'] as const) into.latency[outcome].add(from.latency[outcome]);
 }

@@ -29,6 +29,13 @@ export class LatencyHistogram {
   snapshot(): LatencySnapshot {
     return snapshotOf([this]);
   }
+
+  /** Adds another histogram's counts to this one. */
+  add(other: LatencyHistogram): void {
+    for (let i = 0; i < this.counts.length; i++) this.counts[i] += other.counts[i];
+    this.count += other.count;
+    this.sum += other.sum;
+  }
 }
 
 /** One snapshot of several histograms taken together (the outcomes of one namespace). */

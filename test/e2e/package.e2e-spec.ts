@@ -1,4 +1,4 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import {
   mkdirSync,
   mkdtempSync,
@@ -16,8 +16,39 @@ import { MemcachedDaemon } from '../support/memcached-daemon.js';
 
 const root = new URL('../../', import.meta.url).pathname;
 const compat = join(root, 'test/compat/nest11');
-const npm = (args: string[], cwd: string, env: NodeJS.ProcessEnv = process.env) =>
-  execFileSync('npm', args, { cwd, env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+/**
+ * A command's exit status and output, run without blocking this test process: vitest's worker
+ * must keep answering its runner while a build or an install runs for a minute.
+ */
+function run(
+  command: string,
+  args: string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv; timeout?: number } = {},
+): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, {
+      cwd: options.cwd,
+      env: options.env ?? process.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    const timer = options.timeout ? setTimeout(() => child.kill('SIGKILL'), options.timeout) : undefined;
+    child.once('error', reject);
+    child.once('close', (status) => {
+      if (timer) clearTimeout(timer);
+      resolve({ status, stdout, stderr });
+    });
+  });
+}
+
+async function npm(args: string[], cwd: string): Promise<string> {
+  const result = await run('npm', args, { cwd });
+  if (result.status !== 0) throw new Error(`npm ${args.join(' ')} failed (${result.status}): ${result.stderr}`);
+  return result.stdout;
+}
 
 describe('the published package', () => {
   let daemon: MemcachedDaemon;
@@ -26,9 +57,9 @@ describe('the published package', () => {
 
   beforeAll(async () => {
     daemon = await MemcachedDaemon.start();
-    npm(['run', 'build'], root);
+    await npm(['run', 'build'], root);
     packDir = mkdtempSync(join(tmpdir(), 'nestjs-memcached-pack-'));
-    const out = npm(['pack', '--json', '--pack-destination', packDir], root);
+    const out = await npm(['pack', '--json', '--pack-destination', packDir], root);
     tarball = join(packDir, JSON.parse(out)[0].filename);
   }, 120_000);
   afterAll(async () => {
@@ -36,10 +67,10 @@ describe('the published package', () => {
     if (packDir) rmSync(packDir, { recursive: true, force: true });
   });
 
-  it('ships only the library: dist/esm and dist/cjs with their types, the README, its docs pages and package.json', () => {
+  it('ships only the library: dist/esm and dist/cjs with their types, the README, its docs pages and package.json', async () => {
     // the sample app's build (npm run start:sample) goes elsewhere, so it never lands in dist
-    npm(['run', 'build:sample'], root);
-    const out = npm(['pack', '--dry-run', '--json'], root);
+    await npm(['run', 'build:sample'], root);
+    const out = await npm(['pack', '--dry-run', '--json'], root);
     const files = (JSON.parse(out)[0].files as Array<{ path: string }>).map((f) => f.path);
     for (const entry of ['', 'config/', 'prometheus/', 'terminus/']) {
       for (const f of [
@@ -67,20 +98,19 @@ describe('the published package', () => {
     for (const page of new Set(linked)) expect(files).toContain(page);
   }, 120_000);
 
-  it("type-checks strictly: library, tests, sample app, and the decorators' typed key functions", () => {
-    const tsc = spawnSync(
+  it("type-checks strictly: library, tests, sample app, and the decorators' typed key functions", async () => {
+    const tsc = await run(
       process.execPath,
       [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json', '--noEmit'],
       {
         cwd: root,
-        encoding: 'utf8',
       },
     );
     expect(tsc.stdout + tsc.stderr).toBe('');
     expect(tsc.status).toBe(0);
   }, 120_000);
 
-  it('compiles every TypeScript example in the README and docs/*.md against the packed package', () => {
+  it('compiles every TypeScript example in the README and docs/*.md against the packed package', async () => {
     // every ```ts block is a whole program a reader can paste: each compiles as its own file
     const sources = [
       'README.md',
@@ -124,9 +154,7 @@ describe('the published package', () => {
         types: ['node'],
       };
       writeFileSync(join(dir, 'tsconfig.json'), JSON.stringify({ compilerOptions, include: ['*.ts'] }));
-      const tsc = spawnSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', dir], {
-        encoding: 'utf8',
-      });
+      const tsc = await run(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', dir], {});
       expect(tsc.stdout + tsc.stderr).toBe('');
       expect(tsc.status).toBe(0);
     } finally {
@@ -134,7 +162,7 @@ describe('the published package', () => {
     }
   }, 120_000);
 
-  it('a missing optional peer fails at startup, naming the package and the install command', () => {
+  it('a missing optional peer fails at startup, naming the package and the install command', async () => {
     // outside the repository, so that nothing resolves from its node_modules but what is linked here
     const dir = mkdtempSync(join(tmpdir(), 'nestjs-memcached-peers-'));
     try {
@@ -157,12 +185,12 @@ describe('the published package', () => {
           'await NestFactory.createApplicationContext(App, { logger: false, abortOnError: false });',
           "console.log('started');",
         ].join('\n');
-      const run = (file: string, source: string) => {
+      const start = (file: string, source: string) => {
         writeFileSync(join(dir, file), source);
-        return spawnSync(process.execPath, [file], { cwd: dir, encoding: 'utf8', timeout: 60_000 });
+        return run(process.execPath, [file], { cwd: dir, timeout: 60_000 });
       };
       const servers = JSON.stringify(daemon.address);
-      const bus = run(
+      const bus = await start(
         'bus.mjs',
         app(
           "import { MemcachedModule } from 'nestjs-memcached';",
@@ -173,7 +201,7 @@ describe('the published package', () => {
       expect(bus.status).not.toBe(0);
       expect(bus.stderr).toContain('needs the package @nats-io/transport-node');
       expect(bus.stderr).toContain('npm install @nats-io/transport-node');
-      const metrics = run(
+      const metrics = await start(
         'metrics.mjs',
         app(
           "import { MemcachedModule } from 'nestjs-memcached';\n" +
@@ -186,7 +214,7 @@ describe('the published package', () => {
       expect(metrics.stderr).toContain('nestjs-memcached/prometheus needs the package prom-client');
       expect(metrics.stderr).toContain('npm install prom-client');
       // the same app with nothing optional configured starts
-      const plain = run(
+      const plain = await start(
         'plain.mjs',
         app(
           "import { MemcachedModule } from 'nestjs-memcached';",
@@ -200,12 +228,11 @@ describe('the published package', () => {
     }
   }, 120_000);
 
-  it('works from a NestJS 11 CommonJS app and its Jest tests', () => {
-    npm(['install', '--no-audit', '--no-fund', '--no-save', tarball], compat);
-    const jest = spawnSync('npx', ['jest', '--ci'], {
+  it('works from a NestJS 11 CommonJS app and its Jest tests', async () => {
+    await npm(['install', '--no-audit', '--no-fund', '--no-save', tarball], compat);
+    const jest = await run('npx', ['jest', '--ci'], {
       cwd: compat,
       env: { ...process.env, MEMCACHED_SERVERS: daemon.address, MEMCACHED_KEY_PREFIX: 'nest11:' },
-      encoding: 'utf8',
     });
     expect(jest.stderr).toMatch(/Tests:\s+2 passed, 2 total/);
     expect(jest.status).toBe(0);
