@@ -55,11 +55,9 @@ export interface BusStats {
   quietSources: number;
 }
 
-/** The stats of a bus not started yet: nothing heard, nothing vouched for. */
-export function idleBusStats(): BusStats {
+/** A bus's counters of messages, all zero. */
+function zeroCounters() {
   return {
-    healthy: false,
-    connected: false,
     published: 0,
     publishFailures: 0,
     received: 0,
@@ -69,10 +67,19 @@ export function idleBusStats(): BusStats {
     forged: 0,
     replayed: 0,
     stale: 0,
+    flushes: 0,
+  };
+}
+
+/** The stats of a bus not started yet: nothing heard, nothing vouched for. */
+export function idleBusStats(): BusStats {
+  return {
+    ...zeroCounters(),
+    healthy: false,
+    connected: false,
     dropped: 0,
     queued: 0,
     longestTurnMs: 0,
-    flushes: 0,
     lagMs: undefined,
     sources: 0,
     quietSources: 0,
@@ -127,18 +134,7 @@ export class InvalidationBus {
   private closed = false;
   private lagMs: number | undefined;
   private readonly inbox: Inbox;
-  private readonly counters = {
-    published: 0,
-    publishFailures: 0,
-    received: 0,
-    gaps: 0,
-    newSources: 0,
-    malformed: 0,
-    forged: 0,
-    replayed: 0,
-    stale: 0,
-    flushes: 0,
-  };
+  private readonly counters = zeroCounters();
   /**
    * With keys, the last sequence number of each source that left or was forgotten, for the replay
    * window: a replay of its messages must not bring it back (bounded like the sources).
