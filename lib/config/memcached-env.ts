@@ -3,52 +3,46 @@ import { readFileSync } from 'node:fs';
 import type { MemcachedModuleOptions } from '../interfaces/memcached-module-options.interface.js';
 import { invalidEnv, unknownEnv } from '../memcached.messages.js';
 import { redact, transportOfUrl } from './near-options.js';
-import {
-  describeBound,
-  MemcachedConfigError,
-  NUMERIC_OPTIONS,
-  type NumericOption,
-  withinBound,
-} from './memcached-options.js';
+import { describeBound, MemcachedConfigError, withinBound } from './memcached-options.js';
+import { OPTION_TABLE, type OptionKind, type OptionName, type OptionRow } from './option-table.js';
 
-/** The environment variables `readMemcachedEnv` understands, and the option each one sets. */
-export const MEMCACHED_ENV_VARIABLES = {
-  MEMCACHED_SERVERS: 'servers',
-  MEMCACHED_USERNAME: 'username',
-  MEMCACHED_PASSWORD: 'password',
-  MEMCACHED_KEY_PREFIX: 'keyPrefix',
-  MEMCACHED_TTL: 'ttl',
-  MEMCACHED_TIMEOUT: 'timeout',
-  MEMCACHED_CONNECT_TIMEOUT: 'connectTimeout',
-  MEMCACHED_RETRIES: 'retries',
-  MEMCACHED_RETRY_DELAY: 'retryDelay',
-  MEMCACHED_KEEP_ALIVE: 'keepAlive',
-  MEMCACHED_COMPRESSION_THRESHOLD: 'compressionThreshold',
-  MEMCACHED_MAX_ITEM_SIZE: 'maxItemSize',
-  MEMCACHED_LEASES: 'leases',
-  MEMCACHED_LEASE_TTL: 'leaseTtl',
-  MEMCACHED_LEASE_WAIT: 'leaseWait',
-  MEMCACHED_BREAKER_THRESHOLD: 'breakerThreshold',
-  MEMCACHED_BREAKER_COOLDOWN: 'breakerCooldown',
-  MEMCACHED_DEAD_NODE_POLICY: 'deadNodePolicy',
-  MEMCACHED_HASHING: 'hashing',
-  MEMCACHED_SERIALIZER: 'serializer',
-  MEMCACHED_HTTP_CREDENTIAL_HEADERS: 'http',
-  MEMCACHED_HTTP_IGNORE_COOKIES: 'http',
-  MEMCACHED_BUS_URL: 'bus',
-  MEMCACHED_BUS_CHANNEL: 'bus',
-  MEMCACHED_BUS_KEYS: 'bus',
-  MEMCACHED_NEAR_CACHE_TTL: 'nearCache',
-  MEMCACHED_TLS: 'tls',
-  MEMCACHED_TLS_CA_FILE: 'tls',
-  MEMCACHED_TLS_CERT_FILE: 'tls',
-  MEMCACHED_TLS_KEY_FILE: 'tls',
-  MEMCACHED_TLS_SERVERNAME: 'tls',
-  MEMCACHED_ENCRYPTION_KEYS: 'encryption',
-  MEMCACHED_VALUE_FORMAT: 'valueFormat',
-} as const satisfies Record<string, keyof MemcachedModuleOptions>;
+/** The environment variables `readMemcachedEnv` understands, and the option each one sets (from the option table). */
+export const MEMCACHED_ENV_VARIABLES = Object.fromEntries(
+  Object.entries(OPTION_TABLE as Record<string, OptionRow>).flatMap(([name, row]) =>
+    (row.env ?? []).map((variable) => [variable, name]),
+  ),
+) as Readonly<Record<string, OptionName>>;
 
-type EnvName = keyof typeof MEMCACHED_ENV_VARIABLES;
+type EnvName = string;
+
+/** A plain option's value from its variable, checked as the option is. */
+function plainFromEnv(name: EnvName, raw: string, kind: OptionKind): unknown {
+  switch (kind.type) {
+    case 'number': {
+      const bound = kind.bound;
+      if (kind.size) {
+        const match = /^([0-9]{1,15})([kKmM]?)$/.exec(raw);
+        const bytes = match ? Number(match[1]) * (match[2] === '' ? 1 : /k/i.test(match[2]) ? 1024 : 1024 * 1024) : NaN;
+        if (!withinBound(bytes, bound)) {
+          throw new MemcachedConfigError(invalidEnv(name, raw, `${describeBound(bound)}, optionally with k or m`));
+        }
+        return bytes;
+      }
+      // whole decimal numbers only, checked against the same bounds as the option
+      if (!/^[0-9]{1,15}$/.test(raw) || !withinBound(Number(raw), bound)) {
+        throw new MemcachedConfigError(invalidEnv(name, raw, describeBound({ ...bound, integer: true })));
+      }
+      return Number(raw);
+    }
+    case 'boolean':
+      return envBoolean(name, raw);
+    case 'choice':
+      if (!kind.choices.includes(raw)) throw new MemcachedConfigError(invalidEnv(name, raw, kind.choices.join(' or ')));
+      return raw;
+    default:
+      return raw;
+  }
+}
 
 /**
  * Reads `MEMCACHED_*` variables into module options. Unset or empty variables are left out, so
@@ -63,56 +57,23 @@ export function readMemcachedEnv(env: NodeJS.ProcessEnv = process.env): Memcache
     const value = env[name];
     return value === undefined || value.trim() === '' ? undefined : value.trim();
   };
-  // whole decimal numbers only, checked against the same bounds as the options they set
-  const int = (name: EnvName) => {
-    const raw = get(name);
-    if (raw === undefined) return;
-    const bound = NUMERIC_OPTIONS[MEMCACHED_ENV_VARIABLES[name] as NumericOption];
-    if (!/^[0-9]{1,15}$/.test(raw) || !withinBound(Number(raw), bound)) {
-      throw new MemcachedConfigError(invalidEnv(name, raw, describeBound({ ...bound, integer: true })));
-    }
-    options[MEMCACHED_ENV_VARIABLES[name]] = Number(raw);
-  };
-  const size = (name: EnvName) => {
-    const raw = get(name);
-    if (raw === undefined) return;
-    const bound = NUMERIC_OPTIONS[MEMCACHED_ENV_VARIABLES[name] as NumericOption];
-    const match = /^([0-9]{1,15})([kKmM]?)$/.exec(raw);
-    const bytes = match ? Number(match[1]) * (match[2] === '' ? 1 : /k/i.test(match[2]) ? 1024 : 1024 * 1024) : NaN;
-    if (!withinBound(bytes, bound)) {
-      throw new MemcachedConfigError(invalidEnv(name, raw, `${describeBound(bound)}, optionally with k or m`));
-    }
-    options[MEMCACHED_ENV_VARIABLES[name]] = bytes;
-  };
-
-  for (const name of ['MEMCACHED_SERVERS', 'MEMCACHED_USERNAME'] as const) {
-    const value = get(name);
-    if (value !== undefined) options[MEMCACHED_ENV_VARIABLES[name]] = value;
+  // the plain options, each from its one variable
+  for (const [name, row] of Object.entries(OPTION_TABLE as Record<string, OptionRow>)) {
+    if (row.kind.type === 'structured' || row.env === undefined) continue;
+    const variable = row.env[0];
+    // taken verbatim: a password or a prefix may begin or end with a space
+    const raw = row.kind.type === 'text' && row.kind.verbatim ? env[variable] || undefined : get(variable);
+    if (raw !== undefined) options[name] = plainFromEnv(variable, raw, row.kind);
   }
-  // taken verbatim: a password or a prefix may begin or end with a space
-  if (env.MEMCACHED_PASSWORD) options.password = env.MEMCACHED_PASSWORD;
-  if (env.MEMCACHED_KEY_PREFIX) options.keyPrefix = env.MEMCACHED_KEY_PREFIX;
-  int('MEMCACHED_TTL');
-  int('MEMCACHED_TIMEOUT');
-  int('MEMCACHED_CONNECT_TIMEOUT');
-  int('MEMCACHED_RETRIES');
-  int('MEMCACHED_RETRY_DELAY');
-  size('MEMCACHED_COMPRESSION_THRESHOLD');
-  size('MEMCACHED_MAX_ITEM_SIZE');
-  int('MEMCACHED_LEASE_TTL');
-  int('MEMCACHED_LEASE_WAIT');
-  int('MEMCACHED_BREAKER_THRESHOLD');
-  int('MEMCACHED_BREAKER_COOLDOWN');
-  const choice = (name: EnvName, allowed: string[]) => {
-    const raw = get(name);
-    if (raw === undefined) return;
-    if (!allowed.includes(raw)) throw new MemcachedConfigError(invalidEnv(name, raw, allowed.join(' or ')));
-    options[MEMCACHED_ENV_VARIABLES[name]] = raw;
-  };
-  choice('MEMCACHED_DEAD_NODE_POLICY', ['miss', 'rehash']);
-  choice('MEMCACHED_HASHING', ['ketama', 'ketama-spy', 'ketama-plain']);
-  choice('MEMCACHED_SERIALIZER', ['auto', 'json', 'structured']);
-  choice('MEMCACHED_VALUE_FORMAT', ['native', 'pylibmc']);
+  const servers = get('MEMCACHED_SERVERS');
+  if (servers !== undefined) options.servers = servers;
+  const serializer = get('MEMCACHED_SERIALIZER');
+  if (serializer !== undefined) {
+    options.serializer = plainFromEnv('MEMCACHED_SERIALIZER', serializer, {
+      type: 'choice',
+      choices: ['auto', 'json', 'structured'],
+    });
+  }
   // comma-separated names; the module checks them as it checks the option
   const list = (name: EnvName, field: 'credentialHeaders' | 'ignoreCookies') => {
     const raw = get(name);
@@ -128,12 +89,6 @@ export function readMemcachedEnv(env: NodeJS.ProcessEnv = process.env): Memcache
   };
   list('MEMCACHED_HTTP_CREDENTIAL_HEADERS', 'credentialHeaders');
   list('MEMCACHED_HTTP_IGNORE_COOKIES', 'ignoreCookies');
-  const bool = (name: EnvName) => {
-    const value = envBoolean(name, get(name));
-    if (value !== undefined) options[MEMCACHED_ENV_VARIABLES[name]] = value;
-  };
-  bool('MEMCACHED_KEEP_ALIVE');
-  bool('MEMCACHED_LEASES');
   // the bus's transport follows the URL's scheme; the module checks URL and channel as options
   const busUrl = get('MEMCACHED_BUS_URL');
   if (busUrl !== undefined) {

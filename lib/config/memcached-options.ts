@@ -4,13 +4,19 @@ import type {
   MemcachedModuleOptions,
   MemcachedSerializer,
 } from '../interfaces/memcached-module-options.interface.js';
-import { MAX_TTL } from '../codec/ttl.js';
 import type { ValueMode } from '../codec/value.codec.js';
 import { invalidOption, optionsNotObject, show, unknownOption } from '../memcached.messages.js';
 import type { ConnectionOptions as TlsConnectionOptions } from 'node:tls';
 import type { CipherKey } from '../codec/value-cipher.js';
-import type { MemcachedValueFormat } from '../interfaces/memcached-security-options.interface.js';
-import { resolveEncryption, resolveTls, resolveValueFormat } from './security-options.js';
+import { resolveEncryption, resolveTls } from './security-options.js';
+import {
+  type NumericBound,
+  type NumericOption,
+  OPTION_TABLE,
+  type OptionName,
+  type OptionRow,
+  type PlainOptions,
+} from './option-table.js';
 import { resolveNearOptions, type ResolvedBusOptions, type ResolvedNearCacheOptions } from './near-options.js';
 import {
   DEFAULT_PORT,
@@ -35,28 +41,15 @@ export interface HttpCachePolicy {
   ignoreCookies: ReadonlyArray<string | RegExp>;
 }
 
-export interface ResolvedMemcachedOptions {
+/**
+ * The options as the client uses them: every plain option of the table (defaults filled in), and the
+ * structured ones resolved. The password and keys are not properties (see `passwordOf`, `tlsOf`...).
+ */
+export interface ResolvedMemcachedOptions extends Omit<PlainOptions, 'password' | 'username'> {
   nodes: MemcachedNodeAddress[];
   username?: string;
-  keyPrefix: string;
-  ttl: number;
-  timeout: number;
-  connectTimeout: number;
-  retries: number;
-  retryDelay: number;
-  keepAlive: boolean;
-  compressionThreshold: number;
-  maxItemSize: number;
-  leases: boolean;
-  leaseTtl: number;
-  leaseWait: number;
-  breakerThreshold: number;
-  breakerCooldown: number;
-  deadNodePolicy: 'miss' | 'rehash';
-  hashing: 'ketama' | 'ketama-spy' | 'ketama-plain';
   serializer?: MemcachedSerializer;
   valueMode: ValueMode;
-  valueFormat: MemcachedValueFormat;
   /** Whether nodes are reached over TLS (the settings: `tlsOf`). */
   tls: boolean;
   /** The ids of the encryption keys, the current one first (the keys: `encryptionKeysOf`). */
@@ -68,49 +61,19 @@ export interface ResolvedMemcachedOptions {
   logger: LoggerService | false | undefined;
 }
 
-export const DEFAULTS = {
-  servers: `127.0.0.1:${DEFAULT_PORT}`,
-  keyPrefix: '',
-  ttl: 60,
-  timeout: 500,
-  retries: 0,
-  retryDelay: 20,
-  keepAlive: true,
-  compressionThreshold: 128 * 1024,
-  maxItemSize: 1024 * 1024,
-  leases: true,
-  leaseTtl: 5,
-  leaseWait: 2000,
-  breakerThreshold: 3,
-  breakerCooldown: 250,
-  deadNodePolicy: 'miss',
-  hashing: 'ketama',
-} as const;
+/** The plain options (checked by their rows alone), in the table's order. */
+const PLAIN_NAMES = (Object.keys(OPTION_TABLE) as OptionName[]).filter(
+  (name) => OPTION_TABLE[name].kind.type !== 'structured',
+) as Array<keyof PlainOptions>;
 
-/** A numeric option's range and unit, shared by the options and their environment variables. */
-export interface NumericBound {
-  min: number;
-  max: number;
-  unit: string;
-  /** Whole numbers only. */
-  integer: boolean;
-}
+export type { NumericBound, NumericOption } from './option-table.js';
 
-export const NUMERIC_OPTIONS = {
-  ttl: { min: 0, max: MAX_TTL, unit: 'seconds (0 = no expiry)', integer: false },
-  timeout: { min: 1, max: 600_000, unit: 'milliseconds', integer: true },
-  connectTimeout: { min: 1, max: 600_000, unit: 'milliseconds', integer: true },
-  retries: { min: 0, max: 10, unit: 'attempts', integer: true },
-  retryDelay: { min: 0, max: 60_000, unit: 'milliseconds', integer: true },
-  compressionThreshold: { min: 0, max: 1024 * 1024 * 1024, unit: 'bytes (0 = off)', integer: true },
-  maxItemSize: { min: 1024, max: 1024 * 1024 * 1024, unit: 'bytes', integer: true },
-  leaseTtl: { min: 1, max: 86_400, unit: 'seconds', integer: true },
-  leaseWait: { min: 0, max: 600_000, unit: 'milliseconds', integer: true },
-  breakerThreshold: { min: 0, max: 10_000, unit: 'failures (0 = off)', integer: true },
-  breakerCooldown: { min: 10, max: 600_000, unit: 'milliseconds', integer: true },
-} as const satisfies Record<string, NumericBound>;
-
-export type NumericOption = keyof typeof NUMERIC_OPTIONS;
+/** The bounds of the numeric options (from the option table), for the options and their variables alike. */
+export const NUMERIC_OPTIONS = Object.fromEntries(
+  Object.entries(OPTION_TABLE as Record<string, OptionRow>).flatMap(([name, row]) =>
+    row.kind.type === 'number' ? [[name, row.kind.bound]] : [],
+  ),
+) as Record<NumericOption, NumericBound>;
 
 /** What a numeric option accepts, as an error message says it. */
 export function describeBound(bound: NumericBound): string {
@@ -127,35 +90,42 @@ export function withinBound(value: unknown, bound: NumericBound): value is numbe
   );
 }
 
-const KNOWN = new Set<string>([
-  'servers',
-  'username',
-  'password',
-  'keyPrefix',
-  'ttl',
-  'timeout',
-  'connectTimeout',
-  'retries',
-  'retryDelay',
-  'keepAlive',
-  'compressionThreshold',
-  'maxItemSize',
-  'serializer',
-  'logger',
-  'breakerThreshold',
-  'breakerCooldown',
-  'deadNodePolicy',
-  'hashing',
-  'leases',
-  'leaseTtl',
-  'leaseWait',
-  'http',
-  'nearCache',
-  'bus',
-  'tls',
-  'encryption',
-  'valueFormat',
-]);
+/** `"a", "b" or "c"`. */
+export function describeChoices(choices: readonly string[]): string {
+  const quoted = choices.map((c) => `"${c}"`);
+  return quoted.length === 1 ? quoted[0] : `${quoted.slice(0, -1).join(', ')} or ${quoted.at(-1)}`;
+}
+
+/** A plain option's value checked against its row of the table, or its default when it is not given. */
+function plainOption(name: OptionName, value: unknown, fail: Fail): unknown {
+  const row: OptionRow = OPTION_TABLE[name];
+  const given = value === undefined ? row.default : value;
+  if (given === undefined) return undefined;
+  const kind = row.kind;
+  switch (kind.type) {
+    case 'number':
+      if (given === false && kind.falseIsOff) return 0;
+      if (!withinBound(given, kind.bound)) throw fail(name, given, describeBound(kind.bound));
+      return given;
+    case 'boolean':
+      if (typeof given !== 'boolean') throw fail(name, given, 'true or false');
+      return given;
+    case 'choice':
+      if (typeof given !== 'string' || !kind.choices.includes(given))
+        throw fail(name, given, describeChoices(kind.choices));
+      return given;
+    case 'text':
+      if (typeof given !== 'string') throw fail(name, kind.secret ? '***' : given, 'a string');
+      return given;
+    case 'structured':
+      return value;
+  }
+}
+
+type Fail = (name: string, value: unknown, expected: string) => Error;
+
+const DEFAULT_SERVERS = `127.0.0.1:${DEFAULT_PORT}`;
+
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
 /** Printable ASCII without space or '#', so a prefixed key can still be sent as it is. */
@@ -167,33 +137,16 @@ export function resolveOptions(options: MemcachedModuleOptions = {}): ResolvedMe
     throw new MemcachedConfigError(optionsNotObject(show(options)));
   }
   for (const name of Object.keys(options)) {
-    if (!KNOWN.has(name)) throw new MemcachedConfigError(unknownOption(name));
+    if (!Object.hasOwn(OPTION_TABLE, name)) throw new MemcachedConfigError(unknownOption(name));
   }
-  const fail = (name: string, value: unknown, expected: string) =>
-    new MemcachedConfigError(invalidOption(name, value, expected));
-  const def = <T>(value: T | undefined, fallback: T): T => (value === undefined ? fallback : value);
+  const fail: Fail = (name, value, expected) => new MemcachedConfigError(invalidOption(name, value, expected));
+  // the plain options, from their rows of the table
+  const get = <T>(name: OptionName): T => plainOption(name, options[name], fail) as T;
 
-  const { nodes, username, password } = resolveServers(options.servers ?? DEFAULTS.servers);
-  const str = (name: 'username' | 'password' | 'keyPrefix', value: unknown) => {
-    if (value !== undefined && typeof value !== 'string') {
-      throw fail(name, name === 'password' ? '***' : value, 'a string');
-    }
-    return value as string | undefined;
-  };
-  const num = (name: NumericOption, value: unknown) => {
-    const bound = NUMERIC_OPTIONS[name];
-    if (!withinBound(value, bound)) throw fail(name, value, describeBound(bound));
-    return value;
-  };
-
-  const ttl = num('ttl', def(options.ttl, DEFAULTS.ttl));
-  const timeout = num('timeout', def(options.timeout, DEFAULTS.timeout));
-  const compression = def(options.compressionThreshold, DEFAULTS.compressionThreshold);
-  const keepAlive = def(options.keepAlive, DEFAULTS.keepAlive);
-  if (typeof keepAlive !== 'boolean') throw fail('keepAlive', keepAlive, 'true or false');
-  const leases = def(options.leases, DEFAULTS.leases);
-  if (typeof leases !== 'boolean') throw fail('leases', leases, 'true or false');
-  const serializer = def(options.serializer, 'auto');
+  const { nodes, username, password } = resolveServers(options.servers ?? DEFAULT_SERVERS);
+  const ttl = get<number>('ttl');
+  const timeout = get<number>('timeout');
+  const serializer = options.serializer ?? 'auto';
   const custom = typeof serializer === 'object' && serializer !== null;
   if (
     !(serializer === 'auto' || serializer === 'json' || serializer === 'structured') &&
@@ -209,43 +162,23 @@ export function resolveOptions(options: MemcachedModuleOptions = {}): ResolvedMe
   if (logger !== undefined && logger !== false && typeof logger?.warn !== 'function') {
     throw fail('logger', logger, 'a Nest LoggerService or false');
   }
-  const keyPrefix = str('keyPrefix', def(options.keyPrefix, DEFAULTS.keyPrefix))!;
+  const keyPrefix = get<string>('keyPrefix');
   if (!KEY_PREFIX.test(keyPrefix)) {
     throw fail('keyPrefix', keyPrefix, "at most 128 printable ASCII characters, without spaces or '#'");
   }
 
-  const deadNodePolicy = def(options.deadNodePolicy, DEFAULTS.deadNodePolicy);
-  if (deadNodePolicy !== 'miss' && deadNodePolicy !== 'rehash')
-    throw fail('deadNodePolicy', deadNodePolicy, '"miss" or "rehash"');
-  const hashing = def(options.hashing, DEFAULTS.hashing);
-  if (hashing !== 'ketama' && hashing !== 'ketama-spy' && hashing !== 'ketama-plain')
-    throw fail('hashing', hashing, '"ketama", "ketama-spy" or "ketama-plain"');
-  const maxItemSize = num('maxItemSize', def(options.maxItemSize, DEFAULTS.maxItemSize));
-  const retryDelay = num('retryDelay', def(options.retryDelay, DEFAULTS.retryDelay));
-
   const { busKeys, ...near } = resolveNearOptions(options.nearCache, options.bus, keyPrefix, fail);
+  // every plain option from its row; the few with a rule beyond their row are set after
+  const plain = Object.fromEntries(PLAIN_NAMES.map((name) => [name, get(name)])) as PlainOptions;
+  const { password: _password, ...client } = plain;
   const resolved: ResolvedMemcachedOptions = {
+    ...client,
     nodes,
-    username: str('username', options.username) ?? username,
-    keyPrefix,
+    username: plain.username ?? username,
     ttl: Math.ceil(ttl),
-    timeout,
-    connectTimeout: num('connectTimeout', def(options.connectTimeout, timeout)),
-    retries: num('retries', def(options.retries, DEFAULTS.retries)),
-    retryDelay,
-    keepAlive,
-    compressionThreshold: compression === false ? 0 : num('compressionThreshold', compression),
-    maxItemSize,
-    leases,
-    leaseTtl: num('leaseTtl', def(options.leaseTtl, DEFAULTS.leaseTtl)),
-    leaseWait: num('leaseWait', def(options.leaseWait, DEFAULTS.leaseWait)),
-    breakerThreshold: num('breakerThreshold', def(options.breakerThreshold, DEFAULTS.breakerThreshold)),
-    breakerCooldown: num('breakerCooldown', def(options.breakerCooldown, DEFAULTS.breakerCooldown)),
-    deadNodePolicy,
-    hashing,
+    connectTimeout: options.connectTimeout === undefined ? timeout : plain.connectTimeout,
     serializer: custom ? (serializer as MemcachedSerializer) : undefined,
     valueMode: custom ? 'auto' : (serializer as ValueMode),
-    valueFormat: resolveValueFormat(options.valueFormat, fail),
     tls: false,
     http: resolveHttp(options.http, fail),
     ...near,
@@ -270,7 +203,7 @@ export function resolveOptions(options: MemcachedModuleOptions = {}): ResolvedMe
   }
   if (keys !== undefined) resolved.encryptionKeyIds = keys.map((k) => k.id);
   // secrets are never properties: inspecting the options, even with showHidden, cannot show them
-  secrets.set(resolved, { password: str('password', options.password) ?? password, tls, keys, busKeys });
+  secrets.set(resolved, { password: plain.password ?? password, tls, keys, busKeys });
   return resolved;
 }
 

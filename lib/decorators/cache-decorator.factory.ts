@@ -10,6 +10,11 @@ import {
   ROUTE_REQUEST_INDEX,
 } from '../memcached.constants.js';
 import { invalidDecoratorOption, notAMethod, show } from '../memcached.messages.js';
+import type {
+  CacheableOptions,
+  CacheEvictOptions,
+  CachePutOptions,
+} from '../interfaces/cache-decorator-options.interface.js';
 import { CacheInterceptorDelegate } from './cache-interceptor.delegate.js';
 
 type AnyMethod = (...args: any[]) => any;
@@ -143,50 +148,58 @@ const seconds: Check = (v) =>
   typeof v === 'number' && Number.isFinite(v) && v >= 0 && v <= MAX_TTL
     ? undefined
     : `a number of seconds from 0 to ${MAX_TTL}`;
-const checks: Record<string, Check> = {
-  namespace: (v) => (typeof v === 'string' && NAMESPACE.test(v) ? undefined : "letters, digits, '_', '.' or '-'"),
-  key: (v) => (typeof v === 'string' || typeof v === 'function' ? undefined : 'a string or a function'),
-  ttl: (v) =>
-    typeof v === 'function' ? undefined : seconds(v) && `${seconds(v)} (0 = no expiry), or a function of the result`,
-  condition: isFunction,
-  unless: isFunction,
-  principal: isFunction,
-  keys: isFunction,
-  staleWhileRevalidate: seconds,
-  lease: isBoolean,
-  nearCache: isBoolean,
-  public: isBoolean,
-  allEntries: isBoolean,
-  beforeInvocation: isBoolean,
-  ignoreCookies: (v) =>
-    Array.isArray(v) && v.every((c) => (typeof c === 'string' && c !== '') || c instanceof RegExp)
-      ? undefined
-      : 'a list of cookie names or regular expressions',
-};
-const ALLOWED: Record<string, { name: string; options: string[] }> = {
-  [CACHEABLE_METADATA]: {
-    name: '@Cacheable',
-    options: [
-      'namespace',
-      'key',
-      'ttl',
-      'condition',
-      'unless',
-      'principal',
-      'staleWhileRevalidate',
-      'lease',
-      'nearCache',
-      'public',
-      'ignoreCookies',
-    ],
+type DecoratorName = '@Cacheable' | '@CachePut' | '@CacheEvict';
+type DecoratorOption = keyof CacheableOptions | keyof CachePutOptions | keyof CacheEvictOptions;
+
+/**
+ * Every decorator option in one table: how its value is checked, which decorators take it, and
+ * whether a class-level decorator may set it. The decorators' option types and this table name the
+ * same options (a compile error otherwise).
+ */
+const DECORATOR_OPTIONS = {
+  namespace: {
+    check: (v) => (typeof v === 'string' && NAMESPACE.test(v) ? undefined : "letters, digits, '_', '.' or '-'"),
+    on: ['@Cacheable', '@CachePut', '@CacheEvict'],
+    onClass: true,
   },
-  [CACHE_PUT_METADATA]: { name: '@CachePut', options: ['namespace', 'key', 'ttl', 'unless'] },
-  [CACHE_EVICT_METADATA]: {
-    name: '@CacheEvict',
-    options: ['namespace', 'key', 'keys', 'allEntries', 'beforeInvocation'],
+  key: {
+    check: (v) => (typeof v === 'string' || typeof v === 'function' ? undefined : 'a string or a function'),
+    on: ['@Cacheable', '@CachePut', '@CacheEvict'],
   },
+  ttl: {
+    check: (v) =>
+      typeof v === 'function' ? undefined : seconds(v) && `${seconds(v)} (0 = no expiry), or a function of the result`,
+    on: ['@Cacheable', '@CachePut'],
+    onClass: true,
+  },
+  condition: { check: isFunction, on: ['@Cacheable'] },
+  unless: { check: isFunction, on: ['@Cacheable', '@CachePut'] },
+  principal: { check: isFunction, on: ['@Cacheable'] },
+  staleWhileRevalidate: { check: seconds, on: ['@Cacheable'] },
+  lease: { check: isBoolean, on: ['@Cacheable'] },
+  nearCache: { check: isBoolean, on: ['@Cacheable'] },
+  public: { check: isBoolean, on: ['@Cacheable'] },
+  ignoreCookies: {
+    check: (v) =>
+      Array.isArray(v) && v.every((c) => (typeof c === 'string' && c !== '') || c instanceof RegExp)
+        ? undefined
+        : 'a list of cookie names or regular expressions',
+    on: ['@Cacheable'],
+  },
+  keys: { check: isFunction, on: ['@CacheEvict'] },
+  allEntries: { check: isBoolean, on: ['@CacheEvict'] },
+  beforeInvocation: { check: isBoolean, on: ['@CacheEvict'] },
+} satisfies Record<DecoratorOption, { check: Check; on: readonly DecoratorName[]; onClass?: boolean }>;
+
+const DECORATORS: Record<string, DecoratorName> = {
+  [CACHEABLE_METADATA]: '@Cacheable',
+  [CACHE_PUT_METADATA]: '@CachePut',
+  [CACHE_EVICT_METADATA]: '@CacheEvict',
 };
-const CLASS_OPTIONS = ['namespace', 'ttl'];
+type OptionRow = { check: Check; on: readonly DecoratorName[]; onClass?: boolean };
+const rows = Object.entries(DECORATOR_OPTIONS as Record<string, OptionRow>);
+const allowedOn = (name: DecoratorName) => rows.filter(([, row]) => row.on.includes(name)).map(([option]) => option);
+const CLASS_OPTIONS = rows.filter(([, row]) => row.onClass).map(([option]) => option);
 
 /**
  * Checks a decorator's options when it is applied (at import, so at startup): a bad value, an
@@ -199,7 +212,8 @@ function validateOptions(
   className: string | undefined,
   method: string | undefined,
 ): void {
-  const { name, options: allowed } = ALLOWED[metadataKey];
+  const name = DECORATORS[metadataKey];
+  const allowed = allowedOn(name);
   const where = method === undefined ? (className ?? 'a class') : `${className ?? '?'}.${method}`;
   if (options === null || typeof options !== 'object') {
     throw new TypeError(invalidDecoratorOption(name, where, 'options', show(options), 'an object'));
@@ -212,7 +226,7 @@ function validateOptions(
         method === undefined ? `on a class, only ${CLASS_OPTIONS.join(' and ')} apply` : `one of ${allowed.join(', ')}`;
       throw new TypeError(invalidDecoratorOption(name, where, option, show(value), `a known option: ${expected}`));
     }
-    const problem = checks[option](value);
+    const problem = (DECORATOR_OPTIONS as Record<string, OptionRow>)[option].check(value);
     if (problem !== undefined) throw new TypeError(invalidDecoratorOption(name, where, option, show(value), problem));
   }
 }

@@ -1,9 +1,5 @@
-import type {
-  MemcachedEncryptionOptions,
-  MemcachedTlsOptions,
-  MemcachedValueFormat,
-} from './memcached-security-options.interface.js';
-import type { LoggerService, NestInterceptor, Type } from '@nestjs/common';
+import type { NestInterceptor, Type } from '@nestjs/common';
+import type { TableOptions } from '../config/option-table.js';
 import type { BusTransport } from './bus-transport.interface.js';
 
 /** One memcached node. `weight` (default 1) sets its share of keys in a cluster. */
@@ -27,88 +23,13 @@ export interface MemcachedSerializer {
 
 /**
  * Options of `MemcachedModule.forRoot` / `forRootAsync` (and of `new MemcachedClient`).
- * Every field is optional; the defaults are in docs/configuration.md.
+ * Every field is optional; each one's type, documentation and default come from the option table
+ * (lib/config/option-table.ts), as does the reference in docs/configuration.md.
  *
  * @example
  * MemcachedModule.forRoot({ servers: '10.0.0.5:11211,10.0.0.6:11211:2', keyPrefix: 'users-svc:', ttl: 60 })
  */
-export interface MemcachedModuleOptions {
-  /** `host[:port[:weight]]`, comma-separated, or a list. Default `127.0.0.1:11211`. */
-  servers?: string | Array<string | MemcachedServerOptions>;
-  /** SASL PLAIN user name (memcached started with `-S`). */
-  username?: string;
-  /** SASL PLAIN password. Never logged. */
-  password?: string;
-  /** Prepended to every key, to share a pool between services. Default `''`. */
-  keyPrefix?: string;
-  /** Default TTL in seconds; 0 = no expiry. Default 60. */
-  ttl?: number;
-  /** Deadline of one operation, in milliseconds, retries included. Default 500. */
-  timeout?: number;
-  /** Deadline to open a connection, in milliseconds. Default: `timeout`. */
-  connectTimeout?: number;
-  /** Extra attempts for idempotent operations after a connection error, within the deadline. Default 0. */
-  retries?: number;
-  /** Pause between attempts, in milliseconds. Default 20. */
-  retryDelay?: number;
-  /** TCP keep-alive on the node sockets. Default true. */
-  keepAlive?: boolean;
-  /** Values of at least this many bytes are deflated; 0 or false turns compression off. Default 131072 (128 KiB): inflating costs CPU on every hit (about 150 µs per 100 KB here). */
-  compressionThreshold?: number | false;
-  /** The server's item size limit (`memcached -I`), in bytes. Larger items are not sent. Default 1048576. */
-  maxItemSize?: number;
-  /**
-   * Leases on cache-aside fills (`getOrSet`, `@Cacheable`): one caller across all processes loads
-   * a missing key, and a fill that started before an eviction cannot land after it. Default true.
-   */
-  leases?: boolean;
-  /** Lifetime of a lease marker in seconds: a holder that dies blocks the key at most this long. Default 5. */
-  leaseTtl?: number;
-  /** Longest wait for another caller's fill, in milliseconds; then the source is read without filling. Default 2000. */
-  leaseWait?: number;
-  /** Consecutive connection failures or timeouts after which a node is skipped; 0 = never. Default 3. */
-  breakerThreshold?: number;
-  /** While a node is skipped, how often it is probed, in milliseconds. Default 2000. */
-  breakerCooldown?: number;
-  /**
-   * Where a down node's keys go: `miss` (reads miss, writes are dropped; safe) or `rehash` (the next
-   * node on the ring serves them until the node is back; writes made meanwhile are invisible
-   * afterwards, and values from before the failure can reappear). Default `miss`.
-   */
-  deadNodePolicy?: 'miss' | 'rehash';
-  /**
-   * Key distribution over several servers, as libmemcached does it: `ketama` (weighted MD5 ketama:
-   * pylibmc's `{"ketama_weighted": True}`), `ketama-spy` (its KETAMA_SPY
-   * naming), `ketama-plain` (unweighted one-at-a-time ketama: pylibmc's `{"ketama": True}`;
-   * weights are ignored). Default `ketama`.
-   */
-  hashing?: 'ketama' | 'ketama-spy' | 'ketama-plain';
-  /**
-   * How values other than strings and Buffers are stored. `auto`: JSON when the value survives
-   * JSON unchanged, else Node's structured serialisation (Date, Map, Set, BigInt, typed arrays,
-   * undefined, NaN, cycles); a value neither keeps (a class instance, a function) is not cached,
-   * with a counted warning. `json`: JSON only (for values other languages read). `structured`:
-   * always structured serialisation. Or your own serializer. Default `auto`.
-   */
-  serializer?: 'auto' | 'json' | 'structured' | MemcachedSerializer;
-  /** Where the client logs (rate-limited); `false` silences it. Default Nest's `Logger`. */
-  logger?: LoggerService | false;
-  /** How `@Cacheable` controller routes decide which requests share cached responses. */
-  http?: MemcachedHttpOptions;
-  /**
-   * An in-process tier (L1) in front of memcached, off by default: hits are served from memory,
-   * without a round trip, while the invalidation `bus` is healthy. Needs `bus`.
-   */
-  nearCache?: MemcachedNearCacheOptions;
-  /** The invalidation bus that keeps every process's near cache coherent (needed by `nearCache`). */
-  bus?: MemcachedBusOptions;
-  /** TLS to the nodes: `true` (Node's trusted CAs) or the settings. Default off. */
-  tls?: boolean | MemcachedTlsOptions;
-  /** Encrypt every stored value with AES-256-GCM. Default off. */
-  encryption?: MemcachedEncryptionOptions;
-  /** The flag layout of plain values, for other clients on the pool. Default `native`. */
-  valueFormat?: MemcachedValueFormat;
-}
+export type MemcachedModuleOptions = TableOptions;
 
 /**
  * The near cache. It holds stored bytes (decoded per hit, so callers never share an object),

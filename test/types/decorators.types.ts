@@ -1,7 +1,8 @@
 // Compile-time checks (run by `tsc --noEmit` in test/e2e/package.e2e-spec.ts): the decorators'
 // key functions must fit the decorated method's parameters.
 import { type ExecutionContext, Get } from '@nestjs/common';
-import { Cacheable, CacheEvict, CachePut } from '../../lib/index.js';
+import { Cacheable, CacheEvict, CachePut, type MemcachedModuleOptions } from '../../lib/index.js';
+import type { OPTION_TABLE } from '../../lib/config/option-table.js';
 
 export class TypedService {
   @Cacheable({ namespace: 'users', key: (id: string) => id, unless: (result) => result === null })
@@ -35,3 +36,7 @@ export class TypedController {
     return id;
   }
 }
+
+// the module's options and the option table name the same options
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+export const optionsMatchTheTable: Same<keyof MemcachedModuleOptions, keyof typeof OPTION_TABLE> = true;
