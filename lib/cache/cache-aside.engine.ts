@@ -91,13 +91,14 @@ export class CacheAsideEngine {
 
   /**
    * Runs a decorated call under its plan: evictions before (if asked), the cached read or a plain
-   * call, the put, then evictions after success. `produce` runs the method; `report`, when given,
+   * call, the put, then evictions after success. `produce` runs the method (`keep`: whether its
+   * result may be stored, so what storing needs is worth working out); `report`, when given,
    * receives how the call was served.
    */
   async execute<T>(
     plan: CachePlan,
     site: CallSite,
-    produce: () => Promise<Produced<T>>,
+    produce: (keep: boolean) => Promise<Produced<T>>,
     report?: CallReport,
   ): Promise<T> {
     for (const evict of plan.evicts) {
@@ -109,7 +110,7 @@ export class CacheAsideEngine {
       result = await this.cached(plan, cacheable, site, produce, report);
     } else {
       if (cacheable && report) report.outcome = 'BYPASS';
-      result = (await produce()).value;
+      result = (await produce(false)).value;
     }
     if (plan.put) await this.putFor(plan, plan.put, site, result);
     for (const evict of plan.evicts) {
@@ -120,19 +121,32 @@ export class CacheAsideEngine {
 
   /**
    * True when a call under `plan` would go straight to the source because the node holding its
-   * namespace is down (its breaker is open), and nothing else in the plan needs the engine (no
-   * condition, put or eviction, nobody listening to misses) and `eligible` agrees. The call is
-   * counted as a miss, so the caller can skip the engine and run the method as it is.
+   * namespace is down (its breaker is open) and nothing else in the plan needs the engine: no
+   * condition, put or eviction, no near cache that could still answer, and a key that can be
+   * computed. The call is counted and emitted as a miss, so the caller can run the method as it is.
+   * The answer never depends on who listens to the events.
    */
-  skipsDownCache(plan: CachePlan, eligible: () => boolean = () => true): boolean {
+  skipsDownCache(plan: CachePlan, site: CallSite): boolean {
     const options = plan.cacheable;
-    if (options === undefined || options.condition !== undefined || plan.put !== undefined || plan.evicts.length > 0)
+    if (
+      options === undefined ||
+      site.bypass !== undefined ||
+      options.condition !== undefined ||
+      plan.put !== undefined ||
+      plan.evicts.length > 0
+    )
       return false;
     const namespace = this.namespaceOf(plan, options);
-    if (!this.internals.readThrough.namespaces.isDown({ namespace, key: '' }) || this.events.has('miss') || !eligible())
-      return false;
-    // counted without a key or a duration: the caller runs the method outside the engine
-    this.counts.read(namespace, '', 'MISS', 0);
+    if (!this.internals.readThrough.namespaces.isDown({ namespace, key: '' })) return false;
+    if (this.internals.usesNear(namespace, options.nearCache)) return false;
+    let key: string;
+    try {
+      key = this.keyOf(options, site, false);
+    } catch {
+      return false; // the engine reports the key's failure
+    }
+    // counted without a duration: the caller runs the method outside the engine
+    this.counts.read(namespace, key, 'MISS', 0);
     return true;
   }
 
@@ -185,7 +199,7 @@ export class CacheAsideEngine {
     plan: CachePlan,
     options: CacheableOptions,
     site: CallSite,
-    produce: () => Promise<Produced<T>>,
+    produce: (keep: boolean) => Promise<Produced<T>>,
     report?: CallReport,
   ): Promise<T> {
     const namespace = this.namespaceOf(plan, options);
@@ -198,7 +212,7 @@ export class CacheAsideEngine {
     } catch (error) {
       this.fail(namespace, 'key', error);
       if (report) report.outcome = 'BYPASS';
-      return (await produce()).value;
+      return (await produce(false)).value;
     }
     const started = performance.now();
     const lease = this.internals.options.leases && options.lease !== false;
@@ -207,19 +221,29 @@ export class CacheAsideEngine {
     let served: Served<T>;
     for (let attempt = 0; ; attempt++) {
       const current = target;
-      const load = async (): Promise<Loaded<T>> => {
-        const produced = await produce();
+      const load = async (how?: { keep: boolean }): Promise<Loaded<T>> => {
+        const keep = how?.keep !== false;
+        const produced = await produce(keep);
         if (produced.storable === false) unstorable = true;
-        return { value: produced.value, fill: await this.fillPlan(plan, options, site, current, produced) };
+        return {
+          value: produced.value,
+          fill: keep ? await this.fillPlan(plan, options, site, current, produced) : undefined,
+        };
       };
-      served = await this.internals.readThrough.read({
-        target,
-        load,
-        lease,
-        rawJson: http !== undefined,
-        label,
-        near: this.internals.usesNear(target.namespace, options.nearCache),
-      });
+      try {
+        served = await this.internals.readThrough.read({
+          target,
+          load,
+          lease,
+          rawJson: http !== undefined,
+          label,
+          near: this.internals.usesNear(target.namespace, options.nearCache),
+        });
+      } catch (error) {
+        // only the method's own error gets here (the cache fails open): the read was a miss
+        this.counts.read(namespace, target.key, 'MISS', performance.now() - started);
+        throw error;
+      }
       if (http === undefined || served.outcome === 'MISS' || varyMatches(served.meta, http)) break;
       // a hit stored for other Vary values: read the variant they select, or go around the cache
       if (
@@ -234,7 +258,7 @@ export class CacheAsideEngine {
       }
       this.bypass(plan, options, 'vary');
       if (report) report.outcome = 'BYPASS';
-      return (await produce()).value;
+      return (await produce(false)).value;
     }
     const key = target.key;
     this.counts.served(namespace, key, served, performance.now() - started, (op, error) =>

@@ -28,7 +28,11 @@ export interface Loaded<T> {
   fill: FillPlan | undefined;
 }
 
-export type Loader<T> = () => Promise<Loaded<T>>;
+/**
+ * Loads from the source. `keep: false` when nothing will be stored (the cache cannot be read), so a
+ * loader can skip working out how to store it.
+ */
+export type Loader<T> = (how?: { keep: boolean }) => Promise<Loaded<T>>;
 
 /** A cache operation that failed while serving a call (the call's value is unaffected). */
 export interface CacheFailure {

@@ -33,7 +33,7 @@ import {
 import { Namespaces } from './namespaces.js';
 import { flushAll, type NodePing, pingAll, serverStats } from './node-commands.js';
 import { Operations } from './operations.js';
-import { ReadThrough } from './read-through.js';
+import { ReadThrough, type Served } from './read-through.js';
 import { type BusReport, NearTier } from './near-tier.js';
 import { NearCache, type NearCacheStats } from '../near/near-cache.js';
 
@@ -301,22 +301,29 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
     const namespace = options?.namespace || undefined;
     const label = namespace ? `namespace "${namespace}"` : 'keys without a namespace';
     const started = performance.now();
-    const served = await this.readThrough.read({
-      target: { namespace, key },
-      near: this.near !== undefined && this.usesNear(namespace, options?.nearCache),
-      load: async () => {
-        const value = await loader();
-        if (typeof ttl !== 'function' || value === undefined) return { value, fill: { ttl: fixedTtl } };
-        try {
-          return { value, fill: { ttl: normalizeTtl(ttl(value), 'ttl()') } };
-        } catch (error) {
-          this.ops.warnings.warn(`fill:${label}`, () => fillRefused(label, (error as Error).message));
-          return { value, fill: undefined };
-        }
-      },
-      lease: this.options.leases && options?.lease !== false,
-      label,
-    });
+    let served: Served<T>;
+    try {
+      served = await this.readThrough.read({
+        target: { namespace, key },
+        near: this.near !== undefined && this.usesNear(namespace, options?.nearCache),
+        load: async () => {
+          const value = await loader();
+          if (typeof ttl !== 'function' || value === undefined) return { value, fill: { ttl: fixedTtl } };
+          try {
+            return { value, fill: { ttl: normalizeTtl(ttl(value), 'ttl()') } };
+          } catch (error) {
+            this.ops.warnings.warn(`fill:${label}`, () => fillRefused(label, (error as Error).message));
+            return { value, fill: undefined };
+          }
+        },
+        lease: this.options.leases && options?.lease !== false,
+        label,
+      });
+    } catch (error) {
+      // only the loader's own error gets here (the cache fails open): the read was a miss
+      this.statistics.read(namespace, key, 'MISS', performance.now() - started);
+      throw error;
+    }
     this.statistics.served(namespace, key, served, performance.now() - started, (operation, error) => {
       this.statistics.failed(namespace, operation, error);
       this.ops.warnFailure(error);

@@ -98,12 +98,12 @@ export class ReadThrough {
         : { value: item.value as T, outcome: 'HIT', meta: item.meta };
     }
     if (found === undefined) {
-      // the cache cannot be read: still one load per key in this process, and nothing filled
+      // the cache cannot be read: nothing is filled; loads of the key that start together are shared
       const { result } = await this.flights.run(
         logicalKey(target),
         ticket,
         undefined,
-        async () => (await request.load()).value,
+        async () => (await request.load(NOTHING_KEPT)).value,
       );
       return failure === undefined ? { value: result, outcome: 'MISS' } : { value: result, outcome: 'MISS', failure };
     }
@@ -165,6 +165,8 @@ export class ReadThrough {
     this.near?.keyChanged(target);
   }
 }
+
+const NOTHING_KEPT = { keep: false };
 
 function nextTurn(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));

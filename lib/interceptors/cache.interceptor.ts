@@ -150,28 +150,24 @@ export class CacheInterceptor implements NestInterceptor {
    * runs around this one to see it), else parsed, as a miss returns the handler's value.
    */
   private serveHttp(context: ExecutionContext, plan: CachePlan, call: () => unknown, innermost: boolean): unknown {
-    if (
-      this.engine.skipsDownCache(
-        plan,
-        () => this.isRequestCacheable(context) && this.bypassReason(context, plan.cacheable!) === undefined,
-      )
-    ) {
-      // its node is known down: the handler's own result, with nothing around it
-      this.setCacheHeader(responseOf(context), 'MISS');
-      return call();
-    }
     const request = requestOf(context);
     const response = responseOf(context) as HttpResponseLike;
     const options = plan.cacheable;
     const readable = this.isRequestCacheable(context);
     const site = new HttpCall(context, request, options, readable);
     if (options && readable) site.bypass = this.bypassReason(context, options, site.principal);
+    if (readable && this.engine.skipsDownCache(plan, site)) {
+      // its node is known down and no near cache could answer: the handler's own result, with
+      // nothing around it (a load of the engine would not be shared either: see Flights)
+      this.setCacheHeader(response, 'MISS');
+      return call();
+    }
     if (options && !readable) this.setCacheHeader(response, 'BYPASS');
     const report: CallReport = {};
-    const produce = async (): Promise<Produced<unknown>> => {
+    const produce = async (keep: boolean): Promise<Produced<unknown>> => {
       const value = await settle(call());
       const storable = !(value instanceof StreamableFile) && storableResponse(response);
-      return { value, storable, meta: storable ? responseMeta(response, request) : undefined };
+      return { value, storable, meta: storable && keep ? responseMeta(response, request) : undefined };
     };
     return this.engine
       .execute(readable ? plan : { ...plan, cacheable: undefined }, site, produce, report)

@@ -99,6 +99,31 @@ describe('decorated methods when memcached dies mid-suite', () => {
     expect(engine.stats().items.bypasses - before.bypasses).toBe(1);
   });
 
+  it('serves the route the same way with a miss listener (as metrics or tracing add): same loads, each miss heard with its key', async () => {
+    const db = app.get(ItemsDb);
+    const engine = app.get(MemcachedCache);
+    const server = app.getHttpServer();
+    const heard: string[] = [];
+    const listener = (event: { namespace: string; key: string }) => heard.push(`${event.namespace} ${event.key}`);
+    const loads = async () => {
+      const before = db.count('findOne');
+      for (let i = 0; i < 3; i++) {
+        const res = await request(server).get('/items/7').expect(200);
+        expect(res.headers['x-cache']).toBe('MISS');
+      }
+      return db.count('findOne') - before;
+    };
+    const unheard = await loads();
+    const off = engine.events.on('miss', listener);
+    try {
+      expect(await loads()).toBe(unheard);
+    } finally {
+      off();
+    }
+    expect(unheard).toBe(3);
+    expect(heard).toStrictEqual(Array(3).fill('items /items/7'));
+  });
+
   it('returns correct results while memcached is frozen (SIGSTOP), each call bounded by the timeout', async () => {
     await daemon.restart();
     await users.findById('1');

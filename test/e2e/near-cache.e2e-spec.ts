@@ -361,4 +361,69 @@ describe('near cache on a controller route (HTTP entries), two processes over NA
       await app.close();
     }
   });
+
+  it('keeps serving the route from the near cache while memcached is down', async () => {
+    const { Controller, Get, Module, Param } = await import('@nestjs/common');
+    const { Test } = await import('@nestjs/testing');
+    const { default: request } = await import('supertest');
+    const { Cacheable, MemcachedModule } = await import('../../lib/index.js');
+    let loads = 0;
+    @Controller('pages')
+    class PagesController {
+      @Get(':id')
+      @Cacheable({ namespace: 'pages' })
+      find(@Param('id') id: string) {
+        loads++;
+        return { id };
+      }
+    }
+    const own = await MemcachedDaemon.start();
+    @Module({
+      imports: [
+        MemcachedModule.forRoot({
+          servers: own.address,
+          logger: false,
+          timeout: 100,
+          breakerThreshold: 1,
+          nearCache: { ttl: 60 },
+          bus: { transport: 'nats', url: nats.url, channel: `nmc-test-${randomUUID()}`, heartbeat: HEARTBEAT },
+        }),
+      ],
+      controllers: [PagesController],
+    })
+    class AppModule {}
+    const app = (await Test.createTestingModule({ imports: [AppModule] }).compile()).createNestApplication({
+      logger: false,
+    });
+    await app.init();
+    try {
+      const client = app.get(MemcachedClient);
+      await until(() => bus(client).healthy === true);
+      const get = (id: string) => request(app.getHttpServer()).get(`/pages/${id}`).expect(200);
+      for (const id of ['1', '2', '3']) {
+        await get(id);
+        await get(id); // a memcached hit: now held in the near cache
+      }
+      expect(loads).toBe(3);
+      await own.kill();
+      await until(async () => {
+        await client.get('probe', { namespace: 'pages' }).catch(() => undefined);
+        return client.nodeStatus().every((node) => node.state === 'down');
+      });
+      for (let round = 0; round < 3; round++) {
+        for (const id of ['1', '2', '3']) {
+          const res = await get(id);
+          expect(res.headers['x-cache']).toBe('HIT');
+          expect(res.body).toStrictEqual({ id });
+        }
+      }
+      expect(loads).toBe(3);
+      // an entry the near cache does not hold goes to the handler
+      expect((await get('4')).headers['x-cache']).toBe('MISS');
+      expect(loads).toBe(4);
+    } finally {
+      await app.close();
+      await own.kill();
+    }
+  });
 });

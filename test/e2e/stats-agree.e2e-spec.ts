@@ -20,6 +20,11 @@ class ProfilesService {
     this.loads++;
     return { id };
   }
+
+  @Cacheable({ namespace: 'failing', key: (id: string) => id })
+  async failing(_id: string): Promise<string> {
+    throw new Error('source down');
+  }
 }
 
 @Injectable()
@@ -183,6 +188,16 @@ describe('one counter set for every read path', () => {
       }
     });
     expect(loads).toBe(1);
+  });
+
+  it('a load that throws is a miss, on getOrSet and on a decorated method', async () => {
+    const service = app.get(ProfilesService);
+    await expectCounted('failing', 0, 2, async () => {
+      await expect(
+        client.getOrSet('x', () => Promise.reject(new Error('source down')), { namespace: 'failing' }),
+      ).rejects.toThrow('source down');
+      await expect(service.failing('x')).rejects.toThrow('source down');
+    });
   });
 
   it('a @Cacheable service method', async () => {
