@@ -171,7 +171,7 @@ export class LeaseProtocol {
         await sleep(backoff);
         backoff = Math.min(backoff * 2, 50);
         try {
-          [item] = await this.ops.read([wire], rawJson);
+          [item] = await this.ops.read([wire], { rawJson });
         } catch (error) {
           tell(null);
           return { value: (await loader()).value, outcome: 'MISS', waited, failure: { operation: 'get', error } };

@@ -67,7 +67,7 @@ export class Namespaces {
     const { namespace, variant } = target;
     if (!namespace) {
       const wire = this.plainWire(target.key);
-      return { wire, item: (await this.ops.read([wire], rawJson, keep))[0] };
+      return { wire, item: (await this.ops.read([wire], { rawJson, keep }))[0] };
     }
     assertNamespace(namespace);
     const known = this.generations.get(namespace);
@@ -78,7 +78,7 @@ export class Namespaces {
         variant === undefined
           ? [this.generationWire(namespace), wire]
           : [this.generationWire(namespace), this.groupWire(namespace, target.key), wire];
-      const items = await this.ops.read(wires, rawJson, keep, wires.length - 1);
+      const items = await this.ops.read(wires, { rawJson, keep, counters: wires.length - 1 });
       const generation = counterValue(items[0]);
       const group = variant === undefined ? 0 : counterValue(items[1]);
       if (generation === known && group === knownGroup)
@@ -87,12 +87,12 @@ export class Namespaces {
         this.generations.set(namespace, generation);
         if (variant !== undefined) this.groups.set(this.groupId(namespace, target.key), group);
         const current = this.wireAt(target, generation, group);
-        return { wire: current, item: (await this.ops.read([current], rawJson, keep))[0], generation, group };
+        return { wire: current, item: (await this.ops.read([current], { rawJson, keep }))[0], generation, group };
       }
     }
     const ids = await this.currentIds(target);
     const wire = this.wireAt(target, ids.generation, ids.group);
-    return { wire, item: (await this.ops.read([wire], rawJson, keep))[0], ...ids };
+    return { wire, item: (await this.ops.read([wire], { rawJson, keep }))[0], ...ids };
   }
 
   /** The wire key of the target's entry under the current generations (created when missing). */
@@ -183,7 +183,7 @@ export class Namespaces {
    */
   private async current(wire: string, remember: (value: number) => void): Promise<number> {
     for (let attempt = 0; attempt < 3; attempt++) {
-      const item = (await this.ops.read([wire], false, false, 1))[0];
+      const item = (await this.ops.read([wire], { counters: 1 }))[0];
       const value = counterValue(item);
       if (value !== undefined) {
         remember(value);

@@ -14,6 +14,7 @@ import {
 import { oversizeSkipped, unsupportedValueSkipped } from '../memcached.messages.js';
 import { MemcachedError } from '../transport/memcached.error.js';
 import { PENDING } from '../transport/node-connection.js';
+import { RequestIds } from '../transport/request-ids.js';
 import {
   type BinaryResponse,
   buildMultiGet,
@@ -54,13 +55,23 @@ export type StoreOutcome = 'stored' | 'exists' | 'missing' | 'oversize';
 /** memcached's per-item overhead beyond key and value (item header, CAS, flags, CRLF), rounded up. */
 const ITEM_OVERHEAD = 72;
 
+/** How `Operations.read` reads its keys. */
+export interface ReadOptions {
+  /** JSON entries come back as `RawJson` text (the HTTP path sends it as it is). */
+  rawJson?: boolean;
+  /** Hits of the last key also carry a copy of their stored bytes (for the near cache). */
+  keep?: boolean;
+  /** The first `counters` keys are namespace counters, which memcached increments: never encrypted. */
+  counters?: number;
+}
+
 /**
  * memcached's commands over wire keys (already prefixed and made safe), routed to their node:
  * one frame each, with the value codec, the item size rule and the client's counters. Nothing
  * here logs a key: keys can hold user data, so warnings name the namespace (`label`).
  */
 export class Operations {
-  private seq = 0;
+  private readonly ids = RequestIds.forRequests();
 
   constructor(
     readonly router: NodeRouter,
@@ -85,11 +96,9 @@ export class Operations {
   /**
    * Reads keys with their CAS and lease state, one pipelined request per node; the result is in
    * the order of `wires`. Rejects if a node fails (the caller then serves from its source).
-   * With `rawJson`, JSON entries come back as `RawJson` text; with `keep`, hits of the last key
-   * also carry a copy of their stored bytes. The first `counters` keys are namespace counters,
-   * which memcached increments, so they are never encrypted.
    */
-  async read(wires: readonly string[], rawJson = false, keep = false, counters = 0): Promise<ItemRead[]> {
+  async read(wires: readonly string[], how: ReadOptions = {}): Promise<ItemRead[]> {
+    const { rawJson = false, keep = false, counters = 0 } = how;
     const found = wires.length === 1 ? [await this.fetchOne(wires[0])] : await this.fetch(wires, false);
     const result: ItemRead[] = new Array(wires.length);
     let kept: KeptBytes | undefined;
@@ -266,9 +275,7 @@ export class Operations {
   }
 
   nextSeq(): number {
-    // the upper half of the 32-bit opaque is the breaker's probes'
-    this.seq = this.seq >= 0x7fffffff ? 1 : this.seq + 1;
-    return this.seq;
+    return this.ids.next();
   }
 
   /** One key with a plain GET (a multi-get would add a NOOP frame); undefined for a miss. */

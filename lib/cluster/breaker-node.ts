@@ -3,6 +3,7 @@ import { MemcachedError } from '../transport/memcached.error.js';
 import type { NodeTransport, RequestOptions } from '../transport/node-connection.js';
 import { PENDING } from '../transport/node-connection.js';
 import { type BinaryResponse, buildRequest, Opcode } from '../transport/protocol.js';
+import { RequestIds } from '../transport/request-ids.js';
 import { nodeDown, nodeSkipped, nodeUp } from '../memcached.messages.js';
 
 export type BreakerState = 'closed' | 'open';
@@ -52,9 +53,8 @@ export class BreakerNode implements NodeTransport {
   private latency?: number;
   private probeTimer?: NodeJS.Timeout;
   private probeDelay = 0;
-  private probeSeq = 0;
+  private readonly probeIds = RequestIds.forProbes();
   private closed = false;
-  private readonly downErrors = new Map<string, MemcachedError>();
 
   constructor(
     private readonly inner: NodeTransport,
@@ -94,12 +94,12 @@ export class BreakerNode implements NodeTransport {
     settled?: (operation: string, node: string, durationMs: number, error?: unknown) => void,
   ): Promise<T> {
     if (this.state === 'open') {
-      // one error object per operation name while down: building a stack per request is not free
-      let error = this.downErrors.get(operation);
-      if (!error) {
-        error = new MemcachedError(operation, this.label, 'UNAVAILABLE', nodeSkipped());
-        this.downErrors.set(operation, error);
-      }
+      // a fresh error per caller (one may change what it was given), without the stack trace,
+      // which would only show this line and costs more than the rest of a skipped request
+      const limit = Error.stackTraceLimit;
+      Error.stackTraceLimit = 0;
+      const error = new MemcachedError(operation, this.label, 'UNAVAILABLE', nodeSkipped());
+      Error.stackTraceLimit = limit;
       settled?.(operation, this.label, 0, error);
       return Promise.reject(error);
     }
@@ -170,9 +170,7 @@ export class BreakerNode implements NodeTransport {
 
   private async probe(): Promise<void> {
     if (this.closed || this.state !== 'open') return;
-    // probes use their own opaque range so they never meet the client's sequence numbers
-    this.probeSeq = this.probeSeq >= 0x7fffffff ? 1 : this.probeSeq + 1;
-    const seq = 0x80000000 + this.probeSeq;
+    const seq = this.probeIds.next();
     try {
       // noop needs authentication (version does not), so a probe passes only where requests would
       await this.inner.request('probe', seq, buildRequest(Opcode.Noop, '', null, null, seq), () => true);
@@ -180,7 +178,6 @@ export class BreakerNode implements NodeTransport {
       this.state = 'closed';
       this.failures = 0;
       this.downSince = undefined;
-      this.downErrors.clear();
       if (this.options.logger) this.options.logger.log?.(nodeUp(this.label, downFor));
     } catch (error) {
       this.lastError = (error as Error).message;

@@ -68,8 +68,6 @@ export const LEASE: unique symbol = Symbol('lease');
 export class RawJson {
   /** Handed to many readers (a near-cache entry's): worth keeping what is derived from it. */
   shared = false;
-  /** What the HTTP layer derived from a shared text (its ETag and the function that computed it). */
-  derived: { by: unknown; etag: string | undefined } | undefined = undefined;
 
   constructor(readonly json: string) {}
 

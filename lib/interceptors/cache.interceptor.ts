@@ -178,7 +178,11 @@ export class CacheInterceptor implements NestInterceptor {
         if (vary && vary.length > 0 && response.getHeader?.('vary') === undefined)
           setHeader(response, 'Vary', vary.map(([name]) => name).join(', '));
         if (!(value instanceof RawJson)) return value;
-        return innermost ? this.sendRawJson(response, value) : JSON.parse(value.json);
+        const body = innermost ? this.sendRawJson(response, value) : JSON.parse(value.json);
+        // a near-cache hit (a shared body) answers on the next turn, beside the others that arrived
+        // in this one, as a memcached hit would: answered one by one, their writes cost more CPU
+        // than the round trip saved (see docs/benchmarks.md)
+        return value.shared ? nextTurn(body) : body;
       });
   }
 
@@ -354,6 +358,10 @@ function responseOf(context: ExecutionContext): unknown {
   return context.getArgByIndex(1);
 }
 
+function nextTurn<T>(value: T): Promise<T> {
+  return new Promise((resolve) => setImmediate(resolve, value));
+}
+
 type EtagFn = (body: string, encoding: string) => string | undefined;
 
 /**
@@ -370,9 +378,16 @@ function expressEtag(
   if (!value.shared) return undefined;
   const fn = res.app?.get?.('etag fn');
   if (typeof fn !== 'function' || res.getHeader?.('etag') !== undefined) return undefined;
-  if (value.derived?.by !== fn) value.derived = { by: fn, etag: (fn as EtagFn)(value.json, 'utf8') || undefined };
-  return value.derived.etag;
+  let derived = sharedEtags.get(value);
+  if (derived?.by !== fn) {
+    derived = { by: fn, etag: (fn as EtagFn)(value.json, 'utf8') || undefined };
+    sharedEtags.set(value, derived);
+  }
+  return derived.etag;
 }
+
+/** The ETag computed for a shared body, and the app's function that computed it. */
+const sharedEtags = new WeakMap<RawJson, { by: unknown; etag: string | undefined }>();
 
 const responseObjectHandlers = new WeakMap<Function, boolean>();
 

@@ -24,7 +24,8 @@ export class MemcachedError extends Error {
     /** The node as `host:port`. */
     readonly node: string,
     readonly code: MemcachedErrorCode,
-    detail: string,
+    /** What went wrong, without the operation and node (the message's tail). */
+    readonly detail: string,
     /** The binary protocol status, for `SERVER` errors. */
     readonly status?: number,
     options?: { cause?: unknown },

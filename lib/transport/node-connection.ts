@@ -20,6 +20,7 @@ import tls from 'node:tls';
 import type { MemcachedNodeAddress } from '../config/server-list.js';
 import { MemcachedError } from './memcached.error.js';
 import { type BinaryResponse, buildRequest, Opcode, Status } from './protocol.js';
+import { CONNECTION_OPAQUE } from './request-ids.js';
 import { ProtocolError, ResponseParser } from './response-parser.js';
 
 /** `onResponse` returns this while a multi-response request (getMulti, stats) is still streaming. */
@@ -108,16 +109,15 @@ function tlsSetup(label: string, options: tls.ConnectionOptions): TlsSetup {
   }
 }
 
-const SASL_OPAQUE = 0;
 /**
  * memcached (1.6.18 at least) reads TLS with a plain `SSL_read` and waits on the socket after a
  * short read: when its read ends inside a TLS record, the rest of that record stays decrypted in
  * OpenSSL, and if the socket brings nothing more, those requests are never answered (20 pipelined
  * 1 KB sets hang). After a write that can span records (over 2 KB: memcached's smallest read
- * buffer), a NOOP in a record of its own wakes it; opaque 0 is no request's, so its answer is
- * dropped.
+ * buffer), a NOOP in a record of its own wakes it; its id is the connection's own (no request's), so
+ * its answer is dropped.
  */
-const TLS_NUDGE = buildRequest(Opcode.Noop, '', null, null, SASL_OPAQUE);
+const TLS_NUDGE = buildRequest(Opcode.Noop, '', null, null, CONNECTION_OPAQUE);
 const TLS_NUDGE_AFTER = 2048;
 /** A turn's frames up to this many bytes in all are copied into one write; past it, large ones go as they are. */
 const COPY_UP_TO = 16 * 1024;
@@ -148,7 +148,7 @@ export class NodeConnection implements NodeTransport {
     if (secure) tlsSettings.set(this, tlsSetup(address.label, secure));
     if (username) {
       const auth = Buffer.from(`\0${username}\0${password ?? ''}`, 'utf8');
-      credentials.set(this, buildRequest(Opcode.SaslAuth, 'PLAIN', null, auth, SASL_OPAQUE));
+      credentials.set(this, buildRequest(Opcode.SaslAuth, 'PLAIN', null, auth, CONNECTION_OPAQUE));
     }
   }
 
@@ -346,7 +346,7 @@ export class NodeConnection implements NodeTransport {
   private dispatch(socket: net.Socket, res: BinaryResponse): void {
     if (this.socket !== socket) return;
     const { opcode, opaque, status } = res.header;
-    if (opcode === Opcode.SaslAuth && opaque === SASL_OPAQUE && this.state !== 'ready') {
+    if (opcode === Opcode.SaslAuth && opaque === CONNECTION_OPAQUE && this.state !== 'ready') {
       if (status === Status.Ok) this.ready(socket);
       else
         this.drop(
@@ -437,8 +437,7 @@ export class NodeConnection implements NodeTransport {
 }
 
 function rename(error: MemcachedError, operation: string): MemcachedError {
-  const detail = error.message.slice(error.message.indexOf(' failed: ') + ' failed: '.length);
-  return new MemcachedError(operation, error.node, error.code, detail, error.status, { cause: error.cause });
+  return new MemcachedError(operation, error.node, error.code, error.detail, error.status, { cause: error.cause });
 }
 
 /** A failed handshake, named as such: a certificate that does not verify is not a network fault. */

@@ -5,6 +5,7 @@ import { toNode } from '../../lib/config/server-list.js';
 import { MemcachedError } from '../../lib/transport/memcached.error.js';
 import type { NodeTransport } from '../../lib/transport/node-connection.js';
 import { Opcode } from '../../lib/transport/protocol.js';
+import { CONNECTION_OPAQUE, RequestIds } from '../../lib/transport/request-ids.js';
 
 /** A node whose next answers the test decides: 'ok', a connection error, or a server error. */
 class ScriptedNode implements NodeTransport {
@@ -47,6 +48,12 @@ describe('BreakerNode', () => {
     const sent = inner.requests.length;
     await expect(node.request('get', 9, frame, () => true)).rejects.toMatchObject({ code: 'UNAVAILABLE' });
     expect(inner.requests.length).toBe(sent);
+    // each caller gets its own error: one that marks or changes it does not change another's
+    const first = await node.request('get', 10, frame, () => true).catch((e: unknown) => e);
+    const second = await node.request('get', 11, frame, () => true).catch((e: unknown) => e);
+    expect(first).toBeInstanceOf(MemcachedError);
+    expect(second).not.toBe(first);
+    expect(second).toMatchObject({ code: 'UNAVAILABLE', operation: 'get', node: 'a:1' });
   });
 
   it("memcached's own error answers do not count: the node is alive", async () => {
@@ -136,5 +143,22 @@ describe('NodeRouter', () => {
         }
       }
     }
+  });
+});
+
+describe('RequestIds', () => {
+  it("requests and probes never share an id, nor the connection's own, even as they wrap around", () => {
+    const requests = RequestIds.forRequests();
+    const probes = RequestIds.forProbes();
+    const seen = (ids: RequestIds, n: number) => Array.from({ length: n }, () => ids.next());
+    const [a, b] = [seen(requests, 3), seen(probes, 3)];
+    expect(a).toStrictEqual([1, 2, 3]);
+    expect(b).toStrictEqual([0x80000001, 0x80000002, 0x80000003]);
+    // wrap: jump near the end of each range
+    (requests as unknown as { last: number }).last = 0x7ffffffe;
+    (probes as unknown as { last: number }).last = 0x7ffffffe;
+    expect(seen(requests, 3)).toStrictEqual([0x7fffffff, 1, 2]);
+    expect(seen(probes, 3)).toStrictEqual([0xffffffff, 0x80000001, 0x80000002]);
+    for (const id of [...a, ...b]) expect(id).not.toBe(CONNECTION_OPAQUE);
   });
 });
