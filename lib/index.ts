@@ -40,7 +40,13 @@ export type {
 export { MemcachedCache, type CacheEventSource } from './cache/memcached-cache.js';
 export type { CacheEventMap, CacheEventName } from './stats/cache-events.js';
 export type { LatencySnapshot } from './stats/latency-histogram.js';
-export type { NamespaceStats } from './stats/cache-stats.js';
+export type {
+  ClientEvent,
+  LatencyCounts,
+  MemcachedCounters,
+  NamespaceCounterView,
+  NamespaceStats,
+} from './stats/cache-stats.js';
 export type { CacheOutcome } from './cache/cache-aside.engine.js';
 
 // decorators and the interceptor they attach

@@ -3,7 +3,7 @@ import { DiscoveryModule } from '@nestjs/core';
 import { MemcachedClient } from './client/memcached.client.js';
 import type { MemcachedModuleExtras, MemcachedModuleOptions } from './interfaces/memcached-module-options.interface.js';
 import { getMemcachedClientToken } from './memcached.constants.js';
-import { CACHE_EXPORTS, cacheProviders, createMemcachedClientProvider } from './memcached.providers.js';
+import { CACHE_EXPORTS, cacheProviders, createMemcachedClientProviders } from './memcached.providers.js';
 
 /** Injection token of the options given to `forRoot` / `forRootAsync`. */
 export const MEMCACHED_MODULE_OPTIONS = Symbol('MEMCACHED_MODULE_OPTIONS');
@@ -26,7 +26,7 @@ export const { ConfigurableModuleClass, OPTIONS_TYPE, ASYNC_OPTIONS_TYPE } =
           imports: [...(definition.imports ?? []), ...(isDefault ? [DiscoveryModule] : [])],
           providers: [
             ...(definition.providers ?? []),
-            createMemcachedClientProvider(token, MEMCACHED_MODULE_OPTIONS),
+            ...createMemcachedClientProviders(token, MEMCACHED_MODULE_OPTIONS),
             ...(isDefault ? cacheProviders(MEMCACHED_MODULE_OPTIONS, extras.interceptor) : []),
           ],
           exports: [...(definition.exports ?? []), token, ...(isDefault ? CACHE_EXPORTS : [])],

@@ -1,43 +1,55 @@
-import {
-  type FactoryProvider,
-  type InjectionToken,
-  Logger,
-  type NestInterceptor,
-  type Provider,
-  type Type,
-} from '@nestjs/common';
+import { type InjectionToken, Logger, type NestInterceptor, type Provider, type Type } from '@nestjs/common';
 import type { ModuleRef } from '@nestjs/core';
 import { CacheAsideEngine } from './cache/cache-aside.engine.js';
 import { MemcachedCache } from './cache/memcached-cache.js';
-import { clientInternals, MemcachedClient } from './client/memcached.client.js';
+import { ClientCore } from './client/client-core.js';
+import { MemcachedClient } from './client/memcached.client.js';
 import { CacheExplorer } from './explorers/cache.explorer.js';
 import { CacheInterceptor, isCacheInterceptor } from './interceptors/cache.interceptor.js';
 import type { MemcachedModuleOptions } from './interfaces/memcached-module-options.interface.js';
 import { CACHE_INTERCEPTOR } from './memcached.constants.js';
 
+/** The injection token of a client's parts (its `ClientCore`), beside the client's own token. */
+export function coreTokenOf(token: string | typeof MemcachedClient): symbol {
+  let core = coreTokens.get(token);
+  if (core === undefined) {
+    core = Symbol(`${typeof token === 'string' ? token : token.name}Core`);
+    coreTokens.set(token, core);
+  }
+  return core;
+}
+
+const coreTokens = new Map<unknown, symbol>();
+
 /**
- * The client provider: options are validated here, and a configured bus's broker package is
- * loaded, so bad configuration or a missing optional package fails at startup.
+ * The client's providers: its parts, built from the options (validated here, and a configured
+ * bus's broker package loaded, so bad configuration or a missing optional package fails at
+ * startup), and the client over them. The engine gets the same parts (see `cacheProviders`).
  */
-export function createMemcachedClientProvider(
+export function createMemcachedClientProviders(
   token: string | typeof MemcachedClient,
   optionsToken: InjectionToken,
-  create: (options: MemcachedModuleOptions) => MemcachedClient = (options) => new MemcachedClient(options),
-): FactoryProvider {
-  return {
-    provide: token,
-    useFactory: async (options: MemcachedModuleOptions) => {
-      const client = create(options);
-      try {
-        await clientInternals(client).ready;
-      } catch (error) {
-        client.close();
-        throw error;
-      }
-      return client;
+  createCore: (options: MemcachedModuleOptions) => ClientCore = (options) => new ClientCore(options),
+  createClient: (core: ClientCore) => MemcachedClient = (core) => new MemcachedClient(core),
+): Provider[] {
+  const coreToken = coreTokenOf(token);
+  return [
+    {
+      provide: coreToken,
+      useFactory: async (options: MemcachedModuleOptions) => {
+        const core = createCore(options);
+        try {
+          await core.ready;
+        } catch (error) {
+          core.close();
+          throw error;
+        }
+        return core;
+      },
+      inject: [optionsToken],
     },
-    inject: [optionsToken],
-  };
+    { provide: token, useFactory: createClient, inject: [coreToken] },
+  ];
 }
 
 /**
@@ -52,9 +64,9 @@ export function cacheProviders(
   return [
     {
       provide: CacheAsideEngine,
-      useFactory: (client: MemcachedClient, options: MemcachedModuleOptions) =>
-        new CacheAsideEngine(client, options.logger === undefined ? new Logger('MemcachedCache') : options.logger),
-      inject: [MemcachedClient, optionsToken],
+      useFactory: (core: ClientCore, options: MemcachedModuleOptions) =>
+        new CacheAsideEngine(core, options.logger === undefined ? new Logger('MemcachedCache') : options.logger),
+      inject: [coreTokenOf(MemcachedClient), optionsToken],
     },
     {
       provide: MemcachedCache,

@@ -71,21 +71,6 @@ function zeroCounters() {
   };
 }
 
-/** The stats of a bus not started yet: nothing heard, nothing vouched for. */
-export function idleBusStats(): BusStats {
-  return {
-    ...zeroCounters(),
-    healthy: false,
-    connected: false,
-    dropped: 0,
-    queued: 0,
-    longestTurnMs: 0,
-    lagMs: undefined,
-    sources: 0,
-    quietSources: 0,
-  };
-}
-
 interface Source {
   /** The last sequence number heard. */
   seq: number;

@@ -1,6 +1,6 @@
 import { Logger, type LoggerService } from '@nestjs/common';
 import type { FillPlan, Loaded } from '../client/lease.js';
-import { type ClientInternals, clientInternals, type MemcachedClient } from '../client/memcached.client.js';
+import type { CacheBackend } from '../client/client-core.js';
 import type { CacheTarget } from '../client/namespaces.js';
 import type { Served } from '../client/read-through.js';
 import { assertNamespace } from '../codec/key.codec.js';
@@ -71,22 +71,20 @@ export class CacheAsideEngine {
   readonly events: CacheEvents;
   private readonly counts: CacheStats;
   private readonly warnings: RateLimitedLogger;
-  private readonly internals: ClientInternals;
   private readonly vary = new LearnedVary();
 
   constructor(
-    readonly client: MemcachedClient,
+    private readonly backend: CacheBackend,
     logger: LoggerService | false = new Logger('MemcachedCache'),
   ) {
     this.warnings = new RateLimitedLogger(logger);
-    this.internals = clientInternals(client);
-    this.counts = this.internals.stats;
+    this.counts = backend.stats;
     this.events = this.counts.events;
   }
 
   /** The module's HTTP caching rules (the `http` option). */
   get httpPolicy(): HttpCachePolicy {
-    return this.internals.options.http;
+    return this.backend.httpPolicy;
   }
 
   /**
@@ -137,8 +135,8 @@ export class CacheAsideEngine {
     )
       return false;
     const namespace = this.namespaceOf(plan, options);
-    if (!this.internals.readThrough.namespaces.isDown({ namespace, key: '' })) return false;
-    if (this.internals.usesNear(namespace, options.nearCache)) return false;
+    if (!this.backend.isDown(namespace)) return false;
+    if (this.backend.usesNear(namespace, options.nearCache)) return false;
     let key: string;
     try {
       key = this.keyOf(options, site, false);
@@ -154,7 +152,7 @@ export class CacheAsideEngine {
   async evict(namespace: string, key: string): Promise<void> {
     try {
       assertNamespace(namespace);
-      await this.internals.readThrough.evict({ namespace, key });
+      await this.backend.evict({ namespace, key });
       this.counts.evicted(namespace, key);
     } catch (error) {
       this.fail(namespace, 'evict', error);
@@ -164,7 +162,7 @@ export class CacheAsideEngine {
   /** Makes every entry of a namespace miss, with one atomic increment. Never rejects. */
   async evictAll(namespace: string): Promise<void> {
     try {
-      await this.internals.readThrough.evictAll(namespace);
+      await this.backend.evictAll(namespace);
       this.counts.evicted(namespace, undefined);
     } catch (error) {
       this.fail(namespace, 'evictAll', error);
@@ -215,7 +213,7 @@ export class CacheAsideEngine {
       return (await produce(false)).value;
     }
     const started = performance.now();
-    const lease = this.internals.options.leases && options.lease !== false;
+    const lease = this.backend.leases && options.lease !== false;
     const label = `namespace "${namespace}"`;
     let unstorable = false;
     let served: Served<T>;
@@ -231,13 +229,13 @@ export class CacheAsideEngine {
         };
       };
       try {
-        served = await this.internals.readThrough.read({
+        served = await this.backend.read({
           target,
           load,
           lease,
           rawJson: http !== undefined,
           label,
-          near: this.internals.usesNear(target.namespace, options.nearCache),
+          near: this.backend.usesNear(target.namespace, options.nearCache),
         });
       } catch (error) {
         // only the method's own error gets here (the cache fails open): the read was a miss
@@ -288,7 +286,7 @@ export class CacheAsideEngine {
     try {
       if (value === undefined || produced.storable === false || options.unless?.(value as never, ...site.keyArgs))
         return undefined;
-      const ttl = this.ttlOf(plan, options, value) ?? this.internals.options.ttl;
+      const ttl = this.ttlOf(plan, options, value) ?? this.backend.defaultTtl;
       const swr = 'staleWhileRevalidate' in options ? options.staleWhileRevalidate : undefined;
       const fill: FillPlan = {
         ttl: swr && ttl > 0 ? ttl + swr : ttl,
@@ -306,8 +304,7 @@ export class CacheAsideEngine {
         )
       ) {
         const variant = this.vary.variant(plan, target.key, http);
-        if (variant !== target.variant)
-          fill.wire = await this.internals.readThrough.namespaces.currentWire({ ...target, variant });
+        if (variant !== target.variant) fill.wire = await this.backend.wireOf({ ...target, variant });
       }
       return fill;
     } catch (error) {
@@ -321,11 +318,6 @@ export class CacheAsideEngine {
     try {
       assertNamespace(namespace);
       const key = this.keyOf(options, site, false);
-      const readThrough = this.internals.readThrough;
-      const wire = await readThrough.namespaces.currentWire({ namespace, key });
-      // an overwrite: a load of this key already running here must not store its older result,
-      // and the key's cached variants are older than it
-      readThrough.overwritten(wire, { namespace, key });
       const fill = await this.fillPlan(
         plan,
         options,
@@ -333,14 +325,8 @@ export class CacheAsideEngine {
         { namespace, key },
         { value: result },
       );
-      const [report] = await Promise.all([
-        readThrough.leases.fill(wire, { value: result, fill }, `namespace "${namespace}"`),
-        readThrough.namespaces.bumpVariants(namespace, key),
-      ]);
-      if (report.outcome === 'stored') {
-        readThrough.written({ namespace, key });
-        this.counts.filled(namespace, key);
-      }
+      const report = await this.backend.write({ namespace, key }, result, fill, `namespace "${namespace}"`);
+      if (report.outcome === 'stored') this.counts.filled(namespace, key);
       if (report.failure) this.fail(namespace, report.failure.operation, report.failure.error);
     } catch (error) {
       this.fail(namespace, 'put', error);

@@ -154,7 +154,7 @@ export class LeaseProtocol {
       }
       if (cas) {
         tell(cas);
-        this.ops.stats.counters.leaseGrants++;
+        this.ops.stats.count('leaseGrants');
         const loaded = await this.loadUnderLease(wire, cas, loader);
         return {
           value: loaded.value,
@@ -163,7 +163,7 @@ export class LeaseProtocol {
           filled: this.fillUnderLease(wire, cas, loaded, label, flight),
         };
       }
-      this.ops.stats.counters.leaseWaits++;
+      this.ops.stats.count('leaseWaits');
       waited = true;
       // someone else holds the lease: wait for their fill
       let item: ItemRead = { state: 'lease', cas: NO_CAS };
@@ -181,7 +181,7 @@ export class LeaseProtocol {
       tell(null);
       if (item.state === 'hit') return { value: item.value as T, outcome: 'HIT', waited };
       if (item.state === 'lease') {
-        this.ops.stats.counters.leaseWaitTimeouts++;
+        this.ops.stats.count('leaseWaitTimeouts');
         return { value: (await loader()).value, outcome: 'MISS', waited };
       }
       if (item.state === 'unreadable') unreadable = item.cas;
@@ -195,7 +195,7 @@ export class LeaseProtocol {
     if (prepared === undefined) return Promise.resolve(SKIPPED);
     if (prepared === 'refused') return Promise.resolve({ outcome: 'refused' });
     if (flight?.invalidated) {
-      this.ops.stats.counters.splitFlights++;
+      this.ops.stats.count('splitFlights');
       return Promise.resolve(SKIPPED);
     }
     return this.store(loaded.fill!.wire ?? wire, prepared, label);
@@ -248,7 +248,7 @@ export class LeaseProtocol {
   ): Promise<FillReport> {
     const prepared = this.prepare(loaded, label);
     if (prepared === undefined || prepared === 'refused' || flight.invalidated) {
-      if (prepared !== undefined && prepared !== 'refused') this.ops.stats.counters.splitFlights++;
+      if (prepared !== undefined && prepared !== 'refused') this.ops.stats.count('splitFlights');
       this.release(wire, cas);
       return Promise.resolve(prepared === 'refused' ? { outcome: 'refused' } : SKIPPED);
     }
@@ -299,7 +299,7 @@ export class LeaseProtocol {
   private report(outcome: StoreOutcome): FillReport {
     if (outcome === 'stored') return { outcome: 'stored' };
     if (outcome === 'oversize') return SKIPPED;
-    this.ops.stats.counters.rejectedFills++;
+    this.ops.stats.count('rejectedFills');
     return { outcome: 'rejected' };
   }
 }

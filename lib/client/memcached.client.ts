@@ -1,18 +1,9 @@
-import { Logger, type LoggerService, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import type { LoggerService, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import { inspect } from 'node:util';
 import type { NodeStatus } from '../cluster/breaker-node.js';
-import { NodeRouter } from '../cluster/router.js';
+import type { NodeRouter } from '../cluster/router.js';
 import { normalizeTtl, toExpiry, ttlOrDefault } from '../codec/ttl.js';
-import { ValueCipher } from '../codec/value-cipher.js';
-import { ValueCodec } from '../codec/value.codec.js';
-import {
-  busKeysOf,
-  encryptionKeysOf,
-  passwordOf,
-  resolveOptions,
-  tlsOf,
-  type ResolvedMemcachedOptions,
-} from '../config/memcached-options.js';
+import type { ResolvedMemcachedOptions } from '../config/memcached-options.js';
 import type { MemcachedModuleOptions } from '../interfaces/memcached-module-options.interface.js';
 import {
   fillRefused,
@@ -21,23 +12,30 @@ import {
   reachable,
   unreachable,
 } from '../memcached.messages.js';
-import { NodeConnection, type NodeTransportFactory } from '../transport/node-connection.js';
 import { Opcode } from '../transport/protocol.js';
-import { RateLimitedLogger } from '../utils/rate-limited-logger.js';
-import {
+import type {
   CacheStats,
-  type MemcachedClientStats,
-  type OperationEvent,
-  type OperationStats,
+  MemcachedClientStats,
+  MemcachedCounters,
+  OperationEvent,
+  OperationStats,
 } from '../stats/cache-stats.js';
-import { Namespaces } from './namespaces.js';
+import { ClientCore } from './client-core.js';
+import type { Namespaces } from './namespaces.js';
 import { flushAll, type NodePing, pingAll, serverStats } from './node-commands.js';
-import { Operations } from './operations.js';
-import { ReadThrough, type Served } from './read-through.js';
-import { type BusReport, NearTier } from './near-tier.js';
-import { NearCache, type NearCacheStats } from '../near/near-cache.js';
+import type { Operations } from './operations.js';
+import type { ReadThrough, Served } from './read-through.js';
+import type { BusReport, NearTier } from './near-tier.js';
+import type { NearCacheStats } from '../near/near-cache.js';
 
-export type { MemcachedClientStats, OperationEvent, OperationStats } from '../stats/cache-stats.js';
+export type {
+  LatencyCounts,
+  MemcachedClientStats,
+  MemcachedCounters,
+  NamespaceCounterView,
+  OperationEvent,
+  OperationStats,
+} from '../stats/cache-stats.js';
 export type { NodePing } from './node-commands.js';
 export type { BusReport } from './near-tier.js';
 
@@ -69,28 +67,6 @@ export interface GetOrSetOptions<T> extends KeyOptions {
   nearCache?: boolean;
 }
 
-/** What the cache layer (decorators, facade) needs from a client; not part of the public API. */
-export interface ClientInternals {
-  readonly options: ResolvedMemcachedOptions;
-  readonly ops: Operations;
-  readonly readThrough: ReadThrough;
-  /** Settles once what the client needs at start is loaded; rejects when a configured bus's package is missing. */
-  readonly ready: Promise<void>;
-  /** The one place reads, fills, evictions and errors are counted and emitted. */
-  readonly stats: CacheStats;
-  /** Whether reads of the namespace go through the near cache (`choice`: a decorator's own). */
-  usesNear(namespace: string | undefined, choice: boolean | undefined): boolean;
-}
-
-const internals = new WeakMap<MemcachedClient, ClientInternals>();
-
-/** The internals of a client, for the cache layer. */
-export function clientInternals(client: MemcachedClient): ClientInternals {
-  const found = internals.get(client);
-  if (found === undefined) throw new TypeError('not a MemcachedClient');
-  return found;
-}
-
 const MAX_UINT64 = (1n << 64n) - 1n;
 
 /**
@@ -104,87 +80,28 @@ const MAX_UINT64 = (1n << 64n) - 1n;
  * const user = await this.cache.getOrSet(id, () => this.repo.findOne(id), { namespace: 'users', ttl: 60 });
  */
 export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShutdown {
+  /** The client's parts; a subclass (the in-memory client) reads its own. */
+  protected readonly core: ClientCore;
   private readonly options: ResolvedMemcachedOptions;
   private readonly router: NodeRouter;
   private readonly ops: Operations;
   private readonly namespaces: Namespaces;
   private readonly readThrough: ReadThrough;
-  private readonly statistics = new CacheStats();
+  private readonly statistics: CacheStats;
   private readonly logger: LoggerService | false;
   private readonly near: NearTier | undefined;
 
-  /**
-   * @param options see `MemcachedModuleOptions`
-   * @param transport internal: how nodes are reached (the testing module swaps in memory)
-   */
-  constructor(
-    options: MemcachedModuleOptions = {},
-    transport: NodeTransportFactory = (address, connection) => new NodeConnection(address, connection),
-  ) {
-    this.options = resolveOptions(options);
-    const o = this.options;
-    this.logger = o.logger === undefined ? new Logger('MemcachedClient') : o.logger;
-    this.router = new NodeRouter(
-      o.nodes,
-      transport,
-      {
-        username: o.username,
-        password: passwordOf(o),
-        tls: tlsOf(o),
-        timeout: o.timeout,
-        connectTimeout: o.connectTimeout,
-        keepAlive: o.keepAlive,
-        retries: o.retries,
-        retryDelay: o.retryDelay,
-        maxBodyLength: o.maxItemSize + 512,
-      },
-      {
-        hashing: o.hashing,
-        deadNodePolicy: o.deadNodePolicy,
-        breakerThreshold: o.breakerThreshold,
-        breakerCooldown: o.breakerCooldown,
-        logger: this.logger,
-      },
-    );
-    const codec = new ValueCodec({
-      compressionThreshold: o.compressionThreshold,
-      serializer: o.serializer,
-      mode: o.valueMode,
-      format: o.valueFormat,
-    });
-    const keys = encryptionKeysOf(o);
-    this.ops = new Operations(
-      this.router,
-      codec,
-      this.statistics,
-      new RateLimitedLogger(this.logger),
-      o.maxItemSize,
-      keys && new ValueCipher(keys),
-    );
-    this.namespaces = new Namespaces(this.ops, o.keyPrefix);
-    this.readThrough = new ReadThrough(this.ops, this.namespaces, { leaseTtl: o.leaseTtl, leaseWait: o.leaseWait });
-    let ready = Promise.resolve();
-    if (o.bus !== undefined) {
-      // a bus alone still tells other processes' near caches about this process's changes
-      const cache = new NearCache(o.nearCache ?? { maxBytes: 1024, ttl: 1 });
-      const near = new NearTier(cache, this.ops, this.namespaces, o.keyPrefix, this.logger, o.nearCache !== undefined);
-      this.near = this.readThrough.near = near;
-      near.evictor = (t) =>
-        t.key === undefined
-          ? this.readThrough.evictAll(t.namespace, true)
-          : this.readThrough.evict({ namespace: t.namespace, key: t.key }, true);
-      ready = near.connect(o.bus, busKeysOf(o));
-      // the module awaits it (and fails to start); a client made by hand is only warned
-      ready.catch(() => undefined);
-    }
-    internals.set(this, {
-      ready,
-      options: o,
-      ops: this.ops,
-      readThrough: this.readThrough,
-      stats: this.statistics,
-      usesNear: (namespace, choice) => this.usesNear(namespace, choice),
-    });
+  /** @param options see `MemcachedModuleOptions` */
+  constructor(options: MemcachedModuleOptions | ClientCore = {}) {
+    const core = (this.core = options instanceof ClientCore ? options : new ClientCore(options));
+    this.options = core.options;
+    this.router = core.router;
+    this.ops = core.ops;
+    this.namespaces = core.namespaces;
+    this.readThrough = core.readThrough;
+    this.statistics = core.stats;
+    this.logger = core.logger;
+    this.near = core.near;
   }
 
   /** The key as sent to memcached for a key without a namespace: prefixed, made safe for the protocol. */
@@ -305,7 +222,7 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
     try {
       served = await this.readThrough.read({
         target: { namespace, key },
-        near: this.near !== undefined && this.usesNear(namespace, options?.nearCache),
+        near: this.core.usesNear(namespace, options?.nearCache),
         load: async () => {
           const value = await loader();
           if (typeof ttl !== 'function' || value === undefined) return { value, fill: { ttl: fixedTtl } };
@@ -358,6 +275,17 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
     return counters;
   }
 
+  /**
+   * The live counters (totals, per namespace, per operation and node), for an exporter of your
+   * own that reads them when it is scraped, without the copies `stats()` makes. Read, never kept.
+   *
+   * @example
+   * for (const [namespace, c] of client.counters().namespaces()) gauge.set({ namespace }, c.hits);
+   */
+  counters(): MemcachedCounters {
+    return this.statistics;
+  }
+
   /** Count, failures and latency histogram of each operation (get, set, getMulti, ...). */
   operationStats(): Record<string, OperationStats> {
     return this.statistics.operationStats();
@@ -381,15 +309,7 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
 
   /** Closes the sockets and the bus. Called by Nest on application shutdown. */
   close(): void {
-    this.router.close();
-    this.near?.close();
-  }
-
-  private usesNear(namespace: string | undefined, choice: boolean | undefined): boolean {
-    const near = this.options.nearCache;
-    if (near === undefined) return false;
-    if (choice !== undefined) return choice;
-    return near.namespaces === '*' || (namespace !== undefined && near.namespaces.has(namespace));
+    this.core.close();
   }
 
   onApplicationBootstrap(): void {
@@ -429,12 +349,14 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
     const label = options?.namespace ? `namespace "${options.namespace}"` : 'keys without a namespace';
     const encoded = this.ops.encode(value);
     const wire = await this.wireOf(key, options);
-    // an overwrite: a load of this key already running here must not store its older result
     const target = { namespace: options?.namespace, key };
-    this.readThrough.overwritten(wire, target);
-    const stored = (await this.ops.store(opcode, operation, wire, encoded, expiry, label)) === 'stored';
-    if (stored) this.readThrough.written(target);
-    return stored;
+    const outcome = await this.readThrough.overwrite(
+      target,
+      wire,
+      () => this.ops.store(opcode, operation, wire, encoded, expiry, label),
+      (stored) => stored === 'stored',
+    );
+    return outcome === 'stored';
   }
 
   private async counter(
@@ -449,10 +371,12 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
     const expiry = toExpiry(ttlOrDefault(options?.ttl, this.options.ttl));
     const target = { namespace: options?.namespace, key };
     const wire = await this.wireOf(key, options);
-    this.readThrough.overwritten(wire, target);
-    const result = await this.ops.counter(opcode, operation, wire, amount, initial, expiry);
-    if (result !== null) this.readThrough.written(target);
-    return result;
+    return this.readThrough.overwrite(
+      target,
+      wire,
+      () => this.ops.counter(opcode, operation, wire, amount, initial, expiry),
+      (result) => result !== null,
+    );
   }
 }
 

@@ -3,7 +3,7 @@ import {
   type BusFlushReason,
   type BusListener,
   type BusStats,
-  idleBusStats,
+  type BusTransport,
   InvalidationBus,
 } from '../bus/invalidation-bus.js';
 import { createBusTransport } from '../bus/transports.js';
@@ -52,9 +52,7 @@ const decodedHits = new WeakMap<object, NearHit>();
  * variant of a key, under any generation, goes with it.
  */
 export class NearTier implements BusListener {
-  bus: InvalidationBus | undefined;
-  /** Carries out the evictions `bus.follow` asks for (set by the client). */
-  evictor: ((target: { namespace: string; key?: string }) => Promise<unknown>) | undefined;
+  readonly bus: InvalidationBus;
   readonly followed = { evictions: 0, failures: 0 };
   /**
    * Follow evictions under way, by target: a change that arrives meanwhile does not start another
@@ -62,10 +60,12 @@ export class NearTier implements BusListener {
    * before a refill), so repeated changes do not pile up writes and none is lost.
    */
   private readonly following = new Map<string, { again: boolean }>();
-  private follow: ResolvedBusOptions['follow'] = [];
-  private closed = false;
-  private busName = 'custom';
+  private readonly follow: ResolvedBusOptions['follow'];
+  private readonly busName: string;
   private readonly stateLog: StateLog;
+  /** Settles once the transport's package is loaded; rejects when it is missing. */
+  private readonly loaded: Promise<BusTransport>;
+  private closed = false;
 
   constructor(
     readonly cache: NearCache,
@@ -75,7 +75,13 @@ export class NearTier implements BusListener {
     logger: LoggerService | false,
     /** Whether a near cache is configured (else only this process's changes are published). */
     readonly serving: boolean,
+    options: ResolvedBusOptions,
+    keys: BusKey[],
+    /** Carries out the evictions `bus.follow` asks for. */
+    private readonly evictor: (target: { namespace: string; key?: string }) => Promise<unknown>,
   ) {
+    this.busName = typeof options.transport === 'string' ? options.transport : 'custom';
+    this.follow = options.follow;
     this.stateLog = new StateLog(logger, ({ up, previous, changes, downForMs }) =>
       up
         ? {
@@ -87,45 +93,40 @@ export class NearTier implements BusListener {
           }
         : { level: 'warn', message: busDown(this.busName, this.unhealthyReason(), serving, changes) },
     );
-  }
-
-  /**
-   * Starts the bus in the background: the transport's client is loaded, connected and subscribed;
-   * until then (or while the broker is away, retried) the near cache stays off. Resolves once the
-   * transport's package is loaded, and rejects when it is missing (the module then fails to start).
-   */
-  connect(options: ResolvedBusOptions, keys: BusKey[] = []): Promise<void> {
     const codec = new BusCodec(keys);
-    this.busName = typeof options.transport === 'string' ? options.transport : 'custom';
-    this.follow = options.follow;
-    const loaded =
+    this.loaded =
       typeof options.transport === 'string'
         ? createBusTransport(options.transport, { url: options.url, channel: options.channel })
         : Promise.resolve(options.transport);
-    const warn = (error: Error) =>
-      this.ops.warnings.warn('bus:unavailable', () => busUnavailable(this.busName, error.message, this.serving));
-    void loaded
-      .then(async (transport) => {
-        const bus = new InvalidationBus(transport, this, options.heartbeat, undefined, codec);
-        this.bus = bus;
-        if (this.closed) return void (await bus.close());
-        await bus.start();
-      })
-      .catch(warn);
+    // the bus exists from the start; its broker client (an optional package) arrives when loaded
+    this.bus = new InvalidationBus(deferred(this.loaded), this, options.heartbeat, undefined, codec);
     if (!codec.signed) this.ops.warnings.once('bus:unsigned', busUnsigned(this.busName));
-    return loaded.then(() => undefined);
+  }
+
+  /**
+   * Starts the bus in the background once the transport's package is loaded (until then, or while
+   * the broker is away, retried, the near cache stays off). Resolves once the package is loaded,
+   * and rejects when it is missing (the module then fails to start).
+   */
+  connect(): Promise<void> {
+    void this.loaded
+      .then(() => (this.closed ? undefined : this.bus.start()))
+      .catch((error: Error) =>
+        this.ops.warnings.warn('bus:unavailable', () => busUnavailable(this.busName, error.message, this.serving)),
+      );
+    return this.loaded.then(() => undefined);
   }
 
   close(): void {
     this.closed = true;
     this.stateLog.close();
-    void this.bus?.close().catch(() => undefined);
+    void this.bus.close().catch(() => undefined);
   }
 
   /** The entry held for the target, decoded as a memcached hit would be; undefined otherwise. */
   read(target: CacheTarget, rawJson: boolean): NearHit | undefined {
     const cache = this.cache;
-    if (!cache.active || this.bus?.vouches() === false) return undefined;
+    if (!cache.active || this.bus.vouches() === false) return undefined;
     let wire: string;
     if (target.namespace === undefined) {
       wire = this.spaces.plainWire(target.key);
@@ -186,7 +187,7 @@ export class NearTier implements BusListener {
   keyChanged(target: { namespace?: string; key: string }, derived = false): void {
     const family = this.family(target);
     if (this.serving) this.cache.invalidateKey(family);
-    this.bus?.publishKeys([family], derived);
+    this.bus.publishKeys([family], derived);
     if (!derived) this.followKey(family);
   }
 
@@ -197,7 +198,7 @@ export class NearTier implements BusListener {
   namespaceChanged(namespace: string, derived = false): void {
     const name = this.namespaceName(namespace);
     if (this.serving) this.cache.invalidateNamespace(name);
-    this.bus?.publishNamespaces([name], derived);
+    this.bus.publishNamespaces([name], derived);
     if (!derived) this.followNamespace(name);
   }
 
@@ -252,7 +253,6 @@ export class NearTier implements BusListener {
    */
   private evictFollowing(wanted: { namespace: string; key?: string }): void {
     const evictor = this.evictor;
-    if (evictor === undefined) return;
     const target = this.following.size >= MAX_FOLLOWING ? { namespace: wanted.namespace } : wanted;
     const id =
       target.key === undefined ? `n\u0000${target.namespace}` : `k\u0000${target.namespace}\u0000${target.key}`;
@@ -292,15 +292,15 @@ export class NearTier implements BusListener {
     this.stateLog.set(healthy);
   }
 
-  /** The bus's counters and what `bus.follow` did (all zero while its transport is being loaded). */
+  /** The bus's counters and what `bus.follow` did. */
   report(): BusReport {
-    const stats = this.bus?.stats() ?? idleBusStats();
+    const stats = this.bus.stats();
     return { ...stats, followed: { ...this.followed } };
   }
 
   private unhealthyReason(): string {
-    const stats = this.bus?.stats();
-    if (stats?.connected !== true) return 'is disconnected';
+    const stats = this.bus.stats();
+    if (!stats.connected) return 'is disconnected';
     if (stats.quietSources > 0)
       return `has not heard from ${stats.quietSources} other process(es) within the heartbeat`;
     return 'is silent';
@@ -320,4 +320,18 @@ export class NearTier implements BusListener {
   private namespaceName(namespace: string): string {
     return `${this.prefix}\u0000${namespace}`;
   }
+}
+
+/** A transport whose broker client is still being loaded: every call waits for it. */
+function deferred(loaded: Promise<BusTransport>): BusTransport {
+  return {
+    start: (deliver, state) => loaded.then((transport) => transport.start(deliver, state)),
+    publish: (data) => loaded.then((transport) => transport.publish(data)),
+    // a transport that never loaded has nothing to close
+    close: () =>
+      loaded.then(
+        (transport) => transport.close(),
+        () => undefined,
+      ),
+  };
 }

@@ -153,7 +153,7 @@ export class Operations {
     try {
       return this.codec.encode(value, freshUntil, asResponse, meta);
     } catch (error) {
-      if (error instanceof UnsupportedValueError) this.stats.counters.unsupportedValues++;
+      if (error instanceof UnsupportedValueError) this.stats.count('unsupportedValues');
       throw error;
     }
   }
@@ -193,7 +193,7 @@ export class Operations {
     });
     switch (status) {
       case Status.Ok:
-        this.stats.counters.sets++;
+        this.stats.count('sets');
         return 'stored';
       case Status.KeyExists:
         return 'exists';
@@ -226,7 +226,7 @@ export class Operations {
         },
       },
     );
-    if (deleted) this.stats.counters.deletes++;
+    if (deleted) this.stats.count('deletes');
     return deleted;
   }
 
@@ -358,28 +358,28 @@ export class Operations {
   private open(res: BinaryResponse, wire: string, counter: boolean): EncodedValue | undefined {
     // a hit always carries its 4 bytes of flags; a body over the size limit was never read
     if (res.oversized || res.extras.length < 4) {
-      this.stats.counters.undecodable++;
+      this.stats.count('undecodable');
       return undefined;
     }
     const flags = res.extras.readUInt32BE(0);
     if (this.cipher === undefined || counter || flags === (FLAGS_MAGIC | FLAG_LEASE) >>> 0)
       return { bytes: res.val, flags };
     const opened = this.cipher.open(wire, res.val, flags);
-    if (opened === undefined) this.stats.counters.undecryptable++;
+    if (opened === undefined) this.stats.count('undecryptable');
     return opened;
   }
 
   private decodeItem(stored: EncodedValue, rawJson = false) {
     const item = this.codec.decodeItem(stored.bytes, stored.flags, rawJson);
     if (item === UNDECODABLE) {
-      this.stats.counters.undecodable++;
+      this.stats.count('undecodable');
       return undefined;
     }
     return item;
   }
 
   private noteOversize(label: string, size: number): void {
-    this.stats.counters.oversizeSkips++;
+    this.stats.count('oversizeSkips');
     this.warnings.once(`oversize:${label}`, oversizeSkipped(label, size, this.maxItemSize));
   }
 

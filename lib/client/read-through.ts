@@ -45,13 +45,13 @@ export interface Served<T> {
 export class ReadThrough {
   readonly flights = new Flights();
   readonly leases: LeaseProtocol;
-  /** The in-process tier, when configured. */
-  near: NearTier | undefined;
 
   constructor(
     private readonly ops: Operations,
     readonly namespaces: Namespaces,
     leaseOptions: { leaseTtl: number; leaseWait: number },
+    /** The in-process tier, when a bus is configured. */
+    private readonly near: NearTier | undefined,
   ) {
     this.leases = new LeaseProtocol(ops, leaseOptions);
   }
@@ -121,9 +121,10 @@ export class ReadThrough {
 
   /**
    * Evicts a key and every variant of it: its running loads in this process are split off (not
-   * joined, not stored), the entry is deleted and its variants' generation bumped.
+   * joined, not stored), the entry is deleted and its variants' generation bumped. `derived`: the
+   * eviction follows another service's change (`bus.follow`), so it is not followed further.
    */
-  async evict(target: { namespace?: string; key: string }, derived = false): Promise<boolean> {
+  async evict(target: { namespace?: string; key: string }, how: { derived?: boolean } = {}): Promise<boolean> {
     this.flights.invalidatePrefix(logicalKey({ namespace: target.namespace, key: target.key, variant: '' }));
     this.near?.keyChanging(target);
     const wire = await this.namespaces.currentWire(target);
@@ -133,32 +134,36 @@ export class ReadThrough {
       this.ops.delete(wire),
       target.namespace ? this.namespaces.bumpVariants(target.namespace, target.key) : undefined,
     ]);
-    this.near?.keyChanged(target, derived);
+    this.near?.keyChanged(target, how.derived === true);
     return deleted;
   }
 
   /** Evicts every entry of a namespace (a new generation; running loads belong to the old one). */
-  async evictAll(namespace: string, derived = false): Promise<void> {
+  async evictAll(namespace: string, how: { derived?: boolean } = {}): Promise<void> {
     this.flights.invalidatePrefix(`${namespace}\u0000`);
     this.near?.namespaceChanging(namespace);
     await this.namespaces.bump(namespace);
-    this.near?.namespaceChanged(namespace, derived);
+    this.near?.namespaceChanged(namespace, how.derived === true);
   }
 
   /**
-   * An overwrite of a key is about to be sent: its running loads in this process must not store
-   * their older result, and the near cache must not keep what it read before. Call `written`
-   * once memcached took it.
+   * Overwrites a key (a set, a counter change, a put): before `send`, the key's running loads in
+   * this process are split off (their older result must not be stored) and the near cache stops
+   * keeping what it read before; once `landed` says memcached took the write, every process's
+   * near cache drops the key. The one way to write, so no caller can do half of it.
    */
-  overwritten(wire: string, target: { namespace?: string; key: string }): void {
+  async overwrite<R>(
+    target: { namespace?: string; key: string },
+    wire: string,
+    send: () => Promise<R>,
+    landed: (result: R) => boolean,
+  ): Promise<R> {
     this.flights.invalidate(wire);
     this.flights.invalidate(RAW + wire);
     this.near?.keyChanging(target);
-  }
-
-  /** An overwrite landed in memcached: every process's near cache drops the key. */
-  written(target: { namespace?: string; key: string }): void {
-    this.near?.keyChanged(target);
+    const result = await send();
+    if (landed(result)) this.near?.keyChanged(target);
+    return result;
   }
 }
 

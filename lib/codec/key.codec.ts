@@ -44,13 +44,17 @@ export function toWireKey(key: string): string {
   return hashedKey(key);
 }
 
-function hashedKey(key: string): string {
+/**
+ * `head` + `mark` + SHA-256 of the whole key (`mark` + `!` and the digest of its UTF-16 code units
+ * when the string is not well-formed). Plain keys use `#`; other kinds their own mark (keyspace.ts).
+ */
+export function hashedKey(key: string, kindMark = HASHED_KEY_MARK): string {
   const wellFormed = key.isWellFormed();
   // utf8 would turn every lone surrogate into U+FFFD, so '\ud800' and '\udc00' would share a digest
   const digest = wellFormed
     ? createHash('sha256').update(key, 'utf8').digest('base64url')
     : createHash('sha256').update(key, 'utf16le').digest('base64url');
-  const mark = wellFormed ? HASHED_KEY_MARK : HASHED_KEY_MARK + '!';
+  const mark = wellFormed ? kindMark : kindMark + '!';
   let head = '';
   for (let i = 0; i < key.length && head.length < MAX_KEY_LENGTH - mark.length - HASH_LENGTH; i++) {
     const c = key.charCodeAt(i);

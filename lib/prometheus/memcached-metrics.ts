@@ -1,7 +1,7 @@
 import type { Registry } from 'prom-client';
-import { clientInternals, type MemcachedClient } from '../client/memcached.client.js';
-import type { NamespaceCounters } from '../stats/cache-stats.js';
-import { LATENCY_BUCKETS_MS, type LatencyHistogram } from '../stats/latency-histogram.js';
+import type { MemcachedClient } from '../client/memcached.client.js';
+import type { LatencyCounts, NamespaceCounterView } from '../stats/cache-stats.js';
+import { LATENCY_BUCKETS_MS } from '../stats/latency-histogram.js';
 import { metricsRegistryMissing } from '../memcached.messages.js';
 
 export interface MemcachedMetricsOptions {
@@ -41,7 +41,7 @@ class ScrapedMetric {
 }
 
 /** A histogram's samples (`_bucket` per bound, `_sum`, `_count`) from milliseconds to seconds. */
-function histogramSamples(out: Sample[], name: string, labels: Labels, histogram: LatencyHistogram): void {
+function histogramSamples(out: Sample[], name: string, labels: Labels, histogram: LatencyCounts): void {
   let cumulative = 0;
   for (let i = 0; i < LATENCY_BUCKETS_MS.length; i++) {
     cumulative += histogram.counts[i];
@@ -71,10 +71,10 @@ export function registerMemcachedMetrics(client: MemcachedClient, options: Memca
     throw new TypeError(metricsRegistryMissing());
   }
   const p = options.prefix ?? 'memcached_';
-  const stats = clientInternals(client).stats;
-  const namespaces = (each: (name: string, counters: NamespaceCounters, out: Sample[]) => void) => () => {
+  const stats = client.counters();
+  const namespaces = (each: (name: string, counters: NamespaceCounterView, out: Sample[]) => void) => () => {
     const out: Sample[] = [];
-    for (const [name, counters] of stats.eachNamespace()) each(name, counters, out);
+    for (const [name, counters] of stats.namespaces()) each(name, counters, out);
     return out;
   };
 
@@ -119,7 +119,7 @@ export function registerMemcachedMetrics(client: MemcachedClient, options: Memca
       () => {
         const out: Sample[] = [];
         const name = `${p}operation_duration_seconds`;
-        for (const [operation, byNode] of stats.eachOperation()) {
+        for (const [operation, byNode] of stats.operations()) {
           for (const [node, counters] of byNode) {
             if (counters.ok.count > 0) histogramSamples(out, name, { operation, node, result: 'ok' }, counters.ok);
             if (counters.error.count > 0) {
@@ -134,7 +134,7 @@ export function registerMemcachedMetrics(client: MemcachedClient, options: Memca
       `${p}client_events_total`,
       "The client's counters (hits and misses of every read path, sets, deletes, errors, lease grants and waits, ...)",
       'counter',
-      () => Object.entries(stats.counters).map(([event, value]) => ({ labels: { event }, value })),
+      () => Object.entries(stats.totals()).map(([event, value]) => ({ labels: { event }, value })),
     ),
     new ScrapedMetric(
       `${p}near_cache_events_total`,

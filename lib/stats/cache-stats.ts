@@ -89,6 +89,36 @@ export const MAX_NAMESPACES = 1000;
 /** One namespace's counters; latency per outcome, so Prometheus can label it. */
 export type NamespaceCounters = Omit<NamespaceStats, 'latency'> & { latency: Record<ReadOutcome, LatencyHistogram> };
 
+/** The client-wide events counted (see `MemcachedClientStats`) that are not reads or errors. */
+export type ClientEvent = Exclude<keyof MemcachedClientStats, 'hits' | 'misses' | 'errors' | 'timeouts'>;
+
+/** A latency histogram as an exporter reads it: per bucket of `LATENCY_BUCKETS_MS` (not cumulative), the last above them all. */
+export interface LatencyCounts {
+  readonly counts: readonly number[];
+  readonly count: number;
+  /** Milliseconds. */
+  readonly sum: number;
+}
+
+/** One namespace's live counters, latency per outcome. */
+export interface NamespaceCounterView extends Readonly<Omit<NamespaceStats, 'latency'>> {
+  readonly latency: Readonly<Record<ReadOutcome, LatencyCounts>>;
+}
+
+/**
+ * The live counters, for an exporter that reads them when it is scraped (as
+ * `nestjs-memcached/prometheus` does) without the copies `stats()` makes. Read them; never keep
+ * what they return beyond the scrape.
+ */
+export interface MemcachedCounters {
+  /** The client's totals (`MemcachedClientStats`). */
+  totals(): Readonly<MemcachedClientStats>;
+  /** Per namespace (those past the bound folded into `(other)`). */
+  namespaces(): Iterable<[string, NamespaceCounterView]>;
+  /** Per memcached operation, per node: latency of those that succeeded and of those that failed. */
+  operations(): Iterable<[string, ReadonlyMap<string, { readonly ok: LatencyCounts; readonly error: LatencyCounts }>]>;
+}
+
 /** One operation on one node, by result. */
 export interface OperationCounters {
   ok: LatencyHistogram;
@@ -101,9 +131,9 @@ export interface OperationCounters {
  * `client.stats()`, `MemcachedCache.stats()`, the events and Prometheus (which reads these counters
  * when scraped) cannot disagree.
  */
-export class CacheStats {
+export class CacheStats implements MemcachedCounters {
   readonly events = new CacheEvents();
-  readonly counters: MemcachedClientStats = {
+  private readonly counters: MemcachedClientStats = {
     hits: 0,
     misses: 0,
     sets: 0,
@@ -121,18 +151,18 @@ export class CacheStats {
     splitFlights: 0,
   };
   /** Oldest used first among the namespaces not declared; the declared ones are never folded. */
-  private readonly namespaces = new Map<string, NamespaceCounters>();
+  private readonly namespaceCounters = new Map<string, NamespaceCounters>();
   private readonly declared = new Set<string>([NO_NAMESPACE, OTHER_NAMESPACES]);
   private undeclared = 0;
   /** operation -> node -> latency by result */
-  private readonly operations = new Map<string, Map<string, OperationCounters>>();
+  private readonly operationCounters = new Map<string, Map<string, OperationCounters>>();
   private readonly listeners: Array<(event: OperationEvent) => void> = [];
 
   /** A namespace named in code (a decorator's): always counted by itself. */
   declare(namespace: string): void {
     if (this.declared.has(namespace)) return;
     this.declared.add(namespace);
-    if (this.namespaces.has(namespace)) this.undeclared--;
+    if (this.namespaceCounters.has(namespace)) this.undeclared--;
   }
 
   /** A read of `key` was served (`undefined` namespace: a key without one). */
@@ -217,8 +247,8 @@ export class CacheStats {
       this.counters.errors++;
       if ((error as { code?: unknown } | null)?.code === 'TIMEOUT') this.counters.timeouts++;
     }
-    let byNode = this.operations.get(operation);
-    if (byNode === undefined) this.operations.set(operation, (byNode = new Map()));
+    let byNode = this.operationCounters.get(operation);
+    if (byNode === undefined) this.operationCounters.set(operation, (byNode = new Map()));
     let counters = byNode.get(node);
     if (counters === undefined) {
       byNode.set(node, (counters = { ok: new LatencyHistogram(), error: new LatencyHistogram() }));
@@ -243,13 +273,22 @@ export class CacheStats {
     };
   }
 
+  /** One more of a client-wide event (a set, a lease grant, an undecodable item...). */
+  count(event: ClientEvent): void {
+    this.counters[event]++;
+  }
+
   snapshot(): MemcachedClientStats {
     return { ...this.counters };
   }
 
+  totals(): Readonly<MemcachedClientStats> {
+    return this.counters;
+  }
+
   namespaceStats(): Record<string, NamespaceStats> {
     const result: Record<string, NamespaceStats> = {};
-    for (const [name, s] of this.namespaces) {
+    for (const [name, s] of this.namespaceCounters) {
       const { latency, ...counts } = s;
       result[name] = { ...counts, latency: snapshotOf([latency.HIT, latency.STALE, latency.MISS]) };
     }
@@ -258,7 +297,7 @@ export class CacheStats {
 
   operationStats(): Record<string, OperationStats> {
     const result: Record<string, OperationStats> = {};
-    for (const [operation, byNode] of this.operations) {
+    for (const [operation, byNode] of this.operationCounters) {
       const histograms = [...byNode.values()].flatMap((c) => [c.ok, c.error]);
       const latency = snapshotOf(histograms);
       let errors = 0;
@@ -268,41 +307,39 @@ export class CacheStats {
     return result;
   }
 
-  /** The live counters, for exporters that read them when scraped (Prometheus). */
-  eachNamespace(): IterableIterator<[string, NamespaceCounters]> {
-    return this.namespaces.entries();
+  namespaces(): IterableIterator<[string, NamespaceCounters]> {
+    return this.namespaceCounters.entries();
   }
 
-  /** The live operation histograms, for exporters: operation -> node -> by result. */
-  eachOperation(): IterableIterator<[string, Map<string, OperationCounters>]> {
-    return this.operations.entries();
+  operations(): IterableIterator<[string, Map<string, OperationCounters>]> {
+    return this.operationCounters.entries();
   }
 
   private of(namespace: string): NamespaceCounters {
-    let stats = this.namespaces.get(namespace);
+    let stats = this.namespaceCounters.get(namespace);
     const declared = this.declared.has(namespace);
     if (stats !== undefined) {
       if (!declared) {
         // most recently used last: the first undeclared one is the one to fold
-        this.namespaces.delete(namespace);
-        this.namespaces.set(namespace, stats);
+        this.namespaceCounters.delete(namespace);
+        this.namespaceCounters.set(namespace, stats);
       }
       return stats;
     }
     stats = emptyCounters();
-    this.namespaces.set(namespace, stats);
+    this.namespaceCounters.set(namespace, stats);
     if (!declared && ++this.undeclared > MAX_NAMESPACES) this.foldOldest();
     return stats;
   }
 
   /** Adds the least recently used undeclared namespace to `(other)` and forgets it. */
   private foldOldest(): void {
-    for (const [name, stats] of this.namespaces) {
+    for (const [name, stats] of this.namespaceCounters) {
       if (this.declared.has(name)) continue;
-      let other = this.namespaces.get(OTHER_NAMESPACES);
-      if (other === undefined) this.namespaces.set(OTHER_NAMESPACES, (other = emptyCounters()));
+      let other = this.namespaceCounters.get(OTHER_NAMESPACES);
+      if (other === undefined) this.namespaceCounters.set(OTHER_NAMESPACES, (other = emptyCounters()));
       addCounters(other, stats);
-      this.namespaces.delete(name);
+      this.namespaceCounters.delete(name);
       this.undeclared--;
       return;
     }

@@ -6,10 +6,10 @@ import { MEMCACHED_MODULE_OPTIONS } from '../memcached.module-definition.js';
 import {
   CACHE_EXPORTS,
   cacheProviders,
-  createMemcachedClientProvider,
+  createMemcachedClientProviders,
   prepareCachedRoutes,
 } from '../memcached.providers.js';
-import { InMemoryMemcachedClient } from './in-memory-memcached.client.js';
+import { InMemoryClientCore, InMemoryMemcachedClient } from './in-memory-memcached.client.js';
 
 /**
  * Replaces `MemcachedModule` in unit tests: a global module providing an
@@ -39,10 +39,11 @@ export class MemcachedTestingModule implements NestModule {
       imports: [DiscoveryModule],
       providers: [
         { provide: MEMCACHED_MODULE_OPTIONS, useValue: { logger: false, ...options } },
-        createMemcachedClientProvider(
+        ...createMemcachedClientProviders(
           MemcachedClient,
           MEMCACHED_MODULE_OPTIONS,
-          () => new InMemoryMemcachedClient(options),
+          () => new InMemoryClientCore(options),
+          (core) => new InMemoryMemcachedClient(core as InMemoryClientCore),
         ),
         // injectable by its own class too, for its test helpers (`storedKeys()`)
         { provide: InMemoryMemcachedClient, useExisting: MemcachedClient },

@@ -1,4 +1,5 @@
-import { clientInternals } from '../../lib/client/memcached.client.js';
+import { ClientCore } from '../../lib/client/client-core.js';
+import { InMemoryClientCore } from '../../lib/testing/in-memory-memcached.client.js';
 import { Opcode } from '../../lib/transport/protocol.js';
 import { Module } from '@nestjs/common';
 import { Test, type TestingModule } from '@nestjs/testing';
@@ -50,7 +51,8 @@ async function scenario(moduleRef: TestingModule): Promise<unknown[]> {
   return trace;
 }
 
-async function clientScenario(client: MemcachedClient): Promise<unknown[]> {
+async function clientScenario(core: ClientCore): Promise<unknown[]> {
+  const client = new MemcachedClient(core);
   const trace: unknown[] = [];
   await client.flush();
   trace.push(await client.set('k', { a: 1 }, { ttl: 1 }), await client.get('k'));
@@ -69,7 +71,7 @@ async function clientScenario(client: MemcachedClient): Promise<unknown[]> {
     await client.touch('zzz', 1),
   );
   // the lease protocol's primitives: a marker, a conditional fill, a conditional release
-  const { ops, readThrough } = clientInternals(client);
+  const { ops, readThrough } = core;
   const leases = readThrough.leases;
   const fill = async (key: string, value: string, cas: Buffer) =>
     ops.store(Opcode.Set, 'fill', client.keyFor(key), ops.encode(value), 60, 'test', cas);
@@ -124,13 +126,13 @@ describe('MemcachedTestingModule matches real memcached', () => {
   });
 
   it('gives the same client results (types, add/replace, counters, item size, TTL)', async () => {
-    const real = new MemcachedClient({
+    const real = new ClientCore({
       servers: daemon.address,
       maxItemSize: 2048,
       compressionThreshold: false,
       logger: false,
     });
-    const memory = new InMemoryMemcachedClient({ maxItemSize: 2048, compressionThreshold: false });
+    const memory = new InMemoryClientCore({ maxItemSize: 2048, compressionThreshold: false });
     try {
       const [a, b] = await Promise.all([clientScenario(real), clientScenario(memory)]);
       expect(b).toStrictEqual(a);

@@ -6,7 +6,8 @@ import { CacheAsideEngine, type CallReport, type CallSite } from '../../lib/cach
 import { RawJson } from '../../lib/codec/value.codec.js';
 import { CacheInterceptorDelegate } from '../../lib/decorators/cache-interceptor.delegate.js';
 import { hasOuterInterceptors, noteGlobalInterceptors } from '../../lib/interceptors/cache.interceptor.js';
-import { Cacheable, CacheInterceptor, InMemoryMemcachedClient } from '../../lib/index.js';
+import { Cacheable, CacheInterceptor } from '../../lib/index.js';
+import { InMemoryClientCore } from '../../lib/testing/in-memory-memcached.client.js';
 import type { CachePlan, CacheableOptions } from '../../lib/interfaces/cache-decorator-options.interface.js';
 
 const settle = () => new Promise((r) => setTimeout(r, 5));
@@ -35,7 +36,7 @@ describe('CacheAsideEngine (policy), over the in-memory client', () => {
     async () => (calls++, { value });
 
   beforeEach(() => {
-    engine = new CacheAsideEngine(new InMemoryMemcachedClient(), false);
+    engine = new CacheAsideEngine(new InMemoryClientCore(), false);
     calls = 0;
   });
 
@@ -163,7 +164,7 @@ describe('CacheInterceptor (HTTP rules), with a fake ExecutionContext over the i
   let interceptor: CacheInterceptor;
 
   beforeEach(() => {
-    interceptor = new CacheInterceptor(new CacheAsideEngine(new InMemoryMemcachedClient(), false));
+    interceptor = new CacheInterceptor(new CacheAsideEngine(new InMemoryClientCore(), false));
     noteGlobalInterceptors(interceptor, false);
   });
 
@@ -218,7 +219,7 @@ describe('CacheInterceptor (HTTP rules), with a fake ExecutionContext over the i
 
   it("with an interceptor around the cache (global, or unknown), a hit is the parsed value, as a miss returns the handler's", async () => {
     for (const globals of [true, undefined]) {
-      interceptor = new CacheInterceptor(new CacheAsideEngine(new InMemoryMemcachedClient(), false));
+      interceptor = new CacheInterceptor(new CacheAsideEngine(new InMemoryClientCore(), false));
       if (globals !== undefined) noteGlobalInterceptors(interceptor, globals);
       const miss = await call('GET', '/users/7', 'findOne');
       const hit = await call('GET', '/users/7', 'findOne');

@@ -1,0 +1,211 @@
+import { Logger, type LoggerService } from '@nestjs/common';
+import { NodeRouter } from '../cluster/router.js';
+import { ValueCipher } from '../codec/value-cipher.js';
+import { ValueCodec } from '../codec/value.codec.js';
+import {
+  busKeysOf,
+  encryptionKeysOf,
+  type HttpCachePolicy,
+  passwordOf,
+  resolveOptions,
+  type ResolvedMemcachedOptions,
+  tlsOf,
+} from '../config/memcached-options.js';
+import type { MemcachedModuleOptions } from '../interfaces/memcached-module-options.interface.js';
+import { NearCache } from '../near/near-cache.js';
+import { CacheStats } from '../stats/cache-stats.js';
+import { NodeConnection, type NodeTransportFactory } from '../transport/node-connection.js';
+import { RateLimitedLogger } from '../utils/rate-limited-logger.js';
+import type { FillPlan, FillReport } from './lease.js';
+import type { CacheTarget } from './namespaces.js';
+import { Namespaces } from './namespaces.js';
+import { NearTier } from './near-tier.js';
+import { Operations } from './operations.js';
+import { ReadThrough, type ReadRequest, type Served } from './read-through.js';
+
+/**
+ * What the cache layer (the decorators' engine) asks of a client, by name: read through, write,
+ * evict, and the few settings it applies. Given to the engine at construction; nothing else of
+ * the client is reachable from it.
+ */
+export interface CacheBackend {
+  /** The one place reads, fills, evictions and errors are counted and emitted. */
+  readonly stats: CacheStats;
+  /** The module's HTTP caching rules (the `http` option). */
+  readonly httpPolicy: HttpCachePolicy;
+  /** The module's `ttl`, seconds. */
+  readonly defaultTtl: number;
+  /** The module's `leases`. */
+  readonly leases: boolean;
+  /** A cache-aside read: the entry, or the source loaded once and filled. */
+  read<T>(request: ReadRequest<T>): Promise<Served<T>>;
+  /** Stores a value as an overwrite (`@CachePut`): loads of the key split off, every variant of it dropped. */
+  write(target: CacheTarget, value: unknown, fill: FillPlan | undefined, label: string): Promise<FillReport>;
+  /** Deletes a key and every variant of it. */
+  evict(target: { namespace?: string; key: string }): Promise<boolean>;
+  /** Makes every entry of a namespace miss. */
+  evictAll(namespace: string): Promise<void>;
+  /** Whether reads of the namespace go through the near cache (`choice`: a decorator's own). */
+  usesNear(namespace: string | undefined, choice: boolean | undefined): boolean;
+  /** Whether the node holding the namespace is known down (its breaker is open). */
+  isDown(namespace: string): boolean;
+  /** The wire key a target is stored under now (a fill of another variant than the one read). */
+  wireOf(target: CacheTarget): Promise<string>;
+}
+
+/**
+ * A client's parts, built once, each given what it needs at construction: the node router, the
+ * wire operations, namespaces, the near tier and its bus, the read-through core and the counters.
+ * `MemcachedClient` is the public API over it; the engine gets it as its `CacheBackend`.
+ */
+export class ClientCore implements CacheBackend {
+  readonly options: ResolvedMemcachedOptions;
+  readonly logger: LoggerService | false;
+  readonly router: NodeRouter;
+  readonly stats = new CacheStats();
+  readonly ops: Operations;
+  readonly namespaces: Namespaces;
+  /** The near tier and its bus, when a bus is configured. */
+  readonly near: NearTier | undefined;
+  readonly readThrough: ReadThrough;
+  /** Settles once what the client needs at start is loaded; rejects when a configured bus's package is missing. */
+  readonly ready: Promise<void>;
+
+  /**
+   * @param options see `MemcachedModuleOptions`
+   * @param transport how nodes are reached (the testing module keeps them in memory)
+   */
+  constructor(
+    options: MemcachedModuleOptions = {},
+    transport: NodeTransportFactory = (address, connection) => new NodeConnection(address, connection),
+  ) {
+    const o = (this.options = resolveOptions(options));
+    this.logger = o.logger === undefined ? new Logger('MemcachedClient') : o.logger;
+    this.router = new NodeRouter(
+      o.nodes,
+      transport,
+      {
+        username: o.username,
+        password: passwordOf(o),
+        tls: tlsOf(o),
+        timeout: o.timeout,
+        connectTimeout: o.connectTimeout,
+        keepAlive: o.keepAlive,
+        retries: o.retries,
+        retryDelay: o.retryDelay,
+        maxBodyLength: o.maxItemSize + 512,
+      },
+      {
+        hashing: o.hashing,
+        deadNodePolicy: o.deadNodePolicy,
+        breakerThreshold: o.breakerThreshold,
+        breakerCooldown: o.breakerCooldown,
+        logger: this.logger,
+      },
+    );
+    const codec = new ValueCodec({
+      compressionThreshold: o.compressionThreshold,
+      serializer: o.serializer,
+      mode: o.valueMode,
+      format: o.valueFormat,
+    });
+    const keys = encryptionKeysOf(o);
+    this.ops = new Operations(
+      this.router,
+      codec,
+      this.stats,
+      new RateLimitedLogger(this.logger),
+      o.maxItemSize,
+      keys && new ValueCipher(keys),
+    );
+    this.namespaces = new Namespaces(this.ops, o.keyPrefix);
+    // a bus alone (no near cache) still tells other processes' near caches about this one's changes
+    this.near =
+      o.bus === undefined
+        ? undefined
+        : new NearTier(
+            new NearCache(o.nearCache ?? { maxBytes: 1024, ttl: 1 }),
+            this.ops,
+            this.namespaces,
+            o.keyPrefix,
+            this.logger,
+            o.nearCache !== undefined,
+            o.bus,
+            busKeysOf(o),
+            // what `bus.follow` asks for: evictions caused by another service's change
+            (t) =>
+              t.key === undefined
+                ? this.readThrough.evictAll(t.namespace, { derived: true })
+                : this.readThrough.evict({ namespace: t.namespace, key: t.key }, { derived: true }),
+          );
+    this.readThrough = new ReadThrough(
+      this.ops,
+      this.namespaces,
+      { leaseTtl: o.leaseTtl, leaseWait: o.leaseWait },
+      this.near,
+    );
+    this.ready = this.near?.connect() ?? Promise.resolve();
+    // the module awaits it (and fails to start); a client made by hand is only warned
+    this.ready.catch(() => undefined);
+  }
+
+  get httpPolicy(): HttpCachePolicy {
+    return this.options.http;
+  }
+
+  get defaultTtl(): number {
+    return this.options.ttl;
+  }
+
+  get leases(): boolean {
+    return this.options.leases;
+  }
+
+  read<T>(request: ReadRequest<T>): Promise<Served<T>> {
+    return this.readThrough.read(request);
+  }
+
+  async write(target: CacheTarget, value: unknown, fill: FillPlan | undefined, label: string): Promise<FillReport> {
+    const wire = await this.namespaces.currentWire(target);
+    const [report] = await Promise.all([
+      this.readThrough.overwrite(
+        target,
+        wire,
+        () => this.readThrough.leases.fill(wire, { value, fill }, label),
+        (report) => report.outcome === 'stored',
+      ),
+      // the key's cached variants (HTTP responses) are older than this value
+      target.namespace === undefined ? undefined : this.namespaces.bumpVariants(target.namespace, target.key),
+    ]);
+    return report;
+  }
+
+  evict(target: { namespace?: string; key: string }): Promise<boolean> {
+    return this.readThrough.evict(target);
+  }
+
+  evictAll(namespace: string): Promise<void> {
+    return this.readThrough.evictAll(namespace);
+  }
+
+  usesNear(namespace: string | undefined, choice: boolean | undefined): boolean {
+    const near = this.options.nearCache;
+    if (near === undefined) return false;
+    if (choice !== undefined) return choice;
+    return near.namespaces === '*' || (namespace !== undefined && near.namespaces.has(namespace));
+  }
+
+  isDown(namespace: string): boolean {
+    return this.namespaces.isDown({ namespace, key: '' });
+  }
+
+  wireOf(target: CacheTarget): Promise<string> {
+    return this.namespaces.currentWire(target);
+  }
+
+  /** Closes the sockets and the bus. */
+  close(): void {
+    this.router.close();
+    this.near?.close();
+  }
+}
