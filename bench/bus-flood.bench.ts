@@ -30,8 +30,8 @@ interface Report {
 }
 
 const message: Record<string, (i: number) => string> = {
-  forged: (i) => WRONG.encode({ source: `f${i % 1000}`, seq: i + 1, type: 'h', names: [], at: Date.now() }),
-  sources: (i) => PLAIN.encode({ source: `s${i}`, seq: 1, type: 'h', names: [], at: Date.now() }),
+  forged: (i) => WRONG.encode({ source: `f${i % 1000}`, seq: i + 1, type: 'h', changes: [], at: Date.now() }),
+  sources: (i) => PLAIN.encode({ source: `s${i}`, seq: 1, type: 'h', changes: [], at: Date.now() }),
   malformed: (i) => randomBytes(40 + (i % 80)).toString('latin1'),
 };
 

@@ -1,5 +1,7 @@
 import { createHmac, createSecretKey, type KeyObject, timingSafeEqual } from 'node:crypto';
 import { MAX_BUS_KEYS } from '../config/near-options.js';
+import { KEY_PREFIX_PATTERN, NAMESPACE_PATTERN } from '../codec/key.codec.js';
+import type { ChangeRef, KeyChange, NamespaceChange } from '../codec/keyspace.js';
 
 /**
  * Invalidation messages on the bus. Every byte that arrives is untrusted: the broker is shared, and
@@ -7,11 +9,12 @@ import { MAX_BUS_KEYS } from '../config/near-options.js';
  *
  *   `2.<macs>.<payload>`
  *
- * - `<payload>`: compact JSON `{"s":"<source>","q":<seq>,"t":"k"|"n"|"h"|"b","x":["<name>",...],"a":<ms>,"d":1}`
+ * - `<payload>`: compact JSON `{"s":"<source>","q":<seq>,"t":"k"|"n"|"h"|"b","x":[[...],...],"a":<ms>,"d":1}`
  *   with the sender's source id (random per process and bus), its sequence number, the type, the
- *   names, the sender's wall-clock time, and `d` when the change was caused by a followed change.
- *   `k`: keys changed (`x` holds their families `prefix\0namespace\0key`); `n`: namespaces got a new
- *   generation (`prefix\0namespace`); `h`: a heartbeat; `b`: the source is closing (`x` empty).
+ *   changes, the sender's wall-clock time, and `d` when the change was caused by a followed change.
+ *   `k`: keys changed (`x` holds `[prefix, namespace, key]`, `namespace` empty for a plain key, or
+ *   `[prefix, namespace, sha256, 1]` for a key too long to carry); `n`: namespaces got a new
+ *   generation (`[prefix, namespace]`); `h`: a heartbeat; `b`: the source is closing (`x` empty).
  * - `<macs>`: with `bus.keys`, `<id>:<mac>` for every configured key, comma-separated, where `mac`
  *   is the base64url HMAC-SHA256 of `nmc2.<payload>` under that key: a receiver that knows any
  *   one of the keys can check the message, so processes with keys [2, 1] and [1] interoperate
@@ -23,15 +26,17 @@ import { MAX_BUS_KEYS } from '../config/near-options.js';
  */
 export type BusMessageType = 'k' | 'n' | 'h' | 'b';
 
-export interface BusMessage {
+interface BusHeader {
   source: string;
   seq: number;
-  type: BusMessageType;
-  names: string[];
   /** The sender's wall-clock time, ms (0 in a version 1 message). */
   at: number;
   derived?: boolean;
 }
+
+/** A decoded message: keys (`k`) or namespaces (`n`) that changed, or a heartbeat or goodbye. */
+export type BusMessage = BusHeader &
+  ({ type: 'k'; changes: KeyChange[] } | { type: 'n'; changes: NamespaceChange[] } | { type: 'h' | 'b'; changes: [] });
 
 /** Why a message was dropped before it touched any state. */
 export type BusRejection = 'malformed' | 'forged' | 'replayed' | 'stale';
@@ -47,9 +52,9 @@ export interface BusKey {
 export const BUS_VERSION = 2;
 /** Longest message read (bytes, or UTF-16 units of a string): anything longer is dropped unparsed. */
 export const MAX_BUS_MESSAGE = 64 * 1024;
-/** Most names in one message (senders send one name per change). */
+/** Most changes in one message (senders send one per message). */
 export const MAX_BUS_NAMES = 256;
-/** Longest name (UTF-16 units); a longer key travels as its hash (see `NearTier`'s families). */
+/** Longest change, its strings together (UTF-16 units); a longer key travels as its hash (keyspace.ts). */
 export const MAX_BUS_NAME = 2048;
 /** With keys, a message sent longer ago than this (by its sender's clock) is a replay. */
 export const REPLAY_WINDOW_MS = 30_000;
@@ -80,7 +85,7 @@ export class BusCodec {
       s: message.source,
       q: message.seq,
       t: message.type,
-      x: message.names,
+      x: message.changes.map(changeToWire),
       a: message.at,
     };
     if (message.derived) body.d = 1;
@@ -169,12 +174,77 @@ function parseJson(text: string): Record<string, unknown> | undefined {
     : undefined;
 }
 
-function names(x: unknown, type: unknown): string[] | undefined {
-  if (!Array.isArray(x) || x.length > MAX_BUS_NAMES) return undefined;
-  for (const name of x) if (typeof name !== 'string' || name.length > MAX_BUS_NAME) return undefined;
-  if (type === 'h' || type === 'b' ? x.length !== 0 : x.length === 0) return undefined;
-  return x as string[];
+function changeToWire(change: ChangeRef): (string | 1)[] {
+  if (change.key === undefined) return [change.prefix, change.namespace];
+  return change.hashed === true
+    ? [change.prefix, change.namespace, change.key, 1]
+    : [change.prefix, change.namespace, change.key];
 }
+
+/**
+ * A change as received, or undefined when anything in it is not what a sender writes: a prefix and
+ * a namespace hold no separator the keyspace uses, so one change can never pass for another.
+ */
+function changeOf(prefix: unknown, namespace: unknown, key: unknown, hashed: boolean): ChangeRef | undefined {
+  if (typeof prefix !== 'string' || !KEY_PREFIX_PATTERN.test(prefix)) return undefined;
+  if (typeof namespace !== 'string' || (namespace !== '' && !NAMESPACE_PATTERN.test(namespace))) return undefined;
+  if (key === undefined) return namespace === '' ? undefined : { prefix, namespace };
+  if (typeof key !== 'string' || prefix.length + namespace.length + key.length > MAX_BUS_NAME) return undefined;
+  if (hashed) return HASH.test(key) ? { prefix, namespace, key, hashed: true } : undefined;
+  return { prefix, namespace, key };
+}
+
+const HASH = /^[A-Za-z0-9_-]{43}$/;
+
+function changesOf(x: unknown, type: unknown): ChangeRef[] | undefined {
+  if (!Array.isArray(x) || x.length > MAX_BUS_NAMES) return undefined;
+  if (type === 'h' || type === 'b' ? x.length !== 0 : x.length === 0) return undefined;
+  const changes: ChangeRef[] = [];
+  for (const entry of x) {
+    if (!Array.isArray(entry)) return undefined;
+    let change: ChangeRef | undefined;
+    if (type === 'n') change = entry.length === 2 ? changeOf(entry[0], entry[1], undefined, false) : undefined;
+    else if (entry.length === 3) change = changeOf(entry[0], entry[1], entry[2], false);
+    else if (entry.length === 4 && entry[3] === 1) change = changeOf(entry[0], entry[1], entry[2], true);
+    if (change === undefined || (type === 'k') !== (change.key !== undefined)) return undefined;
+    changes.push(change);
+  }
+  return changes;
+}
+
+/**
+ * The previous release's names: `prefix\0namespace\0key` (a hashed key as `\u0001sha256:<hash>`)
+ * and `prefix\0namespace`. Read only from version 1 messages, during a rolling upgrade.
+ */
+function legacyChangesOf(x: unknown, type: unknown): ChangeRef[] | undefined {
+  if (!Array.isArray(x) || x.length > MAX_BUS_NAMES) return undefined;
+  if (type === 'h' || type === 'b') return x.length === 0 ? [] : undefined;
+  if (x.length === 0) return undefined;
+  const changes: ChangeRef[] = [];
+  for (const name of x) {
+    if (typeof name !== 'string' || name.length > MAX_BUS_NAME) return undefined;
+    const first = name.indexOf('\u0000');
+    const second = type === 'k' ? name.indexOf('\u0000', first + 1) : -1;
+    let change: ChangeRef | undefined;
+    if (type === 'n')
+      change = first < 0 ? undefined : changeOf(name.slice(0, first), name.slice(first + 1), undefined, false);
+    else if (first >= 0 && second >= 0) {
+      const key = name.slice(second + 1);
+      const hashed = key.startsWith(LEGACY_HASHED);
+      change = changeOf(
+        name.slice(0, first),
+        name.slice(first + 1, second),
+        hashed ? key.slice(LEGACY_HASHED.length) : key,
+        hashed,
+      );
+    }
+    if (change === undefined) return undefined;
+    changes.push(change);
+  }
+  return changes;
+}
+
+const LEGACY_HASHED = '\u0001sha256:';
 
 function parsePayload(payload: string): BusMessage | undefined {
   // what the encoder writes starts so: anything else (deep nesting, another format) is not parsed
@@ -182,26 +252,31 @@ function parsePayload(payload: string): BusMessage | undefined {
   const fields = parseJson(payload);
   return fields === undefined || typeof fields.a !== 'number' || !Number.isFinite(fields.a)
     ? undefined
-    : messageOf(fields, fields.a);
+    : messageOf(fields, fields.a, changesOf);
 }
 
 /** The previous release's messages: `{"v":1,"s":..,"q":..,"t":..,"x":[..],"d":1}` (read only without keys). */
 function decodeVersion1(text: string): DecodedBusMessage {
   const fields = parseJson(text);
-  const message = fields === undefined || fields.v !== 1 ? undefined : messageOf(fields, 0);
+  const message = fields === undefined || fields.v !== 1 ? undefined : messageOf(fields, 0, legacyChangesOf);
   return message === undefined ? MALFORMED : { message };
 }
 
 /** A message from its parsed fields (source, sequence, type, names, derived), or undefined if one is wrong. */
-function messageOf(fields: Record<string, unknown>, at: number): BusMessage | undefined {
+function messageOf(
+  fields: Record<string, unknown>,
+  at: number,
+  read: (x: unknown, type: unknown) => ChangeRef[] | undefined,
+): BusMessage | undefined {
   const { s, q, t, x, d } = fields;
   if (typeof s !== 'string' || !SOURCE.test(s)) return undefined;
   if (typeof q !== 'number' || !Number.isSafeInteger(q) || q < 1) return undefined;
   if (t !== 'k' && t !== 'n' && t !== 'h' && t !== 'b') return undefined;
   if (d !== undefined && d !== 1) return undefined;
-  const list = names(x, t);
-  if (list === undefined) return undefined;
-  return d === 1
-    ? { source: s, seq: q, type: t, names: list, at, derived: true }
-    : { source: s, seq: q, type: t, names: list, at };
+  const changes = read(x, t);
+  if (changes === undefined) return undefined;
+  // changesOf checked that every change is of the message's kind
+  const message = { source: s, seq: q, type: t, changes, at } as BusMessage;
+  if (d === 1) message.derived = true;
+  return message;
 }

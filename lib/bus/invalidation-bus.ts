@@ -2,12 +2,13 @@ import { randomBytes } from 'node:crypto';
 import type { BusTransport } from '../interfaces/bus-transport.interface.js';
 import { BusCodec, type BusMessage, type BusMessageType, type BusRejection, REPLAY_WINDOW_MS } from './bus-message.js';
 import { Inbox, SLICE_MS } from './inbox.js';
+import type { ChangeRef, KeyChange, NamespaceChange } from '../codec/keyspace.js';
 
 /** What the bus tells the tier it keeps coherent. */
 export interface BusListener {
   /** `derived`: caused by a followed change (not to be followed further). */
-  keys(families: string[], derived: boolean): void;
-  namespaces(names: string[], derived: boolean): void;
+  keys(changes: KeyChange[], derived: boolean): void;
+  namespaces(changes: NamespaceChange[], derived: boolean): void;
   /** Something may have been missed (a gap, a new source, a lost connection): drop everything. */
   flush(reason: BusFlushReason): void;
   /** The bus vouches for the tier (`true`) or no longer does. */
@@ -187,12 +188,12 @@ export class InvalidationBus {
   }
 
   /** Keys changed (after memcached took the change). Never throws: a lost message shows as a gap. */
-  publishKeys(families: string[], derived = false): void {
-    void this.publish('k', families, derived);
+  publishKeys(changes: KeyChange[], derived = false): void {
+    void this.publish('k', changes, derived);
   }
 
-  publishNamespaces(names: string[], derived = false): void {
-    void this.publish('n', names, derived);
+  publishNamespaces(changes: NamespaceChange[], derived = false): void {
+    void this.publish('n', changes, derived);
   }
 
   stats(): BusStats {
@@ -261,7 +262,7 @@ export class InvalidationBus {
     return vouched;
   }
 
-  private publish(type: BusMessageType, names: string[], derived = false): Promise<void> {
+  private publish(type: BusMessageType, changes: ChangeRef[], derived = false): Promise<void> {
     // every message takes a number, sent or not, so receivers see a gap for one that was lost
     const seq = ++this.seq;
     const counted = type === 'k' || type === 'n';
@@ -269,7 +270,14 @@ export class InvalidationBus {
       if (counted) this.counters.publishFailures++;
       return Promise.resolve();
     }
-    const data = this.codec.encode({ source: this.source, seq, type, names, derived, at: this.wallClock() });
+    const data = this.codec.encode({
+      source: this.source,
+      seq,
+      type,
+      changes,
+      derived,
+      at: this.wallClock(),
+    } as BusMessage);
     return this.transport.publish(data).then(
       () => (counted ? void this.counters.published++ : undefined),
       () => (counted ? void this.counters.publishFailures++ : undefined),
@@ -297,8 +305,8 @@ export class InvalidationBus {
     }
     if (!this.track(message, arrived)) return this.reject('replayed');
     this.counters.received++;
-    if (message.type === 'k') this.listener.keys(message.names, message.derived === true);
-    else if (message.type === 'n') this.listener.namespaces(message.names, message.derived === true);
+    if (message.type === 'k') this.listener.keys(message.changes, message.derived === true);
+    else if (message.type === 'n') this.listener.namespaces(message.changes, message.derived === true);
     else if (message.type === 'b') this.depart(message.source, message.seq, arrived);
     // a source heard again (or gone for good) may be what the tier was waiting for
     if (!this.isHealthy) this.assess(this.clock());

@@ -1,7 +1,7 @@
 import { Logger, type LoggerService } from '@nestjs/common';
 import type { FillPlan, Loaded } from '../client/lease.js';
 import type { CacheBackend } from '../client/client-core.js';
-import type { CacheTarget } from '../client/namespaces.js';
+import type { EntryRef } from '../codec/keyspace.js';
 import type { Served } from '../client/read-through.js';
 import { assertNamespace } from '../codec/key.codec.js';
 import { normalizeTtl } from '../codec/ttl.js';
@@ -202,7 +202,7 @@ export class CacheAsideEngine {
   ): Promise<T> {
     const namespace = this.namespaceOf(plan, options);
     const http = site.http;
-    let target: CacheTarget;
+    let target: EntryRef;
     try {
       assertNamespace(namespace);
       const key = this.keyOf(options, site, false);
@@ -278,7 +278,7 @@ export class CacheAsideEngine {
     plan: CachePlan,
     options: CacheableOptions | CachePutOptions,
     site: CallSite,
-    target: CacheTarget,
+    target: EntryRef,
     produced: Produced<unknown>,
   ): Promise<FillPlan | undefined> {
     const value = produced.value;

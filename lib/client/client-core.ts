@@ -17,7 +17,7 @@ import { CacheStats } from '../stats/cache-stats.js';
 import { NodeConnection, type NodeTransportFactory } from '../transport/node-connection.js';
 import { RateLimitedLogger } from '../utils/rate-limited-logger.js';
 import type { FillPlan, FillReport } from './lease.js';
-import type { CacheTarget } from './namespaces.js';
+import type { EntryRef } from '../codec/keyspace.js';
 import { Namespaces } from './namespaces.js';
 import { NearTier } from './near-tier.js';
 import { Operations } from './operations.js';
@@ -40,7 +40,7 @@ export interface CacheBackend {
   /** A cache-aside read: the entry, or the source loaded once and filled. */
   read<T>(request: ReadRequest<T>): Promise<Served<T>>;
   /** Stores a value as an overwrite (`@CachePut`): loads of the key split off, every variant of it dropped. */
-  write(target: CacheTarget, value: unknown, fill: FillPlan | undefined, label: string): Promise<FillReport>;
+  write(target: EntryRef, value: unknown, fill: FillPlan | undefined, label: string): Promise<FillReport>;
   /** Deletes a key and every variant of it. */
   evict(target: { namespace?: string; key: string }): Promise<boolean>;
   /** Makes every entry of a namespace miss. */
@@ -50,7 +50,7 @@ export interface CacheBackend {
   /** Whether the node holding the namespace is known down (its breaker is open). */
   isDown(namespace: string): boolean;
   /** The wire key a target is stored under now (a fill of another variant than the one read). */
-  wireOf(target: CacheTarget): Promise<string>;
+  wireOf(target: EntryRef): Promise<string>;
 }
 
 /**
@@ -165,7 +165,7 @@ export class ClientCore implements CacheBackend {
     return this.readThrough.read(request);
   }
 
-  async write(target: CacheTarget, value: unknown, fill: FillPlan | undefined, label: string): Promise<FillReport> {
+  async write(target: EntryRef, value: unknown, fill: FillPlan | undefined, label: string): Promise<FillReport> {
     const wire = await this.namespaces.currentWire(target);
     const [report] = await Promise.all([
       this.readThrough.overwrite(
@@ -199,7 +199,7 @@ export class ClientCore implements CacheBackend {
     return this.namespaces.isDown({ namespace, key: '' });
   }
 
-  wireOf(target: CacheTarget): Promise<string> {
+  wireOf(target: EntryRef): Promise<string> {
     return this.namespaces.currentWire(target);
   }
 

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { toWireKey } from '../codec/key.codec.js';
+import { refreshMarker } from '../codec/keyspace.js';
 import { toExpiry } from '../codec/ttl.js';
 import { type EncodedValue, type ResponseMeta, UnsupportedValueError } from '../codec/value.codec.js';
 import { fillRefused, leaseStatus } from '../memcached.messages.js';
@@ -207,7 +207,7 @@ export class LeaseProtocol {
    * Undefined when this process is already refreshing the entry.
    */
   refresh<T>(wire: string, staleCas: Buffer, loader: Loader<T>, label: string): Promise<FillReport> | undefined {
-    const marker = toWireKey(`${wire}~refresh`);
+    const marker = refreshMarker(wire);
     if (this.refreshing.has(marker)) return undefined;
     this.refreshing.add(marker);
     return (async (): Promise<FillReport> => {

@@ -1,21 +1,11 @@
 import { generationLost, keyNotString } from '../memcached.messages.js';
 import { LRUCache } from 'lru-cache';
-import { assertNamespace, toWireKey } from '../codec/key.codec.js';
+import { assertNamespace } from '../codec/key.codec.js';
+import { type EntryRef, Keyspace } from '../codec/keyspace.js';
 import { RawJson } from '../codec/value.codec.js';
 import { MemcachedError } from '../transport/memcached.error.js';
 import { Opcode, Status } from '../transport/protocol.js';
 import type { ItemRead, Operations } from './operations.js';
-
-/**
- * Where a cached value lives: a `key` within a `namespace` (or a plain key without one), and
- * optionally one `variant` of that key (an HTTP response's query, principal or `Vary` values).
- * Evicting a key evicts all of its variants.
- */
-export interface CacheTarget {
-  namespace?: string;
-  key: string;
-  variant?: string;
-}
 
 /** What a read found, and the wire key it read (the one a fill must write). */
 export interface Lookup {
@@ -31,9 +21,9 @@ const KNOWN_VARIANT_GROUPS = 50_000;
 
 /**
  * Namespaces and variant groups as memcached holds them. memcached cannot delete by prefix, so
- * each namespace has a generation counter (`ns@gen`) and its entries live at `ns@<gen>:key`:
- * evicting the namespace is one atomic increment, and older entries are never read again.
- * The variants of one key work the same way, under a counter of their own (`ns@r:key`), so an
+ * each namespace has a generation counter and its entries live under its current value (the
+ * names are in keyspace.ts): evicting the namespace is one atomic increment, and older entries
+ * are never read again. The variants of one key work the same way, under a counter of their own, so an
  * eviction of the key makes every variant miss. A lost counter restarts from the clock, never
  * from a value used before. The generations last seen are kept (bounded), so a read is one round
  * trip that fetches the counters and the entry together, and checks them.
@@ -43,19 +33,23 @@ export class Namespaces {
   private readonly groups = new LRUCache<string, number>({ max: KNOWN_VARIANT_GROUPS });
   private readonly generationWires = new LRUCache<string, string>({ max: KNOWN_NAMESPACES });
 
+  readonly keyspace: Keyspace;
+
   constructor(
     private readonly ops: Operations,
-    private readonly prefix: string,
-  ) {}
+    prefix: string,
+  ) {
+    this.keyspace = new Keyspace(prefix);
+  }
 
   /** The wire key of a plain key (no namespace). */
   plainWire(key: string): string {
     if (typeof key !== 'string') throw new TypeError(keyNotString(key === null ? 'null' : typeof key));
-    return toWireKey(this.prefix + key);
+    return this.keyspace.plain(key);
   }
 
   /** True when the node holding the target's namespace counter (or plain key) is down. */
-  isDown(target: CacheTarget): boolean {
+  isDown(target: EntryRef): boolean {
     return this.ops.isDown(target.namespace ? this.generationWire(target.namespace) : this.plainWire(target.key));
   }
 
@@ -63,7 +57,7 @@ export class Namespaces {
    * Reads the target's entry under the current generations (one round trip when they are known).
    * With `keep`, a hit carries a copy of its bytes (for the near cache).
    */
-  async lookup(target: CacheTarget, rawJson = false, keep = false): Promise<Lookup> {
+  async lookup(target: EntryRef, rawJson = false, keep = false): Promise<Lookup> {
     const { namespace, variant } = target;
     if (!namespace) {
       const wire = this.plainWire(target.key);
@@ -96,14 +90,14 @@ export class Namespaces {
   }
 
   /** The wire key of the target's entry under the current generations (created when missing). */
-  async currentWire(target: CacheTarget): Promise<string> {
+  async currentWire(target: EntryRef): Promise<string> {
     if (!target.namespace) return this.plainWire(target.key);
     const { generation, group } = await this.currentIds(target);
     return this.wireAt(target, generation, group);
   }
 
   /** The target's current namespace generation and variant group (created when missing). */
-  private async currentIds(target: CacheTarget): Promise<{ generation: number; group: number }> {
+  private async currentIds(target: EntryRef): Promise<{ generation: number; group: number }> {
     const namespace = target.namespace!;
     assertNamespace(namespace);
     const [generation, group] = await Promise.all([
@@ -158,22 +152,22 @@ export class Namespaces {
   /** The wire keys that identify a namespace's current entries, for splitting in-process loads. */
   generationWire(namespace: string): string {
     let wire = this.generationWires.get(namespace);
-    if (wire === undefined) this.generationWires.set(namespace, (wire = toWireKey(`${this.prefix}${namespace}@gen`)));
+    if (wire === undefined) this.generationWires.set(namespace, (wire = this.keyspace.generation(namespace)));
     return wire;
   }
 
   private groupWire(namespace: string, key: string): string {
-    return toWireKey(`${this.prefix}${namespace}@r:${key}`);
+    return this.keyspace.group(namespace, key);
   }
 
+  /** A variant group's counter is remembered under its wire key (one name per group). */
   private groupId(namespace: string, key: string): string {
-    return `${namespace}:${key}`;
+    return this.groupWire(namespace, key);
   }
 
   /** The wire key of a namespaced target's entry under the given generations. */
-  wireAt(target: CacheTarget, generation: number, group: number): string {
-    const key = target.variant === undefined ? target.key : JSON.stringify([target.key, group, target.variant]);
-    return toWireKey(`${this.prefix}${target.namespace}@${generation}:${key}`);
+  wireAt(target: EntryRef, generation: number, group: number): string {
+    return this.keyspace.entry(target, generation, group);
   }
 
   /**

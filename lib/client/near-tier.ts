@@ -9,7 +9,6 @@ import {
 import { createBusTransport } from '../bus/transports.js';
 import type { ResolvedBusOptions } from '../config/near-options.js';
 import type { LoggerService } from '@nestjs/common';
-import { createHash } from 'node:crypto';
 import { type BusKey, BusCodec, type BusRejection, MAX_BUS_NAME } from '../bus/bus-message.js';
 import {
   busBack,
@@ -22,7 +21,8 @@ import {
 } from '../memcached.messages.js';
 import { StateLog } from '../utils/state-log.js';
 import type { NearCache } from '../near/near-cache.js';
-import type { CacheTarget, Lookup, Namespaces } from './namespaces.js';
+import { changeNames, type EntryRef, type KeyChange, type NamespaceChange } from '../codec/keyspace.js';
+import type { Lookup, Namespaces } from './namespaces.js';
 import type { KeptBytes, Operations } from './operations.js';
 
 /** The invalidation bus, in `stats()` when one is configured. */
@@ -37,8 +37,6 @@ export interface NearHit {
   meta?: ResponseMeta;
 }
 
-/** Marks a key carried as its hash (see `family`). */
-const HASHED_KEY = '\u0001sha256:';
 /** Most follow evictions under way at once (past it, a followed change evicts its whole namespace). */
 const MAX_FOLLOWING = 256;
 
@@ -48,8 +46,8 @@ const decodedHits = new WeakMap<object, NearHit>();
 /**
  * The near cache as the client uses it: reads it before memcached, keeps validated hits, drops
  * what this process or another one changed, and publishes this process's changes on the bus once
- * memcached has taken them. Names on the bus are logical (`prefix\0namespace\0key`), so every
- * variant of a key, under any generation, goes with it.
+ * memcached has taken them. Changes name a key or a namespace, not a wire key, so every variant
+ * of a key, under any generation, goes with it.
  */
 export class NearTier implements BusListener {
   readonly bus: InvalidationBus;
@@ -124,7 +122,7 @@ export class NearTier implements BusListener {
   }
 
   /** The entry held for the target, decoded as a memcached hit would be; undefined otherwise. */
-  read(target: CacheTarget, rawJson: boolean): NearHit | undefined {
+  read(target: EntryRef, rawJson: boolean): NearHit | undefined {
     const cache = this.cache;
     if (!cache.active || this.bus.vouches() === false) return undefined;
     let wire: string;
@@ -133,7 +131,7 @@ export class NearTier implements BusListener {
     } else {
       const generation = cache.generation(this.namespaceName(target.namespace));
       if (generation === undefined) return undefined;
-      const group = target.variant === undefined ? 0 : cache.group(this.family(target));
+      const group = target.variant === undefined ? 0 : cache.group(changeNames.family(this.change(target)));
       if (group === undefined) return undefined;
       wire = this.spaces.wireAt(target, generation, group);
     }
@@ -152,7 +150,7 @@ export class NearTier implements BusListener {
   }
 
   /** Keeps a fresh memcached hit read since `start` (refused if an invalidation came after it). */
-  keep(start: number, target: CacheTarget, found: Lookup): void {
+  keep(start: number, target: EntryRef, found: Lookup): void {
     const item = found.item;
     if (item.state !== 'hit' || item.kept === undefined) return;
     let ttl: number | undefined;
@@ -163,7 +161,11 @@ export class NearTier implements BusListener {
     this.cache.store(
       start,
       found.wire,
-      { family: this.family(target), held: item.kept, size: item.kept.bytes.length + found.wire.length },
+      {
+        family: changeNames.family(this.change(target)),
+        held: item.kept,
+        size: item.kept.bytes.length + found.wire.length,
+      },
       target.namespace === undefined
         ? {}
         : {
@@ -177,7 +179,7 @@ export class NearTier implements BusListener {
 
   /** A key is about to change, or just changed, here: drop it and refuse reads that began before. */
   keyChanging(target: { namespace?: string; key: string }): void {
-    if (this.serving) this.cache.invalidateKey(this.family(target));
+    if (this.serving) this.cache.invalidateKey(changeNames.family(this.change(target)));
   }
 
   /**
@@ -185,10 +187,10 @@ export class NearTier implements BusListener {
    * `derived`: the change follows another one (`bus.follow`), so it is not followed further.
    */
   keyChanged(target: { namespace?: string; key: string }, derived = false): void {
-    const family = this.family(target);
-    if (this.serving) this.cache.invalidateKey(family);
-    this.bus.publishKeys([family], derived);
-    if (!derived) this.followKey(family);
+    const change = this.change(target);
+    if (this.serving) this.cache.invalidateKey(changeNames.family(change));
+    this.bus.publishKeys([change], derived);
+    if (!derived) this.followKey(change);
   }
 
   namespaceChanging(namespace: string): void {
@@ -196,52 +198,44 @@ export class NearTier implements BusListener {
   }
 
   namespaceChanged(namespace: string, derived = false): void {
-    const name = this.namespaceName(namespace);
-    if (this.serving) this.cache.invalidateNamespace(name);
-    this.bus.publishNamespaces([name], derived);
-    if (!derived) this.followNamespace(name);
+    const change: NamespaceChange = { prefix: this.prefix, namespace };
+    if (this.serving) this.cache.invalidateNamespace(changeNames.namespaceName(change));
+    this.bus.publishNamespaces([change], derived);
+    if (!derived) this.followNamespace(change);
   }
 
   // BusListener: another process's changes
-  keys(families: string[], derived: boolean): void {
-    for (const family of families) {
-      if (this.serving) this.cache.invalidateKey(family);
-      if (!derived) this.followKey(family);
+  keys(changes: KeyChange[], derived: boolean): void {
+    for (const change of changes) {
+      if (this.serving) this.cache.invalidateKey(changeNames.family(change));
+      if (!derived) this.followKey(change);
     }
   }
 
-  namespaces(names: string[], derived: boolean): void {
-    for (const name of names) {
-      if (this.serving) this.cache.invalidateNamespace(name);
-      if (!derived) this.followNamespace(name);
+  namespaces(changes: NamespaceChange[], derived: boolean): void {
+    for (const change of changes) {
+      if (this.serving) this.cache.invalidateNamespace(changeNames.namespaceName(change));
+      if (!derived) this.followNamespace(change);
     }
   }
 
   /** A followed key changed: evict the same key (or everything) of the namespace derived from it. */
-  private followKey(family: string): void {
-    if (this.follow.length === 0) return;
-    const first = family.indexOf('\u0000');
-    const second = family.indexOf('\u0000', first + 1);
-    if (first < 0 || second < 0) return;
-    const prefix = family.slice(0, first);
-    const namespace = family.slice(first + 1, second);
-    const key = family.slice(second + 1);
-    // a long key travels as its hash: the same key here cannot be known, so the whole namespace goes
-    const whole = key.startsWith(HASHED_KEY);
+  private followKey(change: KeyChange): void {
     for (const rule of this.follow) {
-      if (rule.keyPrefix === prefix && rule.namespace === namespace)
-        this.evictFollowing(rule.allEntries || whole ? { namespace: rule.evict } : { namespace: rule.evict, key });
+      if (rule.keyPrefix !== change.prefix || rule.namespace !== change.namespace) continue;
+      // a long key travels as its hash: the same key here cannot be known, so the whole namespace goes
+      this.evictFollowing(
+        rule.allEntries || change.hashed === true
+          ? { namespace: rule.evict }
+          : { namespace: rule.evict, key: change.key },
+      );
     }
   }
 
-  private followNamespace(name: string): void {
-    if (this.follow.length === 0) return;
-    const cut = name.indexOf('\u0000');
-    if (cut < 0) return;
-    const prefix = name.slice(0, cut);
-    const namespace = name.slice(cut + 1);
+  private followNamespace(change: NamespaceChange): void {
     for (const rule of this.follow) {
-      if (rule.keyPrefix === prefix && rule.namespace === namespace) this.evictFollowing({ namespace: rule.evict });
+      if (rule.keyPrefix === change.prefix && rule.namespace === change.namespace)
+        this.evictFollowing({ namespace: rule.evict });
     }
   }
 
@@ -255,7 +249,9 @@ export class NearTier implements BusListener {
     const evictor = this.evictor;
     const target = this.following.size >= MAX_FOLLOWING ? { namespace: wanted.namespace } : wanted;
     const id =
-      target.key === undefined ? `n\u0000${target.namespace}` : `k\u0000${target.namespace}\u0000${target.key}`;
+      target.key === undefined
+        ? changeNames.namespaceName({ prefix: '', namespace: target.namespace })
+        : changeNames.family({ prefix: '', namespace: target.namespace, key: target.key });
     const running = this.following.get(id);
     if (running !== undefined) {
       running.again = true;
@@ -306,19 +302,13 @@ export class NearTier implements BusListener {
     return 'is silent';
   }
 
-  /**
-   * A key's name on the bus and in the near cache's marks: `prefix\0namespace\0key`, the key
-   * replaced by its hash when the name would be longer than a bus message allows a name to be.
-   */
-  private family(target: { namespace?: string; key: string }): string {
-    const family = `${this.prefix}\u0000${target.namespace ?? ''}\u0000${target.key}`;
-    if (family.length <= MAX_BUS_NAME) return family;
-    const hash = createHash('sha256').update(target.key).digest('base64url');
-    return `${this.prefix}\u0000${target.namespace ?? ''}\u0000${HASHED_KEY}${hash}`;
+  /** A key's change as the bus carries it (a key too long for a message as its hash). */
+  private change(target: { namespace?: string; key: string }): KeyChange {
+    return changeNames.ofKey(this.prefix, target, MAX_BUS_NAME);
   }
 
   private namespaceName(namespace: string): string {
-    return `${this.prefix}\u0000${namespace}`;
+    return changeNames.namespaceName({ prefix: this.prefix, namespace });
   }
 }
 

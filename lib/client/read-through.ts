@@ -1,14 +1,15 @@
 import type { ResponseMeta } from '../codec/value.codec.js';
 import { Flights } from './flights.js';
 import { type CacheFailure, type FillReport, LeaseProtocol, type Loader } from './lease.js';
-import type { CacheTarget, Lookup, Namespaces } from './namespaces.js';
+import { type EntryRef, flightNames } from '../codec/keyspace.js';
+import type { Lookup, Namespaces } from './namespaces.js';
 import type { NearTier } from './near-tier.js';
 import type { Operations } from './operations.js';
 
 import type { ReadOutcome } from '../stats/cache-stats.js';
 
 export interface ReadRequest<T> {
-  target: CacheTarget;
+  target: EntryRef;
   /** The source: its value, and how to store it. */
   load: Loader<T>;
   /** Fill under a lease (one loader across processes, no stale set after an eviction). */
@@ -96,7 +97,7 @@ export class ReadThrough {
     if (found === undefined) {
       // the cache cannot be read: nothing is filled; loads of the key that start together are shared
       const { result } = await this.flights.run(
-        logicalKey(target),
+        flightNames.ofEntry(target),
         ticket,
         undefined,
         async () => (await request.load(NOTHING_KEPT)).value,
@@ -105,7 +106,7 @@ export class ReadThrough {
     }
     const wire = found.wire;
     const { result, joined } = await this.flights.run(
-      request.rawJson ? RAW + wire : wire,
+      flightNames.ofWire(wire, request.rawJson === true),
       ticket,
       item,
       async (flight): Promise<Served<T>> => {
@@ -125,11 +126,11 @@ export class ReadThrough {
    * eviction follows another service's change (`bus.follow`), so it is not followed further.
    */
   async evict(target: { namespace?: string; key: string }, how: { derived?: boolean } = {}): Promise<boolean> {
-    this.flights.invalidatePrefix(logicalKey({ namespace: target.namespace, key: target.key, variant: '' }));
+    this.flights.invalidatePrefix(flightNames.keyPrefix(target));
     this.near?.keyChanging(target);
     const wire = await this.namespaces.currentWire(target);
-    this.flights.invalidate(wire);
-    this.flights.invalidate(RAW + wire);
+    this.flights.invalidate(flightNames.ofWire(wire, false));
+    this.flights.invalidate(flightNames.ofWire(wire, true));
     const [deleted] = await Promise.all([
       this.ops.delete(wire),
       target.namespace ? this.namespaces.bumpVariants(target.namespace, target.key) : undefined,
@@ -140,7 +141,7 @@ export class ReadThrough {
 
   /** Evicts every entry of a namespace (a new generation; running loads belong to the old one). */
   async evictAll(namespace: string, how: { derived?: boolean } = {}): Promise<void> {
-    this.flights.invalidatePrefix(`${namespace}\u0000`);
+    this.flights.invalidatePrefix(flightNames.namespacePrefix(namespace));
     this.near?.namespaceChanging(namespace);
     await this.namespaces.bump(namespace);
     this.near?.namespaceChanged(namespace, how.derived === true);
@@ -158,8 +159,8 @@ export class ReadThrough {
     send: () => Promise<R>,
     landed: (result: R) => boolean,
   ): Promise<R> {
-    this.flights.invalidate(wire);
-    this.flights.invalidate(RAW + wire);
+    this.flights.invalidate(flightNames.ofWire(wire, false));
+    this.flights.invalidate(flightNames.ofWire(wire, true));
     this.near?.keyChanging(target);
     const result = await send();
     if (landed(result)) this.near?.keyChanged(target);
@@ -168,12 +169,3 @@ export class ReadThrough {
 }
 
 const NOTHING_KEPT = { keep: false };
-
-/** Marks the flights of HTTP reads (their hits are `RawJson`); no wire key holds a control character. */
-const RAW = '\u0001';
-
-/** A target's identity while the cache cannot be read (no generation known). */
-function logicalKey(target: CacheTarget): string {
-  const head = `${target.namespace ?? ''}\u0000${target.key}\u0000`;
-  return target.variant === undefined ? head : head + target.variant;
-}

@@ -6,7 +6,10 @@ export const MAX_KEY_LENGTH = 250;
 /** Marks a key that was rewritten to head + hash; never left in a key sent as is. */
 export const HASHED_KEY_MARK = '#';
 const HASH_LENGTH = 43; // sha256, base64url, no padding
-const NAMESPACE_PATTERN = /^[A-Za-z0-9_.-]+$/;
+/** What a namespace may hold: never a separator the keyspace uses. */
+export const NAMESPACE_PATTERN = /^[A-Za-z0-9_.-]+$/;
+/** What a key prefix may hold: printable ASCII without spaces or `#`. */
+export const KEY_PREFIX_PATTERN = /^[\x21-\x22\x24-\x7e]{0,128}$/;
 
 const validNamespaces = new Set<string>();
 

@@ -8,6 +8,7 @@ import type { ValueMode } from '../codec/value.codec.js';
 import { invalidOption, optionsNotObject, show, unknownOption } from '../memcached.messages.js';
 import type { ConnectionOptions as TlsConnectionOptions } from 'node:tls';
 import type { CipherKey } from '../codec/value-cipher.js';
+import { KEY_PREFIX_PATTERN } from '../codec/key.codec.js';
 import { resolveEncryption, resolveTls } from './security-options.js';
 import {
   type NumericBound,
@@ -129,7 +130,6 @@ const DEFAULT_SERVERS = `127.0.0.1:${DEFAULT_PORT}`;
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
 /** Printable ASCII without space or '#', so a prefixed key can still be sent as it is. */
-const KEY_PREFIX = /^[\x21-\x22\x24-\x7e]{0,128}$/;
 
 /** Validates options and fills in defaults. Throws `MemcachedConfigError` naming the bad option. */
 export function resolveOptions(options: MemcachedModuleOptions = {}): ResolvedMemcachedOptions {
@@ -163,7 +163,7 @@ export function resolveOptions(options: MemcachedModuleOptions = {}): ResolvedMe
     throw fail('logger', logger, 'a Nest LoggerService or false');
   }
   const keyPrefix = get<string>('keyPrefix');
-  if (!KEY_PREFIX.test(keyPrefix)) {
+  if (!KEY_PREFIX_PATTERN.test(keyPrefix)) {
     throw fail('keyPrefix', keyPrefix, "at most 128 printable ASCII characters, without spaces or '#'");
   }
 

@@ -50,7 +50,8 @@ const keyBytes = (_: unknown, key: string) => key.length * 2 + 64;
  * (so a hit needs no request at all), and refuses a value whose read began before an
  * invalidation of its key or namespace arrived: every read takes an epoch first (`begin()`), every
  * invalidation marks its key or namespace with a newer epoch, and `store` checks the marks. Marks
- * are bounded; when one is forgotten, reads that began before it are refused too.
+ * are bounded; when one is forgotten, reads that began before it are refused too. Key families
+ * and namespace names are the keyspace's (`changeNames`), which never meet, so one map marks both.
  */
 export class NearCache {
   private readonly entries: LRUCache<string, NearEntry>;
@@ -156,7 +157,7 @@ export class NearCache {
 
   /** A key (every variant of it) changed: drop what is held and refuse reads that began before. */
   invalidateKey(family: string): void {
-    this.marks.set(`k${family}`, ++this.epoch);
+    this.marks.set(family, ++this.epoch);
     this.groups.delete(family);
     const wires = this.families.get(family);
     if (wires === undefined) return;
@@ -168,7 +169,7 @@ export class NearCache {
 
   /** A namespace got a new generation: forget the one held (its entries become unreachable). */
   invalidateNamespace(namespace: string): void {
-    this.marks.set(`n${namespace}`, ++this.epoch);
+    this.marks.set(namespace, ++this.epoch);
     if (this.generations.delete(namespace)) this.counters.invalidations++;
   }
 
@@ -189,8 +190,8 @@ export class NearCache {
 
   private admits(start: number, family: string, namespace: string | undefined): boolean {
     if (start < this.flushedAt || start < this.forgotten) return false;
-    if ((this.marks.get(`k${family}`) ?? 0) > start) return false;
-    return namespace === undefined || (this.marks.get(`n${namespace}`) ?? 0) <= start;
+    if ((this.marks.get(family) ?? 0) > start) return false;
+    return namespace === undefined || (this.marks.get(namespace) ?? 0) <= start;
   }
 
   private unindex(family: string, wire: string): void {

@@ -64,11 +64,11 @@ describe('MemcachedClient against a real memcached', () => {
       expect((await rawGet(daemon.port, wire))?.bytes.toString()).toBe(String(i));
   });
 
-  it('keeps a namespaced key under the namespace generation, as the decorators do: prefix + namespace@generation:key', async () => {
+  it('keeps a namespaced key under the namespace generation, as the decorators do: prefix + namespace#generation:key', async () => {
     await client.set('42', 'jane', { namespace: 'users' });
-    const generation = JSON.parse((await rawGet(daemon.port, 'test:users@gen'))!.bytes.toString()) as number;
+    const generation = JSON.parse((await rawGet(daemon.port, 'test:users#gen'))!.bytes.toString()) as number;
     expect(Number.isSafeInteger(generation)).toBe(true);
-    await expect(rawGet(daemon.port, `test:users@${generation}:42`)).resolves.toMatchObject({
+    await expect(rawGet(daemon.port, `test:users#${generation}:42`)).resolves.toMatchObject({
       bytes: Buffer.from('jane'),
     });
     await expect(client.get('42', { namespace: 'users' })).resolves.toBe('jane');
@@ -265,7 +265,7 @@ describe("a namespace's counters holding someone else's bytes", () => {
       [0, '1e400'],
     ] as const) {
       const ns = `poisoned${flags}${garbage.length}`;
-      await rawSet(daemon.port, `g:${ns}@gen`, garbage, flags);
+      await rawSet(daemon.port, `g:${ns}#gen`, garbage, flags);
       // each call on a fresh client, so that no generation is remembered from before
       const fresh = new MemcachedClient({ servers: daemon.address, keyPrefix: 'g:', logger: false });
       try {
@@ -276,10 +276,10 @@ describe("a namespace's counters holding someone else's bytes", () => {
         for (let i = 0; i < 3; i++) await fresh.getOrSet('w', async () => ++loads, { namespace: ns });
         expect(loads).toBe(1);
         // deleteNamespace works on garbage too, and the old entries are gone
-        await rawSet(daemon.port, `g:${ns}@gen`, garbage, flags);
+        await rawSet(daemon.port, `g:${ns}#gen`, garbage, flags);
         await fresh.deleteNamespace(ns);
         expect(await fresh.get('k', { namespace: ns })).toBeUndefined();
-        expect(Number((await rawGet(daemon.port, `g:${ns}@gen`))!.bytes.toString())).toBeGreaterThan(0);
+        expect(Number((await rawGet(daemon.port, `g:${ns}#gen`))!.bytes.toString())).toBeGreaterThan(0);
         expect(await fresh.delete('k', { namespace: ns })).toBe(false);
       } finally {
         fresh.close();
@@ -289,10 +289,10 @@ describe("a namespace's counters holding someone else's bytes", () => {
 
   it("a key's variant counter holding garbage does not stop evictions of that key", async () => {
     await client.set('doc', 'v1', { namespace: 'docs' });
-    await rawSet(daemon.port, 'g:docs@r:doc', 'garbage');
+    await rawSet(daemon.port, 'g:docs#r:doc', 'garbage');
     await expect(client.delete('doc', { namespace: 'docs' })).resolves.toBe(true);
     expect(await client.get('doc', { namespace: 'docs' })).toBeUndefined();
-    expect(await rawGet(daemon.port, 'g:docs@r:doc')).toBeUndefined();
+    expect(await rawGet(daemon.port, 'g:docs#r:doc')).toBeUndefined();
   });
 });
 

@@ -72,7 +72,7 @@ async function redisPublisher(url: string, channel: string): Promise<Publisher> 
 }
 
 const forge = (codec: BusCodec, message: Partial<BusMessage>) =>
-  codec.encode({ source: 'mallory', seq: 1, type: 'h', names: [], at: Date.now(), ...message });
+  codec.encode({ source: 'mallory', seq: 1, type: 'h', changes: [], at: Date.now(), ...message } as BusMessage);
 
 /** Every attack, one after another, as fast as the publisher takes them. Returns how many messages. */
 async function attack(publisher: Publisher, codec: BusCodec, honest: { source: string; recorded: string }) {
@@ -81,17 +81,19 @@ async function attack(publisher: Publisher, codec: BusCodec, honest: { source: s
     publisher.publish(data);
     sent++;
   };
-  const family = (key: string) => `victim:\u0000victim\u0000${key}`;
+  const victimKey = (key: string) => ({ prefix: 'victim:', namespace: 'victim', key });
   // forged invalidations of the victim's keys and namespace, and forged changes it follows
   for (let i = 0; i < 1000; i++) {
-    send(forge(codec, { source: `f${i}`, type: 'k', names: [family(`k${i % PRIMED}`)] }));
-    send(forge(codec, { source: `g${i}`, type: 'n', names: ['victim:\u0000victim'] }));
-    send(forge(codec, { source: `h${i}`, type: 'k', names: [`users:\u0000users\u0000${i}`] }));
+    send(forge(codec, { source: `f${i}`, type: 'k', changes: [victimKey(`k${i % PRIMED}`)] }));
+    send(forge(codec, { source: `g${i}`, type: 'n', changes: [{ prefix: 'victim:', namespace: 'victim' }] }));
+    send(
+      forge(codec, { source: `h${i}`, type: 'k', changes: [{ prefix: 'users:', namespace: 'users', key: `${i}` }] }),
+    );
   }
   // names as long as a message allows, distinct: what the near cache's marks would have to keep
   for (let i = 0; i < 300; i++) {
-    const names = Array.from({ length: 30 }, (_, j) => `${i}-${j}-${'x'.repeat(2000)}`);
-    send(forge(codec, { source: `m${i}`, seq: 1, type: 'k', names }));
+    const changes = Array.from({ length: 30 }, (_, j) => victimKey(`${i}-${j}-${'x'.repeat(2000)}`));
+    send(forge(codec, { source: `m${i}`, seq: 1, type: 'k', changes }));
   }
   // a poisoned sequence: the honest process's source, far ahead
   send(forge(codec, { source: honest.source, seq: 1e9 }));

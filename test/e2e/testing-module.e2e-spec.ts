@@ -175,7 +175,7 @@ describe('MemcachedTestingModule in the tests users write', () => {
       expect(memory).toBe(moduleRef.get(MemcachedClient));
       await moduleRef.get(UsersService).findById('1');
       await sleep(10);
-      expect(memory.storedKeys().some((key) => key.startsWith('t:users@'))).toBe(true);
+      expect(memory.storedKeys().some((key) => key.startsWith('t:users#'))).toBe(true);
     } finally {
       await moduleRef.close();
     }

@@ -56,9 +56,9 @@ export async function rawSet(port: number, key: string, value: Buffer | string, 
  * generation read from the server), or undefined. Looks at the server directly, over the text protocol.
  */
 export async function rawEntry(port: number, prefix: string, namespace: string, key: string) {
-  const generation = await rawGet(port, `${prefix}${namespace}@gen`);
+  const generation = await rawGet(port, `${prefix}${namespace}#gen`);
   if (!generation) return undefined;
-  const wireKey = `${prefix}${namespace}@${generation.bytes.toString().trim()}:${key}`;
+  const wireKey = `${prefix}${namespace}#${generation.bytes.toString().trim()}:${key}`;
   const item = await rawGet(port, wireKey);
   return item && { key: wireKey, ...item };
 }

@@ -1,7 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { inspect } from 'node:util';
-import { BusCodec, MAX_BUS_MESSAGE, MAX_BUS_NAME, MAX_BUS_NAMES, REPLAY_WINDOW_MS } from '../../lib/bus/bus-message.js';
+import {
+  BusCodec,
+  type BusMessage,
+  MAX_BUS_MESSAGE,
+  MAX_BUS_NAME,
+  MAX_BUS_NAMES,
+  REPLAY_WINDOW_MS,
+} from '../../lib/bus/bus-message.js';
+import type { KeyChange, NamespaceChange } from '../../lib/codec/keyspace.js';
 import { type BusListener, type BusTransport, InvalidationBus, MAX_SOURCES } from '../../lib/bus/invalidation-bus.js';
 
 /** An in-memory fan-out channel: every subscriber gets every message; `drop` loses the next ones. */
@@ -32,6 +40,10 @@ class Channel {
   }
 }
 
+/** A key of namespace `users` changed, and a namespace changed. */
+const k = (key: string): KeyChange => ({ prefix: 'p', namespace: 'users', key });
+const n = (namespace: string): NamespaceChange => ({ prefix: 'p', namespace });
+
 function recorder() {
   const seen = {
     keys: [] as string[],
@@ -42,8 +54,8 @@ function recorder() {
     rejected: [] as string[],
   };
   const listener: BusListener = {
-    keys: (f, d) => (seen.keys.push(...f), seen.derived.push(d)),
-    namespaces: (n, d) => (seen.namespaces.push(...n), seen.derived.push(d)),
+    keys: (f, d) => (seen.keys.push(...f.map((change) => change.key)), seen.derived.push(d)),
+    namespaces: (n, d) => (seen.namespaces.push(...n.map((change) => change.namespace)), seen.derived.push(d)),
     flush: (reason) => seen.flushes.push(reason),
     healthy: (h) => seen.healthy.push(h),
     rejected: (reason) => seen.rejected.push(reason),
@@ -99,7 +111,7 @@ const NOW = 1_800_000_000_000;
 
 describe('bus messages', () => {
   const plain = new BusCodec();
-  const message = { source: 'abc', seq: 3, type: 'k' as const, names: ['p\u0000users\u00007'], at: NOW };
+  const message = { source: 'abc', seq: 3, type: 'k' as const, changes: [k('7')], at: NOW };
 
   it('round-trip, and anything else read from the bus is refused, unread', () => {
     expect(plain.decode(plain.encode(message), NOW)).toStrictEqual({ message });
@@ -124,8 +136,18 @@ describe('bus messages', () => {
       payload({ s: 'a b', q: 1, t: 'h', x: [], a: NOW }),
       payload({ s: 'a', q: 1, t: 'h', x: [], a: 'now' }),
       payload({ s: 'a', q: 1, t: 'k', x: ['a'], a: NOW, d: 2 }),
-      payload({ s: 'a', q: 1, t: 'k', x: ['x'.repeat(MAX_BUS_NAME + 1)], a: NOW }),
-      payload({ s: 'a', q: 1, t: 'k', x: Array.from({ length: MAX_BUS_NAMES + 1 }, () => 'n'), a: NOW }),
+      payload({ s: 'a', q: 1, t: 'k', x: [['p', 'users', 'x'.repeat(MAX_BUS_NAME)]], a: NOW }),
+      payload({ s: 'a', q: 1, t: 'n', x: Array.from({ length: MAX_BUS_NAMES + 1 }, () => ['p', 'n']), a: NOW }),
+      // a change that is not what a sender writes: wrong kind, separators, a bad hash
+      payload({ s: 'a', q: 1, t: 'k', x: [['p', 'users']], a: NOW }),
+      payload({ s: 'a', q: 1, t: 'n', x: [['p', 'users', 'k']], a: NOW }),
+      payload({ s: 'a', q: 1, t: 'n', x: [['p', '']], a: NOW }),
+      payload({ s: 'a', q: 1, t: 'k', x: [['p', 'a b', 'k']], a: NOW }),
+      payload({ s: 'a', q: 1, t: 'k', x: [['p\u0000users', 'x', 'k']], a: NOW }),
+      payload({ s: 'a', q: 1, t: 'k', x: [['p#', 'users', 'k']], a: NOW }),
+      payload({ s: 'a', q: 1, t: 'k', x: [['p', 'users', 'k', 2]], a: NOW }),
+      payload({ s: 'a', q: 1, t: 'k', x: [['p', 'users', 'not-a-hash', 1]], a: NOW }),
+      payload({ s: 'a', q: 1, t: 'k', x: [['p', 'users', 7]], a: NOW }),
       `2..${'['.repeat(MAX_BUS_MESSAGE / 2 - 4)}`,
       `2..${' '.repeat(MAX_BUS_MESSAGE)}`,
       '{"v":1,"s":"a","q":1,"t":"k","x":["a"],"d":2}',
@@ -137,7 +159,7 @@ describe('bus messages', () => {
   it("without keys, reads the previous release's messages (a rolling upgrade)", () => {
     const v1 = '{"v":1,"s":"old","q":4,"t":"k","x":["p\\u0000users\\u00007"],"d":1}';
     expect(plain.decode(v1, NOW)).toStrictEqual({
-      message: { source: 'old', seq: 4, type: 'k', names: ['p\u0000users\u00007'], at: 0, derived: true },
+      message: { source: 'old', seq: 4, type: 'k', changes: [k('7')], at: 0, derived: true },
     });
   });
 
@@ -199,18 +221,37 @@ describe('bus messages', () => {
 
   it('property: any well-formed message round-trips through a signing codec', () => {
     const signed = new BusCodec([KEY2, KEY1]);
-    const name = fc.string({ maxLength: 40, unit: 'binary' });
+    const prefix = fc.stringMatching(/^[!-"$-~]{0,8}$/);
+    const namespace = fc.stringMatching(/^[A-Za-z0-9_.-]{1,12}$/);
+    const keyChange = fc.oneof(
+      fc.record({
+        prefix,
+        namespace: fc.oneof(fc.constant(''), namespace),
+        key: fc.string({ maxLength: 40, unit: 'binary' }),
+      }),
+      fc.record({ prefix, namespace, key: fc.stringMatching(/^[A-Za-z0-9_-]{43}$/), hashed: fc.constant(true) }),
+    );
+    const header = {
+      source: fc.stringMatching(/^[A-Za-z0-9_-]{1,64}$/),
+      seq: fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }),
+      at: fc.constant(NOW),
+    };
     fc.assert(
       fc.property(
-        fc.record({
-          source: fc.stringMatching(/^[A-Za-z0-9_-]{1,64}$/),
-          seq: fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }),
-          type: fc.constantFrom('k' as const, 'n' as const),
-          names: fc.array(name, { minLength: 1, maxLength: 5 }),
-          at: fc.constant(NOW),
-        }),
+        fc.oneof(
+          fc.record({
+            ...header,
+            type: fc.constant('k' as const),
+            changes: fc.array(keyChange, { minLength: 1, maxLength: 5 }),
+          }),
+          fc.record({
+            ...header,
+            type: fc.constant('n' as const),
+            changes: fc.array(fc.record({ prefix, namespace }), { minLength: 1, maxLength: 5 }),
+          }),
+        ),
         (sent) => {
-          expect(signed.decode(signed.encode(sent), NOW)).toStrictEqual({ message: { ...sent } });
+          expect(signed.decode(signed.encode(sent), NOW)).toStrictEqual({ message: JSON.parse(JSON.stringify(sent)) });
         },
       ),
       { numRuns: 500 },
@@ -222,8 +263,8 @@ describe('InvalidationBus', () => {
   it("becomes healthy when its own heartbeat comes back, and hands on the others' invalidations only", async () => {
     const { a, b } = await twoNodes();
     expect(a.bus.healthy && b.bus.healthy).toBe(true);
-    a.bus.publishKeys(['k1']);
-    a.bus.publishNamespaces(['n1']);
+    a.bus.publishKeys([k('k1')]);
+    a.bus.publishNamespaces([n('n1')]);
     await Promise.resolve();
     expect(b.seen.keys).toStrictEqual(['k1']);
     expect(b.seen.derived).toStrictEqual([false, false]);
@@ -235,10 +276,10 @@ describe('InvalidationBus', () => {
 
   it("flushes on a gap in a source's sequence (a lost message)", async () => {
     const { channel, a, b } = await twoNodes();
-    a.bus.publishKeys(['k1']);
+    a.bus.publishKeys([k('k1')]);
     channel.drop = 1;
-    a.bus.publishKeys(['k2']);
-    a.bus.publishKeys(['k3']);
+    a.bus.publishKeys([k('k2')]);
+    a.bus.publishKeys([k('k3')]);
     await Promise.resolve();
     expect(b.seen.keys).toStrictEqual(['k1', 'k3']);
     expect(b.seen.flushes).toStrictEqual(['gap']);
@@ -248,10 +289,10 @@ describe('InvalidationBus', () => {
 
   it('a message published while disconnected still takes a number, so receivers see the gap', async () => {
     const { channel, a, b } = await twoNodes();
-    a.bus.publishKeys(['k0']);
+    a.bus.publishKeys([k('k0')]);
     const aState = channel.subscribers[0].state;
     aState(false);
-    a.bus.publishKeys(['lost']);
+    a.bus.publishKeys([k('lost')]);
     expect(a.bus.stats().publishFailures).toBe(1);
     aState(true);
     await Promise.resolve();
@@ -335,7 +376,7 @@ describe('InvalidationBus', () => {
     a.bus.tick();
     b.bus.tick();
     a.link.silent = true;
-    a.bus.publishKeys(['lost']);
+    a.bus.publishKeys([k('lost')]);
     for (let t = 500; t <= 1250; t += 250) {
       clock.now = t;
       b.bus.tick();
@@ -364,7 +405,7 @@ describe('InvalidationBus', () => {
     const cState = channel.subscribers[2].state;
     cState(false);
     a.link.silent = true;
-    b.bus.publishKeys(['missed']);
+    b.bus.publishKeys([k('missed')]);
     clock.now = 500;
     cState(true);
     b.bus.tick();
@@ -432,8 +473,8 @@ describe('InvalidationBus', () => {
 });
 
 /** What a hostile publisher on the channel sends: its own bytes, outside any bus. */
-function sendAs(channel: Channel, codec: BusCodec, message: Partial<Parameters<BusCodec['encode']>[0]>) {
-  channel.send(codec.encode({ source: 'mallory', seq: 1, type: 'h', names: [], at: NOW, ...message }));
+function sendAs(channel: Channel, codec: BusCodec, message: Partial<BusMessage> & Record<string, unknown>) {
+  channel.send(codec.encode({ source: 'mallory', seq: 1, type: 'h', changes: [], at: NOW, ...message } as BusMessage));
 }
 
 describe('InvalidationBus against a hostile publisher', () => {
@@ -442,9 +483,9 @@ describe('InvalidationBus against a hostile publisher', () => {
     const forger = new BusCodec([{ id: 1, key: Buffer.alloc(32, 7) }]);
     const state = () => ({ flushes: [...a.seen.flushes], keys: [...a.seen.keys], sources: a.bus.stats().sources });
     const before = state();
-    sendAs(channel, forger, { type: 'k', names: ['victim'] });
-    sendAs(channel, forger, { source: b.bus.source, seq: 1e9, type: 'n', names: ['ns'] });
-    sendAs(channel, new BusCodec(), { type: 'k', names: ['unsigned'] });
+    sendAs(channel, forger, { type: 'k', changes: [k('victim')] });
+    sendAs(channel, forger, { source: b.bus.source, seq: 1e9, type: 'n', changes: [n('ns')] });
+    sendAs(channel, new BusCodec(), { type: 'k', changes: [k('unsigned')] });
     for (let i = 0; i < 1000; i++) sendAs(channel, forger, { source: `s${i}` });
     // past a slice of handling, the rest waits for the next turns of the event loop
     await a.bus.whenIdle();
@@ -454,7 +495,7 @@ describe('InvalidationBus against a hostile publisher', () => {
     // a replay of b's authentic message is refused too
     const recorded: string[] = [];
     channel.subscribers.push({ deliver: (d: string) => recorded.push(d), state: () => undefined });
-    b.bus.publishKeys(['k1']);
+    b.bus.publishKeys([k('k1')]);
     await a.bus.whenIdle();
     expect(a.seen.keys).toStrictEqual([...before.keys, 'k1']);
     channel.send(recorded.at(-1)!);
@@ -472,8 +513,8 @@ describe('InvalidationBus against a hostile publisher', () => {
     const b = node(channel, clock, 1000, new BusCodec([KEY1]));
     await a.bus.start();
     await b.bus.start();
-    a.bus.publishKeys(['from-new']);
-    b.bus.publishKeys(['from-old']);
+    a.bus.publishKeys([k('from-new')]);
+    b.bus.publishKeys([k('from-old')]);
     expect(b.seen.keys).toStrictEqual(['from-new']);
     expect(a.seen.keys).toStrictEqual(['from-old']);
     expect(a.bus.stats().forged + b.bus.stats().forged).toBe(0);
@@ -482,15 +523,15 @@ describe('InvalidationBus against a hostile publisher', () => {
 
   it('without keys: a forged sequence number far ahead cannot hide a later lost message', async () => {
     const { channel, a, b } = await twoNodes();
-    b.bus.publishKeys(['k1']);
+    b.bus.publishKeys([k('k1')]);
     // the poison: b's source id, a number far ahead
     sendAs(channel, new BusCodec(), { source: b.bus.source, seq: 1e9 });
     const flushes = a.seen.flushes.length;
-    b.bus.publishKeys(['k2']); // goes back: resynchronised (and flushed)
+    b.bus.publishKeys([k('k2')]); // goes back: resynchronised (and flushed)
     expect(a.seen.flushes.length).toBe(flushes + 1);
     channel.drop = 1;
-    b.bus.publishKeys(['lost']);
-    b.bus.publishKeys(['k3']); // the gap after the lost one is seen at once
+    b.bus.publishKeys([k('lost')]);
+    b.bus.publishKeys([k('k3')]); // the gap after the lost one is seen at once
     expect(a.seen.flushes.length).toBe(flushes + 2);
     expect(a.seen.flushes.at(-1)).toBe('gap');
   });
@@ -542,7 +583,7 @@ describe('InvalidationBus against a hostile publisher', () => {
       handledThisTurn = 0;
     }, 0);
     for (let i = 0; i < 20_000; i++)
-      sendAs(channel, plain, { source: 'flood', seq: i + 1, type: 'k', names: [`n${i}`] });
+      sendAs(channel, plain, { source: 'flood', seq: i + 1, type: 'k', changes: [k(`n${i}`)] });
     await a.bus.whenIdle();
     clearInterval(timer);
     await bus.close();
@@ -560,7 +601,9 @@ describe('InvalidationBus against a hostile publisher', () => {
     const a = node(channel, clock, 1000, new BusCodec([KEY1]));
     await a.bus.start();
     const flushes = a.seen.flushes.length;
-    channel.send(new BusCodec([KEY1]).encode({ source: 'skewed', seq: 1, type: 'k', names: ['x'], at: NOW - 40_000 }));
+    channel.send(
+      new BusCodec([KEY1]).encode({ source: 'skewed', seq: 1, type: 'k', changes: [k('x')], at: NOW - 40_000 }),
+    );
     expect(a.bus.stats().stale).toBe(1);
     expect(a.seen.flushes.slice(flushes)).toStrictEqual(['stale']);
     expect(a.seen.keys).toStrictEqual([]);
@@ -571,7 +614,7 @@ describe('InvalidationBus against a hostile publisher', () => {
     const { channel, a, b } = await twoNodes([KEY1]);
     const recorded: string[] = [];
     channel.subscribers.push({ deliver: (d: string) => recorded.push(d), state: () => undefined });
-    b.bus.publishKeys(['k1']);
+    b.bus.publishKeys([k('k1')]);
     const evictions = recorded.length;
     // a's link drops and comes back: b's old messages must still be refused
     channel.subscribers[0].state(false);
@@ -592,7 +635,7 @@ describe('InvalidationBus against a hostile publisher', () => {
     const { channel, a, b } = await twoNodes();
     const recorded: string[] = [];
     channel.subscribers.push({ deliver: (d: string) => recorded.push(d), state: () => undefined });
-    b.bus.publishKeys(['k1']);
+    b.bus.publishKeys([k('k1')]);
     const flushes = a.seen.flushes.length;
     channel.send(recorded.at(-1)!);
     expect(a.seen.flushes.length).toBe(flushes);
@@ -613,7 +656,8 @@ describe('InvalidationBus against a hostile publisher', () => {
     const bus = new InvalidationBus(channel.transport(), listener, 1000);
     await bus.start();
     const plain = new BusCodec();
-    for (let i = 0; i < 5000; i++) sendAs(channel, plain, { source: 'p', seq: i + 1, type: 'k', names: [`n${i}`] });
+    for (let i = 0; i < 5000; i++)
+      sendAs(channel, plain, { source: 'p', seq: i + 1, type: 'k', changes: [k(`n${i}`)] });
     await bus.whenIdle();
     expect(calls).toBe(5000);
     await bus.close();
