@@ -8,16 +8,13 @@ export const CACHE_PUT_METADATA = 'nestjs-memcached:cache-put';
  * trampolines hand their calls to.
  */
 export const CACHE_INVOKER = Symbol.for('nestjs-memcached:invoker');
-/** @nestjs/common's metadata keys the cache reads or writes (its constants subpath is not exported everywhere; stable since Nest 5). */
-export const NEST_INTERCEPTORS_METADATA = '__interceptors__';
-export const NEST_ROUTE_ARGS_METADATA = '__routeArguments__';
-/** @nestjs/common's marker of a server-sent events route (`@Sse()`): its result is a stream, never a value to cache. */
-export const NEST_SSE_METADATA = '__sse__';
 /**
  * The method of `CacheInterceptor` the decorators' delegate calls: the route's own plan (its
  * `intercept` is what an app binds itself, which caches routes without decorators by URL).
  */
 export const SERVE_DECORATED = Symbol.for('nestjs-memcached:serve-decorated');
+/** The method of `CacheInterceptor` a route served from its handler calls (nest/route-handlers.ts). */
+export const SERVE_ROUTE = Symbol.for('nestjs-memcached:serve-route');
 /** Marks a method replaced by the decoration-time trampoline, holding the original. */
 export const ORIGINAL_METHOD = Symbol.for('nestjs-memcached:original');
 /**

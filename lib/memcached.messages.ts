@@ -120,6 +120,9 @@ export const optionsNotObject = (value: string) => `MemcachedModule options must
 export const viaPrototype = (className: string) =>
   `${className} is not a singleton: its cached methods use the cache through the prototype`;
 
+export const routeHandlersOff = (what: string) =>
+  `Cached routes are served through Nest's interceptor chain: this Nest no longer provides what serving ` +
+  `them from their handlers relies on (${what}). They are cached as before, with a little more work per hit.`;
 export const routesFromHandlers = (count: number) =>
   `Routes with cache decorators whose rules run inside their route handlers (no interceptor added): ${count}`;
 

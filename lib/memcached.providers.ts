@@ -8,6 +8,7 @@ import { CacheExplorer } from './explorers/cache.explorer.js';
 import { CacheInterceptor, isCacheInterceptor } from './interceptors/cache.interceptor.js';
 import type { MemcachedModuleOptions } from './interfaces/memcached-module-options.interface.js';
 import { CACHE_INTERCEPTOR } from './memcached.constants.js';
+import { globalInterceptorsOfApp } from './nest/nest-internals.js';
 
 /** The injection token of a client's parts (its `ClientCore`), beside the client's own token. */
 export function coreTokenOf(token: string | typeof MemcachedClient): symbol {
@@ -93,25 +94,12 @@ export function prepareCachedRoutes(moduleRef: ModuleRef): void {
   explorer.prepareRoutes(hasGlobalInterceptors(moduleRef));
 }
 
-type AppConfig = {
-  getGlobalInterceptors?(): unknown[];
-  getGlobalRequestInterceptors?(): Array<{ metatype?: unknown; instance?: unknown }>;
-};
-
 /**
- * Whether the app has global interceptors (`useGlobalInterceptors`, `APP_INTERCEPTOR`), from the
- * application config Nest's container holds; if that cannot be read, assume it has.
+ * Whether the app has global interceptors (`useGlobalInterceptors`, `APP_INTERCEPTOR`) other than
+ * a `CacheInterceptor` (which leaves decorated routes alone); undefined when they cannot be read.
  */
-function hasGlobalInterceptors(moduleRef: ModuleRef): boolean {
-  const config = (moduleRef as unknown as { container?: { applicationConfig?: AppConfig } }).container
-    ?.applicationConfig;
-  if (typeof config?.getGlobalInterceptors !== 'function' || typeof config.getGlobalRequestInterceptors !== 'function')
-    return true;
-  // a CacheInterceptor bound globally leaves decorated routes alone: it does not count
-  return (
-    config.getGlobalInterceptors().some((i) => !isCacheInterceptor(i)) ||
-    config.getGlobalRequestInterceptors().some((w) => !isCacheInterceptor(w.instance ?? w.metatype))
-  );
+function hasGlobalInterceptors(moduleRef: ModuleRef): boolean | undefined {
+  return globalInterceptorsOfApp(moduleRef)?.some((i) => !isCacheInterceptor(i));
 }
 
 /** What the module exports besides the client. */

@@ -87,6 +87,11 @@ export class CacheAsideEngine {
     return this.backend.httpPolicy;
   }
 
+  /** Whether cached Express routes may be served from their handlers (the `routeHandlers` option). */
+  get routeHandlers(): boolean {
+    return this.backend.routeHandlers;
+  }
+
   /**
    * Runs a decorated call under its plan: evictions before (if asked), the cached read or a plain
    * call, the put, then evictions after success. `produce` runs the method (`keep`: whether its

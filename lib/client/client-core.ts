@@ -37,6 +37,8 @@ export interface CacheBackend {
   readonly defaultTtl: number;
   /** The module's `leases`. */
   readonly leases: boolean;
+  /** The module's `routeHandlers`: cached Express routes may be served from their handlers. */
+  readonly routeHandlers: boolean;
   /** A cache-aside read: the entry, or the source loaded once and filled. */
   read<T>(request: ReadRequest<T>): Promise<Served<T>>;
   /** Stores a value as an overwrite (`@CachePut`): loads of the key split off, every variant of it dropped. */
@@ -151,6 +153,10 @@ export class ClientCore implements CacheBackend {
 
   get httpPolicy(): HttpCachePolicy {
     return this.options.http;
+  }
+
+  get routeHandlers(): boolean {
+    return this.options.routeHandlers;
   }
 
   get defaultTtl(): number {

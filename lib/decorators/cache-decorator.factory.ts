@@ -1,11 +1,9 @@
 import { MAX_TTL } from '../codec/ttl.js';
-import { IncomingMessage } from 'node:http';
 import {
   CACHE_EVICT_METADATA,
   CACHE_INVOKER,
   CACHE_PUT_METADATA,
   CACHEABLE_METADATA,
-  NEST_INTERCEPTORS_METADATA as INTERCEPTORS_METADATA,
   ORIGINAL_METHOD,
   ROUTE_REQUEST_INDEX,
 } from '../memcached.constants.js';
@@ -16,6 +14,7 @@ import type {
   CachePutOptions,
 } from '../interfaces/cache-decorator-options.interface.js';
 import { CacheInterceptorDelegate } from './cache-interceptor.delegate.js';
+import { appendInterceptor, copyHandlerMetadata, isPassedRequest } from '../nest/nest-internals.js';
 
 type AnyMethod = (...args: any[]) => any;
 
@@ -43,10 +42,7 @@ export function recordCacheMetadata(
     }
     const trampoline = installTrampoline(descriptor, String(propertyKey));
     defineOptions(metadataKey, options, trampoline, mode);
-    const interceptors = (Reflect.getMetadata(INTERCEPTORS_METADATA, trampoline) as unknown[] | undefined) ?? [];
-    if (!interceptors.includes(CacheInterceptorDelegate)) {
-      Reflect.defineMetadata(INTERCEPTORS_METADATA, [...interceptors, CacheInterceptorDelegate], trampoline);
-    }
+    appendInterceptor(trampoline, CacheInterceptorDelegate);
     return descriptor;
   }) as ClassDecorator & MethodDecorator;
 }
@@ -105,7 +101,8 @@ function installTrampoline(descriptor: PropertyDescriptor, methodName: string): 
   if (current[ORIGINAL_METHOD]) return current;
   const original = current;
   const trampoline = function (this: { [CACHE_INVOKER]?: CacheInvoker } | undefined, ...args: unknown[]) {
-    if (isRouteRequestAt(args, (trampoline as { [ROUTE_REQUEST_INDEX]?: number })[ROUTE_REQUEST_INDEX]))
+    // a route served from its handler in another app asked Nest for the request (nest/route-handlers.ts)
+    if (isPassedRequest(args, (trampoline as { [ROUTE_REQUEST_INDEX]?: number })[ROUTE_REQUEST_INDEX]))
       args.length -= 1;
     let invoke = this?.[CACHE_INVOKER];
     if (invoke === undefined && lateBinders.size > 0 && typeof this === 'object' && this !== null) {
@@ -118,25 +115,9 @@ function installTrampoline(descriptor: PropertyDescriptor, methodName: string): 
   Object.defineProperty(trampoline, 'length', { value: original.length });
   Object.defineProperty(trampoline, ORIGINAL_METHOD, { value: original });
   // keep what decorators applied before this one recorded on the method (routes, guards, ...)
-  for (const key of Reflect.getOwnMetadataKeys(original)) {
-    Reflect.defineMetadata(key, Reflect.getOwnMetadata(key, original), trampoline);
-  }
+  copyHandlerMetadata(original, trampoline);
   descriptor.value = trampoline;
   return trampoline;
-}
-
-/**
- * Whether the last argument is the request Nest passes a route served from its handler (the
- * route's request parameter, added at bootstrap): an app that keeps the interceptor for the same
- * controller (Fastify, a subclassed interceptor) calls the trampoline with it too.
- */
-function isRouteRequestAt(args: unknown[], index: number | undefined): boolean {
-  if (index === undefined || args.length !== index + 1) return false;
-  const request = args[index] as { raw?: unknown } | null;
-  return (
-    request instanceof IncomingMessage ||
-    (typeof request === 'object' && request !== null && request.raw instanceof IncomingMessage)
-  );
 }
 
 type Check = (value: unknown) => string | undefined;

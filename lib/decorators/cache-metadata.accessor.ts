@@ -1,9 +1,5 @@
-import {
-  CACHE_EVICT_METADATA,
-  CACHE_PUT_METADATA,
-  CACHEABLE_METADATA,
-  NEST_SSE_METADATA,
-} from '../memcached.constants.js';
+import { CACHE_EVICT_METADATA, CACHE_PUT_METADATA, CACHEABLE_METADATA } from '../memcached.constants.js';
+import { isEventStream } from '../nest/nest-internals.js';
 import type {
   CacheableOptions,
   CacheClassDefaults,
@@ -78,16 +74,15 @@ function pick(...sources: Array<{ namespace?: string; ttl?: unknown } | undefine
 export function urlCachePlan(classRef: Function, handler: Function): CachePlan | null {
   const known = remembered(urlPlans, classRef, handler);
   if (known !== undefined) return known;
-  const plan: CachePlan | null =
-    read(NEST_SSE_METADATA, handler) !== undefined
-      ? null
-      : {
-          className: classRef.name || 'Anonymous',
-          methodName: handler.name,
-          cacheable: {},
-          put: undefined,
-          evicts: [],
-          defaults: pick(read<CacheableOptions>(CACHEABLE_METADATA, classRef)),
-        };
+  const plan: CachePlan | null = isEventStream(handler)
+    ? null
+    : {
+        className: classRef.name || 'Anonymous',
+        methodName: handler.name,
+        cacheable: {},
+        put: undefined,
+        evicts: [],
+        defaults: pick(read<CacheableOptions>(CACHEABLE_METADATA, classRef)),
+      };
   return remember(urlPlans, classRef, handler, plan);
 }

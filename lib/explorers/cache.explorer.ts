@@ -1,4 +1,4 @@
-import { routesFromHandlers, viaPrototype } from '../memcached.messages.js';
+import { routeHandlersOff, routesFromHandlers, viaPrototype } from '../memcached.messages.js';
 import {
   Inject,
   Injectable,
@@ -14,7 +14,8 @@ import { CacheInterceptor, noteGlobalInterceptors } from '../interceptors/cache.
 import { CACHE_INTERCEPTOR, CACHE_INVOKER, ORIGINAL_METHOD } from '../memcached.constants.js';
 import { addLateBinder, type CacheInvoker, type LateBinder } from '../decorators/cache-decorator.factory.js';
 import { cachedMethodInvoker } from './cached-method.invoker.js';
-import { serveRoutesFromHandlers } from './cached-routes.js';
+import { GLOBAL_INTERCEPTORS_SOURCE, nestContract } from '../nest/nest-internals.js';
+import { serveRoutesFromHandlers } from '../nest/route-handlers.js';
 
 /**
  * Finds providers with decorated methods at bootstrap and binds the cached-method invoker to
@@ -32,7 +33,7 @@ export class CacheExplorer implements OnModuleInit, OnApplicationShutdown, LateB
   constructor(
     private readonly discovery: DiscoveryService,
     private readonly scanner: MetadataScanner,
-    engine: CacheAsideEngine,
+    private readonly engine: CacheAsideEngine,
     @Inject(CACHE_INTERCEPTOR) private readonly interceptor: NestInterceptor,
     private readonly adapterHost: HttpAdapterHost,
   ) {
@@ -43,14 +44,18 @@ export class CacheExplorer implements OnModuleInit, OnApplicationShutdown, LateB
 
   /**
    * Called by the module's `configure`, which Nest runs after creating the app's instances and
-   * before registering its routes, with whether the app has global interceptors: serves cached
-   * Express routes from their handlers when the interceptor is the stock one (see
-   * `cached-routes.ts`).
+   * before registering its routes, with whether the app has global interceptors (undefined: they
+   * cannot be read): serves cached Express routes from their handlers when the interceptor is the
+   * stock one, `routeHandlers` is on and this Nest still writes what that path reads (see
+   * `nest/route-handlers.ts`); else, says why once and leaves routes in the chain.
    */
-  prepareRoutes(globalInterceptors: boolean): void {
-    noteGlobalInterceptors(this.interceptor, globalInterceptors);
+  prepareRoutes(globalInterceptors: boolean | undefined): void {
+    noteGlobalInterceptors(this.interceptor, globalInterceptors ?? true);
     if (this.adapterHost.httpAdapter?.getType() !== 'express' || this.interceptor.constructor !== CacheInterceptor)
       return;
+    if (!this.engine.routeHandlers) return;
+    const broken = nestContract.check() ?? (globalInterceptors === undefined ? GLOBAL_INTERCEPTORS_SOURCE : undefined);
+    if (broken !== undefined) return void this.logger.warn(routeHandlersOff(broken));
     const methodNames = (proto: object) => this.scanner.getAllMethodNames(proto);
     const served = serveRoutesFromHandlers(
       this.discovery.getControllers(),

@@ -18,11 +18,8 @@ import { stableKey } from '../codec/stable-key.js';
 import { RawJson, type ResponseMeta } from '../codec/value.codec.js';
 import { CacheInterceptorDelegate } from '../decorators/cache-interceptor.delegate.js';
 import { getCachePlan, urlCachePlan } from '../decorators/cache-metadata.accessor.js';
-import {
-  NEST_INTERCEPTORS_METADATA as INTERCEPTORS_METADATA,
-  NEST_ROUTE_ARGS_METADATA as ROUTE_ARGS_METADATA,
-  SERVE_DECORATED,
-} from '../memcached.constants.js';
+import { SERVE_DECORATED, SERVE_ROUTE } from '../memcached.constants.js';
+import { interceptorsOf, takesResponseObject } from '../nest/nest-internals.js';
 import type { CacheableOptions, CachePlan } from '../interfaces/cache-decorator-options.interface.js';
 import {
   canonicalUrl,
@@ -36,9 +33,6 @@ import {
 
 /** Requests a bound `CacheInterceptor` serves: a second one (global and controller-level) leaves them alone. */
 const servedRequests = new WeakSet<object>();
-
-// @nestjs/common's RESPONSE / NEXT route param types
-const RESPONSE_PARAM_TYPES = new Set(['1', '2']);
 
 /**
  * Serves `@Cacheable`, `@CacheEvict` and `@CachePut` on controller routes (HTTP and
@@ -108,6 +102,14 @@ export class CacheInterceptor implements NestInterceptor {
     return from(
       this.serveHttp(context, plan, () => next.handle(), this.isInnermost(context)) as ObservableInput<unknown>,
     );
+  }
+
+  /**
+   * What a route served from its handler calls (nest/route-handlers.ts): the same rules as
+   * `intercept`, for an HTTP call without an interceptor chain around it.
+   */
+  [SERVE_ROUTE](context: ExecutionContext, plan: CachePlan, call: () => unknown, innermost: boolean): unknown {
+    return this.serveHttp(context, plan, call, innermost);
   }
 
   /** Whether this request may be answered from, and stored in, the shared cache. */
@@ -212,21 +214,6 @@ export class CacheInterceptor implements NestInterceptor {
   }
 }
 
-/**
- * Serves an HTTP call of a cached route whose handler Nest calls directly, without an interceptor
- * chain (see `explorers/cached-routes.ts`), by the same rules as `intercept`. Only for the stock
- * `CacheInterceptor`: a subclass's hooks are honoured by keeping it in the chain.
- */
-export function serveCachedRoute(
-  interceptor: CacheInterceptor,
-  context: ExecutionContext,
-  plan: CachePlan,
-  call: () => unknown,
-  innermost: boolean,
-): unknown {
-  return interceptor['serveHttp'](context, plan, call, innermost);
-}
-
 const appGlobalInterceptors = new WeakMap<object, boolean>();
 
 /**
@@ -249,9 +236,8 @@ export function globalInterceptorsOf(interceptor: object): boolean {
  */
 export function hasOuterInterceptors(classRef: Function, handler: Function, globals: boolean): boolean {
   if (globals) return true;
-  const ofClass = (Reflect.getMetadata(INTERCEPTORS_METADATA, classRef) as unknown[] | undefined) ?? [];
-  if (ofClass.some((i) => !isCacheInterceptor(i))) return true;
-  const ofRoute = (Reflect.getMetadata(INTERCEPTORS_METADATA, handler) as unknown[] | undefined) ?? [];
+  if (interceptorsOf(classRef).some((i) => !isCacheInterceptor(i))) return true;
+  const ofRoute = interceptorsOf(handler);
   const delegate = ofRoute.indexOf(CacheInterceptorDelegate);
   return ofRoute.slice(0, delegate === -1 ? ofRoute.length : delegate).some((i) => !isCacheInterceptor(i));
 }
@@ -400,10 +386,4 @@ function usesResponseObject(context: ExecutionContext): boolean {
     responseObjectHandlers.set(handler, uses);
   }
   return uses;
-}
-
-/** Whether the method takes `@Res()` or `@Next()`, from its route arguments. */
-export function takesResponseObject(classRef: Function, methodName: string): boolean {
-  const args = Reflect.getMetadata(ROUTE_ARGS_METADATA, classRef, methodName) as Record<string, unknown> | undefined;
-  return args !== undefined && Object.keys(args).some((key) => RESPONSE_PARAM_TYPES.has(key.split(':')[0]));
 }

@@ -6,6 +6,7 @@ import {
   Get,
   Injectable,
   type INestApplication,
+  Logger,
   type NestInterceptor,
   Param,
   ParseIntPipe,
@@ -33,6 +34,7 @@ import {
 import { MemcachedDaemon, sleep } from '../support/memcached-daemon.js';
 import { rawEntry } from '../support/text-protocol.js';
 import { SERVE_DECORATED } from '../../lib/memcached.constants.js';
+import { nestContract } from '../../lib/nest/nest-internals.js';
 
 const ROLES = 'test:roles';
 
@@ -153,14 +155,15 @@ async function start(
 
 const settle = () => sleep(15);
 
+/** What the decorators' delegate calls when a route runs in Nest's interceptor chain. */
+const intercepted = vi.spyOn(
+  CacheInterceptor.prototype as unknown as Record<typeof SERVE_DECORATED, CacheInterceptor['intercept']>,
+  SERVE_DECORATED,
+);
+
 describe('cached Express routes are served from the route handler, with no interceptor chain', () => {
   let daemon: MemcachedDaemon;
   let app: INestApplication;
-  // what the decorators' delegate calls when a route runs in Nest's interceptor chain
-  const intercepted = vi.spyOn(
-    CacheInterceptor.prototype as unknown as Record<typeof SERVE_DECORATED, CacheInterceptor['intercept']>,
-    SERVE_DECORATED,
-  );
   const http = () => request(app.getHttpServer());
 
   beforeAll(async () => {
@@ -316,5 +319,52 @@ describe.each([
     expect(await missThenHit(app, '/enveloped/5')).toStrictEqual([{ data: { id: '5' } }, { data: { id: '5' } }]);
     const again = await start(daemon, createAdapter(), {}, { controllers: [EnvelopedController, InnerController] });
     expect(await missThenHit(again, '/inner/around/6')).toStrictEqual([{ data: { id: '6' } }, { data: { id: '6' } }]);
+  });
+});
+
+describe('when the route-handler path must not or cannot be used, routes stay in the chain and are cached alike', () => {
+  let daemon: MemcachedDaemon;
+  const apps: INestApplication[] = [];
+  const warned = vi.spyOn(Logger.prototype, 'warn');
+  const check = nestContract.check;
+
+  beforeAll(async () => {
+    daemon = await MemcachedDaemon.start();
+    intercepted.mockClear();
+  });
+  afterAll(async () => {
+    for (const app of apps) await app.close();
+    await daemon?.kill();
+  });
+  afterEach(() => {
+    nestContract.check = check;
+    intercepted.mockClear();
+    warned.mockClear();
+  });
+
+  async function missThenHit(extras: MemcachedModuleExtras & { routeHandlers?: boolean }, id: number) {
+    const app = await start(daemon, new ExpressAdapter(), extras);
+    apps.push(app);
+    const first = await request(app.getHttpServer()).get(`/routes/plain/${id}`).expect(200);
+    await settle();
+    const second = await request(app.getHttpServer()).get(`/routes/plain/${id}`).expect(200);
+    expect(second.body).toStrictEqual(first.body);
+    return [first.headers['x-cache'], second.headers['x-cache']];
+  }
+
+  it('a Nest that no longer writes what the path reads (simulated): one warning naming it, then the chain', async () => {
+    expect(check()).toBeUndefined(); // this Nest keeps the contract
+    nestContract.check = () => '@Get() path (path)';
+    expect(await missThenHit({}, 11)).toStrictEqual(['MISS', 'HIT']);
+    expect(intercepted).toHaveBeenCalledTimes(2);
+    const warnings = warned.mock.calls.map(([message]) => String(message));
+    expect(warnings.filter((m) => m.includes("Nest's interceptor chain"))).toHaveLength(1);
+    expect(warnings.find((m) => m.includes("Nest's interceptor chain"))).toContain('@Get() path (path)');
+  });
+
+  it('routeHandlers: false keeps every route in the chain, without a warning', async () => {
+    expect(await missThenHit({ routeHandlers: false }, 12)).toStrictEqual(['MISS', 'HIT']);
+    expect(intercepted).toHaveBeenCalledTimes(2);
+    expect(warned.mock.calls.some(([m]) => String(m).includes('interceptor chain'))).toBe(false);
   });
 });

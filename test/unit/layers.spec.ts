@@ -14,7 +14,7 @@ const LAYERS: Array<[number, RegExp]> = [
   [2, /^(cluster|near|bus)\//],
   [3, /^client\//],
   [4, /^cache\//],
-  [5, /^(decorators|interceptors|explorers)\/|^memcached\.constants\.ts$/],
+  [5, /^(decorators|interceptors|explorers|nest)\/|^memcached\.constants\.ts$/],
   [6, /^(testing|prometheus|terminus)\/|^memcached\.(module|module-definition|providers)\.ts$|^index\.ts$/],
 ];
 

@@ -99,3 +99,11 @@ describe('nestjs-memcached in a NestJS 11 CommonJS app', () => {
     expect(prices.loads).toBe(3);
   });
 });
+
+describe('the Nest internals nestjs-memcached relies on, in NestJS 11', () => {
+  it('are what its route-handler path reads (else it falls back to the interceptor chain)', () => {
+    // not a public entry point: the contract is checked against this app's own @nestjs/common
+    const internals = require(require.resolve('nestjs-memcached').replace(/index\.js$/, 'nest/nest-internals.js'));
+    expect(internals.nestContract.check()).toBeUndefined();
+  });
+});

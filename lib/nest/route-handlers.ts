@@ -1,5 +1,4 @@
-import type { ExecutionContext, Type } from '@nestjs/common';
-import { IncomingMessage } from 'node:http';
+import type { Type } from '@nestjs/common';
 import { CacheInterceptorDelegate } from '../decorators/cache-interceptor.delegate.js';
 import { getCachePlan } from '../decorators/cache-metadata.accessor.js';
 import type { CachePlan } from '../interfaces/cache-decorator-options.interface.js';
@@ -7,22 +6,17 @@ import {
   type CacheInterceptor,
   globalInterceptorsOf,
   hasOuterInterceptors,
-  serveCachedRoute,
-  takesResponseObject,
 } from '../interceptors/cache.interceptor.js';
+import { ORIGINAL_METHOD, ROUTE_REQUEST_INDEX, SERVE_ROUTE } from '../memcached.constants.js';
 import {
-  NEST_INTERCEPTORS_METADATA as INTERCEPTORS_METADATA,
-  NEST_ROUTE_ARGS_METADATA as ROUTE_ARGS_METADATA,
-  NEST_SSE_METADATA,
-  ORIGINAL_METHOD,
-  ROUTE_REQUEST_INDEX,
-} from '../memcached.constants.js';
-
-// @nestjs/common's route path key and REQUEST route param type, stable since Nest 5
-const PATH_METADATA = 'path';
-const REQUEST_PARAM = '0';
-/** Routes whose result Nest does not send as it is (SSE, a template, a redirect) or that also answer messages. */
-const KEPT_IN_CHAIN = [NEST_SSE_METADATA, '__renderTemplate__', '__redirect__', 'microservices:pattern'];
+  copyHandlerMetadata,
+  isNodeRequest,
+  isRouteSentAsIs,
+  passRequestAt,
+  RouteContext,
+  routeArgumentCount,
+  takesResponseObject,
+} from './nest-internals.js';
 
 /** A controller as Nest's container holds it (an `InstanceWrapper`). */
 export interface ControllerWrapper {
@@ -82,31 +76,20 @@ export function serveRoutesFromHandlers(
 }
 
 function servableFromHandler(metatype: Type, trampoline: Trampoline, name: string): boolean {
-  if (Reflect.getMetadata(PATH_METADATA, trampoline) === undefined) return false;
-  if (KEPT_IN_CHAIN.some((key) => Reflect.getMetadata(key, trampoline) !== undefined)) return false;
-  return !takesResponseObject(metatype, name);
+  return isRouteSentAsIs(trampoline) && !takesResponseObject(metatype, name);
 }
 
 /**
- * Where Nest passes the request to the route: a request parameter after the handler's own ones,
- * added once to the class's route arguments (every app built later sees it; the trampoline drops it).
+ * Where Nest passes the request to the route: after the handler's own arguments, asked for once
+ * (on the class: every app built later passes it too, and the trampoline drops it there).
  */
 function requestParamIndex(metatype: Type, trampoline: Trampoline, name: string): number {
-  const args = (Reflect.getMetadata(ROUTE_ARGS_METADATA, metatype, name) ?? {}) as Record<string, { index: number }>;
   let index = trampoline[ROUTE_REQUEST_INDEX];
   if (index === undefined) {
-    index = Object.values(args).reduce((max, arg) => Math.max(max, arg.index + 1), 0);
+    index = routeArgumentCount(metatype, name);
     Object.defineProperty(trampoline, ROUTE_REQUEST_INDEX, { value: index, configurable: true });
   }
-  const key = `${REQUEST_PARAM}:${index}`;
-  if (!Object.hasOwn(args, key) || !Reflect.hasOwnMetadata(ROUTE_ARGS_METADATA, metatype, name)) {
-    Reflect.defineMetadata(
-      ROUTE_ARGS_METADATA,
-      { ...args, [key]: { index, data: undefined, pipes: [] } },
-      metatype,
-      name,
-    );
-  }
+  passRequestAt(metatype, name, index);
   return index;
 }
 
@@ -127,10 +110,9 @@ function cachedRoute(
   const route = function (this: unknown, ...args: unknown[]): unknown {
     const request = args[index];
     // called by code other than Nest's router: the method as it always was
-    if (args.length !== index + 1 || !(request instanceof IncomingMessage)) return trampoline.apply(this, args);
+    if (args.length !== index + 1 || !isNodeRequest(request)) return trampoline.apply(this, args);
     args.length = index;
-    return serveCachedRoute(
-      interceptor,
+    return interceptor[SERVE_ROUTE](
       new RouteContext(request, metatype, route),
       plan,
       () => original.apply(this, args),
@@ -139,59 +121,7 @@ function cachedRoute(
   };
   Object.defineProperty(route, 'name', { value: trampoline.name });
   Object.defineProperty(route, 'length', { value: trampoline.length });
-  for (const key of Reflect.getOwnMetadataKeys(trampoline)) {
-    let value = Reflect.getOwnMetadata(key, trampoline);
-    if (key === INTERCEPTORS_METADATA) value = (value as unknown[]).filter((i) => i !== CacheInterceptorDelegate);
-    Reflect.defineMetadata(key, value, route);
-  }
+  copyHandlerMetadata(trampoline, route, CacheInterceptorDelegate);
   innermost = !hasOuterInterceptors(metatype, route, globalInterceptorsOf(interceptor));
   return route;
-}
-
-/** The ExecutionContext of an HTTP call served from the handler, for the interceptor's rules and key functions. */
-class RouteContext implements ExecutionContext {
-  private readonly args: [IncomingMessage, unknown, undefined];
-
-  constructor(
-    request: IncomingMessage & { res?: unknown },
-    private readonly metatype: Type,
-    private readonly handler: Function,
-  ) {
-    this.args = [request, request.res, undefined];
-  }
-
-  getClass<T = unknown>(): Type<T> {
-    return this.metatype as Type<T>;
-  }
-
-  getHandler(): Function {
-    return this.handler;
-  }
-
-  getArgs<T extends unknown[] = unknown[]>(): T {
-    return this.args as unknown as T;
-  }
-
-  getArgByIndex<T = unknown>(index: number): T {
-    return this.args[index] as T;
-  }
-
-  getType<T extends string = 'http'>(): T {
-    return 'http' as T;
-  }
-
-  switchToHttp() {
-    const [request, response, next] = this.args;
-    return { getRequest: <T>() => request as T, getResponse: <T>() => response as T, getNext: <T>() => next as T };
-  }
-
-  switchToRpc() {
-    const [data, context] = this.args;
-    return { getData: <T>() => data as T, getContext: <T>() => context as T };
-  }
-
-  switchToWs() {
-    const [client, data] = this.args;
-    return { getClient: <T>() => client as T, getData: <T>() => data as T, getPattern: () => '' };
-  }
 }

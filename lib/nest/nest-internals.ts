@@ -1,0 +1,231 @@
+import { Get, Next, Redirect, Render, Req, Res, Sse, UseInterceptors } from '@nestjs/common';
+import type { ExecutionContext, Type } from '@nestjs/common';
+import { IncomingMessage } from 'node:http';
+
+/**
+ * The only place that names NestJS's or Express's internals: metadata keys Nest's decorators write
+ * (not exported by every Nest version), its route parameter types, the application config its
+ * container holds, and how Express passes the request. Everything else asks these functions.
+ *
+ * `checkNestContract()` proves, with Nest's own public decorators, that the keys are still the
+ * ones written here; the route-handler path (route-handlers.ts) runs only when it holds, and
+ * otherwise routes keep Nest's interceptor chain.
+ */
+const KEYS = {
+  path: 'path',
+  interceptors: '__interceptors__',
+  routeArguments: '__routeArguments__',
+  sse: '__sse__',
+  render: '__renderTemplate__',
+  redirect: '__redirect__',
+  // @nestjs/microservices (an optional package): its handlers have no route path anyway
+  messagePattern: 'microservices:pattern',
+} as const;
+
+/** Nest's `RouteParamtypes`: REQUEST, RESPONSE, NEXT. */
+const PARAM = { request: '0', response: '1', next: '2' } as const;
+
+/** Routes whose result Nest does not send as it is (SSE, a template, a redirect) or that also answer messages. */
+const NOT_SENT_AS_IS = [KEYS.sse, KEYS.render, KEYS.redirect, KEYS.messagePattern];
+
+/** The interceptors `@UseInterceptors` bound to a class or a handler (empty when none). */
+export function interceptorsOf(target: Function): unknown[] {
+  return (Reflect.getMetadata(KEYS.interceptors, target) as unknown[] | undefined) ?? [];
+}
+
+/** Binds an interceptor to a handler after the ones it has, once (what `@UseInterceptors` does). */
+export function appendInterceptor(handler: Function, interceptor: unknown): void {
+  const bound = interceptorsOf(handler);
+  if (!bound.includes(interceptor)) Reflect.defineMetadata(KEYS.interceptors, [...bound, interceptor], handler);
+}
+
+/** A copy of a handler's metadata on another function, without one interceptor. */
+export function copyHandlerMetadata(from: Function, to: Function, without?: unknown): void {
+  for (const key of Reflect.getOwnMetadataKeys(from)) {
+    let value = Reflect.getOwnMetadata(key, from);
+    if (key === KEYS.interceptors && without !== undefined) value = (value as unknown[]).filter((i) => i !== without);
+    Reflect.defineMetadata(key, value, to);
+  }
+}
+
+/** Whether the handler is a server-sent events route (`@Sse()`): its result is a stream, never a value. */
+export function isEventStream(handler: Function): boolean {
+  return Reflect.getMetadata(KEYS.sse, handler) !== undefined;
+}
+
+/** Whether Nest sends the HTTP route's result as it is: a route, and not SSE, `@Render`, `@Redirect` or a message handler. */
+export function isRouteSentAsIs(handler: Function): boolean {
+  if (Reflect.getMetadata(KEYS.path, handler) === undefined) return false;
+  return !NOT_SENT_AS_IS.some((key) => Reflect.getMetadata(key, handler) !== undefined);
+}
+
+/** Whether the method takes `@Res()` or `@Next()`, from its route arguments. */
+export function takesResponseObject(classRef: Function, methodName: string): boolean {
+  const args = Reflect.getMetadata(KEYS.routeArguments, classRef, methodName) as Record<string, unknown> | undefined;
+  if (args === undefined) return false;
+  return Object.keys(args).some((key) => {
+    const type = key.split(':')[0];
+    return type === PARAM.response || type === PARAM.next;
+  });
+}
+
+/**
+ * Asks Nest to pass the request to the route at `index`, after the handler's own arguments, by
+ * adding a request parameter to the class's route arguments. This is on the class, so every app
+ * built later passes it too (`isPassedRequest` lets the method's wrapper drop it there).
+ */
+export function passRequestAt(metatype: Type, name: string, index: number): void {
+  const args = (Reflect.getMetadata(KEYS.routeArguments, metatype, name) ?? {}) as Record<string, unknown>;
+  const key = `${PARAM.request}:${index}`;
+  if (Object.hasOwn(args, key) && Reflect.hasOwnMetadata(KEYS.routeArguments, metatype, name)) return;
+  Reflect.defineMetadata(
+    KEYS.routeArguments,
+    { ...args, [key]: { index, data: undefined, pipes: [] } },
+    metatype,
+    name,
+  );
+}
+
+/** The index after the handler's own route arguments (where `passRequestAt` puts the request). */
+export function routeArgumentCount(metatype: Type, name: string): number {
+  const args = (Reflect.getMetadata(KEYS.routeArguments, metatype, name) ?? {}) as Record<string, { index: number }>;
+  return Object.values(args).reduce((max, arg) => Math.max(max, arg.index + 1), 0);
+}
+
+/** Whether `args` ends, at `index`, with the request `passRequestAt` asked for (Express's, or Fastify's wrapping it). */
+export function isPassedRequest(args: unknown[], index: number | undefined): boolean {
+  if (index === undefined || args.length !== index + 1) return false;
+  const request = args[index] as { raw?: unknown } | null;
+  return (
+    request instanceof IncomingMessage ||
+    (typeof request === 'object' && request !== null && request.raw instanceof IncomingMessage)
+  );
+}
+
+/** Whether `value` is the request Node's HTTP server made (what Express hands a route). */
+export function isNodeRequest(value: unknown): value is IncomingMessage & { res?: unknown } {
+  return value instanceof IncomingMessage;
+}
+
+/** What `globalInterceptorsOfApp` reads, named in the warning when it cannot. */
+export const GLOBAL_INTERCEPTORS_SOURCE = "the app's global interceptors (container.applicationConfig)";
+
+type AppConfig = {
+  getGlobalInterceptors?(): unknown[];
+  getGlobalRequestInterceptors?(): Array<{ metatype?: unknown; instance?: unknown }>;
+};
+
+/**
+ * The app's global interceptors (`useGlobalInterceptors`, and `APP_INTERCEPTOR` instances or
+ * classes), from the application config Nest's container holds; undefined when it cannot be read.
+ */
+export function globalInterceptorsOfApp(moduleRef: object): unknown[] | undefined {
+  const config = (moduleRef as { container?: { applicationConfig?: AppConfig } }).container?.applicationConfig;
+  if (typeof config?.getGlobalInterceptors !== 'function' || typeof config.getGlobalRequestInterceptors !== 'function')
+    return undefined;
+  return [
+    ...config.getGlobalInterceptors(),
+    ...config.getGlobalRequestInterceptors().map((wrapper) => wrapper.instance ?? wrapper.metatype),
+  ];
+}
+
+/**
+ * Whether this Nest still writes what the route-handler path reads: undefined when it does,
+ * else what changed. Checked once, with Nest's own public decorators on a probe class. The
+ * object is exported so a test can simulate a Nest that changed.
+ */
+export const nestContract = {
+  check: (): string | undefined => (probed ??= probe()) || undefined,
+};
+let probed: string | undefined;
+
+function probe(): string {
+  try {
+    class Marker {}
+    class Probe {
+      route(_request?: unknown, _response?: unknown, _next?: unknown): void {}
+      sse(): void {}
+      render(): void {}
+      redirect(): void {}
+    }
+    const proto = Probe.prototype as unknown as Record<string, Function>;
+    const method = (name: string) => Object.getOwnPropertyDescriptor(proto, name)!;
+    Get('probe')(proto, 'route', method('route'));
+    UseInterceptors(Marker)(proto, 'route', method('route'));
+    UseInterceptors(Marker)(Probe);
+    Req()(proto, 'route', 0);
+    Res()(proto, 'route', 1);
+    Next()(proto, 'route', 2);
+    Sse('probe')(proto, 'sse', method('sse'));
+    Render('probe')(proto, 'render', method('render'));
+    Redirect('/probe')(proto, 'redirect', method('redirect'));
+    const args = (Reflect.getMetadata(KEYS.routeArguments, Probe, 'route') ?? {}) as Record<string, { index?: number }>;
+    const broken: string[] = [];
+    if (Reflect.getMetadata(KEYS.path, proto.route) !== 'probe') broken.push(`@Get() path (${KEYS.path})`);
+    if (!interceptorsOf(proto.route).includes(Marker) || !interceptorsOf(Probe).includes(Marker))
+      broken.push(`@UseInterceptors() (${KEYS.interceptors})`);
+    for (const [type, index] of [
+      [PARAM.request, 0],
+      [PARAM.response, 1],
+      [PARAM.next, 2],
+    ] as const) {
+      if (args[`${type}:${index}`]?.index !== index)
+        broken.push(`route parameter ${type}:${index} (${KEYS.routeArguments})`);
+    }
+    if (!isEventStream(proto.sse)) broken.push(`@Sse() (${KEYS.sse})`);
+    if (Reflect.getMetadata(KEYS.render, proto.render) === undefined) broken.push(`@Render() (${KEYS.render})`);
+    if (Reflect.getMetadata(KEYS.redirect, proto.redirect) === undefined) broken.push(`@Redirect() (${KEYS.redirect})`);
+    return broken.join(', ');
+  } catch (error) {
+    return `the probe failed: ${(error as Error).message}`;
+  }
+}
+
+/**
+ * The `ExecutionContext` of an HTTP call served from its route handler, for the interceptor's
+ * rules and key functions. It is an HTTP context: asking it for an RPC or WebSocket view throws.
+ */
+export class RouteContext implements ExecutionContext {
+  private readonly args: [IncomingMessage, unknown, undefined];
+
+  constructor(
+    request: IncomingMessage & { res?: unknown },
+    private readonly metatype: Type,
+    private readonly handler: Function,
+  ) {
+    this.args = [request, request.res, undefined];
+  }
+
+  getClass<T = unknown>(): Type<T> {
+    return this.metatype as Type<T>;
+  }
+
+  getHandler(): Function {
+    return this.handler;
+  }
+
+  getArgs<T extends unknown[] = unknown[]>(): T {
+    return this.args as unknown as T;
+  }
+
+  getArgByIndex<T = unknown>(index: number): T {
+    return this.args[index] as T;
+  }
+
+  getType<T extends string = 'http'>(): T {
+    return 'http' as T;
+  }
+
+  switchToHttp() {
+    const [request, response, next] = this.args;
+    return { getRequest: <T>() => request as T, getResponse: <T>() => response as T, getNext: <T>() => next as T };
+  }
+
+  switchToRpc(): never {
+    throw new TypeError('An HTTP route served by the cache has no RPC context (getType() is "http")');
+  }
+
+  switchToWs(): never {
+    throw new TypeError('An HTTP route served by the cache has no WebSocket context (getType() is "http")');
+  }
+}
