@@ -62,10 +62,13 @@ export type {
   CachePutOptions,
 } from './interfaces/cache-decorator-options.interface.js';
 export { CacheInterceptor } from './interceptors/cache.interceptor.js';
+export type { HttpRequestLike } from './interceptors/http-cache-rules.js';
+export type { RawJson } from './codec/value.codec.js';
 
 // errors
 export { MemcachedError, type MemcachedErrorCode } from './transport/memcached.error.js';
 export { MemcachedConfigError } from './config/memcached-options.js';
+export { MemcachedUsageError, type MemcachedUsageErrorCode } from './memcached.errors.js';
 export { UnsupportedValueError } from './codec/value.codec.js';
 
 // testing without a server

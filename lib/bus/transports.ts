@@ -1,3 +1,4 @@
+import { MemcachedConfigError } from '../config/memcached-options.js';
 import type { BusTransport } from '../interfaces/bus-transport.interface.js';
 import { peerMissing } from '../memcached.messages.js';
 
@@ -29,7 +30,7 @@ async function load<T>(pkg: string, transport: string): Promise<T> {
   try {
     return (await import(pkg)) as T;
   } catch (error) {
-    throw new Error(peerMissing(`The "${transport}" bus transport`, pkg), { cause: error });
+    throw new MemcachedConfigError(peerMissing(`The "${transport}" bus transport`, pkg), { cause: error });
   }
 }
 

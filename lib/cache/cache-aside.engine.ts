@@ -1,3 +1,4 @@
+import { MemcachedUsageError } from '../memcached.errors.js';
 import { Logger, type LoggerService } from '@nestjs/common';
 import type { FillPlan, Loaded } from '../client/lease.js';
 import type { CacheBackend } from '../client/client-core.js';
@@ -344,7 +345,8 @@ export class CacheAsideEngine {
     let keys: string[];
     try {
       keys = options.keys ? options.keys(...site.keyArgs) : [this.keyOf(options, site, true)];
-      if (!Array.isArray(keys) || keys.some((k) => typeof k !== 'string')) throw new TypeError(keysFnNotList());
+      if (!Array.isArray(keys) || keys.some((k) => typeof k !== 'string'))
+        throw new MemcachedUsageError('KEY_FUNCTION', keysFnNotList());
     } catch (error) {
       this.fail(namespace, 'key', error);
       return;
@@ -361,7 +363,7 @@ export class CacheAsideEngine {
     if (typeof options.key === 'string') key = options.key;
     else if (typeof options.key === 'function') key = options.key(...site.keyArgs);
     else key = evicting && site.defaultEvictKey ? site.defaultEvictKey() : site.defaultKey();
-    if (typeof key !== 'string') throw new TypeError(keyFnNotString(typeof key));
+    if (typeof key !== 'string') throw new MemcachedUsageError('KEY_FUNCTION', keyFnNotString(typeof key));
     return key;
   }
 

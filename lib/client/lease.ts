@@ -5,6 +5,7 @@ import { toExpiry } from '../codec/ttl.js';
 import { type EncodedValue, type ResponseMeta, UnsupportedValueError } from '../codec/value.codec.js';
 import { fillRefused, leaseStatus } from '../memcached.messages.js';
 import { buildRequest, Opcode, Status, storeExtras } from '../transport/protocol.js';
+import { MemcachedError } from '../transport/memcached.error.js';
 import type { FlightHandle } from './flights.js';
 import type { ItemRead, Operations, StoreOutcome } from './operations.js';
 
@@ -102,7 +103,8 @@ export class LeaseProtocol {
     const frame = replace
       ? buildRequest(Opcode.Set, wire, extras, marker.bytes, seq, replace)
       : buildRequest(Opcode.Add, wire, extras, marker.bytes, seq);
-    return this.ops.send(this.ops.router.nodeFor(wire), 'lease', seq, frame, {
+    const node = this.ops.router.nodeFor(wire);
+    return this.ops.send(node, 'lease', seq, frame, {
       onResponse: (res) => {
         if (res.header.status === Status.Ok) return Buffer.from(res.header.cas);
         if (
@@ -111,7 +113,7 @@ export class LeaseProtocol {
           res.header.status === Status.KeyNotFound
         )
           return null;
-        throw new Error(leaseStatus(res.header.status));
+        throw new MemcachedError('lease', node.label, 'SERVER', leaseStatus(res.header.status), res.header.status);
       },
     });
   }

@@ -1,3 +1,4 @@
+import { MemcachedUsageError } from '../memcached.errors.js';
 import type { LoggerService, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import { inspect } from 'node:util';
 import type { NodeStatus } from '../cluster/breaker-node.js';
@@ -383,12 +384,12 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
 function toUint64(value: number | bigint, name: string): bigint {
   if (typeof value === 'number') {
     if (!Number.isSafeInteger(value) || value < 0) {
-      throw new RangeError(invalidCounterNumber(name, value));
+      throw new MemcachedUsageError('COUNTER', invalidCounterNumber(name, value));
     }
     return BigInt(value);
   }
   if (typeof value !== 'bigint' || value < 0n || value > MAX_UINT64) {
-    throw new RangeError(invalidCounterBigint(name, value));
+    throw new MemcachedUsageError('COUNTER', invalidCounterBigint(name, value));
   }
   return value;
 }

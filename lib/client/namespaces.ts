@@ -1,3 +1,4 @@
+import { MemcachedUsageError } from '../memcached.errors.js';
 import { generationLost, keyNotString } from '../memcached.messages.js';
 import { LRUCache } from 'lru-cache';
 import { assertNamespace } from '../codec/key.codec.js';
@@ -44,7 +45,7 @@ export class Namespaces {
 
   /** The wire key of a plain key (no namespace). */
   plainWire(key: string): string {
-    if (typeof key !== 'string') throw new TypeError(keyNotString(key === null ? 'null' : typeof key));
+    if (typeof key !== 'string') throw new MemcachedUsageError('KEY', keyNotString(key === null ? 'null' : typeof key));
     return this.keyspace.plain(key);
   }
 

@@ -1,3 +1,4 @@
+import { MemcachedUsageError } from '../memcached.errors.js';
 import { invalidNamespace } from '../memcached.messages.js';
 import { createHash } from 'node:crypto';
 
@@ -17,7 +18,7 @@ const validNamespaces = new Set<string>();
 export function assertNamespace(namespace: string): void {
   if (validNamespaces.has(namespace)) return;
   if (typeof namespace !== 'string' || !NAMESPACE_PATTERN.test(namespace)) {
-    throw new TypeError(invalidNamespace(namespace));
+    throw new MemcachedUsageError('NAMESPACE', invalidNamespace(namespace));
   }
   if (validNamespaces.size < 10_000) validNamespaces.add(namespace);
 }

@@ -1,3 +1,4 @@
+import { MemcachedUsageError } from '../memcached.errors.js';
 import { keyFromCycle, keyFromFunction } from '../memcached.messages.js';
 /**
  * A deterministic text for method arguments, used as the default cache key: object keys sorted,
@@ -22,11 +23,11 @@ function encode(value: unknown, seen: Set<object>): string {
       return `${value}n`;
     case 'function':
     case 'symbol':
-      throw new TypeError(keyFromFunction(typeof value));
+      throw new MemcachedUsageError('KEY', keyFromFunction(typeof value));
   }
   if (value === null) return 'null';
   const obj = value as object;
-  if (seen.has(obj)) throw new TypeError(keyFromCycle());
+  if (seen.has(obj)) throw new MemcachedUsageError('KEY', keyFromCycle());
   seen.add(obj);
   try {
     if (Array.isArray(obj)) return `[${obj.map((v) => encode(v, seen)).join(',')}]`;

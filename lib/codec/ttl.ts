@@ -1,3 +1,4 @@
+import { MemcachedUsageError } from '../memcached.errors.js';
 import { invalidTtl, show, ttlPast2106 } from '../memcached.messages.js';
 /** memcached reads an expiry above 30 days as an absolute Unix time (REALTIME_MAXDELTA). */
 export const MAX_RELATIVE_TTL = 60 * 60 * 24 * 30;
@@ -12,7 +13,7 @@ const MAX_EXPIRY = 0xffffffff;
  */
 export function normalizeTtl(ttl: unknown, name = 'ttl'): number {
   if (typeof ttl !== 'number' || !Number.isFinite(ttl) || ttl < 0 || ttl > MAX_TTL) {
-    throw new RangeError(invalidTtl(name, show(ttl), MAX_TTL));
+    throw new MemcachedUsageError('TTL', invalidTtl(name, show(ttl), MAX_TTL));
   }
   return Math.ceil(ttl);
 }
@@ -31,7 +32,7 @@ export function toExpiry(ttlSeconds: number, nowMs: number = Date.now()): number
   if (ttl <= MAX_RELATIVE_TTL) return ttl;
   const absolute = Math.floor(nowMs / 1000) + ttl;
   if (absolute > MAX_EXPIRY) {
-    throw new RangeError(ttlPast2106(ttlSeconds));
+    throw new MemcachedUsageError('TTL', ttlPast2106(ttlSeconds));
   }
   return absolute;
 }

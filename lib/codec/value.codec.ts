@@ -1,3 +1,4 @@
+import { MemcachedUsageError } from '../memcached.errors.js';
 import { deserialize, serialize } from 'node:v8';
 import type { MemcachedSerializer } from '../interfaces/memcached-module-options.interface.js';
 import { undefinedValue, unsupportedValue } from '../memcached.messages.js';
@@ -159,7 +160,7 @@ export class ValueCodec {
     if (typeof value === 'string' && value.isWellFormed())
       return { bytes: Buffer.from(value, 'utf8'), format: ValueFormat.Utf8 };
     if (Buffer.isBuffer(value)) return { bytes: value, format: ValueFormat.Binary };
-    if (value === undefined) throw new TypeError(undefinedValue());
+    if (value === undefined) throw new MemcachedUsageError('VALUE', undefinedValue());
     if (asResponse) {
       const json = JSON.stringify(value);
       if (json === undefined) throw new UnsupportedValueError(`a ${typeof value}`, '', 'json');
@@ -223,7 +224,7 @@ export class ValueCodec {
         case ValueFormat.Utf8:
           return body.toString('utf8');
         case ValueFormat.Binary:
-          // copy out of the socket's receive buffer, which memjs reuses
+          // copy out of the socket's receive buffer, which the connection reuses
           return Buffer.from(body);
         case ValueFormat.Custom:
           return this.options.serializer ? this.options.serializer.deserialize(body) : UNDECODABLE;

@@ -1,3 +1,4 @@
+import { MemcachedUsageError } from '../memcached.errors.js';
 import { MAX_TTL } from '../codec/ttl.js';
 import {
   CACHE_EVICT_METADATA,
@@ -38,7 +39,7 @@ export function recordCacheMetadata(
     }
     validateOptions(metadataKey, options, (target as object).constructor?.name, String(propertyKey));
     if (typeof descriptor.value !== 'function') {
-      throw new TypeError(notAMethod(String(propertyKey)));
+      throw new MemcachedUsageError('DECORATOR', notAMethod(String(propertyKey)));
     }
     const trampoline = installTrampoline(descriptor, String(propertyKey));
     defineOptions(metadataKey, options, trampoline, mode);
@@ -197,7 +198,10 @@ function validateOptions(
   const allowed = allowedOn(name);
   const where = method === undefined ? (className ?? 'a class') : `${className ?? '?'}.${method}`;
   if (options === null || typeof options !== 'object') {
-    throw new TypeError(invalidDecoratorOption(name, where, 'options', show(options), 'an object'));
+    throw new MemcachedUsageError(
+      'DECORATOR',
+      invalidDecoratorOption(name, where, 'options', show(options), 'an object'),
+    );
   }
   for (const [option, value] of Object.entries(options)) {
     if (value === undefined) continue;
@@ -205,9 +209,13 @@ function validateOptions(
     if (!permitted.includes(option)) {
       const expected =
         method === undefined ? `on a class, only ${CLASS_OPTIONS.join(' and ')} apply` : `one of ${allowed.join(', ')}`;
-      throw new TypeError(invalidDecoratorOption(name, where, option, show(value), `a known option: ${expected}`));
+      throw new MemcachedUsageError(
+        'DECORATOR',
+        invalidDecoratorOption(name, where, option, show(value), `a known option: ${expected}`),
+      );
     }
     const problem = (DECORATOR_OPTIONS as Record<string, OptionRow>)[option].check(value);
-    if (problem !== undefined) throw new TypeError(invalidDecoratorOption(name, where, option, show(value), problem));
+    if (problem !== undefined)
+      throw new MemcachedUsageError('DECORATOR', invalidDecoratorOption(name, where, option, show(value), problem));
   }
 }

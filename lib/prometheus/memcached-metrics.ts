@@ -1,3 +1,4 @@
+import { MemcachedConfigError } from '../config/memcached-options.js';
 import type { Registry } from 'prom-client';
 import type { MemcachedClient } from '../client/memcached.client.js';
 import type { LatencyCounts, NamespaceCounterView } from '../stats/cache-stats.js';
@@ -68,7 +69,7 @@ function histogramSamples(out: Sample[], name: string, labels: Labels, histogram
 export function registerMemcachedMetrics(client: MemcachedClient, options: MemcachedMetricsOptions): () => void {
   const registry = options?.registry;
   if (registry === undefined || typeof registry.registerMetric !== 'function') {
-    throw new TypeError(metricsRegistryMissing());
+    throw new MemcachedConfigError(metricsRegistryMissing());
   }
   const p = options.prefix ?? 'memcached_';
   const stats = client.counters();

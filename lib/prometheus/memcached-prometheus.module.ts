@@ -1,3 +1,4 @@
+import { MemcachedConfigError } from '../config/memcached-options.js';
 import {
   type DynamicModule,
   Inject,
@@ -44,7 +45,7 @@ async function globalRegistry(): Promise<Registry> {
   try {
     return (await import('prom-client')).register;
   } catch (error) {
-    throw new Error(peerMissing('nestjs-memcached/prometheus', 'prom-client'), { cause: error });
+    throw new MemcachedConfigError(peerMissing('nestjs-memcached/prometheus', 'prom-client'), { cause: error });
   }
 }
 

@@ -9,7 +9,7 @@ const lib = new URL('../../lib/', import.meta.url).pathname;
  * any layer below it, never one above.
  */
 const LAYERS: Array<[number, RegExp]> = [
-  [0, /^(utils|interfaces|codec|config|stats)\/|^memcached\.messages\.ts$/],
+  [0, /^(utils|interfaces|codec|config|stats)\/|^memcached\.(messages|errors)\.ts$/],
   [1, /^transport\//],
   [2, /^(cluster|near|bus)\//],
   [3, /^client\//],

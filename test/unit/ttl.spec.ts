@@ -30,7 +30,9 @@ describe('TTL rules', () => {
     [10n, 'Invalid ttl 10n:'],
     [null, 'Invalid ttl null:'],
   ])('rejects %s naming the value as given, with the intended message', (ttl, shown) => {
-    expect(() => normalizeTtl(ttl, 'ttl')).toThrow(RangeError);
+    expect(() => normalizeTtl(ttl, 'ttl')).toThrow(
+      expect.objectContaining({ name: 'MemcachedUsageError', code: 'TTL' }),
+    );
     expect(() => normalizeTtl(ttl, 'ttl')).toThrow(`${shown} expected a number of seconds from 0 (no expiry)`);
   });
 
