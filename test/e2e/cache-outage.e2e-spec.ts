@@ -3,6 +3,8 @@ import { Test } from '@nestjs/testing';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemcachedCache, MemcachedModule } from '../../lib/index.js';
+import { MemcachedPrometheusModule } from '../../lib/prometheus/index.js';
+import { Registry } from 'prom-client';
 import { startMemcachedApp } from '../support/nest-app.js';
 import { MemcachedDaemon, sleep } from '../support/memcached-daemon.js';
 import { ItemsController, ItemsDb } from './src/items.fixtures.js';
@@ -122,6 +124,46 @@ describe('decorated methods when memcached dies mid-suite', () => {
     }
     expect(unheard).toBe(3);
     expect(heard).toStrictEqual(Array(3).fill('items /items/7'));
+  });
+
+  it('loads the database the same way whether the Prometheus module is installed or not', async () => {
+    const registry = new Registry();
+    const moduleRef = await Test.createTestingModule({
+      imports: [
+        MemcachedModule.forRoot({
+          isGlobal: true,
+          servers: daemon.address,
+          timeout: TIMEOUT,
+          breakerCooldown: 100,
+          logger: false,
+        }),
+        MemcachedPrometheusModule.forRoot({ registry }),
+        AppModule,
+      ],
+    }).compile();
+    const withMetrics = moduleRef.createNestApplication({ logger: false });
+    await withMetrics.init();
+    try {
+      const loads = async (target: INestApplication, id: string) => {
+        const db = target.get(ItemsDb);
+        const before = db.count('findOne');
+        const outcomes: string[] = [];
+        for (let i = 0; i < 3; i++) {
+          const res = await request(target.getHttpServer()).get(`/items/${id}`).expect(200);
+          outcomes.push(res.headers['x-cache']);
+        }
+        return { loads: db.count('findOne') - before, outcomes };
+      };
+      // memcached is down (killed above): each app loads every call, and says MISS
+      const plain = await loads(app, '8');
+      const metered = await loads(withMetrics, '8');
+      expect(metered).toStrictEqual(plain);
+      expect(plain).toStrictEqual({ loads: 3, outcomes: ['MISS', 'MISS', 'MISS'] });
+      // and the metrics counted those misses
+      expect(await registry.metrics()).toContain('memcached_cache_requests_total{namespace="items",outcome="miss"} 3');
+    } finally {
+      await withMetrics.close();
+    }
   });
 
   it('returns correct results while memcached is frozen (SIGSTOP), each call bounded by the timeout', async () => {

@@ -55,7 +55,7 @@ describe('@Cacheable / @CacheEvict / @CachePut on a service, against real memcac
     expect(await users.findById('1')).toStrictEqual({ id: '1', name: 'Ada' });
     expect(db.count('findById')).toBe(1);
     const entry = await rawEntry(daemon.port, 'svc:', 'users', '1');
-    expect(entry?.key).toMatch(/^svc:users@\d+:1$/);
+    expect(entry?.key).toMatch(/^svc:users#\d+:1$/);
     expect(JSON.parse(entry!.bytes.toString())).toStrictEqual({ id: '1', name: 'Ada' });
   });
 
