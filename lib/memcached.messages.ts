@@ -122,7 +122,7 @@ export const viaPrototype = (className: string) =>
 
 export const routeHandlersOff = (what: string) =>
   `Cached routes are served through Nest's interceptor chain: this Nest no longer provides what serving ` +
-  `them from their handlers relies on (${what}). They are cached as before, with a little more work per hit.`;
+  `them from their handlers relies on (${what}). Check that your routes are still cached, and report the Nest version.`;
 export const routesFromHandlers = (count: number) =>
   `Routes with cache decorators whose rules run inside their route handlers (no interceptor added): ${count}`;
 

@@ -173,17 +173,20 @@ export class ClientCore implements CacheBackend {
 
   async write(target: EntryRef, value: unknown, fill: FillPlan | undefined, label: string): Promise<FillReport> {
     const wire = await this.namespaces.currentWire(target);
-    const [report] = await Promise.all([
-      this.readThrough.overwrite(
-        target,
-        wire,
-        () => this.readThrough.leases.fill(wire, { value, fill }, label),
-        (report) => report.outcome === 'stored',
-      ),
-      // the key's cached variants (HTTP responses) are older than this value
-      target.namespace === undefined ? undefined : this.namespaces.bumpVariants(target.namespace, target.key),
-    ]);
-    return report;
+    return this.readThrough.overwrite(
+      target,
+      wire,
+      // the key's cached variants (HTTP responses) are older than this value: the bump is part of
+      // the write, so other processes are told only once both have landed
+      async () =>
+        (
+          await Promise.all([
+            this.readThrough.leases.fill(wire, { value, fill }, label),
+            target.namespace === undefined ? undefined : this.namespaces.bumpVariants(target.namespace, target.key),
+          ])
+        )[0],
+      (report) => report.outcome === 'stored',
+    );
   }
 
   evict(target: { namespace?: string; key: string }): Promise<boolean> {

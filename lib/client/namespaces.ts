@@ -43,6 +43,16 @@ export class Namespaces {
     this.keyspace = new Keyspace(prefix);
   }
 
+  /**
+   * Refuses a target no wire key can be made for (a key that is not a string, a bad namespace),
+   * before anything is read: a caller's mistake, not a cache failure.
+   */
+  check(target: EntryRef): void {
+    if (typeof target.key !== 'string')
+      throw new MemcachedUsageError('KEY', keyNotString(target.key === null ? 'null' : typeof target.key));
+    if (target.namespace !== undefined) assertNamespace(target.namespace);
+  }
+
   /** The wire key of a plain key (no namespace). */
   plainWire(key: string): string {
     if (typeof key !== 'string') throw new MemcachedUsageError('KEY', keyNotString(key === null ? 'null' : typeof key));
@@ -64,7 +74,7 @@ export class Namespaces {
       const wire = this.plainWire(target.key);
       return { wire, item: (await this.ops.read([wire], { rawJson, keep }))[0] };
     }
-    assertNamespace(namespace);
+    this.check(target);
     const known = this.generations.get(namespace);
     const knownGroup = variant === undefined ? 0 : this.groups.get(this.groupId(namespace, target.key));
     if (known !== undefined && knownGroup !== undefined) {
@@ -93,6 +103,7 @@ export class Namespaces {
   /** The wire key of the target's entry under the current generations (created when missing). */
   async currentWire(target: EntryRef): Promise<string> {
     if (!target.namespace) return this.plainWire(target.key);
+    this.check(target);
     const { generation, group } = await this.currentIds(target);
     return this.wireAt(target, generation, group);
   }
@@ -114,7 +125,7 @@ export class Namespaces {
 
   /** The wire keys of several keys of one namespace, under its current generation. */
   async currentWires(namespace: string, keys: readonly string[]): Promise<string[]> {
-    assertNamespace(namespace);
+    for (const key of keys) this.check({ namespace, key });
     const generation = await this.current(this.generationWire(namespace), (g) => this.generations.set(namespace, g));
     return keys.map((key) => this.wireAt({ namespace, key }, generation, 0));
   }

@@ -58,8 +58,9 @@ export class ReadThrough {
   }
 
   async read<T>(request: ReadRequest<T>): Promise<Served<T>> {
-    const ticket = this.flights.ticket();
     const target = request.target;
+    this.namespaces.check(target);
+    const ticket = this.flights.ticket();
     const near = request.near === true ? this.near : undefined;
     let start = 0;
     if (near !== undefined && near.cache.active) {

@@ -108,25 +108,25 @@ export function refreshMarker(wire: string): string {
 
 /**
  * The names of loads running in this process (`Flights`): a read's wire key (HTTP reads, whose
- * hits are raw JSON text, apart), or, while the cache cannot be read, the entry itself. Wire keys
- * are printable, so they never meet the other two forms.
+ * hits are raw JSON text, marked by `\1`), or, while the cache cannot be read, the entry itself,
+ * marked by `\0`. Wire keys are printable, so the three forms never meet.
  */
 export const flightNames = {
   ofWire(wire: string, rawJson: boolean): string {
     return rawJson ? '\u0001' + wire : wire;
   },
-  /** An entry's load while no generation is known: `[ns,key]` and its variant. */
+  /** An entry's load while no generation is known: `\0[ns,key]` and its variant. */
   ofEntry(ref: EntryRef): string {
-    const head = JSON.stringify([ref.namespace ?? '', ref.key]);
+    const head = flightNames.keyPrefix(ref);
     return ref.variant === undefined ? head : `${head}\u0000${ref.variant}`;
   },
   /** Starts every `ofEntry` name of a key, with all its variants (a JSON array is closed by `]`). */
   keyPrefix(ref: { namespace?: string; key: string }): string {
-    return JSON.stringify([ref.namespace ?? '', ref.key]);
+    return '\u0000' + JSON.stringify([ref.namespace ?? '', ref.key]);
   },
   /** Starts every `ofEntry` name of a namespace. */
   namespacePrefix(namespace: string): string {
-    return `[${JSON.stringify(namespace)},`;
+    return `\u0000[${JSON.stringify(namespace)},`;
   },
 };
 

@@ -1,6 +1,7 @@
 import type { CipherKey } from '../codec/value-cipher.js';
 import type { BusTransport } from '../interfaces/bus-transport.interface.js';
 import { resolveKeyList } from './security-options.js';
+import { KEY_PREFIX_PATTERN } from '../codec/key.codec.js';
 import type {
   MemcachedBusFollow,
   MemcachedBusOptions,
@@ -168,8 +169,8 @@ function resolveFollow(
     if (rule === null || typeof rule !== 'object') throw fail(name, rule, 'an object { keyPrefix, namespace, evict }');
     known(name, rule, ['keyPrefix', 'namespace', 'evict', 'allEntries'], fail);
     const prefix = rule.keyPrefix ?? keyPrefix;
-    if (typeof prefix !== 'string' || prefix.length > 128)
-      throw fail(`${name}.keyPrefix`, prefix, "the other service's keyPrefix");
+    if (typeof prefix !== 'string' || !KEY_PREFIX_PATTERN.test(prefix))
+      throw fail(`${name}.keyPrefix`, prefix, "the other service's keyPrefix (printable ASCII without spaces or '#')");
     if (typeof rule.namespace !== 'string' || !NAMESPACE.test(rule.namespace))
       throw fail(`${name}.namespace`, rule.namespace, 'a namespace ([A-Za-z0-9_.-])');
     if (typeof rule.evict !== 'string' || !NAMESPACE.test(rule.evict))

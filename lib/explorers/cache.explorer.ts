@@ -14,7 +14,7 @@ import { CacheInterceptor, noteGlobalInterceptors } from '../interceptors/cache.
 import { CACHE_INTERCEPTOR, CACHE_INVOKER, ORIGINAL_METHOD } from '../memcached.constants.js';
 import { addLateBinder, type CacheInvoker, type LateBinder } from '../decorators/cache-decorator.factory.js';
 import { cachedMethodInvoker } from './cached-method.invoker.js';
-import { GLOBAL_INTERCEPTORS_SOURCE, nestContract } from '../nest/nest-internals.js';
+import { nestContract } from '../nest/nest-internals.js';
 import { serveRoutesFromHandlers } from '../nest/route-handlers.js';
 
 /**
@@ -45,16 +45,18 @@ export class CacheExplorer implements OnModuleInit, OnApplicationShutdown, LateB
   /**
    * Called by the module's `configure`, which Nest runs after creating the app's instances and
    * before registering its routes, with whether the app has global interceptors (undefined: they
-   * cannot be read): serves cached Express routes from their handlers when the interceptor is the
+   * cannot be read, taken as yes): serves cached Express routes from their handlers when the interceptor is the
    * stock one, `routeHandlers` is on and this Nest still writes what that path reads (see
    * `nest/route-handlers.ts`); else, says why once and leaves routes in the chain.
    */
   prepareRoutes(globalInterceptors: boolean | undefined): void {
-    noteGlobalInterceptors(this.interceptor, globalInterceptors ?? true);
+    const broken = nestContract.check();
+    // with the contract broken, whether interceptors run around the cache cannot be read: a hit
+    // is then always handed on parsed, as a miss is
+    noteGlobalInterceptors(this.interceptor, broken !== undefined || (globalInterceptors ?? true));
     if (this.adapterHost.httpAdapter?.getType() !== 'express' || this.interceptor.constructor !== CacheInterceptor)
       return;
     if (!this.engine.routeHandlers) return;
-    const broken = nestContract.check() ?? (globalInterceptors === undefined ? GLOBAL_INTERCEPTORS_SOURCE : undefined);
     if (broken !== undefined) return void this.logger.warn(routeHandlersOff(broken));
     const methodNames = (proto: object) => this.scanner.getAllMethodNames(proto);
     const served = serveRoutesFromHandlers(

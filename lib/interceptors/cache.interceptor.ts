@@ -19,7 +19,7 @@ import { RawJson, type ResponseMeta } from '../codec/value.codec.js';
 import { CacheInterceptorDelegate } from '../decorators/cache-interceptor.delegate.js';
 import { getCachePlan, urlCachePlan } from '../decorators/cache-metadata.accessor.js';
 import { SERVE_DECORATED, SERVE_ROUTE } from '../memcached.constants.js';
-import { interceptorsOf, takesResponseObject } from '../nest/nest-internals.js';
+import { expressEtagFunction, interceptorsOf, takesResponseObject } from '../nest/nest-internals.js';
 import type { CacheableOptions, CachePlan } from '../interfaces/cache-decorator-options.interface.js';
 import {
   canonicalUrl,
@@ -351,18 +351,15 @@ function nextTurn<T>(value: T): Promise<T> {
 type EtagFn = (body: string, encoding: string) => string | undefined;
 
 /**
- * What Express's `res.send` would set as ETag for a shared body (its app's `etag fn`, so
+ * What Express's `res.send` would set as ETag for a shared body (the app's compiled ETag function, so
  * `etag: false` or a custom function is respected), kept with the body: a near-cache hit serves
  * the same `RawJson` again and again, and Express does not hash a body whose ETag is set.
  * Undefined (Express computes it, if at all) for a body read once, a response that is not
  * Express's or has an ETag already, or an app that computes none.
  */
-function expressEtag(
-  res: HeaderTarget & { app?: { get?: (name: string) => unknown } },
-  value: RawJson,
-): string | undefined {
+function expressEtag(res: HeaderTarget, value: RawJson): string | undefined {
   if (!value.shared) return undefined;
-  const fn = res.app?.get?.('etag fn');
+  const fn = expressEtagFunction(res);
   if (typeof fn !== 'function' || res.getHeader?.('etag') !== undefined) return undefined;
   let derived = sharedEtags.get(value);
   if (derived?.by !== fn) {

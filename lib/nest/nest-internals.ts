@@ -33,10 +33,21 @@ export function interceptorsOf(target: Function): unknown[] {
   return (Reflect.getMetadata(KEYS.interceptors, target) as unknown[] | undefined) ?? [];
 }
 
-/** Binds an interceptor to a handler after the ones it has, once (what `@UseInterceptors` does). */
-export function appendInterceptor(handler: Function, interceptor: unknown): void {
-  const bound = interceptorsOf(handler);
-  if (!bound.includes(interceptor)) Reflect.defineMetadata(KEYS.interceptors, [...bound, interceptor], handler);
+const ATTACHED = Symbol('nestjs-memcached:attached-interceptors');
+
+/**
+ * Binds an interceptor to a handler after the ones it has, once, with Nest's own
+ * `@UseInterceptors` (so it holds whatever key a Nest release uses).
+ */
+export function appendInterceptor(handler: Function, interceptor: Type | Function): void {
+  let attached = (handler as { [ATTACHED]?: unknown[] })[ATTACHED];
+  if (attached === undefined) {
+    attached = [];
+    Object.defineProperty(handler, ATTACHED, { value: attached });
+  }
+  if (attached.includes(interceptor)) return;
+  attached.push(interceptor);
+  UseInterceptors(interceptor as Type)({}, '', { value: handler });
 }
 
 /** A copy of a handler's metadata on another function, without one interceptor. */
@@ -102,13 +113,15 @@ export function isPassedRequest(args: unknown[], index: number | undefined): boo
   );
 }
 
+/** The ETag function Express compiled from the app's `etag` setting, if the response has one. */
+export function expressEtagFunction(response: unknown): unknown {
+  return (response as { app?: { get?(name: string): unknown } }).app?.get?.('etag fn');
+}
+
 /** Whether `value` is the request Node's HTTP server made (what Express hands a route). */
 export function isNodeRequest(value: unknown): value is IncomingMessage & { res?: unknown } {
   return value instanceof IncomingMessage;
 }
-
-/** What `globalInterceptorsOfApp` reads, named in the warning when it cannot. */
-export const GLOBAL_INTERCEPTORS_SOURCE = "the app's global interceptors (container.applicationConfig)";
 
 type AppConfig = {
   getGlobalInterceptors?(): unknown[];
@@ -183,7 +196,7 @@ function probe(): string {
 
 /**
  * The `ExecutionContext` of an HTTP call served from its route handler, for the interceptor's
- * rules and key functions. It is an HTTP context: asking it for an RPC or WebSocket view throws.
+ * rules and key functions, built as Nest builds one for the same call.
  */
 export class RouteContext implements ExecutionContext {
   private readonly args: [IncomingMessage, unknown, undefined];
@@ -221,11 +234,15 @@ export class RouteContext implements ExecutionContext {
     return { getRequest: <T>() => request as T, getResponse: <T>() => response as T, getNext: <T>() => next as T };
   }
 
-  switchToRpc(): never {
-    throw new TypeError('An HTTP route served by the cache has no RPC context (getType() is "http")');
+  // as Nest's own ExecutionContextHost: the views read the same arguments (guards and key
+  // functions that check getType() first never use them)
+  switchToRpc() {
+    const [data, context] = this.args;
+    return { getData: <T>() => data as T, getContext: <T>() => context as T };
   }
 
-  switchToWs(): never {
-    throw new TypeError('An HTTP route served by the cache has no WebSocket context (getType() is "http")');
+  switchToWs() {
+    const [client, data] = this.args;
+    return { getClient: <T>() => client as T, getData: <T>() => data as T, getPattern: () => '' };
   }
 }

@@ -134,10 +134,14 @@ describe('flights and changes: names inside the process', () => {
         expect(flightNames.ofEntry(b).startsWith(flightNames.namespacePrefix(a.namespace ?? ''))).toBe(
           (a.namespace ?? '') === (b.namespace ?? ''),
         );
-        // a wire key is printable: never an entry's load name nor an HTTP read's
-        const wire = new Keyspace('').plain(a.key);
-        expect(flightNames.ofWire(wire, false)).not.toBe(flightNames.ofEntry(b));
-        expect(flightNames.ofWire(wire, true)).not.toBe(flightNames.ofWire(wire, false));
+        // a wire key is printable: never an entry's load name nor an HTTP read's, even a key
+        // spelled like one (with the default empty prefix)
+        for (const plainKey of [a.key, JSON.stringify([b.namespace ?? '', b.key])]) {
+          const wire = new Keyspace('').plain(plainKey);
+          expect(flightNames.ofWire(wire, false)).not.toBe(flightNames.ofEntry(b));
+          expect(flightNames.ofWire(wire, true)).not.toBe(flightNames.ofEntry(b));
+          expect(flightNames.ofWire(wire, true)).not.toBe(flightNames.ofWire(wire, false));
+        }
       }),
       { numRuns: 3000 },
     );
