@@ -122,7 +122,9 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
     let value: unknown;
     if (namespace === undefined) value = await this.ops.get(this.keyFor(key));
     else {
-      const { item } = await this.namespaces.lookup({ namespace, key });
+      const target = { namespace, key };
+      this.namespaces.check(target);
+      const { item } = await this.namespaces.lookup(target);
       value = item.state === 'hit' ? item.value : undefined;
     }
     this.statistics.read(namespace, key, value === undefined ? 'MISS' : 'HIT', performance.now() - started);

@@ -48,14 +48,13 @@ export class Namespaces {
    * before anything is read: a caller's mistake, not a cache failure.
    */
   check(target: EntryRef): void {
-    if (typeof target.key !== 'string')
-      throw new MemcachedUsageError('KEY', keyNotString(target.key === null ? 'null' : typeof target.key));
+    assertKey(target.key);
     if (target.namespace !== undefined) assertNamespace(target.namespace);
   }
 
   /** The wire key of a plain key (no namespace). */
   plainWire(key: string): string {
-    if (typeof key !== 'string') throw new MemcachedUsageError('KEY', keyNotString(key === null ? 'null' : typeof key));
+    assertKey(key);
     return this.keyspace.plain(key);
   }
 
@@ -66,7 +65,7 @@ export class Namespaces {
 
   /**
    * Reads the target's entry under the current generations (one round trip when they are known).
-   * With `keep`, a hit carries a copy of its bytes (for the near cache).
+   * With `keep`, a hit carries a copy of its bytes (for the near cache). The caller has `check`ed it.
    */
   async lookup(target: EntryRef, rawJson = false, keep = false): Promise<Lookup> {
     const { namespace, variant } = target;
@@ -74,15 +73,16 @@ export class Namespaces {
       const wire = this.plainWire(target.key);
       return { wire, item: (await this.ops.read([wire], { rawJson, keep }))[0] };
     }
-    this.check(target);
     const known = this.generations.get(namespace);
-    const knownGroup = variant === undefined ? 0 : this.groups.get(this.groupId(namespace, target.key));
+    // a variant group's counter is remembered under its wire key
+    const groupWire = variant === undefined ? undefined : this.groupWire(namespace, target.key);
+    const knownGroup = groupWire === undefined ? 0 : this.groups.get(groupWire);
     if (known !== undefined && knownGroup !== undefined) {
       const wire = this.wireAt(target, known, knownGroup);
       const wires =
-        variant === undefined
+        groupWire === undefined
           ? [this.generationWire(namespace), wire]
-          : [this.generationWire(namespace), this.groupWire(namespace, target.key), wire];
+          : [this.generationWire(namespace), groupWire, wire];
       const items = await this.ops.read(wires, { rawJson, keep, counters: wires.length - 1 });
       const generation = counterValue(items[0]);
       const group = variant === undefined ? 0 : counterValue(items[1]);
@@ -90,7 +90,7 @@ export class Namespaces {
         return { wire, item: items[wires.length - 1], generation, group };
       if (generation !== undefined && group !== undefined) {
         this.generations.set(namespace, generation);
-        if (variant !== undefined) this.groups.set(this.groupId(namespace, target.key), group);
+        if (groupWire !== undefined) this.groups.set(groupWire, group);
         const current = this.wireAt(target, generation, group);
         return { wire: current, item: (await this.ops.read([current], { rawJson, keep }))[0], generation, group };
       }
@@ -111,14 +111,10 @@ export class Namespaces {
   /** The target's current namespace generation and variant group (created when missing). */
   private async currentIds(target: EntryRef): Promise<{ generation: number; group: number }> {
     const namespace = target.namespace!;
-    assertNamespace(namespace);
+    const groupWire = target.variant === undefined ? undefined : this.groupWire(namespace, target.key);
     const [generation, group] = await Promise.all([
       this.current(this.generationWire(namespace), (g) => this.generations.set(namespace, g)),
-      target.variant === undefined
-        ? 0
-        : this.current(this.groupWire(namespace, target.key), (g) =>
-            this.groups.set(this.groupId(namespace, target.key), g),
-          ),
+      groupWire === undefined ? 0 : this.current(groupWire, (g) => this.groups.set(groupWire, g)),
     ]);
     return { generation, group };
   }
@@ -152,11 +148,11 @@ export class Namespaces {
     const wire = this.groupWire(namespace, key);
     try {
       const next = await this.ops.counter(Opcode.Increment, 'evict', wire, 1n, undefined, 0);
-      if (next !== null) this.groups.set(this.groupId(namespace, key), Number(next));
+      if (next !== null) this.groups.set(wire, Number(next));
     } catch (error) {
       if (!notACounter(error)) throw error;
       // not a counter: without it, the next read starts a fresh one from the clock
-      this.groups.delete(this.groupId(namespace, key));
+      this.groups.delete(wire);
       await this.ops.delete(wire, 'evict');
     }
   }
@@ -170,11 +166,6 @@ export class Namespaces {
 
   private groupWire(namespace: string, key: string): string {
     return this.keyspace.group(namespace, key);
-  }
-
-  /** A variant group's counter is remembered under its wire key (one name per group). */
-  private groupId(namespace: string, key: string): string {
-    return this.groupWire(namespace, key);
   }
 
   /** The wire key of a namespaced target's entry under the given generations. */
@@ -207,6 +198,11 @@ export class Namespaces {
   private counterBytes(value: number) {
     return { ...this.ops.encode(value), clear: true };
   }
+}
+
+/** Keys are strings: anything else is the caller's mistake, refused before anything is sent. */
+function assertKey(key: unknown): void {
+  if (typeof key !== 'string') throw new MemcachedUsageError('KEY', keyNotString(key === null ? 'null' : typeof key));
 }
 
 /** memcached refused to increment: the key holds something that is not a number. */

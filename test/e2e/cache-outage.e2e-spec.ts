@@ -1,8 +1,8 @@
-import { type INestApplication, Module } from '@nestjs/common';
+import { type DynamicModule, type INestApplication, Module } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MemcachedCache, MemcachedModule } from '../../lib/index.js';
+import { MemcachedCache, MemcachedModule, type MemcachedModuleOptions } from '../../lib/index.js';
 import { MemcachedPrometheusModule } from '../../lib/prometheus/index.js';
 import { Registry } from 'prom-client';
 import { startMemcachedApp } from '../support/nest-app.js';
@@ -21,8 +21,8 @@ describe('decorated methods when memcached dies mid-suite', () => {
   let users: UsersService;
   const warnings: string[] = [];
 
-  beforeAll(async () => {
-    daemon = await MemcachedDaemon.start();
+  /** The app against the suite's memcached, with short deadlines, and `extra` modules beside it. */
+  async function startApp(logger: MemcachedModuleOptions['logger'], extra: DynamicModule[] = []) {
     const moduleRef = await Test.createTestingModule({
       imports: [
         MemcachedModule.forRoot({
@@ -30,13 +30,20 @@ describe('decorated methods when memcached dies mid-suite', () => {
           servers: daemon.address,
           timeout: TIMEOUT,
           breakerCooldown: 100,
-          logger: { log() {}, error() {}, debug() {}, warn: (m: string) => warnings.push(m) },
+          logger,
         }),
+        ...extra,
         AppModule,
       ],
     }).compile();
-    app = moduleRef.createNestApplication({ logger: false });
-    await app.init();
+    const started = moduleRef.createNestApplication({ logger: false });
+    await started.init();
+    return started;
+  }
+
+  beforeAll(async () => {
+    daemon = await MemcachedDaemon.start();
+    app = await startApp({ log() {}, error() {}, debug() {}, warn: (m: string) => warnings.push(m) });
     users = app.get(UsersService);
   });
   afterAll(async () => {
@@ -128,21 +135,7 @@ describe('decorated methods when memcached dies mid-suite', () => {
 
   it('loads the database the same way whether the Prometheus module is installed or not', async () => {
     const registry = new Registry();
-    const moduleRef = await Test.createTestingModule({
-      imports: [
-        MemcachedModule.forRoot({
-          isGlobal: true,
-          servers: daemon.address,
-          timeout: TIMEOUT,
-          breakerCooldown: 100,
-          logger: false,
-        }),
-        MemcachedPrometheusModule.forRoot({ registry }),
-        AppModule,
-      ],
-    }).compile();
-    const withMetrics = moduleRef.createNestApplication({ logger: false });
-    await withMetrics.init();
+    const withMetrics = await startApp(false, [MemcachedPrometheusModule.forRoot({ registry })]);
     try {
       const loads = async (target: INestApplication, id: string) => {
         const db = target.get(ItemsDb);
