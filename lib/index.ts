@@ -17,6 +17,7 @@ export {
 export type { NodeStatus } from './cluster/breaker-node.js';
 export type { BusTransport } from './interfaces/bus-transport.interface.js';
 export type { NearCacheStats } from './near/near-cache.js';
+export type { DebtReport, OwedReport } from './client/debts.js';
 export type { BusStats } from './bus/invalidation-bus.js';
 export { InjectMemcached } from './decorators/inject-memcached.decorator.js';
 export { CACHE_INTERCEPTOR, getMemcachedClientToken } from './memcached.constants.js';

@@ -192,3 +192,12 @@ export const busRejected = (transport: string, reason: keyof typeof REJECTED) =>
 
 export const followFailed = (namespace: string, detail: string) =>
   `Could not evict from namespace "${namespace}" after a followed change (bus.follow): ${detail}`;
+
+export const invalidationOwed = (what: string) =>
+  `memcached did not confirm an invalidation (${what}): it is owed and paid when the node answers again; ` +
+  'until then reads of what it invalidates skip memcached. Further ones within 10 s are only counted.';
+
+export const invalidationsRepaid = (count: number) =>
+  `Paid ${count} owed invalidation(s): memcached serves those reads again`;
+
+export const spoolProblem = (detail: string) => `Invalidation spool: ${detail}`;

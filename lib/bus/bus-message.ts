@@ -9,9 +9,12 @@ import type { ChangeRef, KeyChange, NamespaceChange } from '../codec/keyspace.js
  *
  *   `2.<macs>.<payload>`
  *
- * - `<payload>`: compact JSON `{"s":"<source>","q":<seq>,"t":"k"|"n"|"h"|"b","x":[[...],...],"a":<ms>,"d":1}`
+ * - `<payload>`: compact JSON `{"s":"<source>","q":<seq>,"t":"k"|"n"|"h"|"b","x":[[...],...],"a":<ms>,"d":1,"o":1}`
  *   with the sender's source id (random per process and bus), its sequence number, the type, the
- *   changes, the sender's wall-clock time, and `d` when the change was caused by a followed change.
+ *   changes, the sender's wall-clock time, `d` when the change was caused by a followed change, and
+ *   `o` when every receiver is to hold it as a debt until it is paid: `1` memcached did not confirm
+ *   it, `2` it landed on a stand-in node while its owner was down (`deadNodePolicy: 'rehash'`).
+ *   Receivers of the previous release ignore `o` and drop their near entries as for any change.
  *   `k`: keys changed (`x` holds `[prefix, namespace, key]`, `namespace` empty for a plain key, or
  *   `[prefix, namespace, sha256, 1]` for a key too long to carry); `n`: namespaces got a new
  *   generation (`[prefix, namespace]`); `h`: a heartbeat; `b`: the source is closing (`x` empty).
@@ -32,6 +35,11 @@ interface BusHeader {
   /** The sender's wall-clock time, ms (0 in a version 1 message). */
   at: number;
   derived?: boolean;
+  /**
+   * Receivers hold the change as a debt: `1` memcached did not confirm it; `2` it landed on a
+   * stand-in node (`deadNodePolicy: 'rehash'`), and is owed to the owner when it returns.
+   */
+  owed?: 1 | 2;
 }
 
 /** A decoded message: keys (`k`) or namespaces (`n`) that changed, or a heartbeat or goodbye. */
@@ -89,6 +97,7 @@ export class BusCodec {
       a: message.at,
     };
     if (message.derived) body.d = 1;
+    if (message.owed) body.o = message.owed;
     const payload = JSON.stringify(body);
     const macs = this.keys.map(({ id, key }) => `${id}:${mac(key, payload)}`).join(',');
     return `${BUS_VERSION}.${macs}.${payload}`;
@@ -268,15 +277,17 @@ function messageOf(
   at: number,
   read: (x: unknown, type: unknown) => ChangeRef[] | undefined,
 ): BusMessage | undefined {
-  const { s, q, t, x, d } = fields;
+  const { s, q, t, x, d, o } = fields;
   if (typeof s !== 'string' || !SOURCE.test(s)) return undefined;
   if (typeof q !== 'number' || !Number.isSafeInteger(q) || q < 1) return undefined;
   if (t !== 'k' && t !== 'n' && t !== 'h' && t !== 'b') return undefined;
   if (d !== undefined && d !== 1) return undefined;
+  if (o !== undefined && ((o !== 1 && o !== 2) || (t !== 'k' && t !== 'n'))) return undefined;
   const changes = read(x, t);
   if (changes === undefined) return undefined;
   // changesOf checked that every change is of the message's kind
   const message = { source: s, seq: q, type: t, changes, at } as BusMessage;
   if (d === 1) message.derived = true;
+  if (o !== undefined) message.owed = o;
   return message;
 }

@@ -6,9 +6,12 @@ import type { ChangeRef, KeyChange, NamespaceChange } from '../codec/keyspace.js
 
 /** What the bus tells the tier it keeps coherent. */
 export interface BusListener {
-  /** `derived`: caused by a followed change (not to be followed further). */
-  keys(changes: KeyChange[], derived: boolean): void;
-  namespaces(changes: NamespaceChange[], derived: boolean): void;
+  /**
+   * `derived`: caused by a followed change (not to be followed further); `owed`: the receiver holds
+   * it as a debt (see `BusMessage.owed`; 0: not owed).
+   */
+  keys(changes: KeyChange[], derived: boolean, owed: 0 | 1 | 2): void;
+  namespaces(changes: NamespaceChange[], derived: boolean, owed: 0 | 1 | 2): void;
   /** Something may have been missed (a gap, a new source, a lost connection): drop everything. */
   flush(reason: BusFlushReason): void;
   /** The bus vouches for the tier (`true`) or no longer does. */
@@ -188,12 +191,12 @@ export class InvalidationBus {
   }
 
   /** Keys changed (after memcached took the change). Never throws: a lost message shows as a gap. */
-  publishKeys(changes: KeyChange[], derived = false): void {
-    void this.publish('k', changes, derived);
+  publishKeys(changes: KeyChange[], derived = false, owed: 0 | 1 | 2 = 0): void {
+    void this.publish('k', changes, derived, owed);
   }
 
-  publishNamespaces(changes: NamespaceChange[], derived = false): void {
-    void this.publish('n', changes, derived);
+  publishNamespaces(changes: NamespaceChange[], derived = false, owed: 0 | 1 | 2 = 0): void {
+    void this.publish('n', changes, derived, owed);
   }
 
   stats(): BusStats {
@@ -262,7 +265,7 @@ export class InvalidationBus {
     return vouched;
   }
 
-  private publish(type: BusMessageType, changes: ChangeRef[], derived = false): Promise<void> {
+  private publish(type: BusMessageType, changes: ChangeRef[], derived = false, owed: 0 | 1 | 2 = 0): Promise<void> {
     // every message takes a number, sent or not, so receivers see a gap for one that was lost
     const seq = ++this.seq;
     const counted = type === 'k' || type === 'n';
@@ -276,6 +279,7 @@ export class InvalidationBus {
       type,
       changes,
       derived,
+      owed: owed === 0 ? undefined : owed,
       at: this.wallClock(),
     } as BusMessage);
     return this.transport.publish(data).then(
@@ -305,8 +309,9 @@ export class InvalidationBus {
     }
     if (!this.track(message, arrived)) return this.reject('replayed');
     this.counters.received++;
-    if (message.type === 'k') this.listener.keys(message.changes, message.derived === true);
-    else if (message.type === 'n') this.listener.namespaces(message.changes, message.derived === true);
+    if (message.type === 'k') this.listener.keys(message.changes, message.derived === true, message.owed ?? 0);
+    else if (message.type === 'n')
+      this.listener.namespaces(message.changes, message.derived === true, message.owed ?? 0);
     else if (message.type === 'b') this.depart(message.source, message.seq, arrived);
     // a source heard again (or gone for good) may be what the tier was waiting for
     if (!this.isHealthy) this.assess(this.clock());

@@ -19,6 +19,9 @@ import { RateLimitedLogger } from '../utils/rate-limited-logger.js';
 import type { FillPlan, FillReport } from './lease.js';
 import type { EntryRef } from '../codec/keyspace.js';
 import { Namespaces } from './namespaces.js';
+import { DebtSpool } from './debt-spool.js';
+import type { Debt, DebtObserver } from './debts.js';
+import { invalidationOwed, invalidationsRepaid, spoolProblem } from '../memcached.messages.js';
 import { NearTier } from './near-tier.js';
 import { Operations } from './operations.js';
 import { ReadThrough, type ReadRequest, type Served } from './read-through.js';
@@ -121,6 +124,11 @@ export class ClientCore implements CacheBackend {
       keys && new ValueCipher(keys),
     );
     this.namespaces = new Namespaces(this.ops, o.keyPrefix);
+    const warnings = this.ops.warnings;
+    const spool =
+      o.invalidationSpool === undefined
+        ? undefined
+        : new DebtSpool(o.invalidationSpool, (message) => warnings.warn('spool', () => spoolProblem(message)));
     // a bus alone (no near cache) still tells other processes' near caches about this one's changes
     this.near =
       o.bus === undefined
@@ -139,16 +147,53 @@ export class ClientCore implements CacheBackend {
               t.key === undefined
                 ? this.readThrough.evictAll(t.namespace, { derived: true })
                 : this.readThrough.evict({ namespace: t.namespace, key: t.key }, { derived: true }),
+            (debt, failover) => this.readThrough.hold(debt, failover),
           );
     this.readThrough = new ReadThrough(
       this.ops,
       this.namespaces,
       { leaseTtl: o.leaseTtl, leaseWait: o.leaseWait },
       this.near,
+      (failover) => this.debtObserver(warnings, failover ? undefined : spool, failover),
+      o.breakerCooldown,
     );
+    // what a process that died with debts left behind is paid first
+    for (const debt of spool?.load() ?? []) this.readThrough.debts.owe(debt, false);
     this.ready = this.near?.connect() ?? Promise.resolve();
     // the module awaits it (and fails to start); a client made by hand is only warned
     this.ready.catch(() => undefined);
+  }
+
+  /** Counts, spools and logs debts (the bus hears them from the read-through core itself). */
+  private debtObserver(warnings: RateLimitedLogger, spool: DebtSpool | undefined, failover: boolean): DebtObserver {
+    let paid = 0;
+    return {
+      owed: (debt: Debt | 'everything', local: boolean) => {
+        this.stats.count('invalidationsOwed');
+        spool?.add(debt, () => this.readThrough.debts.held());
+        if (local && !failover)
+          warnings.warn('owed', () =>
+            invalidationOwed(
+              debt === 'everything'
+                ? 'too many to hold: every node is flushed when it answers'
+                : debt.key === undefined
+                  ? `namespace "${debt.namespace}"`
+                  : debt.namespace === undefined
+                    ? 'a key without a namespace'
+                    : `a key of namespace "${debt.namespace}"`,
+            ),
+          );
+      },
+      paid: () => {
+        paid++;
+        this.stats.count('invalidationsRepaid');
+      },
+      cleared: () => {
+        spool?.clear();
+        if (paid > 0 && this.logger) this.logger.log?.(invalidationsRepaid(paid));
+        paid = 0;
+      },
+    };
   }
 
   get httpPolicy(): HttpCachePolicy {
@@ -172,13 +217,12 @@ export class ClientCore implements CacheBackend {
   }
 
   async write(target: EntryRef, value: unknown, fill: FillPlan | undefined, label: string): Promise<FillReport> {
-    const wire = await this.namespaces.currentWire(target);
     return this.readThrough.overwrite(
       target,
-      wire,
+      () => this.namespaces.currentWire(target),
       // the key's cached variants (HTTP responses) are older than this value: the bump is part of
       // the write, so other processes are told only once both have landed
-      async () =>
+      async (wire) =>
         (
           await Promise.all([
             this.readThrough.leases.fill(wire, { value, fill }, label),
@@ -186,6 +230,8 @@ export class ClientCore implements CacheBackend {
           ])
         )[0],
       (report) => report.outcome === 'stored',
+      // a put memcached did not take leaves the old value there
+      (report) => report.failure !== undefined,
     );
   }
 
@@ -214,6 +260,8 @@ export class ClientCore implements CacheBackend {
 
   /** Closes the sockets and the bus. */
   close(): void {
+    this.readThrough.debts.close();
+    this.readThrough.failover.close();
     this.router.close();
     this.near?.close();
   }

@@ -28,6 +28,7 @@ import type { Operations } from './operations.js';
 import type { ReadThrough, Served } from './read-through.js';
 import type { BusReport, NearTier } from './near-tier.js';
 import type { NearCacheStats } from '../near/near-cache.js';
+import type { OwedReport } from './debts.js';
 
 export type {
   LatencyCounts,
@@ -120,7 +121,9 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
     const started = performance.now();
     const namespace = options?.namespace || undefined;
     let value: unknown;
-    if (namespace === undefined) value = await this.ops.get(this.keyFor(key));
+    // an invalidation of it that memcached did not confirm: what memcached holds may be older
+    if (this.readThrough.owes({ namespace, key })) value = undefined;
+    else if (namespace === undefined) value = await this.ops.get(this.keyFor(key));
     else {
       const target = { namespace, key };
       this.namespaces.check(target);
@@ -145,8 +148,9 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
     const result = new Map<string, T>();
     const namespace = options?.namespace || undefined;
     const durationMs = performance.now() - started;
+    const owes = this.readThrough.debts.size !== 0 || this.readThrough.failover.size !== 0;
     for (let i = 0; i < keys.length; i++) {
-      const res = found[i];
+      const res = owes && this.readThrough.owes({ namespace, key: keys[i] }) ? undefined : found[i];
       const value = res === undefined ? undefined : this.ops.decode(res, wires[i]);
       this.statistics.read(namespace, keys[i], value === undefined ? 'MISS' : 'HIT', durationMs);
       if (value !== undefined) result.set(keys[i], value as T);
@@ -270,8 +274,11 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
    * This client's counters since it started: every read path's hits and misses, writes, errors,
    * leases; with `nearCache` when a near cache is configured and `bus` when a bus is.
    */
-  stats(): MemcachedClientStats & { nearCache?: NearCacheStats; bus?: BusReport } {
-    const counters: MemcachedClientStats & { nearCache?: NearCacheStats; bus?: BusReport } = this.statistics.snapshot();
+  stats(): MemcachedClientStats & { owed: OwedReport; nearCache?: NearCacheStats; bus?: BusReport } {
+    const counters: MemcachedClientStats & { owed: OwedReport; nearCache?: NearCacheStats; bus?: BusReport } = {
+      ...this.statistics.snapshot(),
+      owed: { ...this.readThrough.debts.report(), onReturn: this.readThrough.failover.report() },
+    };
     if (this.near === undefined) return counters;
     if (this.near.serving) counters.nearCache = this.near.cache.stats();
     counters.bus = this.near.report();
@@ -351,13 +358,14 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
     const expiry = toExpiry(ttlOrDefault(options?.ttl, this.options.ttl));
     const label = options?.namespace ? `namespace "${options.namespace}"` : 'keys without a namespace';
     const encoded = this.ops.encode(value);
-    const wire = await this.wireOf(key, options);
     const target = { namespace: options?.namespace, key };
     const outcome = await this.readThrough.overwrite(
       target,
-      wire,
-      () => this.ops.store(opcode, operation, wire, encoded, expiry, label),
+      () => this.wireOf(key, options),
+      (wire) => this.ops.store(opcode, operation, wire, encoded, expiry, label),
       (stored) => stored === 'stored',
+      // a set or replace memcached did not take leaves the old value there (an add changed nothing)
+      opcode === Opcode.Add ? undefined : () => false,
     );
     return outcome === 'stored';
   }
@@ -373,11 +381,11 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
     const initial = options?.initial === undefined ? undefined : toUint64(options.initial, 'initial');
     const expiry = toExpiry(ttlOrDefault(options?.ttl, this.options.ttl));
     const target = { namespace: options?.namespace, key };
-    const wire = await this.wireOf(key, options);
+    // a counter is data, not a copy: one memcached did not change is not deleted later
     return this.readThrough.overwrite(
       target,
-      wire,
-      () => this.ops.counter(opcode, operation, wire, amount, initial, expiry),
+      () => this.wireOf(key, options),
+      (wire) => this.ops.counter(opcode, operation, wire, amount, initial, expiry),
       (result) => result !== null,
     );
   }

@@ -24,6 +24,7 @@ import type { NearCache } from '../near/near-cache.js';
 import { changeNames, type EntryRef, type KeyChange, type NamespaceChange } from '../codec/keyspace.js';
 import type { Lookup, Namespaces } from './namespaces.js';
 import type { KeptBytes, Operations } from './operations.js';
+import type { Debt } from './debts.js';
 
 /** The invalidation bus, in `stats()` when one is configured. */
 export interface BusReport extends BusStats {
@@ -77,6 +78,8 @@ export class NearTier implements BusListener {
     keys: BusKey[],
     /** Carries out the evictions `bus.follow` asks for. */
     private readonly evictor: (target: { namespace: string; key?: string }) => Promise<unknown>,
+    /** Holds a debt another process told of (`failover`: owed to a node when it returns). */
+    private readonly holdDebt: (debt: Debt | 'everything', failover: boolean) => void,
   ) {
     this.busName = typeof options.transport === 'string' ? options.transport : 'custom';
     this.follow = options.follow;
@@ -204,17 +207,55 @@ export class NearTier implements BusListener {
     if (!derived) this.followNamespace(change);
   }
 
+  /**
+   * An invalidation memcached did not confirm: dropped here, and every process told at once, so
+   * their near caches drop it and they hold the debt too (it outlives this process).
+   */
+  owed(debt: Debt, derived: boolean): void {
+    if (debt.key === undefined) {
+      const change: NamespaceChange = { prefix: this.prefix, namespace: debt.namespace };
+      if (this.serving) this.cache.invalidateNamespace(changeNames.namespaceName(change));
+      this.bus.publishNamespaces([change], derived, 1);
+      if (!derived) this.followNamespace(change);
+      return;
+    }
+    const change = this.change(debt);
+    if (this.serving) this.cache.invalidateKey(changeNames.family(change));
+    this.bus.publishKeys([change], derived, 1);
+    if (!derived) this.followKey(change);
+  }
+
+  /** A change that landed on a stand-in node (already published as a change): owed to its owner on return. */
+  owedOnReturn(debt: Debt): void {
+    if (debt.key === undefined)
+      this.bus.publishNamespaces([{ prefix: this.prefix, namespace: debt.namespace }], true, 2);
+    else this.bus.publishKeys([this.change(debt)], true, 2);
+  }
+
   // BusListener: another process's changes
-  keys(changes: KeyChange[], derived: boolean): void {
+  keys(changes: KeyChange[], derived: boolean, owed: 0 | 1 | 2): void {
     for (const change of changes) {
       if (this.serving) this.cache.invalidateKey(changeNames.family(change));
+      if (owed !== 0 && change.prefix === this.prefix)
+        // a key known by its hash only: its namespace (or, without one, everything) is owed
+        this.holdDebt(
+          change.hashed !== true
+            ? change.namespace === ''
+              ? { key: change.key }
+              : { namespace: change.namespace, key: change.key }
+            : change.namespace === ''
+              ? 'everything'
+              : { namespace: change.namespace },
+          owed === 2,
+        );
       if (!derived) this.followKey(change);
     }
   }
 
-  namespaces(changes: NamespaceChange[], derived: boolean): void {
+  namespaces(changes: NamespaceChange[], derived: boolean, owed: 0 | 1 | 2): void {
     for (const change of changes) {
       if (this.serving) this.cache.invalidateNamespace(changeNames.namespaceName(change));
+      if (owed !== 0 && change.prefix === this.prefix) this.holdDebt({ namespace: change.namespace }, owed === 2);
       if (!derived) this.followNamespace(change);
     }
   }

@@ -1,10 +1,12 @@
 import type { ResponseMeta } from '../codec/value.codec.js';
+import { type Debt, type DebtObserver, InvalidationDebts, owesAfter } from './debts.js';
 import { Flights } from './flights.js';
 import { type CacheFailure, type FillReport, LeaseProtocol, type Loader } from './lease.js';
 import { type EntryRef, flightNames } from '../codec/keyspace.js';
 import type { Lookup, Namespaces } from './namespaces.js';
 import type { NearTier } from './near-tier.js';
 import type { Operations } from './operations.js';
+import type { BreakerNode } from '../cluster/breaker-node.js';
 
 import type { ReadOutcome } from '../stats/cache-stats.js';
 
@@ -46,6 +48,16 @@ export interface Served<T> {
 export class ReadThrough {
   readonly flights = new Flights();
   readonly leases: LeaseProtocol;
+  /** Invalidations memcached did not confirm: their targets are not read from it until they are paid. */
+  readonly debts: InvalidationDebts;
+  /**
+   * Invalidations that landed on a stand-in node while their owner was down (`deadNodePolicy:
+   * 'rehash'`): read from the stand-ins meanwhile, owed to the owner, and not read from it until
+   * paid there once every node is back.
+   */
+  readonly failover: InvalidationDebts;
+  /** The nodes down while failover debts were taken: once any is back, those debts gate reads. */
+  private readonly failedOver = new Set<BreakerNode>();
 
   constructor(
     private readonly ops: Operations,
@@ -53,8 +65,58 @@ export class ReadThrough {
     leaseOptions: { leaseTtl: number; leaseWait: number },
     /** The in-process tier, when a bus is configured. */
     private readonly near: NearTier | undefined,
+    /** Hears debts held and paid (the spool, the counters, the logs; `failover` for those owed on return). */
+    debtObserver: (failover: boolean) => DebtObserver,
+    /** Longest pause between attempts to pay a debt, ms. */
+    payEvery: number,
   ) {
     this.leases = new LeaseProtocol(ops, leaseOptions);
+    const payer = {
+      key: (target: { namespace?: string; key: string }) => this.evict(target, { paying: true }),
+      namespace: (namespace: string) => this.evictAll(namespace, { paying: true }),
+      everything: () => this.ops.flushAll(),
+      // a payment made while a node's keys go elsewhere would land on the stand-in
+      canPay: () => !this.ops.router.rehashing,
+    };
+    this.debts = new InvalidationDebts(payer, debtObserver(false), payEvery);
+    const failover = debtObserver(true);
+    this.failover = new InvalidationDebts(
+      payer,
+      { ...failover, cleared: () => (this.failedOver.clear(), failover.cleared()) },
+      payEvery,
+    );
+  }
+
+  /** Whether an invalidation of the target is unpaid: what memcached holds for it may be older. */
+  owes(target: EntryRef): boolean {
+    return (
+      (this.debts.size !== 0 && this.debts.covers(target)) ||
+      (this.failover.size !== 0 && this.ownerBack() && this.failover.covers(target))
+    );
+  }
+
+  /** Holds a debt another process told of on the bus. */
+  hold(debt: Debt | 'everything', failover: boolean): void {
+    if (!failover) return this.debts.owe(debt, false);
+    this.noteFailedOver();
+    this.failover.owe(debt, false);
+  }
+
+  /** Whether a node that was down while failover debts were taken answers again (and may serve the old values). */
+  private ownerBack(): boolean {
+    // debts told by another process, while this one saw no node down: any node may be the owner
+    if (this.failedOver.size === 0) return true;
+    for (const node of this.failedOver) if (!node.isOpen) return true;
+    return false;
+  }
+
+  private noteFailedOver(): void {
+    for (const node of this.ops.router.nodes) if (node.isOpen) this.failedOver.add(node);
+  }
+
+  /** Whether a read of the target skips memcached: its node is down, or an invalidation of it is unpaid. */
+  private skips(target: EntryRef): boolean {
+    return this.namespaces.isDown(target) || this.owes(target);
   }
 
   async read<T>(request: ReadRequest<T>): Promise<Served<T>> {
@@ -73,7 +135,7 @@ export class ReadThrough {
     }
     let found: Lookup | undefined;
     let failure: CacheFailure | undefined;
-    if (!this.namespaces.isDown(target)) {
+    if (!this.skips(target)) {
       try {
         found = await this.namespaces.lookup(target, request.rawJson, near !== undefined && near.cache.active);
       } catch (error) {
@@ -125,48 +187,105 @@ export class ReadThrough {
    * Evicts a key and every variant of it: its running loads in this process are split off (not
    * joined, not stored), the entry is deleted and its variants' generation bumped. `derived`: the
    * eviction follows another service's change (`bus.follow`), so it is not followed further.
+   * When memcached does not confirm it, the eviction is owed (see `InvalidationDebts`) and the
+   * error is rethrown. `paying`: this is the payment of a debt (nothing more is owed or published).
    */
-  async evict(target: { namespace?: string; key: string }, how: { derived?: boolean } = {}): Promise<boolean> {
+  async evict(
+    target: { namespace?: string; key: string },
+    how: { derived?: boolean; paying?: boolean } = {},
+  ): Promise<boolean> {
     this.flights.invalidatePrefix(flightNames.keyPrefix(target));
     this.near?.keyChanging(target);
-    const wire = await this.namespaces.currentWire(target);
-    this.flights.invalidate(flightNames.ofWire(wire, false));
-    this.flights.invalidate(flightNames.ofWire(wire, true));
-    const [deleted] = await Promise.all([
-      this.ops.delete(wire),
-      target.namespace ? this.namespaces.bumpVariants(target.namespace, target.key) : undefined,
-    ]);
+    let deleted: boolean;
+    try {
+      const wire = await this.namespaces.currentWire(target);
+      this.flights.invalidate(flightNames.ofWire(wire, false));
+      this.flights.invalidate(flightNames.ofWire(wire, true));
+      [deleted] = await Promise.all([
+        this.ops.delete(wire),
+        target.namespace ? this.namespaces.bumpVariants(target.namespace, target.key) : undefined,
+      ]);
+    } catch (error) {
+      if (how.paying !== true) this.owe(key(target), error, how.derived === true);
+      throw error;
+    }
+    if (how.paying === true) return deleted;
     this.near?.keyChanged(target, how.derived === true);
+    this.oweIfRehashed(key(target));
     return deleted;
   }
 
   /** Evicts every entry of a namespace (a new generation; running loads belong to the old one). */
-  async evictAll(namespace: string, how: { derived?: boolean } = {}): Promise<void> {
+  async evictAll(namespace: string, how: { derived?: boolean; paying?: boolean } = {}): Promise<void> {
     this.flights.invalidatePrefix(flightNames.namespacePrefix(namespace));
     this.near?.namespaceChanging(namespace);
-    await this.namespaces.bump(namespace);
+    try {
+      await this.namespaces.bump(namespace);
+    } catch (error) {
+      if (how.paying !== true) this.owe({ namespace }, error, how.derived === true);
+      throw error;
+    }
+    if (how.paying === true) return;
     this.near?.namespaceChanged(namespace, how.derived === true);
+    this.oweIfRehashed({ namespace });
+  }
+
+  /** An invalidation failed: held until paid, and every process told (unless it was the caller's mistake). */
+  private owe(debt: Debt, error: unknown, derived = false): void {
+    if (!owesAfter(error)) return;
+    this.near?.owed(debt, derived);
+    this.debts.owe(debt, true);
+  }
+
+  /**
+   * With `deadNodePolicy: 'rehash'` a node's keys go elsewhere while it is down: what it held is
+   * invalidated on the node it returns to only if the invalidation is owed to it meanwhile.
+   */
+  private oweIfRehashed(debt: Debt): void {
+    if (!this.ops.router.rehashing) return;
+    this.noteFailedOver();
+    this.near?.owedOnReturn(debt);
+    this.failover.owe(debt, true);
   }
 
   /**
    * Overwrites a key (a set, a counter change, a put): before `send`, the key's running loads in
    * this process are split off (their older result must not be stored) and the near cache stops
    * keeping what it read before; once `landed` says memcached took the write, every process's
-   * near cache drops the key. The one way to write, so no caller can do half of it.
+   * near cache drops the key. With `owes`, a write memcached did not take (it threw, or `failed`
+   * says so) leaves the old value there: it is owed as an eviction. The one way to write, so no
+   * caller can do half of it.
    */
   async overwrite<R>(
     target: { namespace?: string; key: string },
-    wire: string,
-    send: () => Promise<R>,
+    wireOf: () => string | Promise<string>,
+    send: (wire: string) => Promise<R>,
     landed: (result: R) => boolean,
+    owes?: (result: R) => boolean,
   ): Promise<R> {
-    this.flights.invalidate(flightNames.ofWire(wire, false));
-    this.flights.invalidate(flightNames.ofWire(wire, true));
     this.near?.keyChanging(target);
-    const result = await send();
-    if (landed(result)) this.near?.keyChanged(target);
+    let result: R;
+    try {
+      const wire = await wireOf();
+      this.flights.invalidate(flightNames.ofWire(wire, false));
+      this.flights.invalidate(flightNames.ofWire(wire, true));
+      result = await send(wire);
+    } catch (error) {
+      if (owes !== undefined) this.owe(key(target), error);
+      throw error;
+    }
+    if (owes?.(result) === true) this.owe(key(target), undefined);
+    else if (landed(result)) {
+      this.near?.keyChanged(target);
+      if (owes !== undefined) this.oweIfRehashed(key(target));
+    }
     return result;
   }
+}
+
+/** A key's debt, in the shape debts keep (no namespace for a plain key). */
+function key(target: { namespace?: string; key: string }): Debt {
+  return target.namespace ? { namespace: target.namespace, key: target.key } : { key: target.key };
 }
 
 const NOTHING_KEPT = { keep: false };

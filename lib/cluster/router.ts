@@ -47,6 +47,16 @@ export class NodeRouter {
     return next < 0 ? owner : this.nodes[next];
   }
 
+  /**
+   * True while `rehash` sends some node's keys elsewhere: an invalidation made now misses what
+   * that node holds, and a debt paid now would land on the stand-in, not on it.
+   */
+  get rehashing(): boolean {
+    if (this.options.deadNodePolicy !== 'rehash') return false;
+    for (const node of this.nodes) if (node.isOpen) return true;
+    return false;
+  }
+
   /** True when a wire key's node is down and no other node serves it: skip the cache at once. */
   isDown(wire: string): boolean {
     return this.nodeFor(wire).isOpen;

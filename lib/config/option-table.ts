@@ -340,6 +340,20 @@ export const OPTION_TABLE = {
       'every route in the chain; see [HTTP caching](http-caching.md)',
   },
   /**
+   * A file where invalidations memcached did not confirm are kept until they are paid, so a
+   * process that dies while holding them leaves them to the next one (the bus, when configured,
+   * already hands them to every other process). Off by default.
+   */
+  invalidationSpool: {
+    type: as<string>(),
+    kind: { type: 'text' },
+    defaultText: 'off',
+    env: ['MEMCACHED_INVALIDATION_SPOOL'],
+    doc:
+      'a file path: invalidations memcached did not confirm are written there until paid, and a process that ' +
+      'starts pays what it finds; see [Outages](outages.md)',
+  },
+  /**
    * An in-process tier (L1) in front of memcached, off by default: hits are served from memory,
    * without a round trip, while the invalidation `bus` is healthy. Needs `bus`.
    */

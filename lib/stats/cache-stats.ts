@@ -30,6 +30,13 @@ export interface MemcachedClientStats {
   rejectedFills: number;
   /** Loads whose result was not stored because an eviction in this process came after they started. */
   splitFlights: number;
+  /**
+   * Invalidations (evictions, namespace evictions, overwrites) memcached did not confirm, held as
+   * debts (this process's, and those other processes told of on the bus).
+   */
+  invalidationsOwed: number;
+  /** Owed invalidations paid once memcached answered again. */
+  invalidationsRepaid: number;
 }
 
 /** Counters of one namespace since the application started (`MemcachedCache.stats()`). */
@@ -149,6 +156,8 @@ export class CacheStats implements MemcachedCounters {
     leaseWaitTimeouts: 0,
     rejectedFills: 0,
     splitFlights: 0,
+    invalidationsOwed: 0,
+    invalidationsRepaid: 0,
   };
   /** Oldest used first among the namespaces not declared; the declared ones are never folded. */
   private readonly namespaceCounters = new Map<string, NamespaceCounters>();

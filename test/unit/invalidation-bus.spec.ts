@@ -136,6 +136,9 @@ describe('bus messages', () => {
       payload({ s: 'a b', q: 1, t: 'h', x: [], a: NOW }),
       payload({ s: 'a', q: 1, t: 'h', x: [], a: 'now' }),
       payload({ s: 'a', q: 1, t: 'k', x: ['a'], a: NOW, d: 2 }),
+      payload({ s: 'a', q: 1, t: 'k', x: [['p', 'users', 'k']], a: NOW, o: 3 }),
+      payload({ s: 'a', q: 1, t: 'k', x: [['p', 'users', 'k']], a: NOW, o: true }),
+      payload({ s: 'a', q: 1, t: 'h', x: [], a: NOW, o: 1 }),
       payload({ s: 'a', q: 1, t: 'k', x: [['p', 'users', 'x'.repeat(MAX_BUS_NAME)]], a: NOW }),
       payload({ s: 'a', q: 1, t: 'n', x: Array.from({ length: MAX_BUS_NAMES + 1 }, () => ['p', 'n']), a: NOW }),
       // a change that is not what a sender writes: wrong kind, separators, a bad hash
@@ -252,6 +255,13 @@ describe('bus messages', () => {
         ),
         (sent) => {
           expect(signed.decode(signed.encode(sent), NOW)).toStrictEqual({ message: JSON.parse(JSON.stringify(sent)) });
+          // an invalidation memcached did not confirm travels as the same change, marked owed
+          for (const kind of [1, 2] as const) {
+            const owed = { ...sent, owed: kind };
+            expect(signed.decode(signed.encode(owed), NOW)).toStrictEqual({
+              message: JSON.parse(JSON.stringify(owed)),
+            });
+          }
         },
       ),
       { numRuns: 500 },

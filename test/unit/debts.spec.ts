@@ -1,0 +1,189 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { DebtSpool } from '../../lib/client/debt-spool.js';
+import { type Debt, InvalidationDebts, MAX_KEY_DEBTS, MAX_NAMESPACE_DEBTS, owesAfter } from '../../lib/client/debts.js';
+import { MemcachedUsageError } from '../../lib/memcached.errors.js';
+import { MemcachedError } from '../../lib/transport/memcached.error.js';
+
+/** A payer that records payments and fails while `down`; `during` runs inside a payment. */
+function payer() {
+  const state = {
+    down: false,
+    rehashing: false,
+    paid: [] as string[],
+    during: undefined as (() => void) | undefined,
+  };
+  const pay = async (what: string) => {
+    state.during?.();
+    if (state.down) throw new MemcachedError('delete', 'n:1', 'UNAVAILABLE', 'down');
+    state.paid.push(what);
+  };
+  return {
+    state,
+    payer: {
+      key: (t: { namespace?: string; key: string }) => pay(`key ${t.namespace ?? '-'} ${t.key}`),
+      namespace: (n: string) => pay(`namespace ${n}`),
+      everything: () => pay('everything'),
+      canPay: () => !state.rehashing,
+    },
+  };
+}
+
+function observer() {
+  const seen = { owed: [] as Array<[Debt | 'everything', boolean]>, paid: 0, cleared: 0 };
+  return {
+    seen,
+    observer: {
+      owed: (debt: Debt | 'everything', local: boolean) => seen.owed.push([debt, local]),
+      paid: () => void seen.paid++,
+      cleared: () => void seen.cleared++,
+    },
+  };
+}
+
+describe('InvalidationDebts', () => {
+  let debts: InvalidationDebts | undefined;
+  afterEach(() => debts?.close());
+
+  function make() {
+    const p = payer();
+    const o = observer();
+    debts = new InvalidationDebts(p.payer, o.observer, 1000);
+    return { debts, ...p, ...o };
+  }
+
+  it('covers what it holds, and only that, until it is paid', async () => {
+    const { debts, state } = make();
+    state.down = true;
+    debts.owe({ namespace: 'users', key: '7' }, true);
+    debts.owe({ key: 'plain' }, false);
+    debts.owe({ namespace: 'lists' }, true);
+    expect(debts.covers({ namespace: 'users', key: '7' })).toBe(true);
+    expect(debts.covers({ namespace: 'users', key: '7', variant: 'json' })).toBe(true);
+    expect(debts.covers({ namespace: 'users', key: '8' })).toBe(false);
+    expect(debts.covers({ key: '7' })).toBe(false);
+    expect(debts.covers({ key: 'plain' })).toBe(true);
+    expect(debts.covers({ namespace: 'lists', key: 'anything' })).toBe(true);
+    expect(debts.coversNamespace('users')).toBe(true);
+    expect(debts.coversNamespace('other')).toBe(false);
+    expect(await debts.payNow()).toBe(false);
+    expect(debts.report()).toStrictEqual({ keys: 2, namespaces: 1, everything: false });
+    state.down = false;
+    expect(await debts.payNow()).toBe(true);
+    expect(debts.size).toBe(0);
+    expect(debts.covers({ namespace: 'users', key: '7' })).toBe(false);
+    expect(state.paid.sort()).toStrictEqual(['key - plain', 'key users 7', 'namespace lists']);
+  });
+
+  it('a debt owed again while it is being paid stays held (the payment may have gone first)', async () => {
+    const { debts, state } = make();
+    state.down = true;
+    debts.owe({ namespace: 'users', key: '7' }, true);
+    debts.owe({ namespace: 'lists' }, true);
+    state.down = false;
+    state.during = () => {
+      state.during = undefined;
+      debts.owe({ namespace: 'users', key: '7' }, true);
+      debts.owe({ namespace: 'lists' }, true);
+    };
+    // the namespace was owed again during its own payment: held; the key was owed again before its
+    // payment began: that payment covers it
+    expect(await debts.payNow()).toBe(false);
+    expect(debts.report()).toStrictEqual({ keys: 0, namespaces: 1, everything: false });
+    expect(await debts.payNow()).toBe(true);
+    expect(debts.size).toBe(0);
+  });
+
+  it('pays nothing while a rehash sends keys to a stand-in node', async () => {
+    const { debts, state } = make();
+    state.rehashing = true;
+    debts.owe({ key: 'k' }, true);
+    expect(await debts.payNow()).toBe(false);
+    expect(state.paid).toStrictEqual([]);
+    state.rehashing = false;
+    expect(await debts.payNow()).toBe(true);
+  });
+
+  it('is bounded: keys past the bound become their namespace, plain keys and namespaces past theirs everything', async () => {
+    const { debts, state, seen } = make();
+    state.down = true;
+    for (let i = 0; i < MAX_KEY_DEBTS; i++) debts.owe({ namespace: `ns${i % 3}`, key: String(i) }, true);
+    expect(debts.report()).toStrictEqual({ keys: MAX_KEY_DEBTS, namespaces: 0, everything: false });
+    debts.owe({ namespace: 'ns1', key: 'one more' }, true);
+    // the namespace's bump makes its keys' debts moot: they go
+    expect(debts.report().namespaces).toBe(1);
+    const ofNs1 = Array.from({ length: MAX_KEY_DEBTS }, (_, i) => i).filter((i) => i % 3 === 1).length;
+    expect(debts.report().keys).toBe(MAX_KEY_DEBTS - ofNs1);
+    expect(debts.covers({ namespace: 'ns1', key: 'never owed' })).toBe(true);
+    for (let i = 0; i < MAX_NAMESPACE_DEBTS - 1; i++) debts.owe({ namespace: `more${i}` }, true);
+    expect(debts.report().everything).toBe(false);
+    debts.owe({ namespace: 'the last straw' }, true);
+    expect(debts.report()).toStrictEqual({ keys: 0, namespaces: 0, everything: true });
+    expect(debts.covers({ key: 'anything at all' })).toBe(true);
+    expect(seen.owed.at(-1)).toStrictEqual(['everything', true]);
+    state.down = false;
+    expect(await debts.payNow()).toBe(true);
+    expect(state.paid).toStrictEqual(['everything']);
+    expect(debts.size).toBe(0);
+  });
+
+  it('a plain key past the bound of bytes makes everything owed', () => {
+    const { debts, state } = make();
+    state.down = true;
+    debts.owe({ key: 'x'.repeat(3 * 1024 * 1024) }, true);
+    debts.owe({ key: 'y'.repeat(2 * 1024 * 1024) }, true);
+    expect(debts.report()).toStrictEqual({ keys: 0, namespaces: 0, everything: true });
+  });
+
+  it('pays by itself, retrying with a back-off until memcached takes it', async () => {
+    const { debts, state, seen } = make();
+    state.down = true;
+    debts.owe({ key: 'k' }, true);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(debts.size).toBe(1);
+    state.down = false;
+    const deadline = Date.now() + 3000;
+    while (debts.size !== 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    expect(debts.size).toBe(0);
+    expect(seen).toMatchObject({ paid: 1, cleared: 1 });
+  });
+
+  it('owes after a cache failure, not after a usage error (nothing was sent)', () => {
+    expect(owesAfter(new MemcachedError('delete', 'n:1', 'TIMEOUT', 'late'))).toBe(true);
+    expect(owesAfter(new Error('anything else'))).toBe(true);
+    expect(owesAfter(new MemcachedUsageError('KEY', 'not a string'))).toBe(false);
+  });
+});
+
+describe('DebtSpool', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'nmc-spool-unit-'));
+  afterEach(() => rmSync(join(dir, 'spool'), { force: true }));
+
+  it('keeps debts across processes, skips what it cannot read, and empties once paid', () => {
+    const path = join(dir, 'spool');
+    const warnings: string[] = [];
+    const spool = new DebtSpool(path, (m) => warnings.push(m));
+    expect(spool.load()).toStrictEqual([]);
+    const held: Array<Debt | 'everything'> = [];
+    for (const debt of [{ namespace: 'users', key: '7\n"x' }, { key: 'plain' }, { namespace: 'lists' }] as Debt[]) {
+      held.push(debt);
+      spool.add(debt, () => held);
+    }
+    writeFileSync(path, `${readFileSync(path, 'utf8')}not json\n{"k":[1,"x"]}\n{"e":1}\n`);
+    const next = new DebtSpool(path, (m) => warnings.push(m));
+    expect(next.load()).toStrictEqual([...held, 'everything']);
+    expect(warnings).toStrictEqual([`invalidationSpool ${path}: 2 unreadable line(s) skipped`]);
+    next.clear();
+    expect(readFileSync(path, 'utf8')).toBe('');
+  });
+
+  it('rewrites itself from what is held once it has grown well past it', () => {
+    const path = join(dir, 'spool');
+    const spool = new DebtSpool(path, () => undefined);
+    for (let i = 0; i < 1100; i++) spool.add({ key: String(i) }, () => [{ key: 'only this' }]);
+    expect(readFileSync(path, 'utf8').trim().split('\n').length).toBeLessThan(100);
+    expect(new DebtSpool(path, () => undefined).load()).toContainEqual({ key: 'only this' });
+  });
+});
