@@ -201,3 +201,10 @@ export const invalidationsRepaid = (count: number) =>
   `Paid ${count} owed invalidation(s): memcached serves those reads again`;
 
 export const spoolProblem = (detail: string) => `Invalidation spool: ${detail}`;
+
+export const servingGraced = (namespace: string, why: string) =>
+  `Serving graced entries of namespace "${namespace}" past their TTL: their source did not answer (${why}). ` +
+  'They are counted as graced, not as hits; /health reports degraded meanwhile.';
+
+export const invalidGrace = (value: unknown) =>
+  `Invalid getOrSet option "grace": ${show(value)} (expected a number of seconds, 0 or more)`;

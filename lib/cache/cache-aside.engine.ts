@@ -3,7 +3,7 @@ import { Logger, type LoggerService } from '@nestjs/common';
 import type { FillPlan, Loaded } from '../client/lease.js';
 import type { CacheBackend } from '../client/client-core.js';
 import type { EntryRef } from '../codec/keyspace.js';
-import type { Served } from '../client/read-through.js';
+import { DEADLINE, type GracePolicy, RELOAD_PAUSED, type Served } from '../client/read-through.js';
 import { assertNamespace } from '../codec/key.codec.js';
 import { normalizeTtl } from '../codec/ttl.js';
 import type { ResponseMeta } from '../codec/value.codec.js';
@@ -14,7 +14,7 @@ import type {
   CachePlan,
   CachePutOptions,
 } from '../interfaces/cache-decorator-options.interface.js';
-import { cacheFailed, keyFnNotString, keysFnNotList } from '../memcached.messages.js';
+import { cacheFailed, keyFnNotString, keysFnNotList, servingGraced } from '../memcached.messages.js';
 import { RateLimitedLogger } from '../utils/rate-limited-logger.js';
 import type { CacheEvents } from '../stats/cache-events.js';
 import type { CacheStats, NamespaceStats } from '../stats/cache-stats.js';
@@ -52,6 +52,8 @@ export interface Produced<T> {
 /** How a call was served, as `execute` fills it in (HTTP: `X-Cache` and the hit's `Vary`). */
 export interface CallReport {
   outcome?: CacheOutcome;
+  /** A graced answer (served STALE because the source failed): its age, seconds (HTTP `Age`). */
+  ageSeconds?: number;
   /** The hit's recorded metadata. */
   meta?: ResponseMeta;
 }
@@ -242,6 +244,7 @@ export class CacheAsideEngine {
           rawJson: http !== undefined,
           label,
           near: this.backend.usesNear(target.namespace, options.nearCache),
+          grace: this.graceOf(options),
         });
       } catch (error) {
         // only the method's own error gets here (the cache fails open): the read was a miss
@@ -268,8 +271,13 @@ export class CacheAsideEngine {
     this.counts.served(namespace, key, served, performance.now() - started, (op, error) =>
       this.fail(namespace, op, error),
     );
+    if (served.outcome === 'GRACED') this.graced(namespace, served.graceReason);
     if (report) {
-      report.outcome = unstorable && served.outcome === 'MISS' ? 'BYPASS' : served.outcome;
+      if (served.outcome === 'GRACED') {
+        report.outcome = 'STALE';
+        const ttl = typeof options.ttl === 'number' ? options.ttl : 0;
+        report.ageSeconds = Math.max(0, Math.floor(ttl + (served.staleMs ?? 0) / 1000));
+      } else report.outcome = unstorable && served.outcome === 'MISS' ? 'BYPASS' : served.outcome;
       report.meta = served.meta;
     }
     return served.value;
@@ -294,9 +302,13 @@ export class CacheAsideEngine {
         return undefined;
       const ttl = this.ttlOf(plan, options, value) ?? this.backend.defaultTtl;
       const swr = 'staleWhileRevalidate' in options ? options.staleWhileRevalidate : undefined;
+      // a put's entries are read by `@Cacheable` methods: the module's grace keeps them too
+      const grace = ('grace' in options ? options.grace : undefined) ?? this.backend.grace;
+      // memcached keeps the entry past its freshness for whichever is longer: the refresh, or grace
+      const after = Math.max(swr ?? 0, grace);
       const fill: FillPlan = {
-        ttl: swr && ttl > 0 ? ttl + swr : ttl,
-        freshFor: swr ? ttl : undefined,
+        ttl: after > 0 && ttl > 0 ? ttl + after : ttl,
+        freshFor: after > 0 && ttl > 0 ? ttl : undefined,
         asResponse: site.http !== undefined,
         meta: produced.meta,
       };
@@ -379,6 +391,28 @@ export class CacheAsideEngine {
     const namespace = options.namespace ?? plan.defaults.namespace ?? plan.className;
     this.counts.declare(namespace);
     return namespace;
+  }
+
+  /** How a read under `options` treats an entry past its freshness (undefined: no grace). */
+  private graceOf(options: CacheableOptions): GracePolicy | undefined {
+    const grace = options.grace ?? this.backend.grace;
+    if (!(grace > 0)) return undefined;
+    return {
+      staleFor: options.staleWhileRevalidate ?? 0,
+      deadline: this.backend.graceDeadline,
+      backoff: this.backend.graceBackoff,
+    };
+  }
+
+  /** A graced answer: said (rate-limited) with why the source did not answer, never with a key. */
+  private graced(namespace: string, reason: unknown): void {
+    const why =
+      reason === DEADLINE
+        ? `it did not answer within ${this.backend.graceDeadline} ms`
+        : reason === RELOAD_PAUSED
+          ? 'it failed moments ago (reloads of the key are paused)'
+          : `it failed: ${reason instanceof Error ? reason.message : String(reason)}`;
+    this.warnings.warn(`graced:${namespace}`, () => servingGraced(namespace, why));
   }
 
   private fail(namespace: string, operation: string, error: unknown): void {

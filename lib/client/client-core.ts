@@ -40,6 +40,12 @@ export interface CacheBackend {
   readonly defaultTtl: number;
   /** The module's `leases`. */
   readonly leases: boolean;
+  /** The module's `grace`, seconds (0: none). */
+  readonly grace: number;
+  /** The module's `graceDeadline`, ms. */
+  readonly graceDeadline: number;
+  /** The module's `graceBackoff`, ms. */
+  readonly graceBackoff: number;
   /** The module's `routeHandlers`: cached Express routes may be served from their handlers. */
   readonly routeHandlers: boolean;
   /** A cache-aside read: the entry, or the source loaded once and filled. */
@@ -210,6 +216,18 @@ export class ClientCore implements CacheBackend {
 
   get leases(): boolean {
     return this.options.leases;
+  }
+
+  get grace(): number {
+    return this.options.grace;
+  }
+
+  get graceDeadline(): number {
+    return this.options.graceDeadline;
+  }
+
+  get graceBackoff(): number {
+    return this.options.graceBackoff;
   }
 
   read<T>(request: ReadRequest<T>): Promise<Served<T>> {

@@ -204,6 +204,24 @@ export class LeaseProtocol {
   }
 
   /**
+   * Replaces an entry with a reloaded value only if the entry is still the one read (`cas`), and
+   * no eviction in this process came since the load began. Never rejects.
+   */
+  replace<T>(wire: string, loaded: Loaded<T>, cas: Buffer, label: string, flight: FlightHandle): Promise<FillReport> {
+    const prepared = this.prepare(loaded, label);
+    if (prepared === undefined) return Promise.resolve(SKIPPED);
+    if (prepared === 'refused') return Promise.resolve({ outcome: 'refused' });
+    if (flight.invalidated) {
+      this.ops.stats.count('splitFlights');
+      return Promise.resolve(SKIPPED);
+    }
+    return this.ops.store(Opcode.Set, 'fill', wire, prepared.encoded, prepared.expiry, label, cas).then(
+      (outcome) => this.report(outcome),
+      (error: unknown): FillReport => ({ outcome: 'skipped', failure: { operation: 'fill', error } }),
+    );
+  }
+
+  /**
    * Serves stale, refreshes once: an `add` on a refresh marker elects one refresher across
    * processes; the refreshed value replaces the stale entry only if it is still the one read.
    * Undefined when this process is already refreshing the entry.

@@ -8,6 +8,7 @@ import type { ResolvedMemcachedOptions } from '../config/memcached-options.js';
 import type { MemcachedModuleOptions } from '../interfaces/memcached-module-options.interface.js';
 import {
   fillRefused,
+  invalidGrace,
   invalidCounterBigint,
   invalidCounterNumber,
   reachable,
@@ -67,9 +68,21 @@ export interface GetOrSetOptions<T> extends KeyOptions {
   lease?: boolean;
   /** Read through the near cache (when the module has one): default per `nearCache.namespaces`. */
   nearCache?: boolean;
+  /**
+   * Seconds the value is kept past its TTL to answer when `loader` fails or passes the module's
+   * `graceDeadline` (the last good value is returned instead). Default: the module's `grace`.
+   */
+  grace?: number;
 }
 
 const MAX_UINT64 = (1n << 64n) - 1n;
+
+/** `getOrSet`'s `grace`: seconds, like a TTL; anything else is the caller's mistake. */
+function normalizeGrace(grace: unknown): number {
+  if (typeof grace !== 'number' || !Number.isFinite(grace) || grace < 0)
+    throw new MemcachedUsageError('TTL', invalidGrace(grace));
+  return grace;
+}
 
 /**
  * The injectable memcached client: typed, promise-based, over its own binary-protocol sockets.
@@ -221,6 +234,10 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
   async getOrSet<T>(key: string, loader: () => T | Promise<T>, options?: GetOrSetOptions<T>): Promise<T> {
     const ttl = options?.ttl;
     const fixedTtl = typeof ttl === 'function' ? 0 : ttlOrDefault(ttl, this.options.ttl);
+    const grace = options?.grace === undefined ? this.options.grace : normalizeGrace(options.grace);
+    // past its TTL, kept for grace (seconds; a TTL of 0 never expires and needs none)
+    const fillOf = (seconds: number) =>
+      grace > 0 && seconds > 0 ? { ttl: seconds + grace, freshFor: seconds } : { ttl: seconds };
     if (typeof key !== 'string') this.keyFor(key);
     const namespace = options?.namespace || undefined;
     const label = namespace ? `namespace "${namespace}"` : 'keys without a namespace';
@@ -232,9 +249,9 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
         near: this.core.usesNear(namespace, options?.nearCache),
         load: async () => {
           const value = await loader();
-          if (typeof ttl !== 'function' || value === undefined) return { value, fill: { ttl: fixedTtl } };
+          if (typeof ttl !== 'function' || value === undefined) return { value, fill: fillOf(fixedTtl) };
           try {
-            return { value, fill: { ttl: normalizeTtl(ttl(value), 'ttl()') } };
+            return { value, fill: fillOf(normalizeTtl(ttl(value), 'ttl()')) };
           } catch (error) {
             this.ops.warnings.warn(`fill:${label}`, () => fillRefused(label, (error as Error).message));
             return { value, fill: undefined };
@@ -242,6 +259,10 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
         },
         lease: this.options.leases && options?.lease !== false,
         label,
+        grace:
+          grace > 0
+            ? { staleFor: 0, deadline: this.options.graceDeadline, backoff: this.options.graceBackoff }
+            : undefined,
       });
     } catch (error) {
       // only the loader's own error gets here (the cache fails open): the read was a miss

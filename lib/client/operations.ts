@@ -269,22 +269,6 @@ export class Operations {
     );
   }
 
-  /** FLUSH on every node: everything they hold stops being served (owed invalidations past their bound). */
-  async flushAll(): Promise<void> {
-    await Promise.all(
-      this.router.nodes.map((node) => {
-        const seq = this.nextSeq();
-        return this.send(node, 'flush', seq, buildRequest(Opcode.Flush, '', null, null, seq), {
-          idempotent: true,
-          onResponse: (res) => {
-            if (res.header.status !== Status.Ok) throw this.serverError('flush', '', res.header.status, node);
-            return true;
-          },
-        });
-      }),
-    );
-  }
-
   warnFailure(error: unknown): void {
     const topic = error instanceof MemcachedError ? `${error.operation}:${error.node}:${error.code}` : 'other';
     this.warnings.warn(topic, () => `cache bypassed: ${(error as Error).message}`);

@@ -1,12 +1,14 @@
 import type { ResponseMeta } from '../codec/value.codec.js';
 import { type Debt, type DebtObserver, InvalidationDebts, owesAfter } from './debts.js';
 import { Flights } from './flights.js';
-import { type CacheFailure, type FillReport, LeaseProtocol, type Loader } from './lease.js';
+import { type CacheFailure, type FillReport, type Loaded, LeaseProtocol, type Loader } from './lease.js';
 import { type EntryRef, flightNames } from '../codec/keyspace.js';
 import type { Lookup, Namespaces } from './namespaces.js';
 import type { NearTier } from './near-tier.js';
-import type { Operations } from './operations.js';
+import type { ItemRead, Operations } from './operations.js';
+import { flushAll } from './node-commands.js';
 import type { BreakerNode } from '../cluster/breaker-node.js';
+import { LRUCache } from 'lru-cache';
 
 import type { ReadOutcome } from '../stats/cache-stats.js';
 
@@ -22,6 +24,21 @@ export interface ReadRequest<T> {
   label: string;
   /** Serve from and keep in the near cache (when the client has one). */
   near?: boolean;
+  /**
+   * Grace (stale-if-error): past its freshness (and `staleWhileRevalidate`), an entry is reloaded
+   * by the caller, and if the load fails or passes `deadline`, the entry is served instead.
+   */
+  grace?: GracePolicy;
+}
+
+/** How a read serves an entry past its freshness when its source fails. */
+export interface GracePolicy {
+  /** Seconds an entry past its freshness may be served stale while a refresh runs (`staleWhileRevalidate`). */
+  staleFor: number;
+  /** Longest wait for the reload, ms; past it the entry is served and the reload goes on. */
+  deadline: number;
+  /** After a failed reload, ms during which the key's callers get the entry without reloading. */
+  backoff: number;
 }
 
 export interface Served<T> {
@@ -35,7 +52,14 @@ export interface Served<T> {
   failure?: CacheFailure;
   /** This call's fill or background refresh, settling after the call returns. */
   filled?: Promise<FillReport>;
+  /** GRACED: ms since the entry stopped being fresh. */
+  staleMs?: number;
+  /** GRACED: why the source did not answer (its error, or the deadline). */
+  graceReason?: unknown;
 }
+
+/** Keys whose reload failed lately (in this process), and until when their callers get the entry as it is. */
+const FAILING_KEYS = 10_000;
 
 /**
  * Cache-aside reads, one implementation for `getOrSet` and the decorators: read the entry under
@@ -58,6 +82,8 @@ export class ReadThrough {
   readonly failover: InvalidationDebts;
   /** The nodes down while failover debts were taken: once any is back, those debts gate reads. */
   private readonly failedOver = new Set<BreakerNode>();
+  /** Wire key -> until when (ms) a failed reload is not tried again, under grace. */
+  private readonly failing = new LRUCache<string, number>({ max: FAILING_KEYS });
 
   constructor(
     private readonly ops: Operations,
@@ -74,7 +100,7 @@ export class ReadThrough {
     const payer = {
       key: (target: { namespace?: string; key: string }) => this.evict(target, { paying: true }),
       namespace: (namespace: string) => this.evictAll(namespace, { paying: true }),
-      everything: () => this.ops.flushAll(),
+      everything: () => flushAll(this.ops),
       // a payment made while a node's keys go elsewhere would land on the stand-in
       canPay: () => !this.ops.router.rehashing,
     };
@@ -145,6 +171,9 @@ export class ReadThrough {
     const item = found?.item;
     if (item?.state === 'hit') {
       if (item.freshUntil !== undefined && item.freshUntil <= Date.now()) {
+        const grace = request.grace;
+        if (grace !== undefined && item.freshUntil + grace.staleFor * 1000 <= Date.now())
+          return this.graced(request, found!, item, ticket, grace);
         return {
           value: item.value as T,
           outcome: 'STALE',
@@ -181,6 +210,66 @@ export class ReadThrough {
     );
     // a call that joined another's load shares its value, not its fill or its wait
     return joined ? { value: result.value, outcome: result.outcome } : result;
+  }
+
+  /**
+   * An entry past its freshness, under grace: reloaded once per key in this process (callers that
+   * come meanwhile share the reload); if the loader throws or passes the deadline, the entry is
+   * served (GRACED) and the key's reloads pause for the back-off. A reload that succeeds replaces
+   * the entry only if it is still the one read (an eviction meanwhile wins), even one that ends
+   * after the deadline.
+   */
+  private async graced<T>(
+    request: ReadRequest<T>,
+    found: Lookup,
+    item: Extract<ItemRead, { state: 'hit' }>,
+    ticket: number,
+    grace: GracePolicy,
+  ): Promise<Served<T>> {
+    const wire = found.wire;
+    const asEntry = (reason: unknown): Served<T> => ({
+      value: item.value as T,
+      outcome: 'GRACED',
+      meta: item.meta,
+      staleMs: Date.now() - item.freshUntil!,
+      graceReason: reason,
+    });
+    const pausedUntil = this.failing.get(wire);
+    if (pausedUntil !== undefined) {
+      if (pausedUntil > Date.now()) return asEntry(RELOAD_PAUSED);
+      this.failing.delete(wire);
+    }
+    const { result, joined } = await this.flights.run(
+      flightNames.ofWire(wire, request.rawJson === true),
+      ticket,
+      item,
+      async (flight): Promise<Served<T>> => {
+        flight.leased(null);
+        const loading = request.load();
+        const fill = (loaded: Loaded<T>) => this.leases.replace(wire, loaded, item.cas, request.label, flight);
+        let timer: NodeJS.Timeout | undefined;
+        const late = new Promise<typeof DEADLINE>((resolve) => {
+          timer = setTimeout(resolve, grace.deadline, DEADLINE);
+          timer.unref();
+        });
+        try {
+          const loaded = await Promise.race([loading, late]);
+          if (loaded === DEADLINE) {
+            this.failing.set(wire, Date.now() + grace.backoff);
+            // the reload goes on: if it ends well, it replaces the entry
+            loading.then(fill, () => undefined);
+            return asEntry(DEADLINE);
+          }
+          return { value: loaded.value, outcome: 'MISS', filled: fill(loaded) };
+        } catch (error) {
+          this.failing.set(wire, Date.now() + grace.backoff);
+          return asEntry(error);
+        } finally {
+          clearTimeout(timer);
+        }
+      },
+    );
+    return joined ? { ...result, filled: undefined } : result;
   }
 
   /**
@@ -289,3 +378,7 @@ function key(target: { namespace?: string; key: string }): Debt {
 }
 
 const NOTHING_KEPT = { keep: false };
+
+/** Why a graced entry was served: the reload passed its deadline, or reloads of the key are paused after a failure. */
+export const DEADLINE = Symbol('deadline');
+export const RELOAD_PAUSED = Symbol('reload paused');

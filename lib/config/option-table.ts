@@ -340,6 +340,40 @@ export const OPTION_TABLE = {
       'every route in the chain; see [HTTP caching](http-caching.md)',
   },
   /**
+   * Grace (stale-if-error), seconds: memcached keeps entries this long past their TTL; a caller
+   * past the TTL reloads, and if the source fails or passes `graceDeadline`, gets the last good
+   * value instead (counted as graced; HTTP `X-Cache: STALE` with `Age`). Default 0 (off); a
+   * decorator's `grace` or `getOrSet`'s overrides it.
+   */
+  grace: {
+    type: as<number>(),
+    kind: number({ min: 0, max: MAX_TTL, unit: 'seconds', integer: false }),
+    default: 0,
+    defaultText: '`0` (off)',
+    env: ['MEMCACHED_GRACE'],
+    doc:
+      'seconds an entry is kept past its TTL to answer when its source fails or is slow (stale-if-error); a ' +
+      "decorator's or `getOrSet`'s `grace` overrides; see [Outages](outages.md#grace-when-the-source-fails)",
+  },
+  /** Under grace: the longest wait for a reload, ms, before the last good value is served. Default 2000. */
+  graceDeadline: {
+    type: as<number>(),
+    kind: number({ min: 1, max: 600_000, unit: 'ms', integer: true }),
+    default: 2000,
+    defaultText: '`2000`',
+    env: ['MEMCACHED_GRACE_DEADLINE'],
+    doc: 'under grace, ms a reload may take before the last good value is served (the reload goes on, and fills if it succeeds)',
+  },
+  /** Under grace: after a failed reload, ms before the key is reloaded again (per key, per process). Default 5000. */
+  graceBackoff: {
+    type: as<number>(),
+    kind: number({ min: 0, max: 3_600_000, unit: 'ms', integer: true }),
+    default: 5000,
+    defaultText: '`5000`',
+    env: ['MEMCACHED_GRACE_BACKOFF'],
+    doc: 'under grace, ms after a failed or late reload during which callers of that key get the last good value without reloading (per process)',
+  },
+  /**
    * A file where invalidations memcached did not confirm are kept until they are paid, so a
    * process that dies while holding them leaves them to the next one (the bus, when configured,
    * already hands them to every other process). Off by default.

@@ -158,6 +158,7 @@ const DECORATOR_OPTIONS = {
   unless: { check: isFunction, on: ['@Cacheable', '@CachePut'] },
   principal: { check: isFunction, on: ['@Cacheable'] },
   staleWhileRevalidate: { check: seconds, on: ['@Cacheable'] },
+  grace: { check: seconds, on: ['@Cacheable'] },
   lease: { check: isBoolean, on: ['@Cacheable'] },
   nearCache: { check: isBoolean, on: ['@Cacheable'] },
   public: { check: isBoolean, on: ['@Cacheable'] },

@@ -175,6 +175,7 @@ export class CacheInterceptor implements NestInterceptor {
       .execute(readable ? plan : { ...plan, cacheable: undefined }, site, produce, report)
       .then((value) => {
         if (report.outcome !== undefined) this.setCacheHeader(response, report.outcome);
+        if (report.ageSeconds !== undefined) setHeader(response, 'Age', String(report.ageSeconds));
         // a hit says what it varies on, as the response it was stored from did
         const vary = report.meta?.vary;
         if (vary && vary.length > 0 && response.getHeader?.('vary') === undefined)

@@ -49,6 +49,16 @@ export interface CacheableOptions<A extends unknown[] = any[], R = any> extends 
    * processes) refreshes it in the background; past TTL + this, it is a miss. HTTP: `X-Cache: STALE`.
    */
   staleWhileRevalidate?: number;
+  /**
+   * Seconds an entry is kept past its TTL (and `staleWhileRevalidate`) to answer when the method
+   * fails or passes the module's `graceDeadline`: a caller past the TTL runs the method, and gets
+   * the last good value if it throws or is too slow (HTTP: `X-Cache: STALE`, `Age`). Default: the
+   * module's `grace` (0).
+   *
+   * @example
+   * @Cacheable({ namespace: 'prices', ttl: 60, grace: 3600 })
+   */
+  grace?: number;
   /** `false` turns the lease protocol off for this method. Default: the module's `leases`. */
   lease?: boolean;
   /**

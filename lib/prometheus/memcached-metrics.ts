@@ -82,11 +82,12 @@ export function registerMemcachedMetrics(client: MemcachedClient, options: Memca
   const metrics = [
     new ScrapedMetric(
       `${p}cache_requests_total`,
-      'Reads by namespace and outcome (hit, stale, miss) and cached calls that went around the cache (bypass)',
+      'Reads by namespace and outcome (hit, stale, graced, miss) and cached calls that went around the cache (bypass)',
       'counter',
       namespaces((namespace, s, out) => {
         out.push({ labels: { namespace, outcome: 'hit' }, value: s.hits - s.stale });
         out.push({ labels: { namespace, outcome: 'stale' }, value: s.stale });
+        out.push({ labels: { namespace, outcome: 'graced' }, value: s.graced });
         out.push({ labels: { namespace, outcome: 'miss' }, value: s.misses });
         out.push({ labels: { namespace, outcome: 'bypass' }, value: s.bypasses });
       }),

@@ -2,6 +2,8 @@
 export interface CacheEventMap {
   /** Served from the cache (`stale` when served stale while a refresh runs). */
   hit: { namespace: string; key: string; durationMs: number; stale: boolean };
+  /** Served with an entry past its freshness because the source failed or was too slow (grace). */
+  graced: { namespace: string; key: string; durationMs: number };
   /** Served by the method (or source), then filled. */
   miss: { namespace: string; key: string; durationMs: number };
   fill: { namespace: string; key: string };

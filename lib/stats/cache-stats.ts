@@ -30,6 +30,8 @@ export interface MemcachedClientStats {
   rejectedFills: number;
   /** Loads whose result was not stored because an eviction in this process came after they started. */
   splitFlights: number;
+  /** Reads answered with an entry past its freshness because its source failed or was too slow (grace). */
+  graced: number;
   /**
    * Invalidations (evictions, namespace evictions, overwrites) memcached did not confirm, held as
    * debts (this process's, and those other processes told of on the bus).
@@ -45,6 +47,11 @@ export interface NamespaceStats {
   hits: number;
   /** Of the hits, those served stale while one caller refreshed (stale-while-revalidate). */
   stale: number;
+  /**
+   * Reads answered with an entry past its freshness because the source failed or passed its
+   * deadline (grace); not hits, not misses.
+   */
+  graced: number;
   misses: number;
   fills: number;
   evictions: number;
@@ -71,8 +78,15 @@ export interface OperationEvent {
   error?: unknown;
 }
 
-/** How a read was served, as the counters know it. */
-export type ReadOutcome = 'HIT' | 'MISS' | 'STALE';
+/**
+ * How a read was served, as the counters know it. GRACED: an entry past its freshness, served
+ * because its source failed or was too slow (grace); counted apart from hits, its latency with
+ * the misses (the source was tried).
+ */
+export type ReadOutcome = 'HIT' | 'MISS' | 'STALE' | 'GRACED';
+
+/** The outcomes read latency is kept for. */
+export type LatencyOutcome = Exclude<ReadOutcome, 'GRACED'>;
 
 /** A read-through call as served: its outcome, a lease wait, a failure, and its fill settling later. */
 export interface ServedRead {
@@ -94,10 +108,10 @@ export const OTHER_NAMESPACES = '(other)';
 export const MAX_NAMESPACES = 1000;
 
 /** One namespace's counters; latency per outcome, so Prometheus can label it. */
-export type NamespaceCounters = Omit<NamespaceStats, 'latency'> & { latency: Record<ReadOutcome, LatencyHistogram> };
+export type NamespaceCounters = Omit<NamespaceStats, 'latency'> & { latency: Record<LatencyOutcome, LatencyHistogram> };
 
 /** The client-wide events counted (see `MemcachedClientStats`) that are not reads or errors. */
-export type ClientEvent = Exclude<keyof MemcachedClientStats, 'hits' | 'misses' | 'errors' | 'timeouts'>;
+export type ClientEvent = Exclude<keyof MemcachedClientStats, 'hits' | 'misses' | 'errors' | 'timeouts' | 'graced'>;
 
 /** A latency histogram as an exporter reads it: per bucket of `LATENCY_BUCKETS_MS` (not cumulative), the last above them all. */
 export interface LatencyCounts {
@@ -109,7 +123,7 @@ export interface LatencyCounts {
 
 /** One namespace's live counters, latency per outcome. */
 export interface NamespaceCounterView extends Readonly<Omit<NamespaceStats, 'latency'>> {
-  readonly latency: Readonly<Record<ReadOutcome, LatencyCounts>>;
+  readonly latency: Readonly<Record<LatencyOutcome, LatencyCounts>>;
 }
 
 /**
@@ -124,6 +138,8 @@ export interface MemcachedCounters {
   namespaces(): Iterable<[string, NamespaceCounterView]>;
   /** Per memcached operation, per node: latency of those that succeeded and of those that failed. */
   operations(): Iterable<[string, ReadonlyMap<string, { readonly ok: LatencyCounts; readonly error: LatencyCounts }>]>;
+  /** When a graced answer was last served (epoch ms; 0: never). */
+  readonly lastGracedAt: number;
 }
 
 /** One operation on one node, by result. */
@@ -156,6 +172,7 @@ export class CacheStats implements MemcachedCounters {
     leaseWaitTimeouts: 0,
     rejectedFills: 0,
     splitFlights: 0,
+    graced: 0,
     invalidationsOwed: 0,
     invalidationsRepaid: 0,
   };
@@ -166,6 +183,8 @@ export class CacheStats implements MemcachedCounters {
   /** operation -> node -> latency by result */
   private readonly operationCounters = new Map<string, Map<string, OperationCounters>>();
   private readonly listeners: Array<(event: OperationEvent) => void> = [];
+  /** When a graced answer was last served (ms), 0 never: `/health` says degraded for a while after. */
+  lastGracedAt = 0;
 
   /** A namespace named in code (a decorator's): always counted by itself. */
   declare(namespace: string): void {
@@ -178,6 +197,15 @@ export class CacheStats implements MemcachedCounters {
   read(namespace: string | undefined, key: string, outcome: ReadOutcome, durationMs: number): void {
     const name = namespace ?? NO_NAMESPACE;
     const stats = this.of(name);
+    if (outcome === 'GRACED') {
+      stats.latency.MISS.observe(durationMs);
+      stats.graced++;
+      this.counters.graced++;
+      this.lastGracedAt = Date.now();
+      if (this.events.has('graced'))
+        this.events.emit('graced', { namespace: name, key, durationMs: roundMs(durationMs) });
+      return;
+    }
     stats.latency[outcome].observe(durationMs);
     if (outcome === 'MISS') {
       stats.misses++;
@@ -359,6 +387,7 @@ function emptyCounters(): NamespaceCounters {
   return {
     hits: 0,
     stale: 0,
+    graced: 0,
     misses: 0,
     fills: 0,
     evictions: 0,
@@ -372,6 +401,7 @@ function emptyCounters(): NamespaceCounters {
 function addCounters(into: NamespaceCounters, from: NamespaceCounters): void {
   into.hits += from.hits;
   into.stale += from.stale;
+  into.graced += from.graced;
   into.misses += from.misses;
   into.fills += from.fills;
   into.evictions += from.evictions;

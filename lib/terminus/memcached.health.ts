@@ -10,12 +10,17 @@ export interface MemcachedHealthOptions {
 /**
  * A `@nestjs/terminus` health indicator (an optional peer dependency) that pings every node and
  * reports each one: up or down, version, latency, breaker state, last error; with a near cache,
- * also its bus (up or down, lag), which never makes the check fail.
+ * also its bus (up or down, lag), which never makes the check fail. `degraded: 'serving graced
+ * values'` while graced answers were served in the last 30 s (a source failing behind the cache),
+ * and `owed` while invalidations memcached did not confirm wait to be paid; neither fails it.
  *
  * @example
  * @Get('health') @HealthCheck()
  * check() { return this.health.check([() => this.memcached.isHealthy('memcached')]); }
  */
+/** How long after the last graced answer the check still says `degraded`. */
+const DEGRADED_FOR_MS = 30_000;
+
 @Injectable()
 export class MemcachedHealthIndicator {
   constructor(
@@ -54,7 +59,14 @@ export class MemcachedHealthIndicator {
             lagMs: busStats.lagMs,
             nearCache: near === undefined ? 'not configured' : near.active ? 'serving' : 'bypassed',
           };
-    const details: { nodes: typeof nodes; bus?: typeof bus } = bus === undefined ? { nodes } : { nodes, bus };
+    const details: { nodes: typeof nodes; bus?: typeof bus; degraded?: string; owed?: number } =
+      bus === undefined ? { nodes } : { nodes, bus };
+    // said, not judged: memcached is fine; what it says is that answers are older than their TTL
+    const lastGraced = this.client.counters().lastGracedAt;
+    if (lastGraced > 0 && Date.now() - lastGraced < DEGRADED_FOR_MS) details.degraded = 'serving graced values';
+    const owed = this.client.stats().owed;
+    const held = owed.keys + owed.namespaces + (owed.everything ? 1 : 0);
+    if (held > 0) details.owed = held;
     return healthy ? indicator.up(details) : indicator.down(details);
   }
 }
