@@ -1,7 +1,10 @@
 // Outage: memcached killed (or frozen with SIGSTOP) under load. Healthy, outage and recovery
-// windows per variant, compared with no cache at all in the same round.
+// windows per variant, compared with no cache at all in the same round; database calls per
+// request while it is down; with BENCH_FAULT=kill, also one load run during which memcached is
+// killed and restarted (its slowest response). Near-cache variants use a NATS started here.
 // Run: npm run bench:outage   (BENCH_ROUNDS, BENCH_SECONDS, BENCH_FAULT=kill|stop, BENCH_VARIANTS)
 import { freePort, MemcachedDaemon, sleep } from '../test/support/memcached-daemon.js';
+import { startNats } from '../test/support/servers.js';
 import {
   httpServer as server,
   loadGenerator as load,
@@ -18,7 +21,8 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const FAULT = process.env.BENCH_FAULT ?? 'kill';
 const VARIANTS = (
-  process.env.BENCH_VARIANTS ?? 'nocache,nocache-intercepted,handwritten,nest-cache-manager,ours-controller'
+  process.env.BENCH_VARIANTS ??
+  'nocache,nocache-intercepted,handwritten,nest-cache-manager,ours-controller,ours-controller-near,ours-service,ours-service-near'
 ).split(',');
 
 async function stats(url: string) {
@@ -30,6 +34,7 @@ async function stats(url: string) {
 
 async function main() {
   pinToRest(process.pid);
+  const nats = VARIANTS.some((v) => v.endsWith('-near')) ? await startNats() : undefined;
   const results = new Map(
     VARIANTS.map((v) => [
       v,
@@ -42,6 +47,9 @@ async function main() {
         logs: [] as number[],
         recovered: [] as number[],
         vsNoCache: [] as number[],
+        dbPerRequest: [] as number[],
+        restartMax: [] as number[],
+        restartP99: [] as number[],
         hung: 0,
       },
     ]),
@@ -52,7 +60,12 @@ async function main() {
     pinToRest(daemon.pid);
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;
-    const child = await startServer(server, { VARIANT: variant, PORT: String(port), MEMCACHED: daemon.address });
+    const child = await startServer(server, {
+      VARIANT: variant,
+      PORT: String(port),
+      MEMCACHED: daemon.address,
+      ...(nats ? { BUS_URL: nats.url } : {}),
+    });
     const r = results.get(variant)!;
     try {
       await runJson<Load>(load, { url, connections: 50, seconds: 2, ids: 1000 });
@@ -61,9 +74,11 @@ async function main() {
       else await daemon.kill();
       // let a breaker notice: the first requests after the fault pay one deadline
       await runJson<Load>(load, { url, connections: 50, seconds: 1, ids: 1000 });
-      const logsBefore = (await stats(url)).logLines;
+      const before = await stats(url);
       const outage = await runJson<Load>(load, { url, connections: 50, seconds: SECONDS, ids: 1000 });
-      const logsAfter = (await stats(url)).logLines;
+      const after = await stats(url);
+      const [logsBefore, logsAfter] = [before.logLines, after.logLines];
+      r.dbPerRequest.push((after.dbCalls - before.dbCalls) / Math.max(1, outage.requests));
       if (FAULT === 'stop') daemon.resume();
       else {
         await daemon.restart();
@@ -86,6 +101,20 @@ async function main() {
         }
       } catch {
         r.hung++;
+      }
+      if (FAULT === 'kill') {
+        // kill and restart under load: the slowest response of a run that spans both
+        await runJson<Load>(load, { url, connections: 50, seconds: 2, ids: 1000 });
+        const running = runJson<Load>(load, { url, connections: 50, seconds: 4, ids: 1000 });
+        await sleep(1000);
+        await daemon.kill();
+        await sleep(1500);
+        await daemon.restart();
+        pinToRest(daemon.pid);
+        const spanned = await running;
+        r.restartMax.push(spanned.max);
+        r.restartP99.push(spanned.p99);
+        r.errors += spanned.errors + spanned.non2xx;
       }
       r.healthy.push(healthy.rps);
       r.p99Healthy.push(healthy.p99);
@@ -120,10 +149,13 @@ async function main() {
       String(r.errors),
       v === 'nest-cache-manager' ? 'n/a' : cell(r.logs),
       recovery,
+      cell(r.dbPerRequest, 2),
+      ...(FAULT === 'kill' ? [cell(r.restartP99, 1), cell(r.restartMax, 0)] : []),
     ];
   });
+  await nats?.stop();
   process.stdout.write(
-    `# Outage (${FAULT === 'stop' ? 'memcached frozen with SIGSTOP' : 'memcached killed'})\n\n${machineNotes()}; ${pinningNote()}; GET /users/<1..1000>, 5 ms database, 50 connections; ${SECONDS} s healthy, fault, 1 s settle, ${SECONDS} s outage; ${ROUNDS} rounds.\n\n` +
+    `# Outage (${FAULT === 'stop' ? 'memcached frozen with SIGSTOP' : 'memcached killed'})\n\n${machineNotes()}; ${pinningNote()}; GET /users/<1..1000>, 5 ms database, 50 connections; ${SECONDS} s healthy, fault, 1 s settle, ${SECONDS} s outage${FAULT === 'kill' ? ', then a 4 s run with memcached killed at 1 s and restarted 1.5 s later' : ''}; near cache: ttl 60 s, NATS bus; ${ROUNDS} rounds.\n\n` +
       table(
         [
           'variant',
@@ -135,6 +167,8 @@ async function main() {
           'errors to clients',
           'log lines per minute',
           'recovery ms',
+          'database calls per request while down',
+          ...(FAULT === 'kill' ? ['kill + restart p99 ms', 'kill + restart max ms'] : []),
         ],
         rows,
       ) +

@@ -208,3 +208,7 @@ export const servingGraced = (namespace: string, why: string) =>
 
 export const invalidGrace = (value: unknown) =>
   `Invalid getOrSet option "grace": ${show(value)} (expected a number of seconds, 0 or more)`;
+
+export const remoteDebtDropped = () =>
+  'Another process told of more owed invalidations than this one holds (see docs/outages.md): ' +
+  'the rest are not held here; the processes that owe them still pay them. Further ones within 10 s are only counted.';

@@ -52,6 +52,7 @@ const instance = autocannon(
         errors: result.errors + result.timeouts,
         p50: q(0.5),
         p99: q(0.99),
+        max: latencies[latencies.length - 1] ?? 0,
       }) + '\n',
     );
   },

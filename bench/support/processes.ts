@@ -111,6 +111,8 @@ export interface LoadResult {
   rps: number;
   p50: number;
   p99: number;
+  /** The slowest response, ms. */
+  max: number;
   non2xx: number;
   errors: number;
 }

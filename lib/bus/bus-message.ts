@@ -267,7 +267,9 @@ function parsePayload(payload: string): BusMessage | undefined {
 /** The previous release's messages: `{"v":1,"s":..,"q":..,"t":..,"x":[..],"d":1}` (read only without keys). */
 function decodeVersion1(text: string): DecodedBusMessage {
   const fields = parseJson(text);
-  const message = fields === undefined || fields.v !== 1 ? undefined : messageOf(fields, 0, legacyChangesOf);
+  // the previous release sent no `o`: one here is not read
+  const message =
+    fields === undefined || fields.v !== 1 ? undefined : messageOf({ ...fields, o: undefined }, 0, legacyChangesOf);
   return message === undefined ? MALFORMED : { message };
 }
 

@@ -275,7 +275,9 @@ export class CacheAsideEngine {
     if (report) {
       if (served.outcome === 'GRACED') {
         report.outcome = 'STALE';
-        const ttl = typeof options.ttl === 'number' ? options.ttl : 0;
+        // the entry's TTL when it is known here (a function of the value: counted from its freshness)
+        const ttl =
+          options.ttl === undefined ? this.backend.defaultTtl : typeof options.ttl === 'number' ? options.ttl : 0;
         report.ageSeconds = Math.max(0, Math.floor(ttl + (served.staleMs ?? 0) / 1000));
       } else report.outcome = unstorable && served.outcome === 'MISS' ? 'BYPASS' : served.outcome;
       report.meta = served.meta;

@@ -21,7 +21,7 @@ import type { EntryRef } from '../codec/keyspace.js';
 import { Namespaces } from './namespaces.js';
 import { DebtSpool } from './debt-spool.js';
 import type { Debt, DebtObserver } from './debts.js';
-import { invalidationOwed, invalidationsRepaid, spoolProblem } from '../memcached.messages.js';
+import { invalidationOwed, invalidationsRepaid, remoteDebtDropped, spoolProblem } from '../memcached.messages.js';
 import { NearTier } from './near-tier.js';
 import { Operations } from './operations.js';
 import { ReadThrough, type ReadRequest, type Served } from './read-through.js';
@@ -79,6 +79,8 @@ export class ClientCore implements CacheBackend {
   /** The near tier and its bus, when a bus is configured. */
   readonly near: NearTier | undefined;
   readonly readThrough: ReadThrough;
+  /** While the spool's debts are taken back at start (they are in the file already). */
+  private loadingSpool = false;
   /** Settles once what the client needs at start is loaded; rejects when a configured bus's package is missing. */
   readonly ready: Promise<void>;
 
@@ -163,8 +165,10 @@ export class ClientCore implements CacheBackend {
       (failover) => this.debtObserver(warnings, failover ? undefined : spool, failover),
       o.breakerCooldown,
     );
-    // what a process that died with debts left behind is paid first
-    for (const debt of spool?.load() ?? []) this.readThrough.debts.owe(debt, false);
+    // what a process that died with debts left behind is this one's to pay, first
+    this.loadingSpool = true;
+    for (const debt of spool?.load() ?? []) this.readThrough.debts.owe(debt, true);
+    this.loadingSpool = false;
     this.ready = this.near?.connect() ?? Promise.resolve();
     // the module awaits it (and fails to start); a client made by hand is only warned
     this.ready.catch(() => undefined);
@@ -174,10 +178,11 @@ export class ClientCore implements CacheBackend {
   private debtObserver(warnings: RateLimitedLogger, spool: DebtSpool | undefined, failover: boolean): DebtObserver {
     let paid = 0;
     return {
-      owed: (debt: Debt | 'everything', local: boolean) => {
+      owed: (debt: Debt | 'everything' | undefined, local: boolean) => {
         this.stats.count('invalidationsOwed');
-        spool?.add(debt, () => this.readThrough.debts.held());
-        if (local && !failover)
+        // this process's own (what other processes hold they spool themselves), once per debt held
+        if (local && debt !== undefined && !this.loadingSpool) spool?.add(debt, () => this.readThrough.debts.held());
+        if (local && !failover && debt !== undefined)
           warnings.warn('owed', () =>
             invalidationOwed(
               debt === 'everything'
@@ -190,10 +195,11 @@ export class ClientCore implements CacheBackend {
             ),
           );
       },
-      paid: () => {
-        paid++;
-        this.stats.count('invalidationsRepaid');
+      paid: (_debt: Debt | 'everything', count: number) => {
+        paid += count;
+        this.stats.count('invalidationsRepaid', count);
       },
+      dropped: () => warnings.warn('owed:dropped', () => remoteDebtDropped()),
       cleared: () => {
         spool?.clear();
         if (paid > 0 && this.logger) this.logger.log?.(invalidationsRepaid(paid));

@@ -4,7 +4,7 @@ import { MemcachedUsageError } from '../memcached.errors.js';
 /** An invalidation memcached did not confirm: one key (every variant of it), or a whole namespace. */
 export type Debt = { namespace?: string; key: string } | { namespace: string; key?: undefined };
 
-/** Unpaid invalidations, as `client.stats().debts` reports them. */
+/** Unpaid invalidations of one kind, as `client.stats().owed` reports them. */
 export interface DebtReport {
   /** Keys whose eviction or overwrite is owed. */
   keys: number;
@@ -24,16 +24,22 @@ export interface OwedReport extends DebtReport {
 export interface DebtPayer {
   key(target: { namespace?: string; key: string }): Promise<unknown>;
   namespace(namespace: string): Promise<unknown>;
-  /** Flushes every node (the debts outgrew their bounds). */
+  /** Flushes every node (this process's debts outgrew their bounds). */
   everything(): Promise<unknown>;
   /** False while a payment could land on another node than the one that owes it (a rehash failover). */
   canPay(): boolean;
+  /** Whether every node answers (a flush is sent only then, so no node is flushed twice). */
+  allUp(): boolean;
 }
 
 /** What happens to debts besides being held: told to the bus, written to the spool, counted. */
 export interface DebtObserver {
-  owed(debt: Debt | 'everything', local: boolean): void;
-  paid(debt: Debt | 'everything'): void;
+  /** A debt was taken: `held` is what is now held for it (undefined: folded into one already held). */
+  owed(held: Debt | 'everything' | undefined, local: boolean): void;
+  /** A payment landed; `count`: the debts it settled (those folded into it included). */
+  paid(debt: Debt | 'everything', count: number): void;
+  /** A debt told by another process that could not be held (past the bounds); this process's own never are. */
+  dropped(): void;
   /** Every debt is paid. */
   cleared(): void;
 }
@@ -42,25 +48,45 @@ export interface DebtObserver {
 export const MAX_KEY_DEBTS = 10_000;
 /** Most bytes of keys held in key debts (UTF-16 units, namespaces included). */
 export const MAX_KEY_DEBT_BYTES = 4 * 1024 * 1024;
-/** Most namespace debts held; past it the debts become "everything" (a flush of every node). */
+/** Most namespace debts held; past it this process's debts become "everything" (a flush of every node). */
 export const MAX_NAMESPACE_DEBTS = 1_000;
 /** Payments sent at once while paying. */
 const PAYING_AT_ONCE = 16;
+
+interface HeldKey {
+  namespace?: string;
+  key: string;
+  /** Times owed: a payment clears only a debt not owed again while it ran. */
+  times: number;
+  /** Debts this one settles (1, or more once others were folded into it). */
+  covers: number;
+}
+
+interface HeldNamespace {
+  times: number;
+  covers: number;
+}
 
 /**
  * Invalidations that memcached did not confirm (a node partitioned, frozen, down): fail open for
  * the caller, but never forgotten. Each is held here until it is paid (the same eviction again,
  * idempotent), and while it is held no read of its target goes to memcached (it reads as a miss),
  * so the old value cannot come back when the node answers again. Bounded, escalating when full:
- * key -> namespace -> everything. Payments are retried with a back-off until they land.
+ * key -> namespace -> everything; only this process's own debts escalate to everything (a flush
+ * of every node); debts other processes tell of past the bounds are dropped (they hold them
+ * themselves). Payments are retried with a back-off until they land; one that fails does not
+ * hold up the others.
  */
 export class InvalidationDebts {
-  /** By id, with how many times it was owed (a payment clears only the debts it saw). */
-  private readonly keys = new Map<string, { namespace?: string; key: string; times: number }>();
-  private readonly namespaces = new Map<string, number>();
+  private readonly keys = new Map<string, HeldKey>();
+  private readonly namespaces = new Map<string, HeldNamespace>();
   private keyBytes = 0;
   private everything = false;
-  private everythingTimes = 0;
+  /** Debts folded into "everything". */
+  private everythingCovers = 0;
+  /** Owed while "everything" is: held again after the flush, which may have gone before them. */
+  private sinceFlush: Debt[] = [];
+  private sinceFlushOverflow = false;
   private timer?: NodeJS.Timeout;
   private delay = 0;
   private paying = false;
@@ -98,23 +124,16 @@ export class InvalidationDebts {
     return this.keys.size !== 0 && this.keys.has(idOf(target.namespace, target.key));
   }
 
-  /** Whether any debt touches the namespace (a key of it, or itself). */
-  coversNamespace(namespace: string): boolean {
-    if (this.everything || this.namespaces.has(namespace)) return true;
-    if (this.keys.size === 0) return false;
-    for (const debt of this.keys.values()) if (debt.namespace === namespace) return true;
-    return false;
-  }
-
   /**
    * Holds a debt (`local`: this process's own invalidation failed; else another process told us)
    * and starts paying it. A key already covered by its namespace's debt adds nothing.
    */
   owe(debt: Debt | 'everything', local: boolean): void {
     if (this.closed) return;
-    const held = this.hold(debt);
-    if (held === undefined) return;
+    const held = this.hold(debt, local);
+    if (held === 'dropped') return this.observer.dropped();
     this.observer.owed(held, local);
+    // folded into a debt whose payment may be running: pay again soon
     this.schedule(true);
   }
 
@@ -124,106 +143,148 @@ export class InvalidationDebts {
     clearTimeout(this.timer);
   }
 
-  /** Pays what can be paid now (tests; the timer calls it too). Resolves when this attempt ends. */
+  /** Pays what can be paid now (tests; the timer calls it too). True once nothing is owed. */
   async payNow(): Promise<boolean> {
     if (this.paying || this.closed) return false;
     if (this.size === 0) return true;
     if (!this.payer.canPay()) return false;
     this.paying = true;
     try {
-      if (this.everything) {
-        const times = this.everythingTimes;
-        await this.payer.everything();
-        if (!this.payer.canPay() || this.everythingTimes !== times) return false;
-        this.keys.clear();
-        this.namespaces.clear();
-        this.keyBytes = 0;
-        this.everything = false;
-        this.observer.paid('everything');
-      } else {
-        for (const [namespace, times] of [...this.namespaces]) {
+      if (this.everything && !(await this.flush())) return false;
+      for (const [namespace, held] of [...this.namespaces]) {
+        const times = held.times;
+        try {
           await this.payer.namespace(namespace);
-          if (!this.payer.canPay()) return false;
-          // owed again while it was paid: the payment may have gone before that invalidation
-          if (this.namespaces.get(namespace) !== times) continue;
-          this.namespaces.delete(namespace);
-          this.observer.paid({ namespace });
+        } catch {
+          continue;
         }
-        for (;;) {
-          const batch = [...this.keys].slice(0, PAYING_AT_ONCE).map(([id, debt]) => [id, debt, debt.times] as const);
-          if (batch.length === 0) break;
-          await Promise.all(
-            batch.map(([, debt]) => this.payer.key(debt.namespace === undefined ? { key: debt.key } : debt)),
-          );
-          if (!this.payer.canPay()) return false;
-          let progress = false;
-          for (const [id, debt, times] of batch) {
-            if (this.keys.get(id) !== debt || debt.times !== times) continue;
-            this.keys.delete(id);
-            this.keyBytes -= id.length;
-            progress = true;
-            this.observer.paid(
-              debt.namespace === undefined ? { key: debt.key } : { namespace: debt.namespace, key: debt.key },
-            );
-          }
-          if (!progress) return false;
-        }
-        if (this.size !== 0) return false;
+        // owed again while it was paid: the payment may have gone before that invalidation
+        if (!this.payer.canPay() || this.namespaces.get(namespace) !== held || held.times !== times) continue;
+        this.namespaces.delete(namespace);
+        this.observer.paid({ namespace }, held.covers);
       }
+      const pending = [...this.keys];
+      for (let at = 0; at < pending.length; at += PAYING_AT_ONCE) {
+        const batch = pending.slice(at, at + PAYING_AT_ONCE).map(([id, held]) => [id, held, held.times] as const);
+        const settled = await Promise.allSettled(
+          batch.map(([, held]) =>
+            this.payer.key(
+              held.namespace === undefined ? { key: held.key } : { namespace: held.namespace, key: held.key },
+            ),
+          ),
+        );
+        if (!this.payer.canPay()) return false;
+        batch.forEach(([id, held, times], i) => {
+          if (settled[i].status !== 'fulfilled' || this.keys.get(id) !== held || held.times !== times) return;
+          this.keys.delete(id);
+          this.keyBytes -= id.length;
+          this.observer.paid(
+            held.namespace === undefined ? { key: held.key } : { namespace: held.namespace, key: held.key },
+            held.covers,
+          );
+        });
+      }
+      if (this.size !== 0) return false;
       this.observer.cleared();
       return true;
-    } catch {
-      return false;
     } finally {
       this.paying = false;
     }
   }
 
-  private hold(debt: Debt | 'everything'): Debt | 'everything' | undefined {
+  /**
+   * Pays "everything": a flush of every node, sent only while every node answers. What was owed
+   * meanwhile is held again afterwards (the flush may have gone before it). False if not paid.
+   */
+  private async flush(): Promise<boolean> {
+    if (!this.payer.allUp()) return false;
+    this.sinceFlush = [];
+    this.sinceFlushOverflow = false;
+    try {
+      await this.payer.everything();
+    } catch {
+      return false;
+    }
+    const covers = this.everythingCovers;
+    this.everything = false;
+    this.everythingCovers = 0;
+    this.observer.paid('everything', covers);
+    const again = this.sinceFlush;
+    const overflow = this.sinceFlushOverflow;
+    this.sinceFlush = [];
+    this.sinceFlushOverflow = false;
+    if (overflow) {
+      this.escalate(again.length);
+      return false;
+    }
+    for (const debt of again) this.hold(debt, true);
+    return true;
+  }
+
+  private hold(debt: Debt | 'everything', local: boolean): Debt | 'everything' | 'dropped' | undefined {
     if (this.everything) {
-      // owed while a flush may be under way: that flush may have gone before this invalidation
-      this.everythingTimes++;
+      this.everythingCovers++;
+      if (debt === 'everything' || this.sinceFlush.length >= MAX_KEY_DEBTS) this.sinceFlushOverflow = true;
+      else this.sinceFlush.push(debt);
       return undefined;
     }
-    if (debt === 'everything') return this.escalate();
+    if (debt === 'everything') return local ? this.escalate(1) : 'dropped';
     if (debt.key === undefined) {
-      const times = this.namespaces.get(debt.namespace);
-      if (times !== undefined) {
-        this.namespaces.set(debt.namespace, times + 1);
+      const known = this.namespaces.get(debt.namespace);
+      if (known !== undefined) {
+        known.times++;
+        known.covers++;
         return undefined;
       }
-      if (this.namespaces.size >= MAX_NAMESPACE_DEBTS) return this.escalate();
-      this.namespaces.set(debt.namespace, 1);
-      // the namespace's bump makes its keys' debts moot
+      if (this.namespaces.size >= MAX_NAMESPACE_DEBTS) return local ? this.escalate(1) : 'dropped';
+      const held: HeldNamespace = { times: 1, covers: 1 };
+      this.namespaces.set(debt.namespace, held);
+      // the namespace's bump makes its keys' debts moot: it settles them
       for (const [id, target] of this.keys)
         if (target.namespace === debt.namespace) {
           this.keys.delete(id);
           this.keyBytes -= id.length;
+          held.covers += target.covers;
         }
       return debt;
     }
-    if (debt.namespace !== undefined && this.namespaces.has(debt.namespace)) return undefined;
+    if (debt.namespace !== undefined) {
+      const namespace = this.namespaces.get(debt.namespace);
+      if (namespace !== undefined) {
+        // folded into the namespace's debt, which must not count as paid by a bump sent before it
+        namespace.times++;
+        namespace.covers++;
+        return undefined;
+      }
+    }
     const id = idOf(debt.namespace, debt.key);
     const known = this.keys.get(id);
     if (known !== undefined) {
       known.times++;
+      known.covers++;
       return undefined;
     }
-    if (this.keys.size >= MAX_KEY_DEBTS || this.keyBytes + id.length > MAX_KEY_DEBT_BYTES)
-      return debt.namespace === undefined ? this.escalate() : this.hold({ namespace: debt.namespace });
+    if (this.keys.size >= MAX_KEY_DEBTS || this.keyBytes + id.length > MAX_KEY_DEBT_BYTES) {
+      if (debt.namespace !== undefined) return this.hold({ namespace: debt.namespace }, local);
+      return local ? this.escalate(1) : 'dropped';
+    }
     this.keys.set(
       id,
       debt.namespace === undefined
-        ? { key: debt.key, times: 1 }
-        : { namespace: debt.namespace, key: debt.key, times: 1 },
+        ? { key: debt.key, times: 1, covers: 1 }
+        : { namespace: debt.namespace, key: debt.key, times: 1, covers: 1 },
     );
     this.keyBytes += id.length;
     return debt;
   }
 
-  private escalate(): 'everything' {
+  /** Every debt becomes one: a flush of every node. `adding`: the debts that caused it. */
+  private escalate(adding: number): 'everything' {
+    let covers = this.everythingCovers + adding;
+    for (const held of this.keys.values()) covers += held.covers;
+    for (const held of this.namespaces.values()) covers += held.covers;
     this.everything = true;
-    this.everythingTimes = 1;
+    this.everythingCovers = covers;
     this.keys.clear();
     this.namespaces.clear();
     this.keyBytes = 0;

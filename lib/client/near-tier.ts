@@ -65,6 +65,12 @@ export class NearTier implements BusListener {
   /** Settles once the transport's package is loaded; rejects when it is missing. */
   private readonly loaded: Promise<BusTransport>;
   private closed = false;
+  /**
+   * With `bus.keys`: owed changes from other processes are held as debts. Without, anyone could
+   * publish one, and a debt drives writes to memcached and keeps reads from it: they are read as
+   * plain changes (near entries dropped), as `bus.follow` is refused without keys.
+   */
+  private readonly signed: boolean;
 
   constructor(
     readonly cache: NearCache,
@@ -79,7 +85,7 @@ export class NearTier implements BusListener {
     /** Carries out the evictions `bus.follow` asks for. */
     private readonly evictor: (target: { namespace: string; key?: string }) => Promise<unknown>,
     /** Holds a debt another process told of (`failover`: owed to a node when it returns). */
-    private readonly holdDebt: (debt: Debt | 'everything', failover: boolean) => void,
+    private readonly holdDebt: (debt: Debt, failover: boolean) => void,
   ) {
     this.busName = typeof options.transport === 'string' ? options.transport : 'custom';
     this.follow = options.follow;
@@ -95,6 +101,7 @@ export class NearTier implements BusListener {
         : { level: 'warn', message: busDown(this.busName, this.unhealthyReason(), serving, changes) },
     );
     const codec = new BusCodec(keys);
+    this.signed = codec.signed;
     this.loaded =
       typeof options.transport === 'string'
         ? createBusTransport(options.transport, { url: options.url, channel: options.channel })
@@ -236,18 +243,18 @@ export class NearTier implements BusListener {
   keys(changes: KeyChange[], derived: boolean, owed: 0 | 1 | 2): void {
     for (const change of changes) {
       if (this.serving) this.cache.invalidateKey(changeNames.family(change));
-      if (owed !== 0 && change.prefix === this.prefix)
-        // a key known by its hash only: its namespace (or, without one, everything) is owed
-        this.holdDebt(
+      if (owed !== 0 && this.signed && change.prefix === this.prefix) {
+        // a key known by its hash only: its namespace is owed (a key without one: its writer pays it)
+        const debt: Debt | undefined =
           change.hashed !== true
             ? change.namespace === ''
               ? { key: change.key }
               : { namespace: change.namespace, key: change.key }
             : change.namespace === ''
-              ? 'everything'
-              : { namespace: change.namespace },
-          owed === 2,
-        );
+              ? undefined
+              : { namespace: change.namespace };
+        if (debt !== undefined) this.holdDebt(debt, owed === 2);
+      }
       if (!derived) this.followKey(change);
     }
   }
@@ -255,7 +262,8 @@ export class NearTier implements BusListener {
   namespaces(changes: NamespaceChange[], derived: boolean, owed: 0 | 1 | 2): void {
     for (const change of changes) {
       if (this.serving) this.cache.invalidateNamespace(changeNames.namespaceName(change));
-      if (owed !== 0 && change.prefix === this.prefix) this.holdDebt({ namespace: change.namespace }, owed === 2);
+      if (owed !== 0 && this.signed && change.prefix === this.prefix)
+        this.holdDebt({ namespace: change.namespace }, owed === 2);
       if (!derived) this.followNamespace(change);
     }
   }

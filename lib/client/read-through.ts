@@ -103,6 +103,7 @@ export class ReadThrough {
       everything: () => flushAll(this.ops),
       // a payment made while a node's keys go elsewhere would land on the stand-in
       canPay: () => !this.ops.router.rehashing,
+      allUp: () => this.ops.router.allUp,
     };
     this.debts = new InvalidationDebts(payer, debtObserver(false), payEvery);
     const failover = debtObserver(true);
@@ -209,7 +210,10 @@ export class ReadThrough {
       },
     );
     // a call that joined another's load shares its value, not its fill or its wait
-    return joined ? { value: result.value, outcome: result.outcome } : result;
+    if (!joined) return result;
+    return result.outcome === 'GRACED'
+      ? { value: result.value, outcome: 'GRACED', staleMs: result.staleMs, graceReason: result.graceReason }
+      : { value: result.value, outcome: result.outcome };
   }
 
   /**
@@ -286,10 +290,13 @@ export class ReadThrough {
     this.flights.invalidatePrefix(flightNames.keyPrefix(target));
     this.near?.keyChanging(target);
     let deleted: boolean;
+    let moved: boolean;
     try {
       const wire = await this.namespaces.currentWire(target);
       this.flights.invalidate(flightNames.ofWire(wire, false));
       this.flights.invalidate(flightNames.ofWire(wire, true));
+      // decided as it is sent: a node that comes back meanwhile still missed this eviction
+      moved = this.rehashed(target, wire);
       [deleted] = await Promise.all([
         this.ops.delete(wire),
         target.namespace ? this.namespaces.bumpVariants(target.namespace, target.key) : undefined,
@@ -300,7 +307,7 @@ export class ReadThrough {
     }
     if (how.paying === true) return deleted;
     this.near?.keyChanged(target, how.derived === true);
-    this.oweIfRehashed(key(target));
+    if (moved) this.oweOnReturn(key(target));
     return deleted;
   }
 
@@ -308,6 +315,7 @@ export class ReadThrough {
   async evictAll(namespace: string, how: { derived?: boolean; paying?: boolean } = {}): Promise<void> {
     this.flights.invalidatePrefix(flightNames.namespacePrefix(namespace));
     this.near?.namespaceChanging(namespace);
+    const moved = this.ops.router.rehashed(this.namespaces.generationWire(namespace));
     try {
       await this.namespaces.bump(namespace);
     } catch (error) {
@@ -316,7 +324,7 @@ export class ReadThrough {
     }
     if (how.paying === true) return;
     this.near?.namespaceChanged(namespace, how.derived === true);
-    this.oweIfRehashed({ namespace });
+    if (moved) this.oweOnReturn({ namespace });
   }
 
   /** An invalidation failed: held until paid, and every process told (unless it was the caller's mistake). */
@@ -326,12 +334,25 @@ export class ReadThrough {
     this.debts.owe(debt, true);
   }
 
+  /** Whether any of the target's wire keys (`wire`: its entry's) goes to a stand-in node now. */
+  private rehashed(target: { namespace?: string; key: string }, wire: string): boolean {
+    const router = this.ops.router;
+    if (!router.rehashing) return false;
+    if (router.rehashed(wire)) return true;
+    const namespace = target.namespace;
+    return (
+      namespace !== undefined &&
+      namespace !== '' &&
+      (router.rehashed(this.namespaces.generationWire(namespace)) ||
+        router.rehashed(this.namespaces.keyspace.group(namespace, target.key)))
+    );
+  }
+
   /**
    * With `deadNodePolicy: 'rehash'` a node's keys go elsewhere while it is down: what it held is
    * invalidated on the node it returns to only if the invalidation is owed to it meanwhile.
    */
-  private oweIfRehashed(debt: Debt): void {
-    if (!this.ops.router.rehashing) return;
+  private oweOnReturn(debt: Debt): void {
     this.noteFailedOver();
     this.near?.owedOnReturn(debt);
     this.failover.owe(debt, true);
@@ -354,10 +375,12 @@ export class ReadThrough {
   ): Promise<R> {
     this.near?.keyChanging(target);
     let result: R;
+    let moved: boolean;
     try {
       const wire = await wireOf();
       this.flights.invalidate(flightNames.ofWire(wire, false));
       this.flights.invalidate(flightNames.ofWire(wire, true));
+      moved = owes !== undefined && this.rehashed(target, wire);
       result = await send(wire);
     } catch (error) {
       if (owes !== undefined) this.owe(key(target), error);
@@ -366,7 +389,7 @@ export class ReadThrough {
     if (owes?.(result) === true) this.owe(key(target), undefined);
     else if (landed(result)) {
       this.near?.keyChanged(target);
-      if (owes !== undefined) this.oweIfRehashed(key(target));
+      if (moved) this.oweOnReturn(key(target));
     }
     return result;
   }

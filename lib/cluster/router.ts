@@ -57,6 +57,18 @@ export class NodeRouter {
     return false;
   }
 
+  /** True when `rehash` sends this wire key to another node than its own, which is down. */
+  rehashed(wire: string): boolean {
+    if (this.options.deadNodePolicy !== 'rehash' || this.ring === undefined) return false;
+    return this.nodes[this.ring.locate(wire)].isOpen;
+  }
+
+  /** True when every node answers (its breaker is closed). */
+  get allUp(): boolean {
+    for (const node of this.nodes) if (node.isOpen) return false;
+    return true;
+  }
+
   /** True when a wire key's node is down and no other node serves it: skip the cache at once. */
   isDown(wire: string): boolean {
     return this.nodeFor(wire).isOpen;

@@ -80,8 +80,8 @@ export interface OperationEvent {
 
 /**
  * How a read was served, as the counters know it. GRACED: an entry past its freshness, served
- * because its source failed or was too slow (grace); counted apart from hits, its latency with
- * the misses (the source was tried).
+ * because its source failed or was too slow (grace); counted apart from hits and misses, and
+ * kept out of the latency histograms (whose counts stay those of hits and misses).
  */
 export type ReadOutcome = 'HIT' | 'MISS' | 'STALE' | 'GRACED';
 
@@ -198,7 +198,7 @@ export class CacheStats implements MemcachedCounters {
     const name = namespace ?? NO_NAMESPACE;
     const stats = this.of(name);
     if (outcome === 'GRACED') {
-      stats.latency.MISS.observe(durationMs);
+      // not in a latency histogram: their counts stay those of hits and misses
       stats.graced++;
       this.counters.graced++;
       this.lastGracedAt = Date.now();
@@ -311,8 +311,8 @@ export class CacheStats implements MemcachedCounters {
   }
 
   /** One more of a client-wide event (a set, a lease grant, an undecodable item...). */
-  count(event: ClientEvent): void {
-    this.counters[event]++;
+  count(event: ClientEvent, times = 1): void {
+    this.counters[event] += times;
   }
 
   snapshot(): MemcachedClientStats {

@@ -7,6 +7,9 @@ export interface MemcachedHealthOptions {
   requireAll?: boolean;
 }
 
+/** How long after the last graced answer the check still says `degraded`. */
+const DEGRADED_FOR_MS = 30_000;
+
 /**
  * A `@nestjs/terminus` health indicator (an optional peer dependency) that pings every node and
  * reports each one: up or down, version, latency, breaker state, last error; with a near cache,
@@ -18,9 +21,6 @@ export interface MemcachedHealthOptions {
  * @Get('health') @HealthCheck()
  * check() { return this.health.check([() => this.memcached.isHealthy('memcached')]); }
  */
-/** How long after the last graced answer the check still says `degraded`. */
-const DEGRADED_FOR_MS = 30_000;
-
 @Injectable()
 export class MemcachedHealthIndicator {
   constructor(
@@ -65,7 +65,13 @@ export class MemcachedHealthIndicator {
     const lastGraced = this.client.counters().lastGracedAt;
     if (lastGraced > 0 && Date.now() - lastGraced < DEGRADED_FOR_MS) details.degraded = 'serving graced values';
     const owed = this.client.stats().owed;
-    const held = owed.keys + owed.namespaces + (owed.everything ? 1 : 0);
+    const held =
+      owed.keys +
+      owed.namespaces +
+      (owed.everything ? 1 : 0) +
+      owed.onReturn.keys +
+      owed.onReturn.namespaces +
+      (owed.onReturn.everything ? 1 : 0);
     if (held > 0) details.owed = held;
     return healthy ? indicator.up(details) : indicator.down(details);
   }

@@ -20,6 +20,8 @@ import { startWorker } from '../support/workers.js';
 const TIMEOUT = 150;
 const ROWS = 30;
 const quiet = { log() {}, error() {}, warn() {}, debug() {} };
+/** Owed evictions are held by other processes only from authenticated messages. */
+const BUS_KEYS = [{ id: 1, key: Buffer.alloc(32, 7) }];
 
 /** Rows with a version each: a read that returns an older version than the last update returned is stale. */
 @Injectable()
@@ -297,7 +299,7 @@ describe('invalidations made while memcached is partitioned (frozen) are not for
       servers: daemon.address,
       timeout: TIMEOUT,
       breakerCooldown: 100,
-      bus: { transport: 'nats', url: nats.url, heartbeat: 200 },
+      bus: { transport: 'nats', url: nats.url, heartbeat: 200, keys: BUS_KEYS },
       logger: false,
     });
     const keys = ids.map((id) => `row:${id}`);
@@ -361,6 +363,27 @@ describe('invalidations made while memcached is partitioned (frozen) are not for
       expect(await client.get(keys[20])).toBe('old');
     } finally {
       await second.kill();
+    }
+  });
+
+  it('without bus.keys, an owed message is read as a plain change: nobody can make other processes hold debts', async () => {
+    const proxy = await new FaultProxy(daemon.port).start();
+    try {
+      const bus = { transport: 'nats' as const, url: nats.url, heartbeat: 200, channel: 'unsigned-owed' };
+      const writer = new MemcachedClient({ servers: proxy.address, timeout: TIMEOUT, bus, logger: false });
+      client = new MemcachedClient({ servers: daemon.address, timeout: TIMEOUT, bus, logger: false });
+      others.push(writer);
+      await until(() => writer.stats().bus!.healthy && client!.stats().bus!.healthy);
+      await until(() => client!.stats().bus!.sources >= 1);
+      proxy.silent = true;
+      await expect(writer.delete('k')).rejects.toThrow();
+      expect(writer.stats().owed.keys).toBe(1);
+      const received = client.stats().bus!.received;
+      await until(() => client!.stats().bus!.received > received);
+      expect(client.stats().owed).toMatchObject({ keys: 0, namespaces: 0 });
+    } finally {
+      proxy.silent = false;
+      await proxy.stop();
     }
   });
 

@@ -122,6 +122,89 @@ describe('soak: 4 processes read and write PostgreSQL rows through @Cacheable / 
 });
 
 /**
+ * The same soak with memcached partitioned midway: every process reaches it through one proxy that
+ * drops every byte for 1.5 s, so evictions made meanwhile fail (owed, and told on the bus) while
+ * the writes return. Once memcached answers again, no read may get a version older than a write
+ * that had returned, except for the bus's delivery time after that write: a process that did not
+ * hear of an owed eviction yet (the same bound as the near cache's).
+ */
+describe('soak with memcached partitioned midway: owed evictions keep reads fresh', () => {
+  let daemon: MemcachedDaemon;
+  let proxy: FaultProxy;
+  const table = `nm_soak_partition_${process.pid}`;
+  let db: pg.Client;
+  /** What a process may lag behind an owed eviction: the bus's delivery. */
+  const BOUND_MS = 100;
+
+  beforeAll(async () => {
+    daemon = await MemcachedDaemon.start();
+    proxy = await new FaultProxy(daemon.port).start();
+    db = new pg.Client({ connectionString: postgres.url });
+    await createRows(db, table);
+  });
+  afterAll(async () => {
+    await db?.query(`DROP TABLE IF EXISTS ${table}`).catch(() => undefined);
+    await db?.end();
+    await proxy?.stop();
+    await daemon?.kill();
+  });
+
+  it(
+    `0 reads older than a write that returned once the partition heals, beyond the bus's delivery (${SECONDS} s)`,
+    async () => {
+      const channel = `nmc-soak-partition-${randomUUID()}`;
+      const workers = Array.from({ length: PROCESSES }, () =>
+        startWorker(worker, {
+          servers: proxy.address,
+          databaseUrl: postgres.url,
+          table,
+          rows: ROWS,
+          durationMs: SECONDS * 1000,
+          concurrency: 8,
+          writeShare: 0.1,
+          readSeconds: 0.005,
+          timeout: 150,
+          bus: { url: nats.url, channel },
+        }),
+      );
+      const partition = (async () => {
+        await new Promise((r) => setTimeout(r, (SECONDS * 1000) / 2));
+        proxy.silent = true;
+        await new Promise((r) => setTimeout(r, 1500));
+        proxy.silent = false;
+      })();
+      const results = (await Promise.all(workers.map((w) => w.result))) as Result[];
+      await partition;
+      const reads = results.reduce((n, r) => n + r.reads.length, 0);
+      const writes = results.reduce((n, r) => n + r.writes.length, 0);
+      const stale = staleReads(results);
+      const lags = stale.map((s) => s.lag).sort((a, b) => a - b);
+      const sum = (name: string) => results.reduce((n, r) => n + (r.stats[name] ?? 0), 0);
+      process.stdout.write(
+        `[soak partition] ${SECONDS} s, ${PROCESSES} processes, memcached silent 1.5 s midway: ${reads} reads, ${writes} writes; ` +
+          `${stale.length} reads older than a write that had returned (lag max ${(lags.at(-1) ?? 0).toFixed(1)} ms); ` +
+          `invalidations owed ${sum('invalidationsOwed')}, repaid ${sum('invalidationsRepaid')}\n`,
+      );
+      expect(reads).toBeGreaterThan(SECONDS * 100);
+      expect(sum('invalidationsOwed')).toBeGreaterThan(0);
+      expect(lags.filter((lag) => lag > BOUND_MS)).toStrictEqual([]);
+      // nothing stale is left in memcached: each row's entry is absent or its latest version
+      const { rows } = await db.query(`SELECT id, version FROM ${table}`);
+      const check = new MemcachedClient({ servers: daemon.address, logger: false });
+      try {
+        for (const { id, version } of rows as Array<{ id: number; version: number }>) {
+          const cached = await check.get<number>(String(id), { namespace: 'soak' });
+          if (cached !== undefined) expect(cached).toBe(version);
+        }
+      } finally {
+        check.close();
+      }
+    },
+    60_000 + SECONDS * 2000,
+  );
+});
+
+/**
  * The same soak with a near cache in every process and a NATS bus, each process's bus through its
  * own proxy. A read may return a value from its near cache until the eviction's message arrives:
  * the bound. Midway, one process's link goes silent for 1 s (5 heartbeats; a process unheard

@@ -12,12 +12,15 @@ function payer() {
   const state = {
     down: false,
     rehashing: false,
+    nodesDown: false,
+    /** Payments that fail, by what they pay, while the rest succeed. */
+    failing: new Set<string>(),
     paid: [] as string[],
     during: undefined as (() => void) | undefined,
   };
   const pay = async (what: string) => {
     state.during?.();
-    if (state.down) throw new MemcachedError('delete', 'n:1', 'UNAVAILABLE', 'down');
+    if (state.down || state.failing.has(what)) throw new MemcachedError('delete', 'n:1', 'UNAVAILABLE', 'down');
     state.paid.push(what);
   };
   return {
@@ -27,18 +30,25 @@ function payer() {
       namespace: (n: string) => pay(`namespace ${n}`),
       everything: () => pay('everything'),
       canPay: () => !state.rehashing,
+      allUp: () => !state.nodesDown,
     },
   };
 }
 
 function observer() {
-  const seen = { owed: [] as Array<[Debt | 'everything', boolean]>, paid: 0, cleared: 0 };
+  const seen = {
+    owed: [] as Array<[Debt | 'everything' | undefined, boolean]>,
+    paid: 0,
+    cleared: 0,
+    dropped: 0,
+  };
   return {
     seen,
     observer: {
-      owed: (debt: Debt | 'everything', local: boolean) => seen.owed.push([debt, local]),
-      paid: () => void seen.paid++,
+      owed: (debt: Debt | 'everything' | undefined, local: boolean) => seen.owed.push([debt, local]),
+      paid: (_debt: Debt | 'everything', count: number) => void (seen.paid += count),
       cleared: () => void seen.cleared++,
+      dropped: () => void seen.dropped++,
     },
   };
 }
@@ -66,8 +76,6 @@ describe('InvalidationDebts', () => {
     expect(debts.covers({ key: '7' })).toBe(false);
     expect(debts.covers({ key: 'plain' })).toBe(true);
     expect(debts.covers({ namespace: 'lists', key: 'anything' })).toBe(true);
-    expect(debts.coversNamespace('users')).toBe(true);
-    expect(debts.coversNamespace('other')).toBe(false);
     expect(await debts.payNow()).toBe(false);
     expect(debts.report()).toStrictEqual({ keys: 2, namespaces: 1, everything: false });
     state.down = false;
@@ -93,6 +101,63 @@ describe('InvalidationDebts', () => {
     expect(await debts.payNow()).toBe(false);
     expect(debts.report()).toStrictEqual({ keys: 0, namespaces: 1, everything: false });
     expect(await debts.payNow()).toBe(true);
+    expect(debts.size).toBe(0);
+  });
+
+  it('one debt that cannot be paid does not hold up the others', async () => {
+    const { debts, state } = make();
+    state.down = true;
+    debts.owe({ namespace: 'stuck' }, true);
+    for (let i = 0; i < 40; i++) debts.owe({ key: `k${i}` }, true);
+    debts.owe({ key: 'stuck' }, true);
+    state.down = false;
+    state.failing = new Set(['namespace stuck', 'key - stuck']);
+    expect(await debts.payNow()).toBe(false);
+    expect(debts.report()).toStrictEqual({ keys: 1, namespaces: 1, everything: false });
+    expect(debts.covers({ key: 'k3' })).toBe(false);
+    expect(debts.covers({ key: 'stuck' })).toBe(true);
+  });
+
+  it('a key folded into its namespace debt while the bump runs keeps the namespace owed', async () => {
+    const { debts, state } = make();
+    state.down = true;
+    debts.owe({ namespace: 'users' }, true);
+    state.down = false;
+    state.during = () => {
+      state.during = undefined;
+      debts.owe({ namespace: 'users', key: '7' }, true);
+    };
+    expect(await debts.payNow()).toBe(false);
+    expect(debts.covers({ namespace: 'users', key: '7' })).toBe(true);
+    expect(await debts.payNow()).toBe(true);
+  });
+
+  it('debts other processes tell of never escalate: past the bounds they are dropped (their owners pay them)', () => {
+    const { debts, state, seen } = make();
+    state.down = true;
+    for (let i = 0; i < MAX_NAMESPACE_DEBTS; i++) debts.owe({ namespace: `ns${i}` }, false);
+    debts.owe({ namespace: 'one too many' }, false);
+    debts.owe('everything', false);
+    for (let i = 0; i < MAX_KEY_DEBTS + 5; i++) debts.owe({ key: `plain${i}` }, false);
+    expect(debts.report()).toStrictEqual({ keys: MAX_KEY_DEBTS, namespaces: MAX_NAMESPACE_DEBTS, everything: false });
+    expect(seen.dropped).toBe(7);
+  });
+
+  it('flushes only while every node answers, once; what is owed during the flush is held again after it', async () => {
+    const { debts, state } = make();
+    state.down = true;
+    debts.owe('everything', true);
+    state.down = false;
+    state.nodesDown = true;
+    expect(await debts.payNow()).toBe(false);
+    expect(state.paid).toStrictEqual([]);
+    state.nodesDown = false;
+    state.during = () => {
+      state.during = undefined;
+      debts.owe({ key: 'during the flush' }, true);
+    };
+    expect(await debts.payNow()).toBe(true);
+    expect(state.paid).toStrictEqual(['everything', 'key - during the flush']);
     expect(debts.size).toBe(0);
   });
 

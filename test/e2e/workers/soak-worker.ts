@@ -29,6 +29,10 @@ interface Job {
   readSeconds: number;
   /** With a near cache: the NATS URL of its bus (through the test's proxy), channel and heartbeat. */
   near?: { url: string; channel: string; heartbeat: number; dropShare?: number };
+  /** A bus without a near cache (what carries owed evictions to the other processes). */
+  bus?: { url: string; channel: string };
+  /** The client's deadline, ms (default 1000). */
+  timeout?: number;
 }
 
 const job = JSON.parse(process.argv[2]) as Job;
@@ -83,8 +87,12 @@ const lossy = job.near?.dropShare ? await lossyNats(job.near.url, job.near.chann
     MemcachedModule.forRoot({
       servers: job.servers,
       leases: true,
-      timeout: 1000,
+      timeout: job.timeout ?? 1000,
+      breakerCooldown: 100,
       logger: false,
+      ...(job.bus && {
+        bus: { transport: 'nats' as const, url: job.bus.url, channel: job.bus.channel, keys: SOAK_BUS_KEYS },
+      }),
       ...(job.near && {
         nearCache: { ttl: 30 },
         // authenticated, as production runs it: every message's MAC is checked
@@ -106,8 +114,8 @@ class SoakModule {}
 
 const app = await NestFactory.createApplicationContext(SoakModule, { logger: false });
 const rows = app.get(Rows);
-if (job.near) {
-  // start when the bus vouches for the near cache
+if (job.near || job.bus) {
+  // start when the bus vouches for the near cache (and hears the others)
   const client = app.get(MemcachedClient);
   while (client.stats().bus?.healthy !== true) await new Promise((r) => setTimeout(r, 10));
 }
@@ -127,7 +135,7 @@ const loop = async () => {
   }
 };
 await Promise.all(Array.from({ length: job.concurrency }, loop));
-const { nearCache, bus, ...counters } = app.get(MemcachedClient).stats();
+const { nearCache, bus, owed: _owed, ...counters } = app.get(MemcachedClient).stats();
 const stats = {
   ...counters,
   cacheHits: app.get(MemcachedCache).stats().soak?.hits ?? 0,
