@@ -4,6 +4,8 @@
 import autocannon from 'autocannon';
 
 const job = JSON.parse(process.argv[2]) as {
+  /** `windowMax` is the slowest response that arrived this many ms or more into the run. */
+  windowFromMs?: number;
   url: string;
   connections: number;
   seconds?: number;
@@ -53,11 +55,20 @@ const instance = autocannon(
         p50: q(0.5),
         p99: q(0.99),
         max: latencies[latencies.length - 1] ?? 0,
+        maxAt: slowest.at,
+        windowMax,
       }) + '\n',
     );
   },
 );
+const begun = performance.now();
+/** When the slowest response arrived, ms after the run began (to tell a fault's tail from noise). */
+let slowest = { ms: 0, at: 0 };
+let windowMax = 0;
 instance.on('response', (client: unknown, _status: number, _bytes: number, responseTime: number) => {
   latencies.push(responseTime);
+  const at = performance.now() - begun;
+  if (responseTime > slowest.ms) slowest = { ms: responseTime, at: Math.round(at) };
+  if (job.windowFromMs !== undefined && at >= job.windowFromMs && responseTime > windowMax) windowMax = responseTime;
   started.delete(client);
 });

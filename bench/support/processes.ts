@@ -113,6 +113,10 @@ export interface LoadResult {
   p99: number;
   /** The slowest response, ms. */
   max: number;
+  /** When it arrived, ms into the run. */
+  maxAt: number;
+  /** The slowest response that arrived from `windowFromMs` on (0 without it). */
+  windowMax: number;
   non2xx: number;
   errors: number;
 }

@@ -77,11 +77,11 @@ class RowsModule {}
 
 const ids = Array.from({ length: ROWS }, (_, i) => String(i));
 
-async function until(check: () => boolean, ms = 5000): Promise<void> {
+async function until(check: () => boolean, ms = 5000, every = 10): Promise<void> {
   const deadline = Date.now() + ms;
   while (!check()) {
     if (Date.now() > deadline) throw new Error('condition not met in time');
-    await sleep(10);
+    await sleep(every);
   }
 }
 
@@ -133,12 +133,16 @@ describe('invalidations made while memcached is partitioned (frozen) are not for
     const keys = Array.from({ length: 50 }, (_, i) => `del:${i}`);
     await Promise.all(keys.map((k) => client!.set(k, `old ${k}`)));
     const results = await partitioned(() => Promise.allSettled(keys.map((k) => client!.delete(k))));
+    const thawed = performance.now();
     expect(results.every((r) => r.status === 'rejected')).toBe(true);
     expect(client.stats().owed.keys).toBe(50);
     // at once after the thaw, before any debt can have been paid: nothing old comes back
     const first = await Promise.all(keys.map((k) => client!.get(k)));
     expect(first.filter((v) => v !== undefined)).toEqual([]);
-    await until(() => client!.stats().owed.keys === 0);
+    await until(() => client!.stats().owed.keys === 0, 5000, 1);
+    process.stdout.write(
+      `[partition] 50 owed deletes paid ${(performance.now() - thawed).toFixed(0)} ms after memcached was thawed (breakerCooldown 100 ms)\n`,
+    );
     expect(client.stats()).toMatchObject({ invalidationsOwed: 50, invalidationsRepaid: 50 });
     expect(await bystander().getMulti(keys)).toEqual(new Map());
     expect(logs.filter((m) => /did not confirm an invalidation/.test(m))).toHaveLength(1);
@@ -320,9 +324,13 @@ describe('invalidations made while memcached is partitioned (frozen) are not for
     } finally {
       daemon.resume();
     }
+    const thawed = performance.now();
     const reads = await Promise.all(keys.map((k) => client!.get(k, { namespace: 'shared' })));
     expect(reads.filter((v) => v !== undefined)).toEqual([]);
-    await until(() => client!.stats().owed.keys === 0);
+    await until(() => client!.stats().owed.keys === 0, 5000, 1);
+    process.stdout.write(
+      `[partition] the writer exited; the reader paid its ${keys.length} owed deletes ${(performance.now() - thawed).toFixed(0)} ms after the thaw\n`,
+    );
     await sleep(3000 - 2 * TIMEOUT);
     const later = await Promise.all(keys.map((k) => bystander().get(k, { namespace: 'shared' })));
     expect(later.filter((v) => v !== undefined)).toEqual([]);
