@@ -277,7 +277,7 @@ export class CacheAsideEngine {
         report.outcome = 'STALE';
         // the entry's TTL when it is known here (a function of the value: counted from its freshness)
         const ttl =
-          options.ttl === undefined ? this.backend.defaultTtl : typeof options.ttl === 'number' ? options.ttl : 0;
+          typeof options.ttl === 'function' ? 0 : (options.ttl ?? plan.defaults.ttl ?? this.backend.defaultTtl);
         report.ageSeconds = Math.max(0, Math.floor(ttl + (served.staleMs ?? 0) / 1000));
       } else report.outcome = unstorable && served.outcome === 'MISS' ? 'BYPASS' : served.outcome;
       report.meta = served.meta;

@@ -60,11 +60,14 @@ interface HeldKey {
   times: number;
   /** Debts this one settles (1, or more once others were folded into it). */
   covers: number;
+  /** This process's own (a spool keeps it), not only another process's. */
+  local: boolean;
 }
 
 interface HeldNamespace {
   times: number;
   covers: number;
+  local: boolean;
 }
 
 /**
@@ -84,12 +87,16 @@ export class InvalidationDebts {
   private everything = false;
   /** Debts folded into "everything". */
   private everythingCovers = 0;
-  /** Owed while "everything" is: held again after the flush, which may have gone before them. */
-  private sinceFlush: Debt[] = [];
-  private sinceFlushOverflow = false;
+  /** A flush is under way: what is owed meanwhile is held again after it (it may have gone first). */
+  private flushing = false;
+  private sinceFlush: Array<[Debt, boolean]> = [];
+  /** Owed during the flush past what `sinceFlush` keeps: how many, and whether one was this process's. */
+  private lostDuringFlush = { count: 0, local: false };
   private timer?: NodeJS.Timeout;
   private delay = 0;
   private paying = false;
+  /** Owed while a payment round ran: another round follows it at once. */
+  private payAgain = false;
   private closed = false;
 
   constructor(
@@ -108,12 +115,13 @@ export class InvalidationDebts {
     return { keys: this.keys.size, namespaces: this.namespaces.size, everything: this.everything };
   }
 
-  /** Every debt held, as a spool writes them. */
+  /** This process's own debts (only those escalate to everything), as a spool writes them. */
   held(): Array<Debt | 'everything'> {
     if (this.everything) return ['everything'];
-    const debts: Debt[] = [...this.namespaces.keys()].map((namespace) => ({ namespace }));
-    for (const { namespace, key } of this.keys.values())
-      debts.push(namespace === undefined ? { key } : { namespace, key });
+    const debts: Debt[] = [];
+    for (const [namespace, held] of this.namespaces) if (held.local) debts.push({ namespace });
+    for (const { namespace, key, local } of this.keys.values())
+      if (local) debts.push(namespace === undefined ? { key } : { namespace, key });
     return debts;
   }
 
@@ -145,6 +153,7 @@ export class InvalidationDebts {
 
   /** Pays what can be paid now (tests; the timer calls it too). True once nothing is owed. */
   async payNow(): Promise<boolean> {
+    if (this.paying) this.payAgain = true;
     if (this.paying || this.closed) return false;
     if (this.size === 0) return true;
     if (!this.payer.canPay()) return false;
@@ -152,6 +161,7 @@ export class InvalidationDebts {
     try {
       if (this.everything && !(await this.flush())) return false;
       for (const [namespace, held] of [...this.namespaces]) {
+        if (!this.payer.canPay()) return false;
         const times = held.times;
         try {
           await this.payer.namespace(namespace);
@@ -189,55 +199,71 @@ export class InvalidationDebts {
       return true;
     } finally {
       this.paying = false;
+      if (this.payAgain) {
+        this.payAgain = false;
+        this.schedule(true);
+      }
     }
   }
 
   /**
-   * Pays "everything": a flush of every node, sent only while every node answers. What was owed
-   * meanwhile is held again afterwards (the flush may have gone before it). False if not paid.
+   * Pays "everything": a flush of every node, sent only while every node answers (a flush that
+   * fails on one is sent to all again). What is owed while it runs is held again afterwards, as
+   * it was owed (the flush may have gone before it). False if not paid.
    */
   private async flush(): Promise<boolean> {
     if (!this.payer.allUp()) return false;
-    this.sinceFlush = [];
-    this.sinceFlushOverflow = false;
+    this.flushing = true;
+    // what was owed before this flush, it settles
+    const covers = this.everythingCovers;
     try {
       await this.payer.everything();
     } catch {
+      // what was owed meanwhile is settled by the next flush
+      this.everythingCovers += this.sinceFlush.length + this.lostDuringFlush.count;
+      this.sinceFlush = [];
+      this.lostDuringFlush = { count: 0, local: false };
       return false;
+    } finally {
+      this.flushing = false;
     }
-    const covers = this.everythingCovers;
+    const again = this.sinceFlush;
+    const lost = this.lostDuringFlush;
+    this.sinceFlush = [];
+    this.lostDuringFlush = { count: 0, local: false };
     this.everything = false;
     this.everythingCovers = 0;
     this.observer.paid('everything', covers);
-    const again = this.sinceFlush;
-    const overflow = this.sinceFlushOverflow;
-    this.sinceFlush = [];
-    this.sinceFlushOverflow = false;
-    if (overflow) {
-      this.escalate(again.length);
+    if (lost.local) {
+      // one of this process's own could not be kept: nothing less than another flush is safe
+      this.escalate(again.length + lost.count);
       return false;
     }
-    for (const debt of again) this.hold(debt, true);
+    // another process's, past the bounds: its owner pays it
+    if (lost.count > 0) this.observer.paid('everything', lost.count);
+    for (const [debt, local] of again) {
+      if (this.hold(debt, local) === 'dropped') this.observer.paid('everything', 1);
+    }
     return true;
   }
 
   private hold(debt: Debt | 'everything', local: boolean): Debt | 'everything' | 'dropped' | undefined {
     if (this.everything) {
-      this.everythingCovers++;
-      if (debt === 'everything' || this.sinceFlush.length >= MAX_KEY_DEBTS) this.sinceFlushOverflow = true;
-      else this.sinceFlush.push(debt);
+      // the coming flush settles it; one under way may have gone before it: kept for after it
+      if (!this.flushing) this.everythingCovers++;
+      else if (debt !== 'everything' && this.sinceFlush.length < MAX_KEY_DEBTS) this.sinceFlush.push([debt, local]);
+      else {
+        this.lostDuringFlush.count++;
+        this.lostDuringFlush.local ||= local;
+      }
       return undefined;
     }
     if (debt === 'everything') return local ? this.escalate(1) : 'dropped';
     if (debt.key === undefined) {
       const known = this.namespaces.get(debt.namespace);
-      if (known !== undefined) {
-        known.times++;
-        known.covers++;
-        return undefined;
-      }
+      if (known !== undefined) return this.fold(known, debt, local);
       if (this.namespaces.size >= MAX_NAMESPACE_DEBTS) return local ? this.escalate(1) : 'dropped';
-      const held: HeldNamespace = { times: 1, covers: 1 };
+      const held: HeldNamespace = { times: 1, covers: 1, local };
       this.namespaces.set(debt.namespace, held);
       // the namespace's bump makes its keys' debts moot: it settles them
       for (const [id, target] of this.keys)
@@ -245,25 +271,18 @@ export class InvalidationDebts {
           this.keys.delete(id);
           this.keyBytes -= id.length;
           held.covers += target.covers;
+          held.local ||= target.local;
         }
       return debt;
     }
     if (debt.namespace !== undefined) {
       const namespace = this.namespaces.get(debt.namespace);
-      if (namespace !== undefined) {
-        // folded into the namespace's debt, which must not count as paid by a bump sent before it
-        namespace.times++;
-        namespace.covers++;
-        return undefined;
-      }
+      // folded into the namespace's debt, which must not count as paid by a bump sent before it
+      if (namespace !== undefined) return this.fold(namespace, { namespace: debt.namespace }, local);
     }
     const id = idOf(debt.namespace, debt.key);
     const known = this.keys.get(id);
-    if (known !== undefined) {
-      known.times++;
-      known.covers++;
-      return undefined;
-    }
+    if (known !== undefined) return this.fold(known, debt, local);
     if (this.keys.size >= MAX_KEY_DEBTS || this.keyBytes + id.length > MAX_KEY_DEBT_BYTES) {
       if (debt.namespace !== undefined) return this.hold({ namespace: debt.namespace }, local);
       return local ? this.escalate(1) : 'dropped';
@@ -271,10 +290,23 @@ export class InvalidationDebts {
     this.keys.set(
       id,
       debt.namespace === undefined
-        ? { key: debt.key, times: 1, covers: 1 }
-        : { namespace: debt.namespace, key: debt.key, times: 1, covers: 1 },
+        ? { key: debt.key, times: 1, covers: 1, local }
+        : { namespace: debt.namespace, key: debt.key, times: 1, covers: 1, local },
     );
     this.keyBytes += id.length;
+    return debt;
+  }
+
+  /**
+   * A debt owed again, or covered by one held: the held one settles it, and a payment that ran
+   * before it does not count. Undefined, unless it is the first of this process's own in a debt
+   * only another process told of: then it is this process's to keep (the spool writes it).
+   */
+  private fold(held: HeldKey | HeldNamespace, debt: Debt, local: boolean): Debt | undefined {
+    held.times++;
+    held.covers++;
+    if (!local || held.local) return undefined;
+    held.local = true;
     return debt;
   }
 
