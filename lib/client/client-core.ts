@@ -165,6 +165,7 @@ export class ClientCore implements CacheBackend {
       (failover) => this.debtObserver(warnings, failover ? undefined : spool, failover),
       o.breakerCooldown,
     );
+    if (this.near !== undefined) this.near.owedHere = () => this.readThrough.debts.held();
     // what a process that died with debts left behind is this one's to pay, first
     this.loadingSpool = true;
     for (const debt of spool?.load() ?? []) this.readThrough.debts.owe(debt, true);

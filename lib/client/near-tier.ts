@@ -9,7 +9,14 @@ import {
 import { createBusTransport } from '../bus/transports.js';
 import type { ResolvedBusOptions } from '../config/near-options.js';
 import type { LoggerService } from '@nestjs/common';
-import { type BusKey, BusCodec, type BusRejection, MAX_BUS_NAME } from '../bus/bus-message.js';
+import {
+  type BusKey,
+  BusCodec,
+  type BusRejection,
+  MAX_BUS_MESSAGE,
+  MAX_BUS_NAME,
+  MAX_BUS_NAMES,
+} from '../bus/bus-message.js';
 import {
   busBack,
   busConnected,
@@ -335,6 +342,24 @@ export class NearTier implements BusListener {
   healthy(healthy: boolean): void {
     this.cache.setActive(healthy && this.serving);
     this.stateLog.set(healthy);
+    // debts owed while the bus was away were told to nobody: told again now, as they stand
+    if (healthy && this.owedHere !== undefined) this.retell(this.owedHere());
+  }
+
+  /** This process's debts, told again whenever the bus is back (set by the client). */
+  owedHere?: () => Array<Debt | 'everything'>;
+
+  /** Publishes debts as owed (only the messages: near entries and follows were dealt with when they were taken). */
+  private retell(debts: Array<Debt | 'everything'>): void {
+    const keys: KeyChange[] = [];
+    const namespaces: NamespaceChange[] = [];
+    for (const debt of debts) {
+      if (debt === 'everything') continue;
+      if (debt.key === undefined) namespaces.push({ prefix: this.prefix, namespace: debt.namespace });
+      else keys.push(this.change(debt));
+    }
+    for (const batch of batches(keys)) this.bus.publishKeys(batch as KeyChange[], true, 1);
+    for (const batch of batches(namespaces)) this.bus.publishNamespaces(batch as NamespaceChange[], true, 1);
   }
 
   /** The bus's counters and what `bus.follow` did. */
@@ -359,6 +384,26 @@ export class NearTier implements BusListener {
   private namespaceName(namespace: string): string {
     return changeNames.namespaceName({ prefix: this.prefix, namespace });
   }
+}
+
+/** Changes in groups a message can carry: at most `MAX_BUS_NAMES`, and well under `MAX_BUS_MESSAGE`. */
+function batches(changes: Array<KeyChange | NamespaceChange>): Array<Array<KeyChange | NamespaceChange>> {
+  const out: Array<Array<KeyChange | NamespaceChange>> = [];
+  let batch: Array<KeyChange | NamespaceChange> = [];
+  let size = 0;
+  for (const change of changes) {
+    // JSON may escape a character into six: the worst case of each change's strings, plus its brackets
+    const cost = 6 * (change.prefix.length + change.namespace.length + (change.key?.length ?? 0)) + 16;
+    if (batch.length > 0 && (batch.length >= MAX_BUS_NAMES || size + cost > MAX_BUS_MESSAGE / 2)) {
+      out.push(batch);
+      batch = [];
+      size = 0;
+    }
+    batch.push(change);
+    size += cost;
+  }
+  if (batch.length > 0) out.push(batch);
+  return out;
 }
 
 /** A transport whose broker client is still being loaded: every call waits for it. */

@@ -374,6 +374,50 @@ describe('invalidations made while memcached is partitioned (frozen) are not for
     }
   });
 
+  it('a debt taken while the bus was away is told to the others once it is back', async () => {
+    const busLink = await new FaultProxy(nats.port).start();
+    const channel = 'retold';
+    try {
+      const writer = new MemcachedClient({
+        servers: daemon.address,
+        timeout: TIMEOUT,
+        breakerCooldown: 100,
+        bus: { transport: 'nats', url: `nats://127.0.0.1:${busLink.port}`, heartbeat: 200, keys: BUS_KEYS, channel },
+        logger: false,
+      });
+      others.push(writer);
+      client = new MemcachedClient({
+        servers: daemon.address,
+        timeout: TIMEOUT,
+        bus: { transport: 'nats', url: nats.url, heartbeat: 200, keys: BUS_KEYS, channel },
+        logger: false,
+      });
+      await until(() => writer.stats().bus!.healthy && client!.stats().bus!.healthy);
+      await writer.set('retold', 'old');
+      // the writer's broker link is gone (its client reconnecting), so the owed message goes nowhere
+      busLink.refusing = true;
+      busLink.cutAll();
+      await until(() => !writer.stats().bus!.connected);
+      await daemon.pause();
+      const failures = writer.stats().bus!.publishFailures;
+      await expect(writer.delete('retold')).rejects.toThrow();
+      expect(writer.stats().bus!.publishFailures).toBe(failures + 1);
+      await sleep(300);
+      expect(client.stats().owed.keys).toBe(0);
+      // memcached stays frozen until the bus is back: only the message can tell the reader
+      busLink.refusing = false;
+      await until(() => client!.stats().owed.keys === 1);
+      daemon.resume();
+      expect(await client.get('retold')).toBeUndefined();
+      await until(() => client!.stats().owed.keys === 0);
+      expect(await bystander().get('retold')).toBeUndefined();
+    } finally {
+      busLink.refusing = false;
+      daemon.resume();
+      await busLink.stop();
+    }
+  });
+
   it('without bus.keys, an owed message is read as a plain change: nobody can make other processes hold debts', async () => {
     const proxy = await new FaultProxy(daemon.port).start();
     try {

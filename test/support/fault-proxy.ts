@@ -12,6 +12,8 @@ export class FaultProxy {
   private closeNext = false;
   /** While true, bytes in both directions are dropped and the connections stay open (a silent link). */
   silent = false;
+  /** While true, new connections are closed at once (with `cutAll()`: a peer that is gone). */
+  refusing = false;
   readonly sockets = new Set<net.Socket>();
   port = 0;
 
@@ -22,6 +24,7 @@ export class FaultProxy {
 
   async start(): Promise<this> {
     this.server = net.createServer((client) => {
+      if (this.refusing) return void client.destroy();
       const upstream = net.connect(this.targetPort, this.targetHost);
       this.sockets.add(client);
       client.on('close', () => {
