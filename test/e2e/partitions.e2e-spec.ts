@@ -214,6 +214,13 @@ describe('invalidations made while memcached is partitioned (frozen) are not for
       await proxy?.stop();
     });
 
+    /** The rows read through `get` whose version is older than the database's. */
+    const staleRowReads = () =>
+      staleRows(
+        (id) => rows.get(id),
+        (id) => rows.db.version(id),
+      );
+
     /** Reads every row until all are cached (fills land after the call returns). */
     async function cached(read: (id: string) => Promise<unknown>): Promise<void> {
       for (let attempt = 0; ; attempt++) {
@@ -243,27 +250,12 @@ describe('invalidations made while memcached is partitioned (frozen) are not for
     it('@CacheEvict by key: 0 stale reads after the thaw', async () => {
       const db = rows.db;
       await cached((id) => rows.get(id));
-      expect(
-        await staleRows(
-          (id) => rows.get(id),
-          (id) => db.version(id),
-        ),
-      ).toEqual([]);
+      expect(await staleRowReads()).toEqual([]);
       await partitioned(() => Promise.all(ids.map((id) => rows.update(id))));
-      expect(
-        await staleRows(
-          (id) => rows.get(id),
-          (id) => db.version(id),
-        ),
-      ).toEqual([]);
+      expect(await staleRowReads()).toEqual([]);
       await repaired();
       const loads = db.loads;
-      expect(
-        await staleRows(
-          (id) => rows.get(id),
-          (id) => db.version(id),
-        ),
-      ).toEqual([]);
+      expect(await staleRowReads()).toEqual([]);
       // memcached (and the near cache) serve again: one load per row at most, not one per read
       expect(db.loads - loads).toBeLessThanOrEqual(ROWS);
     });
@@ -279,22 +271,11 @@ describe('invalidations made while memcached is partitioned (frozen) are not for
     });
 
     it('@CachePut: 0 stale reads after the thaw', async () => {
-      const db = rows.db;
       await cached((id) => rows.get(id));
       await partitioned(() => Promise.all(ids.map((id) => rows.put(id))));
-      expect(
-        await staleRows(
-          (id) => rows.get(id),
-          (id) => db.version(id),
-        ),
-      ).toEqual([]);
+      expect(await staleRowReads()).toEqual([]);
       await repaired();
-      expect(
-        await staleRows(
-          (id) => rows.get(id),
-          (id) => db.version(id),
-        ),
-      ).toEqual([]);
+      expect(await staleRowReads()).toEqual([]);
     });
   });
 

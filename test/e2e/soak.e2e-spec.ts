@@ -60,6 +60,20 @@ afterAll(async () => {
   await Promise.all([postgres?.stop(), nats?.stop()]);
 });
 
+/** What memcached holds at the end: each row's entry is absent or its latest version. */
+async function expectNothingStaleCached(db: pg.Client, table: string, daemon: MemcachedDaemon): Promise<void> {
+  const { rows } = await db.query(`SELECT id, version FROM ${table}`);
+  const check = new MemcachedClient({ servers: daemon.address, logger: false });
+  try {
+    for (const { id, version } of rows as Array<{ id: number; version: number }>) {
+      const cached = await check.get<number>(String(id), { namespace: 'soak' });
+      if (cached !== undefined) expect(cached).toBe(version);
+    }
+  } finally {
+    check.close();
+  }
+}
+
 /** Connects and creates the soak's table: ROWS rows at version 1. */
 async function createRows(db: pg.Client, table: string): Promise<void> {
   await db.connect();
@@ -189,16 +203,7 @@ describe('soak with memcached partitioned midway: owed evictions keep reads fres
       expect(sum('invalidationsOwed')).toBeGreaterThan(0);
       expect(lags.filter((lag) => lag > BOUND_MS)).toStrictEqual([]);
       // nothing stale is left in memcached: each row's entry is absent or its latest version
-      const { rows } = await db.query(`SELECT id, version FROM ${table}`);
-      const check = new MemcachedClient({ servers: daemon.address, logger: false });
-      try {
-        for (const { id, version } of rows as Array<{ id: number; version: number }>) {
-          const cached = await check.get<number>(String(id), { namespace: 'soak' });
-          if (cached !== undefined) expect(cached).toBe(version);
-        }
-      } finally {
-        check.close();
-      }
+      await expectNothingStaleCached(db, table, daemon);
     },
     60_000 + SECONDS * 2000,
   );
@@ -280,16 +285,7 @@ describe.each([
       if (dropShare > 0) expect(sum('busGaps')).toBeGreaterThan(0);
       expect(lags.filter((lag) => lag > BOUND_MS)).toStrictEqual([]);
       // with leases on, nothing stale is left in memcached: each row's entry is absent or its latest version
-      const { rows } = await db.query(`SELECT id, version FROM ${table}`);
-      const check = new MemcachedClient({ servers: daemon.address, logger: false });
-      try {
-        for (const { id, version } of rows as Array<{ id: number; version: number }>) {
-          const cached = await check.get<number>(String(id), { namespace: 'soak' });
-          if (cached !== undefined) expect(cached).toBe(version);
-        }
-      } finally {
-        check.close();
-      }
+      await expectNothingStaleCached(db, table, daemon);
     },
     60_000 + SECONDS * 2000,
   );
