@@ -1,9 +1,9 @@
 import { MemcachedUsageError } from '../memcached.errors.js';
 import { Logger, type LoggerService } from '@nestjs/common';
-import type { FillPlan, Loaded } from '../client/lease.js';
+import { type FillPlan, freshness, type Loaded } from '../client/lease.js';
 import type { CacheBackend } from '../client/client-core.js';
 import type { EntryRef } from '../codec/keyspace.js';
-import { DEADLINE, type GracePolicy, RELOAD_PAUSED, type Served } from '../client/read-through.js';
+import { DEADLINE, RELOAD_PAUSED, type Served } from '../client/read-through.js';
 import { assertNamespace } from '../codec/key.codec.js';
 import { normalizeTtl } from '../codec/ttl.js';
 import type { ResponseMeta } from '../codec/value.codec.js';
@@ -223,6 +223,7 @@ export class CacheAsideEngine {
     const started = performance.now();
     const lease = this.backend.leases && options.lease !== false;
     const label = `namespace "${namespace}"`;
+    const grace = this.backend.gracePolicy(options.grace, options.staleWhileRevalidate);
     let unstorable = false;
     let served: Served<T>;
     for (let attempt = 0; ; attempt++) {
@@ -244,7 +245,7 @@ export class CacheAsideEngine {
           rawJson: http !== undefined,
           label,
           near: this.backend.usesNear(target.namespace, options.nearCache),
-          grace: this.graceOf(options),
+          grace,
         });
       } catch (error) {
         // only the method's own error gets here (the cache fails open): the read was a miss
@@ -271,7 +272,7 @@ export class CacheAsideEngine {
     this.counts.served(namespace, key, served, performance.now() - started, (op, error) =>
       this.fail(namespace, op, error),
     );
-    if (served.outcome === 'GRACED') this.graced(namespace, served.graceReason);
+    if (served.outcome === 'GRACED') this.graced(namespace, served.graceReason, grace!.deadline);
     if (report) {
       if (served.outcome === 'GRACED') {
         report.outcome = 'STALE';
@@ -306,11 +307,9 @@ export class CacheAsideEngine {
       const swr = 'staleWhileRevalidate' in options ? options.staleWhileRevalidate : undefined;
       // a put's entries are read by `@Cacheable` methods: the module's grace keeps them too
       const grace = ('grace' in options ? options.grace : undefined) ?? this.backend.grace;
-      // memcached keeps the entry past its freshness for whichever is longer: the refresh, or grace
-      const after = Math.max(swr ?? 0, grace);
       const fill: FillPlan = {
-        ttl: after > 0 && ttl > 0 ? ttl + after : ttl,
-        freshFor: after > 0 && ttl > 0 ? ttl : undefined,
+        // memcached keeps the entry past its freshness for whichever is longer: the refresh, or grace
+        ...freshness(ttl, Math.max(swr ?? 0, grace)),
         asResponse: site.http !== undefined,
         meta: produced.meta,
       };
@@ -395,22 +394,11 @@ export class CacheAsideEngine {
     return namespace;
   }
 
-  /** How a read under `options` treats an entry past its freshness (undefined: no grace). */
-  private graceOf(options: CacheableOptions): GracePolicy | undefined {
-    const grace = options.grace ?? this.backend.grace;
-    if (!(grace > 0)) return undefined;
-    return {
-      staleFor: options.staleWhileRevalidate ?? 0,
-      deadline: this.backend.graceDeadline,
-      backoff: this.backend.graceBackoff,
-    };
-  }
-
   /** A graced answer: said (rate-limited) with why the source did not answer, never with a key. */
-  private graced(namespace: string, reason: unknown): void {
+  private graced(namespace: string, reason: unknown, deadline: number): void {
     const why =
       reason === DEADLINE
-        ? `it did not answer within ${this.backend.graceDeadline} ms`
+        ? `it did not answer within ${deadline} ms`
         : reason === RELOAD_PAUSED
           ? 'it failed moments ago (reloads of the key are paused)'
           : `it failed: ${reason instanceof Error ? reason.message : String(reason)}`;

@@ -24,7 +24,7 @@ import type { Debt, DebtObserver } from './debts.js';
 import { invalidationOwed, invalidationsRepaid, remoteDebtDropped, spoolProblem } from '../memcached.messages.js';
 import { NearTier } from './near-tier.js';
 import { Operations } from './operations.js';
-import { ReadThrough, type ReadRequest, type Served } from './read-through.js';
+import { type GracePolicy, ReadThrough, type ReadRequest, type Served } from './read-through.js';
 
 /**
  * What the cache layer (the decorators' engine) asks of a client, by name: read through, write,
@@ -42,10 +42,8 @@ export interface CacheBackend {
   readonly leases: boolean;
   /** The module's `grace`, seconds (0: none). */
   readonly grace: number;
-  /** The module's `graceDeadline`, ms. */
-  readonly graceDeadline: number;
-  /** The module's `graceBackoff`, ms. */
-  readonly graceBackoff: number;
+  /** How reads with `grace` seconds (the module's when undefined) treat entries past their freshness; undefined: no grace. */
+  gracePolicy(grace: number | undefined, staleFor?: number): GracePolicy | undefined;
   /** The module's `routeHandlers`: cached Express routes may be served from their handlers. */
   readonly routeHandlers: boolean;
   /** A cache-aside read: the entry, or the source loaded once and filled. */
@@ -229,12 +227,9 @@ export class ClientCore implements CacheBackend {
     return this.options.grace;
   }
 
-  get graceDeadline(): number {
-    return this.options.graceDeadline;
-  }
-
-  get graceBackoff(): number {
-    return this.options.graceBackoff;
+  gracePolicy(grace: number | undefined, staleFor = 0): GracePolicy | undefined {
+    const o = this.options;
+    return (grace ?? o.grace) > 0 ? { staleFor, deadline: o.graceDeadline, backoff: o.graceBackoff } : undefined;
   }
 
   read<T>(request: ReadRequest<T>): Promise<Served<T>> {

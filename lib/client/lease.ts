@@ -24,6 +24,14 @@ export interface FillPlan {
 }
 
 /** What a load returns: the value, and how to store it (undefined: do not store it). */
+/**
+ * How long memcached keeps an entry read as fresh for `ttl` seconds and usable for `keptFor` more
+ * (stale-while-revalidate, grace); a TTL of 0 never expires and needs neither.
+ */
+export function freshness(ttl: number, keptFor: number): { ttl: number; freshFor?: number } {
+  return keptFor > 0 && ttl > 0 ? { ttl: ttl + keptFor, freshFor: ttl } : { ttl };
+}
+
 export interface Loaded<T> {
   value: T;
   fill: FillPlan | undefined;
@@ -191,8 +199,11 @@ export class LeaseProtocol {
     }
   }
 
-  /** A plain fill (no lease), unless the flight was invalidated meanwhile. Never rejects. */
-  fill<T>(wire: string, loaded: Loaded<T>, label: string, flight?: FlightHandle): Promise<FillReport> {
+  /**
+   * A fill without a lease, unless the flight was invalidated meanwhile; with `cas`, only if the
+   * entry read at `wire` is still there (a reload replacing it). Never rejects.
+   */
+  fill<T>(wire: string, loaded: Loaded<T>, label: string, flight?: FlightHandle, cas?: Buffer): Promise<FillReport> {
     const prepared = this.prepare(loaded, label);
     if (prepared === undefined) return Promise.resolve(SKIPPED);
     if (prepared === 'refused') return Promise.resolve({ outcome: 'refused' });
@@ -200,25 +211,8 @@ export class LeaseProtocol {
       this.ops.stats.count('splitFlights');
       return Promise.resolve(SKIPPED);
     }
-    return this.store(loaded.fill!.wire ?? wire, prepared, label);
-  }
-
-  /**
-   * Replaces an entry with a reloaded value only if the entry is still the one read (`cas`), and
-   * no eviction in this process came since the load began. Never rejects.
-   */
-  replace<T>(wire: string, loaded: Loaded<T>, cas: Buffer, label: string, flight: FlightHandle): Promise<FillReport> {
-    const prepared = this.prepare(loaded, label);
-    if (prepared === undefined) return Promise.resolve(SKIPPED);
-    if (prepared === 'refused') return Promise.resolve({ outcome: 'refused' });
-    if (flight.invalidated) {
-      this.ops.stats.count('splitFlights');
-      return Promise.resolve(SKIPPED);
-    }
-    return this.ops.store(Opcode.Set, 'fill', wire, prepared.encoded, prepared.expiry, label, cas).then(
-      (outcome) => this.report(outcome),
-      (error: unknown): FillReport => ({ outcome: 'skipped', failure: { operation: 'fill', error } }),
-    );
+    const target = loaded.fill!.wire ?? wire;
+    return this.store(target, prepared, label, target === wire ? cas : undefined);
   }
 
   /**
@@ -287,10 +281,16 @@ export class LeaseProtocol {
     );
   }
 
-  private store(wire: string, prepared: { encoded: EncodedValue; expiry: number }, label: string): Promise<FillReport> {
-    return this.ops.store(Opcode.Set, 'set', wire, prepared.encoded, prepared.expiry, label).then(
+  private store(
+    wire: string,
+    prepared: { encoded: EncodedValue; expiry: number },
+    label: string,
+    cas?: Buffer,
+  ): Promise<FillReport> {
+    const operation = cas === undefined ? 'set' : 'fill';
+    return this.ops.store(Opcode.Set, operation, wire, prepared.encoded, prepared.expiry, label, cas).then(
       (outcome) => this.report(outcome),
-      (error: unknown): FillReport => ({ outcome: 'skipped', failure: { operation: 'set', error } }),
+      (error: unknown): FillReport => ({ outcome: 'skipped', failure: { operation, error } }),
     );
   }
 

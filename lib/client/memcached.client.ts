@@ -23,6 +23,7 @@ import type {
   OperationStats,
 } from '../stats/cache-stats.js';
 import { ClientCore } from './client-core.js';
+import { freshness } from './lease.js';
 import type { Namespaces } from './namespaces.js';
 import { flushAll, type NodePing, pingAll, serverStats } from './node-commands.js';
 import type { Operations } from './operations.js';
@@ -161,9 +162,8 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
     const result = new Map<string, T>();
     const namespace = options?.namespace || undefined;
     const durationMs = performance.now() - started;
-    const owes = this.readThrough.debts.size !== 0 || this.readThrough.failover.size !== 0;
     for (let i = 0; i < keys.length; i++) {
-      const res = owes && this.readThrough.owes({ namespace, key: keys[i] }) ? undefined : found[i];
+      const res = this.readThrough.owes({ namespace, key: keys[i] }) ? undefined : found[i];
       const value = res === undefined ? undefined : this.ops.decode(res, wires[i]);
       this.statistics.read(namespace, keys[i], value === undefined ? 'MISS' : 'HIT', durationMs);
       if (value !== undefined) result.set(keys[i], value as T);
@@ -235,9 +235,7 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
     const ttl = options?.ttl;
     const fixedTtl = typeof ttl === 'function' ? 0 : ttlOrDefault(ttl, this.options.ttl);
     const grace = options?.grace === undefined ? this.options.grace : normalizeGrace(options.grace);
-    // past its TTL, kept for grace (seconds; a TTL of 0 never expires and needs none)
-    const fillOf = (seconds: number) =>
-      grace > 0 && seconds > 0 ? { ttl: seconds + grace, freshFor: seconds } : { ttl: seconds };
+    const fillOf = (seconds: number) => freshness(seconds, grace);
     if (typeof key !== 'string') this.keyFor(key);
     const namespace = options?.namespace || undefined;
     const label = namespace ? `namespace "${namespace}"` : 'keys without a namespace';
@@ -259,10 +257,7 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
         },
         lease: this.options.leases && options?.lease !== false,
         label,
-        grace:
-          grace > 0
-            ? { staleFor: 0, deadline: this.options.graceDeadline, backoff: this.options.graceBackoff }
-            : undefined,
+        grace: this.core.gracePolicy(grace),
       });
     } catch (error) {
       // only the loader's own error gets here (the cache fails open): the read was a miss

@@ -202,11 +202,12 @@ export class NearTier implements BusListener {
   /**
    * A key changed in memcached: drop it again (reads begun meanwhile) and tell every process.
    * `derived`: the change follows another one (`bus.follow`), so it is not followed further.
+   * `owed`: memcached did not confirm it (every process with keys holds it as a debt).
    */
-  keyChanged(target: { namespace?: string; key: string }, derived = false): void {
+  keyChanged(target: { namespace?: string; key: string }, derived = false, owed: 0 | 1 = 0): void {
     const change = this.change(target);
     if (this.serving) this.cache.invalidateKey(changeNames.family(change));
-    this.bus.publishKeys([change], derived);
+    this.bus.publishKeys([change], derived, owed);
     if (!derived) this.followKey(change);
   }
 
@@ -214,10 +215,10 @@ export class NearTier implements BusListener {
     if (this.serving) this.cache.invalidateNamespace(this.namespaceName(namespace));
   }
 
-  namespaceChanged(namespace: string, derived = false): void {
+  namespaceChanged(namespace: string, derived = false, owed: 0 | 1 = 0): void {
     const change: NamespaceChange = { prefix: this.prefix, namespace };
     if (this.serving) this.cache.invalidateNamespace(changeNames.namespaceName(change));
-    this.bus.publishNamespaces([change], derived);
+    this.bus.publishNamespaces([change], derived, owed);
     if (!derived) this.followNamespace(change);
   }
 
@@ -226,17 +227,8 @@ export class NearTier implements BusListener {
    * their near caches drop it and they hold the debt too (it outlives this process).
    */
   owed(debt: Debt, derived: boolean): void {
-    if (debt.key === undefined) {
-      const change: NamespaceChange = { prefix: this.prefix, namespace: debt.namespace };
-      if (this.serving) this.cache.invalidateNamespace(changeNames.namespaceName(change));
-      this.bus.publishNamespaces([change], derived, 1);
-      if (!derived) this.followNamespace(change);
-      return;
-    }
-    const change = this.change(debt);
-    if (this.serving) this.cache.invalidateKey(changeNames.family(change));
-    this.bus.publishKeys([change], derived, 1);
-    if (!derived) this.followKey(change);
+    if (debt.key === undefined) this.namespaceChanged(debt.namespace, derived, 1);
+    else this.keyChanged(debt, derived, 1);
   }
 
   /** A change that landed on a stand-in node (already published as a change): owed to its owner on return. */

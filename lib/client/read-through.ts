@@ -123,7 +123,7 @@ export class ReadThrough {
   }
 
   /** Holds a debt another process told of on the bus. */
-  hold(debt: Debt | 'everything', failover: boolean): void {
+  hold(debt: Debt, failover: boolean): void {
     if (!failover) return this.debts.owe(debt, false);
     this.noteFailedOver();
     this.failover.owe(debt, false);
@@ -250,7 +250,7 @@ export class ReadThrough {
       async (flight): Promise<Served<T>> => {
         flight.leased(null);
         const loading = request.load();
-        const fill = (loaded: Loaded<T>) => this.leases.replace(wire, loaded, item.cas, request.label, flight);
+        const fill = (loaded: Loaded<T>) => this.leases.fill(wire, loaded, request.label, flight, item.cas);
         let timer: NodeJS.Timeout | undefined;
         const late = new Promise<typeof DEADLINE>((resolve) => {
           timer = setTimeout(resolve, grace.deadline, DEADLINE);
