@@ -81,28 +81,35 @@ async function createRows(db: pg.Client, table: string): Promise<void> {
   await db.query(`INSERT INTO ${table} SELECT g, 1 FROM generate_series(1, ${ROWS}) g`);
 }
 
-describe('soak: 4 processes read and write PostgreSQL rows through @Cacheable / @CacheEvict, leases on', () => {
-  let daemon: MemcachedDaemon;
-  const table = `nm_soak_${process.pid}`;
-  let db: pg.Client;
-
+/**
+ * A memcached and a soak table of `table`, for one describe: started before its tests, removed
+ * after them. The proxies a describe adds are its own.
+ */
+function soakFixture(table: string): { daemon: MemcachedDaemon; db: pg.Client } {
+  const fixture = {} as { daemon: MemcachedDaemon; db: pg.Client };
   beforeAll(async () => {
-    daemon = await MemcachedDaemon.start();
-    db = new pg.Client({ connectionString: postgres.url });
-    await createRows(db, table);
+    fixture.daemon = await MemcachedDaemon.start();
+    fixture.db = new pg.Client({ connectionString: postgres.url });
+    await createRows(fixture.db, table);
   });
   afterAll(async () => {
-    await db?.query(`DROP TABLE IF EXISTS ${table}`).catch(() => undefined);
-    await db?.end();
-    await daemon?.kill();
+    await fixture.db?.query(`DROP TABLE IF EXISTS ${table}`).catch(() => undefined);
+    await fixture.db?.end();
+    await fixture.daemon?.kill();
   });
+  return fixture;
+}
+
+describe('soak: 4 processes read and write PostgreSQL rows through @Cacheable / @CacheEvict, leases on', () => {
+  const table = `nm_soak_${process.pid}`;
+  const soak = soakFixture(table);
 
   it(
     `no read that starts after an eviction returns gets the old value (${SECONDS} s)`,
     async () => {
       const workers = Array.from({ length: PROCESSES }, () =>
         startWorker(worker, {
-          servers: daemon.address,
+          servers: soak.daemon.address,
           databaseUrl: postgres.url,
           table,
           rows: ROWS,
@@ -126,7 +133,7 @@ describe('soak: 4 processes read and write PostgreSQL rows through @Cacheable / 
       expect(writes).toBeGreaterThan(SECONDS * 10);
       expect(stale).toStrictEqual([]);
       // the final state: every row's cached value (if any) is its latest version
-      const { rows } = await db.query(`SELECT id, version FROM ${table}`);
+      const { rows } = await soak.db.query(`SELECT id, version FROM ${table}`);
       const latest = new Map(rows.map((r: { id: number; version: number }) => [r.id, r.version]));
       for (const r of results)
         for (const [, row, version] of r.writes) expect(version).toBeLessThanOrEqual(latest.get(row)!);
@@ -143,24 +150,17 @@ describe('soak: 4 processes read and write PostgreSQL rows through @Cacheable / 
  * hear of an owed eviction yet (the same bound as the near cache's).
  */
 describe('soak with memcached partitioned midway: owed evictions keep reads fresh', () => {
-  let daemon: MemcachedDaemon;
   let proxy: FaultProxy;
   const table = `nm_soak_partition_${process.pid}`;
-  let db: pg.Client;
+  const soak = soakFixture(table);
   /** What a process may lag behind an owed eviction: the bus's delivery. */
   const BOUND_MS = 100;
 
   beforeAll(async () => {
-    daemon = await MemcachedDaemon.start();
-    proxy = await new FaultProxy(daemon.port).start();
-    db = new pg.Client({ connectionString: postgres.url });
-    await createRows(db, table);
+    proxy = await new FaultProxy(soak.daemon.port).start();
   });
   afterAll(async () => {
-    await db?.query(`DROP TABLE IF EXISTS ${table}`).catch(() => undefined);
-    await db?.end();
     await proxy?.stop();
-    await daemon?.kill();
   });
 
   it(
@@ -203,7 +203,7 @@ describe('soak with memcached partitioned midway: owed evictions keep reads fres
       expect(sum('invalidationsOwed')).toBeGreaterThan(0);
       expect(lags.filter((lag) => lag > BOUND_MS)).toStrictEqual([]);
       // nothing stale is left in memcached: each row's entry is absent or its latest version
-      await expectNothingStaleCached(db, table, daemon);
+      await expectNothingStaleCached(soak.db, table, soak.daemon);
     },
     60_000 + SECONDS * 2000,
   );
@@ -223,22 +223,15 @@ describe.each([
   const HEARTBEAT = 200;
   /** What a near-cache read may lag behind an eviction: delivery, or noticing a silent link. */
   const BOUND_MS = HEARTBEAT * 1.25 + 150;
-  let daemon: MemcachedDaemon;
   const proxies: FaultProxy[] = [];
   const table = `nm_soak_near_${process.pid}_${Math.round(dropShare * 100)}`;
-  let db: pg.Client;
+  const soak = soakFixture(table);
 
   beforeAll(async () => {
-    daemon = await MemcachedDaemon.start();
-    db = new pg.Client({ connectionString: postgres.url });
-    await createRows(db, table);
     for (let i = 0; i < PROCESSES; i++) proxies.push(await new FaultProxy(nats.port).start());
   });
   afterAll(async () => {
-    await db?.query(`DROP TABLE IF EXISTS ${table}`).catch(() => undefined);
-    await db?.end();
     for (const proxy of proxies) await proxy.stop();
-    await daemon?.kill();
   });
 
   it(
@@ -247,7 +240,7 @@ describe.each([
       const channel = `nmc-soak-${randomUUID()}`;
       const workers = proxies.map((proxy) =>
         startWorker(worker, {
-          servers: daemon.address,
+          servers: soak.daemon.address,
           databaseUrl: postgres.url,
           table,
           rows: ROWS,
@@ -285,7 +278,7 @@ describe.each([
       if (dropShare > 0) expect(sum('busGaps')).toBeGreaterThan(0);
       expect(lags.filter((lag) => lag > BOUND_MS)).toStrictEqual([]);
       // with leases on, nothing stale is left in memcached: each row's entry is absent or its latest version
-      await expectNothingStaleCached(db, table, daemon);
+      await expectNothingStaleCached(soak.db, table, soak.daemon);
     },
     60_000 + SECONDS * 2000,
   );
