@@ -25,6 +25,7 @@ export type {
   MemcachedBusFollow,
   MemcachedBusOptions,
   MemcachedHttpOptions,
+  MemcachedMetricsLimits,
   MemcachedNearCacheOptions,
   MemcachedModuleExtras,
   MemcachedModuleOptions,

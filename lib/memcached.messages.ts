@@ -99,8 +99,8 @@ export const generationLost = () => 'a namespace generation could not be stored'
 // --- values, keys and TTLs a caller gives ---
 
 export const keyNotString = (got: string) => `memcached key must be a string, got ${got}`;
-export const invalidNamespace = (namespace: string) =>
-  `Invalid cache namespace ${JSON.stringify(namespace)}: use letters, digits, '_', '.' or '-'`;
+export const invalidNamespace = (namespace: unknown) =>
+  `Invalid cache namespace ${clip(show(namespace))}: use 1 to 200 letters, digits, '_', '.' or '-'`;
 export const invalidTtl = (name: string, shown: string, max: number) =>
   `Invalid ${name} ${shown}: expected a number of seconds from 0 (no expiry) to ${max} (ten years)`;
 export const ttlPast2106 = (ttl: number) =>
@@ -125,6 +125,11 @@ export const routeHandlersOff = (what: string) =>
   `them from their handlers relies on (${what}). Check that your routes are still cached, and report the Nest version.`;
 export const routesFromHandlers = (count: number) =>
   `Routes with cache decorators whose rules run inside their route handlers (no interceptor added): ${count}`;
+
+/** A shown value cut to a length a log line can hold (a hostile value can be megabytes). */
+function clip(shown: string, max = 80): string {
+  return shown.length <= max ? shown : `${shown.slice(0, max)}... (${shown.length} characters)`;
+}
 
 export function show(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value);

@@ -71,7 +71,7 @@ export class ClientCore implements CacheBackend {
   readonly options: ResolvedMemcachedOptions;
   readonly logger: LoggerService | false;
   readonly router: NodeRouter;
-  readonly stats = new CacheStats();
+  readonly stats: CacheStats;
   readonly ops: Operations;
   readonly namespaces: Namespaces;
   /** The near tier and its bus, when a bus is configured. */
@@ -92,6 +92,12 @@ export class ClientCore implements CacheBackend {
   ) {
     const o = (this.options = resolveOptions(options));
     this.logger = o.logger === undefined ? new Logger('MemcachedClient') : o.logger;
+    this.stats = new CacheStats(o.metrics);
+    // namespaces the options name are named in code: counted and labelled one by one
+    if (o.nearCache !== undefined && o.nearCache.namespaces !== '*') {
+      for (const namespace of o.nearCache.namespaces) this.stats.declare(namespace);
+    }
+    for (const rule of o.bus?.follow ?? []) this.stats.declare(rule.evict);
     this.router = new NodeRouter(
       o.nodes,
       transport,

@@ -306,7 +306,8 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
    * own that reads them when it is scraped, without the copies `stats()` makes. Read, never kept.
    *
    * @example
-   * for (const [namespace, c] of client.counters().namespaces()) gauge.set({ namespace }, c.hits);
+   * // families(): bounded labels (namespaces named in code, the others by family)
+   * for (const [namespace, c] of client.counters().families()) gauge.set({ namespace }, c.hits);
    */
   counters(): MemcachedCounters {
     return this.statistics;

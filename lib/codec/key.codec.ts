@@ -7,20 +7,24 @@ export const MAX_KEY_LENGTH = 250;
 /** Marks a key that was rewritten to head + hash; never left in a key sent as is. */
 export const HASHED_KEY_MARK = '#';
 const HASH_LENGTH = 43; // sha256, base64url, no padding
-/** What a namespace may hold: never a separator the keyspace uses. */
-export const NAMESPACE_PATTERN = /^[A-Za-z0-9_.-]+$/;
+/** The longest namespace: every per-namespace structure is charged by its name's length too. */
+export const MAX_NAMESPACE_LENGTH = 200;
+/** What a namespace may hold: never a separator the keyspace uses, at most `MAX_NAMESPACE_LENGTH` characters. */
+export const NAMESPACE_PATTERN = /^[A-Za-z0-9_.-]{1,200}$/;
 /** What a key prefix may hold: printable ASCII without spaces or `#`. */
 export const KEY_PREFIX_PATTERN = /^[\x21-\x22\x24-\x7e]{0,128}$/;
 
+/** Namespaces already checked, so the hot path skips the pattern; bounded, as every per-namespace structure. */
 const validNamespaces = new Set<string>();
+export const CHECKED_NAMESPACES = 10_000;
 
-/** Namespaces are `[A-Za-z0-9_.-]`, so a namespace can never end inside a key. */
+/** Namespaces are 1 to 200 of `[A-Za-z0-9_.-]`, so a namespace can never end inside a key. */
 export function assertNamespace(namespace: string): void {
   if (validNamespaces.has(namespace)) return;
   if (typeof namespace !== 'string' || !NAMESPACE_PATTERN.test(namespace)) {
     throw new MemcachedUsageError('NAMESPACE', invalidNamespace(namespace));
   }
-  if (validNamespaces.size < 10_000) validNamespaces.add(namespace);
+  if (validNamespaces.size < CHECKED_NAMESPACES) validNamespaces.add(namespace);
 }
 
 /**

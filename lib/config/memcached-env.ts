@@ -107,6 +107,16 @@ export function readMemcachedEnv(env: NodeJS.ProcessEnv = process.env): Memcache
       throw new MemcachedConfigError(invalidEnv('MEMCACHED_BUS_KEYS', '***', 'MEMCACHED_BUS_URL set as well'));
     options.bus = { ...(options.bus as object), keys: keyList('MEMCACHED_BUS_KEYS', busKeys) };
   }
+  // whole numbers; the module checks their range as it checks the option
+  for (const [variable, field] of [
+    ['MEMCACHED_METRICS_NAMESPACES', 'namespaces'],
+    ['MEMCACHED_METRICS_FAMILIES', 'families'],
+  ] as const) {
+    const raw = get(variable);
+    if (raw === undefined) continue;
+    if (!/^[0-9]{1,7}$/.test(raw)) throw new MemcachedConfigError(invalidEnv(variable, raw, 'a whole number'));
+    options.metrics = { ...(options.metrics as object), [field]: Number(raw) };
+  }
   const nearTtl = get('MEMCACHED_NEAR_CACHE_TTL');
   if (nearTtl !== undefined) {
     if (!/^[0-9]{1,5}(\.[0-9]{1,3})?$/.test(nearTtl) || Number(nearTtl) <= 0 || Number(nearTtl) > 86_400) {

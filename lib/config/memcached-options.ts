@@ -1,6 +1,7 @@
 import type { LoggerService } from '@nestjs/common';
 import type {
   MemcachedHttpOptions,
+  MemcachedMetricsLimits,
   MemcachedModuleOptions,
   MemcachedSerializer,
 } from '../interfaces/memcached-module-options.interface.js';
@@ -8,6 +9,7 @@ import type { ValueMode } from '../codec/value.codec.js';
 import { invalidOption, optionsNotObject, show, unknownOption } from '../memcached.messages.js';
 import type { ConnectionOptions as TlsConnectionOptions } from 'node:tls';
 import type { CipherKey } from '../codec/value-cipher.js';
+import { DEFAULT_NAMESPACE_LIMITS, type NamespaceLimits } from '../stats/namespace-table.js';
 import { KEY_PREFIX_PATTERN } from '../codec/key.codec.js';
 import { resolveEncryption, resolveTls } from './security-options.js';
 import {
@@ -58,6 +60,8 @@ export interface ResolvedMemcachedOptions extends Omit<PlainOptions, 'password' 
   http: HttpCachePolicy;
   nearCache?: ResolvedNearCacheOptions;
   bus?: ResolvedBusOptions;
+  /** How per-namespace counters and metric labels are bounded. */
+  metrics: NamespaceLimits;
   /** undefined: Nest's Logger. */
   logger: LoggerService | false | undefined;
 }
@@ -182,6 +186,7 @@ export function resolveOptions(options: MemcachedModuleOptions = {}): ResolvedMe
     tls: false,
     http: resolveHttp(options.http, fail),
     ...near,
+    metrics: resolveMetrics(options.metrics, fail),
     logger,
   };
   if (resolved.valueFormat === 'pylibmc' && (custom || serializer === 'structured')) {
@@ -230,6 +235,27 @@ export function tlsOf(options: ResolvedMemcachedOptions): TlsConnectionOptions |
 /** The encryption keys of resolved options, the current one first (kept apart from them). */
 export function encryptionKeysOf(options: ResolvedMemcachedOptions): CipherKey[] | undefined {
   return secrets.get(options)?.keys;
+}
+
+/** The `metrics` option: bounds within reach of one process's memory and one scrape. */
+function resolveMetrics(metrics: MemcachedMetricsLimits | undefined, fail: Fail): NamespaceLimits {
+  if (metrics === undefined) return DEFAULT_NAMESPACE_LIMITS;
+  if (metrics === null || typeof metrics !== 'object')
+    throw fail('metrics', metrics, 'an object such as { namespaces: 1000 }');
+  for (const name of Object.keys(metrics)) {
+    if (!['namespaces', 'families', 'family'].includes(name))
+      throw fail(`metrics.${name}`, '(set)', 'no such option (namespaces, families, family)');
+  }
+  const whole = (name: 'namespaces' | 'families', min: number, max: number): number => {
+    const value = metrics[name] ?? DEFAULT_NAMESPACE_LIMITS[name];
+    if (!Number.isInteger(value) || value < min || value > max)
+      throw fail(`metrics.${name}`, value, `a whole number from ${min} to ${max}`);
+    return value;
+  };
+  const family = metrics.family ?? DEFAULT_NAMESPACE_LIMITS.family;
+  if (typeof family !== 'function')
+    throw fail('metrics.family', family, 'a function of the namespace returning its family');
+  return { namespaces: whole('namespaces', 0, 100_000), families: whole('families', 1, 1000), family };
 }
 
 function resolveHttp(

@@ -1,7 +1,7 @@
 import type { CipherKey } from '../codec/value-cipher.js';
 import type { BusTransport } from '../interfaces/bus-transport.interface.js';
 import { resolveKeyList } from './security-options.js';
-import { KEY_PREFIX_PATTERN } from '../codec/key.codec.js';
+import { KEY_PREFIX_PATTERN, NAMESPACE_PATTERN } from '../codec/key.codec.js';
 import type {
   MemcachedBusFollow,
   MemcachedBusOptions,
@@ -42,7 +42,6 @@ const BROKER_URLS = {
 } as const;
 
 const CHANNEL = /^[A-Za-z0-9_.:-]{1,200}$/;
-const NAMESPACE = /^[A-Za-z0-9_.-]{1,200}$/;
 
 type Fail = (name: string, value: unknown, expected: string) => Error;
 
@@ -73,7 +72,7 @@ export function resolveNearOptions(
   const namespaces = near.namespaces ?? '*';
   if (
     namespaces !== '*' &&
-    !(Array.isArray(namespaces) && namespaces.every((n) => typeof n === 'string' && NAMESPACE.test(n)))
+    !(Array.isArray(namespaces) && namespaces.every((n) => typeof n === 'string' && NAMESPACE_PATTERN.test(n)))
   ) {
     throw fail('nearCache.namespaces', namespaces, "'*' or a list of namespaces ([A-Za-z0-9_.-])");
   }
@@ -171,9 +170,9 @@ function resolveFollow(
     const prefix = rule.keyPrefix ?? keyPrefix;
     if (typeof prefix !== 'string' || !KEY_PREFIX_PATTERN.test(prefix))
       throw fail(`${name}.keyPrefix`, prefix, "the other service's keyPrefix (printable ASCII without spaces or '#')");
-    if (typeof rule.namespace !== 'string' || !NAMESPACE.test(rule.namespace))
+    if (typeof rule.namespace !== 'string' || !NAMESPACE_PATTERN.test(rule.namespace))
       throw fail(`${name}.namespace`, rule.namespace, 'a namespace ([A-Za-z0-9_.-])');
-    if (typeof rule.evict !== 'string' || !NAMESPACE.test(rule.evict))
+    if (typeof rule.evict !== 'string' || !NAMESPACE_PATTERN.test(rule.evict))
       throw fail(`${name}.evict`, rule.evict, 'a namespace of this service ([A-Za-z0-9_.-])');
     if (rule.allEntries !== undefined && typeof rule.allEntries !== 'boolean')
       throw fail(`${name}.allEntries`, rule.allEntries, 'true or false');

@@ -3,6 +3,7 @@ import { MAX_TTL } from '../codec/ttl.js';
 import type {
   MemcachedBusOptions,
   MemcachedHttpOptions,
+  MemcachedMetricsLimits,
   MemcachedNearCacheOptions,
   MemcachedSerializer,
   MemcachedServerOptions,
@@ -413,6 +414,18 @@ export const OPTION_TABLE = {
       '`[A-Za-z0-9_.:-]` (`nestjs-memcached.invalidations`); `heartbeat` 20 to 600000 ms (1000); `keys` 1 to 8 keys ' +
       'of 32 bytes with ids 1 to 255 (required by `follow`); see [Near cache](near-cache.md). Env: the transport ' +
       "follows the URL's scheme (`nats://`, `redis://`, `amqp://`); keys as `2:<base64>,1:<base64>`",
+  },
+  /** How per-namespace counters and metric labels are bounded (see `MemcachedMetricsLimits`). */
+  metrics: {
+    type: as<MemcachedMetricsLimits>(),
+    kind: STRUCTURED,
+    defaultText: '`{ namespaces: 1000, families: 50 }`',
+    env: ['MEMCACHED_METRICS_NAMESPACES', 'MEMCACHED_METRICS_FAMILIES'],
+    doc:
+      '`{ namespaces, families, family }`: namespaces not named in code are counted one by one up to `namespaces` ' +
+      '(0 to 100000, least recently used folded into `(other)`), and labelled in metrics by `family(namespace)` ' +
+      '(default: its leading letters) up to `families` labels (1 to 1000, the rest `(other)`); see ' +
+      '[Observability](observability.md#bounded-by-design)',
   },
   /** Where the client logs (rate-limited); `false` silences it. Default Nest's `Logger`. */
   logger: {

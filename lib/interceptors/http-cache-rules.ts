@@ -126,7 +126,8 @@ function isCredentialHeader(name: string, policy: HttpCachePolicy): boolean {
   let known = classified.get(name);
   if (known === undefined) {
     known = byBuiltInRule(name);
-    if (classified.size < MAX_CLASSIFIED) classified.set(name, known);
+    // bounded in count and, as names come from requests, in the length of those kept
+    if (classified.size < MAX_CLASSIFIED && name.length <= 64) classified.set(name, known);
   }
   return known;
 }

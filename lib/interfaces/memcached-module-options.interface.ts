@@ -48,6 +48,29 @@ export interface MemcachedNearCacheOptions {
 }
 
 /**
+ * How per-namespace counting is bounded. Namespaces named in code (decorators, `nearCache.namespaces`,
+ * `bus.follow`) are always counted and labelled one by one. Any other namespace (a per-user one
+ * given to `getOrSet`, `get` or `evictAll`) is counted one by one in `stats()` while it is among the
+ * `namespaces` most recently used, then folded into `(other)`; in metrics it is reported under its
+ * family, at most `families` of them, the rest under `(other)`. Totals stay exact at any count.
+ *
+ * @example
+ * // 'tenant-42.orders' and 'tenant-7.orders' are both reported as 'tenant-orders'
+ * metrics: { family: (namespace) => namespace.replace(/[0-9]+/g, '').replace(/-\./, '-') }
+ */
+export interface MemcachedMetricsLimits {
+  /** Namespaces not named in code counted one by one (least recently used folded first), 0 to 100000. Default 1000. */
+  namespaces?: number;
+  /** Family labels for namespaces not named in code, 1 to 1000; the rest count under `(other)`. Default 50. */
+  families?: number;
+  /**
+   * A namespace's family (its metric label), 1 to 100 characters; a rule that throws or returns
+   * anything else counts it under `(other)`. Default: its leading letters (`user-7` is `user`).
+   */
+  family?: (namespace: string) => string;
+}
+
+/**
  * The invalidation bus. Every eviction, overwrite and namespace eviction is published once
  * memcached took it; every process drops what it holds of it. Messages carry a source and a
  * sequence number, and a heartbeat checks the channel: a gap, a new source, a lost connection or

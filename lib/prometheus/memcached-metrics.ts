@@ -56,7 +56,7 @@ function histogramSamples(out: Sample[], name: string, labels: Labels, histogram
 /**
  * Exposes the cache's counters and latencies as Prometheus metrics in a prom-client registry:
  * reads by namespace and outcome with their latency, fills, evictions, errors and lease waits per
- * namespace, memcached operations by operation, node and result with their latency, the client's
+ * namespace (namespaces not named in code by family, bounded by the module's `metrics` option), memcached operations by operation, node and result with their latency, the client's
  * counters, each node's up/down state, and the near cache and its bus when configured. The
  * samples are read from the same counters as `client.stats()` and `MemcachedCache.stats()` when
  * the registry is scraped, so they agree and nothing is recorded per call. Returns a function that
@@ -73,9 +73,20 @@ export function registerMemcachedMetrics(client: MemcachedClient, options: Memca
   }
   const p = options.prefix ?? 'memcached_';
   const stats = client.counters();
+  // One label per namespace named in code and per family of the others (`metrics`): bounded however
+  // many namespaces the service meets. Read once per scrape: the registry asks the three metrics below
+  // in one synchronous pass, so the labels are summed once and dropped at the end of that pass.
+  let scraped: Array<[string, NamespaceCounterView]> | undefined;
+  const labels = () => {
+    if (scraped === undefined) {
+      scraped = [...stats.families()];
+      queueMicrotask(() => (scraped = undefined));
+    }
+    return scraped;
+  };
   const namespaces = (each: (name: string, counters: NamespaceCounterView, out: Sample[]) => void) => () => {
     const out: Sample[] = [];
-    for (const [name, counters] of stats.namespaces()) each(name, counters, out);
+    for (const [name, counters] of labels()) each(name, counters, out);
     return out;
   };
 

@@ -1,5 +1,27 @@
 import { CacheEvents } from './cache-events.js';
 import { LatencyHistogram, type LatencySnapshot, roundMs, snapshotOf } from './latency-histogram.js';
+import {
+  DEFAULT_NAMESPACE_LIMITS,
+  NO_NAMESPACE,
+  type NamespaceCounters,
+  type NamespaceLimits,
+  type NamespaceStats,
+  NamespaceTable,
+} from './namespace-table.js';
+
+export {
+  DEFAULT_NAMESPACE_LIMITS,
+  leadingLetters,
+  MAX_FAMILIES,
+  MAX_FAMILY_LENGTH,
+  MAX_NAMESPACES,
+  NAMESPACE_ENTRY_BYTES,
+  NO_NAMESPACE,
+  OTHER_NAMESPACES,
+  type NamespaceCounters,
+  type NamespaceLimits,
+  type NamespaceStats,
+} from './namespace-table.js';
 
 /** Counters since the client started (see `MemcachedClient.stats()`). */
 export interface MemcachedClientStats {
@@ -41,28 +63,6 @@ export interface MemcachedClientStats {
   invalidationsRepaid: number;
 }
 
-/** Counters of one namespace since the application started (`MemcachedCache.stats()`). */
-export interface NamespaceStats {
-  /** Reads served from the cache, stale ones included. */
-  hits: number;
-  /** Of the hits, those served stale while one caller refreshed (stale-while-revalidate). */
-  stale: number;
-  /**
-   * Reads answered with an entry past its freshness because the source failed or passed its
-   * deadline (grace); not hits, not misses.
-   */
-  graced: number;
-  misses: number;
-  fills: number;
-  evictions: number;
-  bypasses: number;
-  errors: number;
-  /** Misses that waited for another caller's lease. */
-  leaseWaits: number;
-  /** Latency of reads (hits and misses; a miss includes the source), ms. */
-  latency: LatencySnapshot;
-}
-
 /** Per operation: count, failures and latency. */
 export interface OperationStats {
   count: number;
@@ -96,20 +96,6 @@ export interface ServedRead {
   filled?: Promise<{ outcome: string; failure?: { operation: string; error: unknown } }>;
 }
 
-/** Where reads of keys without a namespace are counted. */
-export const NO_NAMESPACE = '(none)';
-/** Where the namespaces folded away (see `MAX_NAMESPACES`) are counted together. */
-export const OTHER_NAMESPACES = '(other)';
-/**
- * Namespaces counted one by one beyond those declared in code (decorators): per-user or per-tenant
- * namespaces are met by the million, so past this many the least recently used is folded into
- * `(other)`; totals stay exact.
- */
-export const MAX_NAMESPACES = 1000;
-
-/** One namespace's counters; latency per outcome, so Prometheus can label it. */
-export type NamespaceCounters = Omit<NamespaceStats, 'latency'> & { latency: Record<LatencyOutcome, LatencyHistogram> };
-
 /** The client-wide events counted (see `MemcachedClientStats`) that are not reads or errors. */
 export type ClientEvent = Exclude<keyof MemcachedClientStats, 'hits' | 'misses' | 'errors' | 'timeouts' | 'graced'>;
 
@@ -134,8 +120,17 @@ export interface NamespaceCounterView extends Readonly<Omit<NamespaceStats, 'lat
 export interface MemcachedCounters {
   /** The client's totals (`MemcachedClientStats`). */
   totals(): Readonly<MemcachedClientStats>;
-  /** Per namespace (those past the bound folded into `(other)`). */
+  /**
+   * Per namespace: those named in code, and the others recently used up to `metrics.namespaces`;
+   * the rest summed in `(other)`.
+   */
   namespaces(): Iterable<[string, NamespaceCounterView]>;
+  /**
+   * Per label, as metrics should report them: namespaces named in code by name, the others summed
+   * by family (`metrics.family`), at most `metrics.families` families, the rest in `(other)`. The
+   * number of labels never grows with the namespaces a service meets.
+   */
+  families(): Iterable<[string, NamespaceCounterView]>;
   /** Per memcached operation, per node: latency of those that succeeded and of those that failed. */
   operations(): Iterable<[string, ReadonlyMap<string, { readonly ok: LatencyCounts; readonly error: LatencyCounts }>]>;
   /** When a graced answer was last served (epoch ms; 0: never). */
@@ -176,21 +171,21 @@ export class CacheStats implements MemcachedCounters {
     invalidationsOwed: 0,
     invalidationsRepaid: 0,
   };
-  /** Oldest used first among the namespaces not declared; the declared ones are never folded. */
-  private readonly namespaceCounters = new Map<string, NamespaceCounters>();
-  private readonly declared = new Set<string>([NO_NAMESPACE, OTHER_NAMESPACES]);
-  private undeclared = 0;
+  /** Per namespace, bounded (`metrics`). */
+  private readonly table: NamespaceTable;
   /** operation -> node -> latency by result */
   private readonly operationCounters = new Map<string, Map<string, OperationCounters>>();
   private readonly listeners: Array<(event: OperationEvent) => void> = [];
   /** When a graced answer was last served (ms), 0 never: `/health` says degraded for a while after. */
   lastGracedAt = 0;
 
-  /** A namespace named in code (a decorator's): always counted by itself. */
+  constructor(limits: NamespaceLimits = DEFAULT_NAMESPACE_LIMITS) {
+    this.table = new NamespaceTable(limits);
+  }
+
+  /** A namespace named in code (a decorator's, the module options'): always counted by itself. */
   declare(namespace: string): void {
-    if (this.declared.has(namespace)) return;
-    this.declared.add(namespace);
-    if (this.namespaceCounters.has(namespace)) this.undeclared--;
+    this.table.declare(namespace);
   }
 
   /** A read of `key` was served (`undefined` namespace: a key without one). */
@@ -323,11 +318,22 @@ export class CacheStats implements MemcachedCounters {
     return this.counters;
   }
 
+  /** Per namespace, as `MemcachedCache.stats()` returns them: bounded, so small enough to log. */
   namespaceStats(): Record<string, NamespaceStats> {
     const result: Record<string, NamespaceStats> = {};
-    for (const [name, s] of this.namespaceCounters) {
-      const { latency, ...counts } = s;
-      result[name] = { ...counts, latency: snapshotOf([latency.HIT, latency.STALE, latency.MISS]) };
+    for (const [name, s] of this.namespaces()) {
+      result[name] = {
+        hits: s.hits,
+        stale: s.stale,
+        graced: s.graced,
+        misses: s.misses,
+        fills: s.fills,
+        evictions: s.evictions,
+        bypasses: s.bypasses,
+        errors: s.errors,
+        leaseWaits: s.leaseWaits,
+        latency: snapshotOf([s.latency.HIT, s.latency.STALE, s.latency.MISS]),
+      };
     }
     return result;
   }
@@ -345,7 +351,11 @@ export class CacheStats implements MemcachedCounters {
   }
 
   namespaces(): IterableIterator<[string, NamespaceCounters]> {
-    return this.namespaceCounters.entries();
+    return this.table.namespaces();
+  }
+
+  families(): IterableIterator<[string, NamespaceCounters]> {
+    return this.table.families();
   }
 
   operations(): IterableIterator<[string, Map<string, OperationCounters>]> {
@@ -353,60 +363,6 @@ export class CacheStats implements MemcachedCounters {
   }
 
   private of(namespace: string): NamespaceCounters {
-    let stats = this.namespaceCounters.get(namespace);
-    const declared = this.declared.has(namespace);
-    if (stats !== undefined) {
-      if (!declared) {
-        // most recently used last: the first undeclared one is the one to fold
-        this.namespaceCounters.delete(namespace);
-        this.namespaceCounters.set(namespace, stats);
-      }
-      return stats;
-    }
-    stats = emptyCounters();
-    this.namespaceCounters.set(namespace, stats);
-    if (!declared && ++this.undeclared > MAX_NAMESPACES) this.foldOldest();
-    return stats;
+    return this.table.of(namespace);
   }
-
-  /** Adds the least recently used undeclared namespace to `(other)` and forgets it. */
-  private foldOldest(): void {
-    for (const [name, stats] of this.namespaceCounters) {
-      if (this.declared.has(name)) continue;
-      let other = this.namespaceCounters.get(OTHER_NAMESPACES);
-      if (other === undefined) this.namespaceCounters.set(OTHER_NAMESPACES, (other = emptyCounters()));
-      addCounters(other, stats);
-      this.namespaceCounters.delete(name);
-      this.undeclared--;
-      return;
-    }
-  }
-}
-
-function emptyCounters(): NamespaceCounters {
-  return {
-    hits: 0,
-    stale: 0,
-    graced: 0,
-    misses: 0,
-    fills: 0,
-    evictions: 0,
-    bypasses: 0,
-    errors: 0,
-    leaseWaits: 0,
-    latency: { HIT: new LatencyHistogram(), STALE: new LatencyHistogram(), MISS: new LatencyHistogram() },
-  };
-}
-
-function addCounters(into: NamespaceCounters, from: NamespaceCounters): void {
-  into.hits += from.hits;
-  into.stale += from.stale;
-  into.graced += from.graced;
-  into.misses += from.misses;
-  into.fills += from.fills;
-  into.evictions += from.evictions;
-  into.bypasses += from.bypasses;
-  into.errors += from.errors;
-  into.leaseWaits += from.leaseWaits;
-  for (const outcome of ['HIT', 'STALE', 'MISS'] as const) into.latency[outcome].add(from.latency[outcome]);
 }

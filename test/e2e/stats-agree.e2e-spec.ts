@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cacheable, MemcachedCache, MemcachedClient, MemcachedModule } from '../../lib/index.js';
 import { MemcachedPrometheusModule } from '../../lib/prometheus/index.js';
 import { MemcachedDaemon, sleep } from '../support/memcached-daemon.js';
+import { MAX_NAMESPACES } from '../../lib/stats/cache-stats.js';
 import { startNats, type TestServer } from '../support/servers.js';
 
 // Every read is counted once, in one place, whichever path served it: the client's counters, the
@@ -249,5 +250,25 @@ describe('one counter set for every read path', () => {
     expect(JSON.stringify(latency).indexOf('"le":0.1')).toBeLessThan(JSON.stringify(latency).indexOf('"le":1,'));
     expect(durations).toHaveLength(1);
     expect(Math.round(durations[0] * 1000) / 1000).toBe(durations[0]);
+  });
+  it('10x the namespace bound: stats() and the scrape stay bounded, per-user namespaces are one label, totals exact', async () => {
+    // other tests' namespaces fold into (other) as well: the sum over all of them is what stays exact
+    const tenantMisses = () => Object.values(cache.stats()).reduce((total, s) => total + s.misses, 0);
+    const missesBefore = tenantMisses();
+    const before = await counts('tenant');
+    const scrapeBefore = (await registry.metrics()).length;
+    const users = 10 * MAX_NAMESPACES;
+    for (let i = 0; i < users; i++) await client.getOrSet('profile', () => ({ i }), { namespace: `tenant-${i}` });
+    const after = await counts('tenant');
+    const text = await registry.metrics();
+    // one label for every tenant: the scrape does not grow with the users
+    expect(text.length - scrapeBefore).toBeLessThan(10_000);
+    expect(after.promMisses - before.promMisses).toBe(users);
+    expect(after.clientMisses - before.clientMisses).toBe(users);
+    expect(text).not.toContain('tenant-');
+    const stats = cache.stats();
+    expect(Object.keys(stats).length).toBeLessThanOrEqual(MAX_NAMESPACES + 10);
+    expect(JSON.stringify(stats).length).toBeLessThan(1024 * 1024);
+    expect(tenantMisses() - missesBefore).toBe(users);
   });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { assertNamespace, MAX_KEY_LENGTH, toWireKey } from '../../lib/codec/key.codec.js';
+import { assertNamespace, MAX_KEY_LENGTH, MAX_NAMESPACE_LENGTH, toWireKey } from '../../lib/codec/key.codec.js';
 
 const isWireSafe = (key: string) => Buffer.byteLength(key) <= MAX_KEY_LENGTH && /^[\x21-\x7e]+$/.test(key);
 
@@ -10,6 +10,20 @@ describe('assertNamespace', () => {
     expect(() => assertNamespace('a:b')).toThrow(/Invalid cache namespace "a:b"/);
     expect(() => assertNamespace('has space')).toThrow(/namespace/);
     expect(() => assertNamespace('')).toThrow(/namespace/);
+  });
+
+  it('accepts at most MAX_NAMESPACE_LENGTH characters, and shows a long one cut short', () => {
+    expect(() => assertNamespace('n'.repeat(MAX_NAMESPACE_LENGTH))).not.toThrow();
+    const long = 'n'.repeat(1_000_000);
+    let message = '';
+    try {
+      assertNamespace(long);
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    expect(message).toMatch(/Invalid cache namespace "n+\.\.\. \(1000002 characters\): use 1 to 200/);
+    expect(message.length).toBeLessThan(300);
+    expect(() => assertNamespace('n'.repeat(MAX_NAMESPACE_LENGTH + 1))).toThrow(/namespace/);
   });
 });
 

@@ -266,3 +266,48 @@ describe('near cache and bus variables', () => {
     );
   });
 });
+
+describe('metrics: the bounds of per-namespace counting', () => {
+  it('defaults to 1000 namespaces and 50 families by leading letters, and checks what it is given', () => {
+    const resolved = resolveOptions({ logger: false });
+    expect(resolved.metrics.namespaces).toBe(1000);
+    expect(resolved.metrics.families).toBe(50);
+    expect(resolved.metrics.family('user-7')).toBe('user');
+    const family = (ns: string) => ns.split('-')[0];
+    expect(resolveOptions({ logger: false, metrics: { namespaces: 0, families: 3, family } }).metrics).toStrictEqual({
+      namespaces: 0,
+      families: 3,
+      family,
+    });
+    for (const [metrics, named] of [
+      [{ namespaces: -1 }, /"metrics\.namespaces".*-1/],
+      [{ namespaces: 100_001 }, /"metrics\.namespaces"/],
+      [{ namespaces: 1.5 }, /"metrics\.namespaces"/],
+      [{ families: 0 }, /"metrics\.families".*0/],
+      [{ families: '10' }, /"metrics\.families"/],
+      [{ family: 'user' }, /"metrics\.family"/],
+      [{ labels: 3 }, /"metrics\.labels"/],
+      ['1000', /"metrics"/],
+      [null, /"metrics"/],
+    ] as const) {
+      expect(() => resolveOptions({ logger: false, metrics: metrics as never })).toThrow(MemcachedConfigError);
+      expect(() => resolveOptions({ logger: false, metrics: metrics as never })).toThrow(named);
+    }
+  });
+
+  it('reads MEMCACHED_METRICS_NAMESPACES and MEMCACHED_METRICS_FAMILIES, naming the variable when one is wrong', () => {
+    expect(
+      readMemcachedEnv({ MEMCACHED_METRICS_NAMESPACES: '200', MEMCACHED_METRICS_FAMILIES: '5' }).metrics,
+    ).toStrictEqual({
+      namespaces: 200,
+      families: 5,
+    });
+    expect(() => readMemcachedEnv({ MEMCACHED_METRICS_NAMESPACES: '1e3' })).toThrow(
+      /MEMCACHED_METRICS_NAMESPACES="1e3"/,
+    );
+    expect(() => readMemcachedEnv({ MEMCACHED_METRICS_FAMILIES: '-1' })).toThrow(/MEMCACHED_METRICS_FAMILIES/);
+    expect(() =>
+      resolveOptions({ ...readMemcachedEnv({ MEMCACHED_METRICS_FAMILIES: '5000' }), logger: false }),
+    ).toThrow(/"metrics\.families"/);
+  });
+});
