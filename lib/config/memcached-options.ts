@@ -255,7 +255,7 @@ function resolveMetrics(metrics: MemcachedMetricsLimits | undefined, fail: Fail)
   const family = metrics.family ?? DEFAULT_NAMESPACE_LIMITS.family;
   if (typeof family !== 'function')
     throw fail('metrics.family', family, 'a function of the namespace returning its family');
-  return { namespaces: whole('namespaces', 0, 100_000), families: whole('families', 1, 1000), family };
+  return { namespaces: whole('namespaces', 0, 10_000), families: whole('families', 1, 1000), family };
 }
 
 function resolveHttp(

@@ -419,11 +419,11 @@ export const OPTION_TABLE = {
   metrics: {
     type: as<MemcachedMetricsLimits>(),
     kind: STRUCTURED,
-    defaultText: '`{ namespaces: 1000, families: 50 }`',
+    defaultText: '`{ namespaces: 500, families: 50 }`',
     env: ['MEMCACHED_METRICS_NAMESPACES', 'MEMCACHED_METRICS_FAMILIES'],
     doc:
       '`{ namespaces, families, family }`: namespaces not named in code are counted one by one up to `namespaces` ' +
-      '(0 to 100000, least recently used folded into `(other)`), and labelled in metrics by `family(namespace)` ' +
+      '(0 to 10000, least recently used folded into `(other)`; `stats()` grows with it), and labelled in metrics by `family(namespace)` ' +
       '(default: its leading letters) up to `families` labels (1 to 1000, the rest `(other)`); see ' +
       '[Observability](observability.md#bounded-by-design)',
   },

@@ -59,7 +59,7 @@ export interface MemcachedNearCacheOptions {
  * metrics: { family: (namespace) => namespace.replace(/[0-9]+/g, '').replace(/-\./, '-') }
  */
 export interface MemcachedMetricsLimits {
-  /** Namespaces not named in code counted one by one (least recently used folded first), 0 to 100000. Default 1000. */
+  /** Namespaces not named in code counted one by one (least recently used folded first), 0 to 10000; `stats()` grows with it. Default 500. */
   namespaces?: number;
   /** Family labels for namespaces not named in code, 1 to 1000; the rest count under `(other)`. Default 50. */
   families?: number;

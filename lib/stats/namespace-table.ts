@@ -30,7 +30,7 @@ export const NO_NAMESPACE = '(none)';
  */
 export const OTHER_NAMESPACES = '(other)';
 /** Default of `metrics.namespaces`: namespaces not named in code counted one by one. */
-export const MAX_NAMESPACES = 1000;
+export const MAX_NAMESPACES = 500;
 /** Default of `metrics.families`: labels given to families of namespaces not named in code. */
 export const MAX_FAMILIES = 50;
 /** The longest family name a rule may give; a longer one counts under `(other)`. */

@@ -268,9 +268,9 @@ describe('near cache and bus variables', () => {
 });
 
 describe('metrics: the bounds of per-namespace counting', () => {
-  it('defaults to 1000 namespaces and 50 families by leading letters, and checks what it is given', () => {
+  it('defaults to 500 namespaces and 50 families by leading letters, and checks what it is given', () => {
     const resolved = resolveOptions({ logger: false });
-    expect(resolved.metrics.namespaces).toBe(1000);
+    expect(resolved.metrics.namespaces).toBe(500);
     expect(resolved.metrics.families).toBe(50);
     expect(resolved.metrics.family('user-7')).toBe('user');
     const family = (ns: string) => ns.split('-')[0];
@@ -281,7 +281,7 @@ describe('metrics: the bounds of per-namespace counting', () => {
     });
     for (const [metrics, named] of [
       [{ namespaces: -1 }, /"metrics\.namespaces".*-1/],
-      [{ namespaces: 100_001 }, /"metrics\.namespaces"/],
+      [{ namespaces: 10_001 }, /"metrics\.namespaces"/],
       [{ namespaces: 1.5 }, /"metrics\.namespaces"/],
       [{ families: 0 }, /"metrics\.families".*0/],
       [{ families: '10' }, /"metrics\.families"/],
