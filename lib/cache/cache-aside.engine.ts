@@ -387,6 +387,14 @@ export class CacheAsideEngine {
     return plan.defaults.ttl;
   }
 
+  /**
+   * Every namespace a method's decorators name (or default to): named in code, so counted and
+   * labelled by itself. Called for each cached method at bootstrap, before any call is counted.
+   */
+  declarePlan(plan: CachePlan): void {
+    for (const options of [plan.cacheable, plan.put, ...plan.evicts]) if (options) this.namespaceOf(plan, options);
+  }
+
   /** A decorated call's namespace: one named in code, so always counted by itself. */
   private namespaceOf(plan: CachePlan, options: { namespace?: string }): string {
     const namespace = options.namespace ?? plan.defaults.namespace ?? plan.className;

@@ -1,5 +1,6 @@
 import { MemcachedUsageError } from '../memcached.errors.js';
 import { MAX_TTL } from '../codec/ttl.js';
+import { NAMESPACE_PATTERN } from '../codec/key.codec.js';
 import {
   CACHE_EVICT_METADATA,
   CACHE_INVOKER,
@@ -123,7 +124,6 @@ function installTrampoline(descriptor: PropertyDescriptor, methodName: string): 
 
 type Check = (value: unknown) => string | undefined;
 
-const NAMESPACE = /^[A-Za-z0-9_.-]+$/;
 const isFunction: Check = (v) => (typeof v === 'function' ? undefined : 'a function');
 const isBoolean: Check = (v) => (typeof v === 'boolean' ? undefined : 'true or false');
 const seconds: Check = (v) =>
@@ -140,7 +140,8 @@ type DecoratorOption = keyof CacheableOptions | keyof CachePutOptions | keyof Ca
  */
 const DECORATOR_OPTIONS = {
   namespace: {
-    check: (v) => (typeof v === 'string' && NAMESPACE.test(v) ? undefined : "letters, digits, '_', '.' or '-'"),
+    check: (v) =>
+      typeof v === 'string' && NAMESPACE_PATTERN.test(v) ? undefined : "1 to 200 letters, digits, '_', '.' or '-'",
     on: ['@Cacheable', '@CachePut', '@CacheEvict'],
     onClass: true,
   },

@@ -69,6 +69,7 @@ export class CacheExplorer implements OnModuleInit, OnApplicationShutdown, LateB
 
   onModuleInit(): void {
     this.stopLateBinding();
+    this.declareNamespaces();
     for (const wrapper of this.discovery.getProviders()) {
       if (!this.hasCachedMethods(wrapper)) continue;
       const proto = (wrapper.metatype as Function).prototype as object;
@@ -78,6 +79,25 @@ export class CacheExplorer implements OnModuleInit, OnApplicationShutdown, LateB
         bind(proto, this.invoker);
         this.boundPrototypes.push(proto);
         this.logger.debug(viaPrototype((wrapper.metatype as Function).name));
+      }
+    }
+  }
+
+  /**
+   * The namespaces every decorator of the app names (or defaults to), told to the counters before
+   * the first call: each is counted and labelled by itself from the start, however many other
+   * namespaces the app meets at run time.
+   */
+  private declareNamespaces(): void {
+    for (const wrapper of [...this.discovery.getProviders(), ...this.discovery.getControllers()]) {
+      const metatype = wrapper.metatype as Function | undefined;
+      if (wrapper.isAlias || typeof metatype !== 'function' || !metatype.prototype) continue;
+      const proto = metatype.prototype as Record<string, unknown>;
+      for (const name of this.scanner.getAllMethodNames(proto)) {
+        const method = proto[name];
+        if (typeof method !== 'function') continue;
+        const plan = getCachePlan(metatype, method, name);
+        if (plan !== null) this.engine.declarePlan(plan);
       }
     }
   }

@@ -1,3 +1,4 @@
+import { MAX_NAMESPACE_LENGTH } from '../codec/key.codec.js';
 import { LatencyHistogram, type LatencySnapshot } from './latency-histogram.js';
 
 /** Counters of one namespace since the application started (`MemcachedCache.stats()`). */
@@ -96,15 +97,16 @@ export class NamespaceTable {
     this.maxBytes = limits.namespaces * (NAMESPACE_ENTRY_BYTES + 2 * CHARGED_NAME_LENGTH);
   }
 
-  /** A namespace named in code: always counted, and labelled, by itself. */
+  /**
+   * A namespace named in code: always counted, and labelled, by itself. What it was counted before
+   * (as a namespace not named in code) stays in its family, so no reported count ever goes down.
+   */
   declare(namespace: string): void {
     if (this.declared.has(namespace)) return;
     this.declared.add(namespace);
     const stats = this.counters.get(namespace);
     if (stats === undefined) return;
-    this.undeclared--;
-    this.undeclaredBytes -= chargeOf(namespace);
-    stats.family = namespace;
+    this.fold(namespace, stats);
   }
 
   /** Counted now: the declared ones, the undeclared ones kept, and `(other)` when some were folded. */
@@ -136,8 +138,8 @@ export class NamespaceTable {
         labels.set(label, { counters: sum, own: true });
       }
     };
-    for (const tally of this.counters.values()) add(tally.family, tally);
-    for (const [family, counters] of this.folded) add(family, counters);
+    for (const [name, tally] of this.counters) add(this.declared.has(name) ? name : this.labelOf(tally.family), tally);
+    for (const [family, counters] of this.folded) add(this.labelOf(family), counters);
     const entries = labels.entries();
     return (function* () {
       for (const [label, { counters }] of entries) yield [label, counters] as [string, NamespaceCounters];
@@ -146,6 +148,9 @@ export class NamespaceTable {
 
   /** The counters of `namespace`, made (and the least recently used folded) as needed. */
   of(namespace: string): NamespaceCounters {
+    // a name no read could use (its call failed on it) is not kept: it could be anything, of any length
+    if (typeof namespace !== 'string' || namespace.length > MAX_NAMESPACE_LENGTH)
+      return this.foldedOf(OTHER_NAMESPACES);
     let stats = this.counters.get(namespace);
     const declared = this.declared.has(namespace);
     if (stats !== undefined) {
@@ -165,13 +170,13 @@ export class NamespaceTable {
       while (this.undeclared > this.limits.namespaces || this.undeclaredBytes > this.maxBytes) {
         if (!this.foldOldest()) break;
       }
-      // with no room even for this one (a bound of 0, a name longer than the byte bound), it was folded at once
-      if (!this.counters.has(namespace)) return this.folded.get(stats.family)!;
+      // with no room even for this one (a bound of 0), it was folded at once
+      if (!this.counters.has(namespace)) return this.foldedOf(stats.family);
     }
     return stats;
   }
 
-  /** The label of an undeclared namespace: its family while families are left, else `(other)`. */
+  /** The family of an undeclared namespace: the rule's answer while families are left, else `(other)`. */
   private familyOf(namespace: string): string {
     let family: unknown;
     try {
@@ -180,22 +185,40 @@ export class NamespaceTable {
       return OTHER_NAMESPACES; // a rule's bug must not fail the call being counted
     }
     if (typeof family !== 'string' || family.length === 0 || family.length > MAX_FAMILY_LENGTH) return OTHER_NAMESPACES;
-    if (this.familyNames.has(family) || this.declared.has(family)) return family;
+    if (family === OTHER_NAMESPACES || this.familyNames.has(family)) return family;
     if (this.familyNames.size >= this.limits.families) return OTHER_NAMESPACES;
     this.familyNames.add(family);
     return family;
   }
 
-  /** Adds the least recently used undeclared namespace to its family's folded counts and forgets it. */
+  /**
+   * A family's label: its name, unless a namespace named in code has that name (`users` declared,
+   * `users-42` of family `users`): then `users*`, so a declared namespace's label is its own.
+   */
+  private labelOf(family: string): string {
+    return this.declared.has(family) ? `${family}*` : family;
+  }
+
+  /** The folded counts of a family, made as needed. */
+  private foldedOf(family: string): NamespaceCounters {
+    let into = this.folded.get(family);
+    if (into === undefined) this.folded.set(family, (into = emptyCounters()));
+    return into;
+  }
+
+  /** Adds an undeclared namespace's counts to its family's folded counts and forgets it. */
+  private fold(name: string, stats: Tally): void {
+    addCounters(this.foldedOf(stats.family), stats);
+    this.counters.delete(name);
+    this.undeclared--;
+    this.undeclaredBytes -= chargeOf(name);
+  }
+
+  /** Folds the least recently used undeclared namespace; false when there is none. */
   private foldOldest(): boolean {
     for (const [name, stats] of this.counters) {
       if (this.declared.has(name)) continue;
-      let into = this.folded.get(stats.family);
-      if (into === undefined) this.folded.set(stats.family, (into = emptyCounters()));
-      addCounters(into, stats);
-      this.counters.delete(name);
-      this.undeclared--;
-      this.undeclaredBytes -= chargeOf(name);
+      this.fold(name, stats);
       return true;
     }
     return false;

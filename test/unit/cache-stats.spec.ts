@@ -123,9 +123,10 @@ describe('CacheStats: the one place that counts, bounded', () => {
     const stats = new CacheStats(limits({ namespaces: 10 }));
     stats.read('catalog', 'k', 'HIT', 1);
     stats.declare('catalog');
+    stats.read('catalog', 'k', 'MISS', 1);
     for (let i = 0; i < 100; i++) stats.read(`t${i}`, 'k', 'HIT', 1);
-    expect(stats.namespaceStats().catalog.hits).toBe(1);
-    expect(Object.fromEntries(stats.families()).catalog.hits).toBe(1);
+    expect(stats.namespaceStats().catalog.misses).toBe(1);
+    expect(Object.fromEntries(stats.families()).catalog.misses).toBe(1);
   });
 
   it('whatever the reads and bounds, totals per namespace and per label equal the client totals', () => {
@@ -149,5 +150,47 @@ describe('CacheStats: the one place that counts, bounded', () => {
         },
       ),
     );
+  });
+  it('a name no read could use (not a string, past 200 characters) counts under (other) and leaves the bounds alone', () => {
+    const stats = new CacheStats(limits({ namespaces: 10 }));
+    for (let i = 0; i < 10; i++) stats.read(`t${i}`, 'k', 'HIT', 1);
+    stats.failed(5 as never, 'getOrSet', new Error('bad namespace'));
+    stats.failed('n'.repeat(3000), 'getOrSet', new Error('bad namespace'));
+    stats.read(undefined as never, 'k', 'HIT', 1);
+    const snapshot = stats.namespaceStats();
+    // the ten kept are still there, and one more still folds the oldest (the byte count is a number)
+    for (let i = 0; i < 10; i++) expect(snapshot[`t${i}`].hits).toBe(1);
+    expect(snapshot[OTHER_NAMESPACES].errors).toBe(2);
+    stats.read('t10', 'k', 'HIT', 1);
+    expect(Object.keys(stats.namespaceStats())).not.toContain('t0');
+  });
+
+  it('a namespace declared after it was counted keeps what it counted in its family: no reported count goes down', () => {
+    const stats = new CacheStats();
+    for (let i = 0; i < 5; i++) stats.read('user', 'k', 'HIT', 1);
+    const label = () => Object.fromEntries(stats.families());
+    expect(label().user.hits).toBe(5);
+    stats.declare('user');
+    stats.read('user', 'k', 'HIT', 1);
+    const after = label();
+    expect(after['user*'].hits).toBe(5);
+    expect(after.user.hits).toBe(1);
+    expect(Object.values(stats.namespaceStats()).reduce((t, s) => t + s.hits, 0)).toBe(6);
+  });
+
+  it('a family named like a declared namespace gets a label of its own', () => {
+    const stats = new CacheStats();
+    stats.declare('users');
+    stats.read('users', 'k', 'HIT', 1);
+    for (let i = 0; i < 3; i++) stats.read(`users-${i}`, 'k', 'MISS', 1);
+    const labels = Object.fromEntries(stats.families());
+    expect(labels.users.hits).toBe(1);
+    expect(labels.users.misses).toBe(0);
+    expect(labels['users*'].misses).toBe(3);
+    // a rule answering (none) does not merge into the reads of keys without a namespace
+    const none = new CacheStats(limits({ family: () => '(none)' }));
+    none.read(undefined, 'k', 'HIT', 1);
+    none.read('x1', 'k', 'MISS', 1);
+    expect(Object.fromEntries(none.families())['(none)'].misses).toBe(0);
   });
 });
