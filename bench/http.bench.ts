@@ -3,6 +3,7 @@
 // Run: npm run bench:http   (BENCH_ROUNDS, BENCH_SECONDS, BENCH_SIZES=1k,100k, BENCH_VARIANTS)
 import { MemcachedClient } from '../lib/index.js';
 import { freePort, MemcachedDaemon } from '../test/support/memcached-daemon.js';
+import { startNats, type TestServer } from '../test/support/servers.js';
 import {
   httpServer as server,
   loadGenerator as load,
@@ -26,8 +27,11 @@ const VARIANTS = (
 
 async function main() {
   const daemon = await MemcachedDaemon.start({ memoryMb: 1024 });
+  // the near variants' bus: a NATS of this run's own
+  const nats: TestServer | undefined = VARIANTS.some((v) => v.endsWith('-near')) ? await startNats() : undefined;
   pinToRest(process.pid);
   pinToRest(daemon.pid);
+  pinToRest(nats?.pid);
   const admin = new MemcachedClient({ servers: daemon.address, logger: false });
   const out = [
     `# HTTP hit path\n\n${machineNotes()}; ${pinningNote()}; memcached on loopback; GET /users/<1..1000>, 5 ms timer database, 50 connections, each id requested once, then ${WARMUP} s warm-up, then ${SECONDS} s measured per cell, ${ROUNDS} rounds, variant order rotated each round. Ratios are taken within each round, then median [min–max].\n`,
@@ -58,6 +62,7 @@ async function main() {
         SIZE: size,
         PORT: String(port),
         MEMCACHED: daemon.address,
+        ...(nats ? { BUS_URL: nats.url } : {}),
       });
       const url = `http://127.0.0.1:${port}`;
       try {
@@ -127,6 +132,7 @@ async function main() {
   process.stdout.write(out.join('\n') + '\n');
   admin.close();
   await daemon.kill();
+  await nats?.stop();
 }
 
 void main().then(() => process.exit(0));

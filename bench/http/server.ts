@@ -1,6 +1,7 @@
 // One HTTP server variant for the benchmarks: GET /users/:id over a 5 ms timer "database".
 // VARIANT: trivial | trivial-intercepted | nocache | nocache-intercepted | handwritten | handwritten-intercepted | nest-cache-manager | ours-controller | ours-service | ours-getorset
 //   | ours-controller-near | ours-service-near (near cache on, NATS bus at BUS_URL, default nats://127.0.0.1:4222)
+//   | ours-controller-prometheus | ours-service-prometheus (MemcachedPrometheusModule registered, as production runs it)
 // SIZE: 1k | 100k; PORT; MEMCACHED (host:port). GET /__stats reports database calls and CPU time.
 import 'reflect-metadata';
 import { CacheInterceptor, CacheModule } from '@nestjs/cache-manager';
@@ -21,7 +22,9 @@ import { NestFactory } from '@nestjs/core';
 import { KeyvMemcache } from '@keyv/memcache';
 import { Keyv } from 'keyv';
 import memjs from 'memjs';
+import { Registry } from 'prom-client';
 import { Cacheable, MemcachedClient, MemcachedModule } from '../../lib/index.js';
+import { MemcachedPrometheusModule } from '../../lib/prometheus/index.js';
 import { catalog100k, user1k } from '../support/payloads.js';
 
 const variant = process.env.VARIANT ?? 'trivial';
@@ -207,6 +210,17 @@ function appModule(): DynamicModule {
       providers: [UsersService],
     },
     'ours-getorset': { module: AppModule, imports: [ours], controllers: [StatsController, OursGetOrSetController] },
+    'ours-controller-prometheus': {
+      module: AppModule,
+      imports: [ours, MemcachedPrometheusModule.forRoot({ registry: new Registry() })],
+      controllers: [StatsController, OursController],
+    },
+    'ours-service-prometheus': {
+      module: AppModule,
+      imports: [ours, MemcachedPrometheusModule.forRoot({ registry: new Registry() })],
+      controllers: [StatsController, OursServiceController],
+      providers: [UsersService],
+    },
     'ours-controller-near': { module: AppModule, imports: [oursNear], controllers: [StatsController, OursController] },
     'ours-service-near': {
       module: AppModule,

@@ -103,6 +103,8 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
   private readonly ops: Operations;
   private readonly namespaces: Namespaces;
   private readonly readThrough: ReadThrough;
+  /** Set by `close()`: the startup ping of an app closed at once reports nothing. */
+  private closed = false;
   private readonly statistics: CacheStats;
   private readonly logger: LoggerService | false;
   private readonly near: NearTier | undefined;
@@ -336,12 +338,14 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
 
   /** Closes the sockets and the bus. Called by Nest on application shutdown. */
   close(): void {
+    this.closed = true;
     this.core.close();
   }
 
   onApplicationBootstrap(): void {
     void this.ping().then((results) => {
-      if (!this.logger) return;
+      // an app closed before its first ping came back: the nodes are not unreachable, we left them
+      if (!this.logger || this.closed) return;
       for (const r of results) {
         if (r.ok) this.logger.log(reachable(r.node, r.version ?? '?'));
         else this.logger.warn(unreachable(r.node, r.error ?? 'no answer'));

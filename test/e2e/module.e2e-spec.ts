@@ -188,6 +188,23 @@ describe('MemcachedModule', () => {
     await app.close();
   });
 
+  it('an app closed right after it started says nothing of nodes it never failed to reach', async () => {
+    const warnings: string[] = [];
+    const moduleRef = await Test.createTestingModule({
+      imports: [
+        MemcachedModule.forRoot({
+          servers: daemon.address,
+          logger: { ...silent, warn: (m: string) => warnings.push(m) },
+        }),
+      ],
+    }).compile();
+    const app = moduleRef.createNestApplication({ logger: false });
+    await app.init();
+    await app.close();
+    await sleep(200);
+    expect(warnings).toStrictEqual([]);
+  });
+
   it('closes its sockets on application shutdown', async () => {
     const connections = async () =>
       Number(/STAT curr_connections (\d+)/.exec(await textCommand(daemon.port, 'stats\r\n'))![1]);
