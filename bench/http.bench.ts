@@ -25,6 +25,12 @@ const VARIANTS = (
   'trivial,nocache,handwritten,handwritten-intercepted,nest-cache-manager,ours-controller,ours-service,ours-getorset'
 ).split(',');
 
+/** The variant a `-near` or `-prometheus` variant adds to. */
+function baseOf(variant: string): string | undefined {
+  const base = variant.replace(/-(near|prometheus)$/, '');
+  return base === variant ? undefined : base;
+}
+
 async function main() {
   const daemon = await MemcachedDaemon.start({ memoryMb: 1024 });
   // the near variants' bus: a NATS of this run's own
@@ -48,11 +54,23 @@ async function main() {
         vsHand: number[];
         vsTrivial: number[];
         vsNest: number[];
+        vsBase: number[];
         errors: number;
       }
     >();
     for (const v of VARIANTS)
-      rows.set(v, { rps: [], p50: [], p99: [], cpu: [], db: [], vsHand: [], vsTrivial: [], vsNest: [], errors: 0 });
+      rows.set(v, {
+        rps: [],
+        p50: [],
+        p99: [],
+        cpu: [],
+        db: [],
+        vsHand: [],
+        vsTrivial: [],
+        vsNest: [],
+        vsBase: [],
+        errors: 0,
+      });
     const rounds: Array<Map<string, number>> = [];
     await interleave(VARIANTS, ROUNDS, async (variant, round) => {
       await admin.flush();
@@ -91,6 +109,9 @@ async function main() {
         if (round.has('handwritten')) r.vsHand.push(round.get(v)! / round.get('handwritten')!);
         if (round.has('trivial')) r.vsTrivial.push(round.get(v)! / round.get('trivial')!);
         if (round.has('nest-cache-manager')) r.vsNest.push(round.get(v)! / round.get('nest-cache-manager')!);
+        // ours-service-near against ours-service, ours-controller-prometheus against ours-controller, ...
+        const base = baseOf(v);
+        if (base !== undefined && round.has(base)) r.vsBase.push(round.get(v)! / round.get(base)!);
       }
     }
     const body = VARIANTS.map((v) => {
@@ -102,6 +123,7 @@ async function main() {
         ratio(r.vsHand),
         ratio(r.vsNest),
         ratio(r.vsTrivial),
+        ratio(r.vsBase),
         cell(r.p50, 2),
         cell(r.p99, 2),
         cell(r.cpu),
@@ -118,6 +140,7 @@ async function main() {
             'vs hand-written',
             'vs @nestjs/cache-manager',
             'vs trivial',
+            'vs the same route without it',
             'p50 ms',
             'p99 ms',
             'server CPU µs/req',
