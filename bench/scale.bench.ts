@@ -225,37 +225,54 @@ async function namespaces(): Promise<void> {
   await large.close();
 }
 
+/**
+ * A dimension measured on items already stored: the 1x app holds `sizes[0]` of them, the grown
+ * one each size in turn; every call of `use` (of `parts` operations) picks a random stored item.
+ * Returns the rows: size, heap kept (both apps, above `base`), µs and CPU per operation, ratios
+ * within rounds.
+ */
+async function randomUse(
+  base: number,
+  small: App,
+  large: App,
+  sizes: number[],
+  calls: number,
+  parts: number,
+  use: (app: App) => (i: number) => Promise<unknown>,
+): Promise<string[][]> {
+  await grow(0, sizes[0], use(small));
+  const rows: string[][] = [];
+  const random = (n: number) => Math.floor(Math.random() * n);
+  let grown = 0;
+  for (const size of sizes.filter((n) => n <= MAX)) {
+    await grow(grown, size, use(large));
+    grown = size;
+    const [s, l] = await sideBySide([
+      { calls, call: () => use(small)(random(sizes[0])) },
+      { calls, call: () => use(large)(random(size)) },
+    ]);
+    rows.push([
+      fmt(size),
+      mb(heap() - base),
+      med(l.wall.map((w) => w / parts)),
+      med(l.cpu.map((c) => c / parts)),
+      ratios(l.wall, s.wall),
+      ratios(l.cpu, s.cpu),
+    ]);
+  }
+  return rows;
+}
+
 /** Distinct keys in one namespace: each call deletes a key, fills it and hits it (`getOrSet`). */
 async function keys(): Promise<void> {
   const base = heap();
   const small = await startApp(64);
   const large = await startApp(2048);
-  const use = (app: App) => async (i: number) => {
+  const rows = await randomUse(base, small, large, [10_000, 100_000, 1_000_000], 500, 3, (app) => async (i) => {
     await app.client.delete(`item:${i}`, { namespace: 'items' });
     await app.client.getOrSet(`item:${i}`, () => ({ id: i }), { namespace: 'items' });
     await app.client.getOrSet(`item:${i}`, () => ({ id: i }), { namespace: 'items' });
-  };
-  const SMALL = 10_000;
-  await grow(0, SMALL, use(small));
-  const rows: string[][] = [];
-  let grown = 0;
-  for (const size of [10_000, 100_000, 1_000_000].filter((n) => n <= MAX)) {
-    await grow(grown, size, use(large));
-    grown = size;
-    const random = (n: number) => Math.floor(Math.random() * n);
-    const [s, l] = await sideBySide([
-      { calls: 500, call: () => use(small)(random(SMALL)) },
-      { calls: 500, call: () => use(large)(random(size)) },
-    ]);
-    rows.push([
-      fmt(size),
-      mb(heap() - base),
-      med(l.wall.map((w) => w / 3)),
-      med(l.cpu.map((c) => c / 3)),
-      ratios(l.wall, s.wall),
-      ratios(l.cpu, s.cpu),
-    ]);
-  }
+  });
   section(
     'Distinct keys',
     'Each call: a `delete`, a `getOrSet` fill and a hit of a random key among those stored, in one namespace. ' +
@@ -292,20 +309,7 @@ async function variants(): Promise<void> {
       );
       req.on('error', reject);
     });
-  const SMALL = 1000;
-  await grow(0, SMALL, get(small));
-  const rows: string[][] = [];
-  let grown = 0;
-  for (const size of [1000, 10_000, 100_000].filter((n) => n <= MAX)) {
-    await grow(grown, size, get(large));
-    grown = size;
-    const random = (n: number) => Math.floor(Math.random() * n);
-    const [s, l] = await sideBySide([
-      { calls: 300, call: () => get(small)(random(SMALL)) },
-      { calls: 300, call: () => get(large)(random(size)) },
-    ]);
-    rows.push([fmt(size), mb(heap() - base), med(l.wall), med(l.cpu), ratios(l.wall, s.wall), ratios(l.cpu, s.cpu)]);
-  }
+  const rows = await randomUse(base, small, large, [1000, 10_000, 100_000], 300, 1, get);
   section(
     'Variants of one HTTP route',
     'One `@Cacheable` route (Express) with a `principal` and `Vary: Accept-Language`; every variant stored ' +

@@ -16,7 +16,7 @@ export const KEY_PREFIX_PATTERN = /^[\x21-\x22\x24-\x7e]{0,128}$/;
 
 /** Namespaces already checked, so the hot path skips the pattern; bounded, as every per-namespace structure. */
 const validNamespaces = new Set<string>();
-export const CHECKED_NAMESPACES = 10_000;
+const CHECKED_NAMESPACES = 10_000;
 
 /** Namespaces are 1 to 200 of `[A-Za-z0-9_.-]`, so a namespace can never end inside a key. */
 export function assertNamespace(namespace: string): void {

@@ -109,11 +109,6 @@ export class NamespaceTable {
     this.fold(namespace, stats);
   }
 
-  /** Counted now: the declared ones, the undeclared ones kept, and `(other)` when some were folded. */
-  get size(): number {
-    return this.counters.size + (this.folded.size > 0 ? 1 : 0);
-  }
-
   /** Per namespace: those kept one by one, then `(other)` (the folded ones summed) if any. */
   *namespaces(): IterableIterator<[string, NamespaceCounters]> {
     yield* this.counters.entries();
@@ -126,24 +121,21 @@ export class NamespaceTable {
   /** Per label: declared namespaces by name, the others summed by family. */
   families(): IterableIterator<[string, NamespaceCounters]> {
     // a label with one source is that source's counters; only a label with several is summed anew
-    const labels = new Map<string, { counters: NamespaceCounters; own: boolean }>();
+    const labels = new Map<string, NamespaceCounters>();
+    const sums = new Set<string>();
     const add = (label: string, counters: NamespaceCounters) => {
       const seen = labels.get(label);
-      if (seen === undefined) labels.set(label, { counters, own: false });
-      else if (seen.own) addCounters(seen.counters, counters);
-      else {
-        const sum = emptyCounters();
-        addCounters(sum, seen.counters);
-        addCounters(sum, counters);
-        labels.set(label, { counters: sum, own: true });
-      }
+      if (seen === undefined) return void labels.set(label, counters);
+      if (sums.has(label)) return addCounters(seen, counters);
+      const sum = emptyCounters();
+      addCounters(sum, seen);
+      addCounters(sum, counters);
+      labels.set(label, sum);
+      sums.add(label);
     };
-    for (const [name, tally] of this.counters) add(this.declared.has(name) ? name : this.labelOf(tally.family), tally);
+    for (const [name, tally] of this.counters) add(tally.declared ? name : this.labelOf(tally.family), tally);
     for (const [family, counters] of this.folded) add(this.labelOf(family), counters);
-    const entries = labels.entries();
-    return (function* () {
-      for (const [label, { counters }] of entries) yield [label, counters] as [string, NamespaceCounters];
-    })();
+    return labels.entries();
   }
 
   /** The counters of `namespace`, made (and the least recently used folded) as needed. */
@@ -152,16 +144,17 @@ export class NamespaceTable {
     if (typeof namespace !== 'string' || namespace.length > MAX_NAMESPACE_LENGTH)
       return this.foldedOf(OTHER_NAMESPACES);
     let stats = this.counters.get(namespace);
-    const declared = this.declared.has(namespace);
     if (stats !== undefined) {
-      if (!declared) {
+      if (!stats.declared) {
         // most recently used last: the first undeclared one is the one to fold
         this.counters.delete(namespace);
         this.counters.set(namespace, stats);
       }
       return stats;
     }
+    const declared = this.declared.has(namespace);
     stats = emptyCounters() as Tally;
+    stats.declared = declared;
     stats.family = declared ? namespace : this.familyOf(namespace);
     this.counters.set(namespace, stats);
     if (!declared) {
@@ -217,7 +210,7 @@ export class NamespaceTable {
   /** Folds the least recently used undeclared namespace; false when there is none. */
   private foldOldest(): boolean {
     for (const [name, stats] of this.counters) {
-      if (this.declared.has(name)) continue;
+      if (stats.declared) continue;
       this.fold(name, stats);
       return true;
     }
@@ -228,6 +221,8 @@ export class NamespaceTable {
 /** One namespace's counters and the label they are reported under. */
 interface Tally extends NamespaceCounters {
   family: string;
+  /** Named in code: never folded (kept here so a hit needs no lookup in `declared`). */
+  declared: boolean;
 }
 
 /** What a namespace's counters are charged against the byte bound. */
