@@ -9,6 +9,7 @@ import type { ItemRead, Operations } from './operations.js';
 import { flushAll } from './node-commands.js';
 import type { BreakerNode } from '../cluster/breaker-node.js';
 import { LRUCache } from 'lru-cache';
+import { answerTurn } from '../near/answer-turn.js';
 
 import type { ReadOutcome } from '../stats/cache-stats.js';
 
@@ -154,10 +155,13 @@ export class ReadThrough {
     let start = 0;
     if (near !== undefined && near.cache.active) {
       const hit = near.read(target, request.rawJson === true);
-      if (hit !== undefined)
+      if (hit !== undefined) {
+        const turn = answerTurn();
+        if (turn !== undefined) await turn;
         return hit.meta === undefined
           ? { value: hit.value as T, outcome: 'HIT' }
           : { value: hit.value as T, outcome: 'HIT', meta: hit.meta };
+      }
       start = near.cache.begin();
     }
     let found: Lookup | undefined;

@@ -181,11 +181,7 @@ export class CacheInterceptor implements NestInterceptor {
         if (vary && vary.length > 0 && response.getHeader?.('vary') === undefined)
           setHeader(response, 'Vary', vary.map(([name]) => name).join(', '));
         if (!(value instanceof RawJson)) return value;
-        const body = innermost ? this.sendRawJson(response, value) : JSON.parse(value.json);
-        // a near-cache hit (a shared body) answers on the next turn, beside the others that arrived
-        // in this one, as a memcached hit would: answered one by one, their writes cost more CPU
-        // than the round trip saved (see docs/benchmarks.md)
-        return value.shared ? nextTurn(body) : body;
+        return innermost ? this.sendRawJson(response, value) : JSON.parse(value.json);
       });
   }
 
@@ -343,10 +339,6 @@ function requestOf(context: ExecutionContext): HttpRequestLike {
 
 function responseOf(context: ExecutionContext): unknown {
   return context.getArgByIndex(1);
-}
-
-function nextTurn<T>(value: T): Promise<T> {
-  return new Promise((resolve) => setImmediate(resolve, value));
 }
 
 type EtagFn = (body: string, encoding: string) => string | undefined;
