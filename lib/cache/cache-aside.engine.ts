@@ -90,7 +90,7 @@ export class CacheAsideEngine {
     return this.backend.httpPolicy;
   }
 
-  /** Whether cached Express routes may be served from their handlers (the `routeHandlers` option). */
+  /** Whether cached Express and Fastify routes may be served from their handlers (the `routeHandlers` option). */
   get routeHandlers(): boolean {
     return this.backend.routeHandlers;
   }

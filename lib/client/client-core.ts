@@ -44,7 +44,7 @@ export interface CacheBackend {
   readonly grace: number;
   /** How reads with `grace` seconds (the module's when undefined) treat entries past their freshness; undefined: no grace. */
   gracePolicy(grace: number | undefined, staleFor?: number): GracePolicy | undefined;
-  /** The module's `routeHandlers`: cached Express routes may be served from their handlers. */
+  /** The module's `routeHandlers`: cached Express and Fastify routes may be served from their handlers. */
   readonly routeHandlers: boolean;
   /** A cache-aside read: the entry, or the source loaded once and filled. */
   read<T>(request: ReadRequest<T>): Promise<Served<T>>;

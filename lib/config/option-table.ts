@@ -326,7 +326,7 @@ export const OPTION_TABLE = {
       'RegExps); see [HTTP caching](http-caching.md); comma-separated names in env',
   },
   /**
-   * Serve cached Express routes from their handlers, without Nest's interceptor chain (the fastest
+   * Serve cached Express and Fastify routes from their handlers, without Nest's interceptor chain (the fastest
    * path; only with the stock `CacheInterceptor`). `false` keeps every route in the chain. Default `true`.
    */
   routeHandlers: {
@@ -336,7 +336,7 @@ export const OPTION_TABLE = {
     defaultText: '`true`',
     env: ['MEMCACHED_ROUTE_HANDLERS'],
     doc:
-      'serve cached Express routes from their handlers, without the interceptor chain (stock `CacheInterceptor` ' +
+      'serve cached Express and Fastify routes from their handlers, without the interceptor chain (stock `CacheInterceptor` ' +
       'only; off by itself, with one warning, if the installed Nest no longer writes what it reads); `false` keeps ' +
       'every route in the chain; see [HTTP caching](http-caching.md)',
   },

@@ -21,7 +21,7 @@ import { serveRoutesFromHandlers } from '../nest/route-handlers.js';
  * Finds providers with decorated methods at bootstrap and binds the cached-method invoker to
  * them, which turns their methods' trampolines on. Request-scoped and transient providers get it
  * on their prototype, so every instance Nest creates later is served too. Before Nest registers
- * an Express app's routes, it serves cached controller routes from their handlers.
+ * an Express or Fastify app's routes, it serves cached controller routes from their handlers.
  */
 @Injectable()
 export class CacheExplorer implements OnModuleInit, OnApplicationShutdown, LateBinder {
@@ -45,7 +45,7 @@ export class CacheExplorer implements OnModuleInit, OnApplicationShutdown, LateB
   /**
    * Called by the module's `configure`, which Nest runs after creating the app's instances and
    * before registering its routes, with whether the app has global interceptors (undefined: they
-   * cannot be read, taken as yes): serves cached Express routes from their handlers when the interceptor is the
+   * cannot be read, taken as yes): serves cached Express and Fastify routes from their handlers when the interceptor is the
    * stock one, `routeHandlers` is on and this Nest still writes what that path reads (see
    * `nest/route-handlers.ts`); else, says why once and leaves routes in the chain.
    */
@@ -54,8 +54,8 @@ export class CacheExplorer implements OnModuleInit, OnApplicationShutdown, LateB
     // with the contract broken, whether interceptors run around the cache cannot be read: a hit
     // is then always handed on parsed, as a miss is
     noteGlobalInterceptors(this.interceptor, broken !== undefined || (globalInterceptors ?? true));
-    if (this.adapterHost.httpAdapter?.getType() !== 'express' || this.interceptor.constructor !== CacheInterceptor)
-      return;
+    const platform = this.adapterHost.httpAdapter?.getType();
+    if ((platform !== 'express' && platform !== 'fastify') || this.interceptor.constructor !== CacheInterceptor) return;
     if (!this.engine.routeHandlers) return;
     if (broken !== undefined) return void this.logger.warn(routeHandlersOff(broken));
     const methodNames = (proto: object) => this.scanner.getAllMethodNames(proto);

@@ -70,31 +70,36 @@ export function isRouteSentAsIs(handler: Function): boolean {
   return !NOT_SENT_AS_IS.some((key) => Reflect.getMetadata(key, handler) !== undefined);
 }
 
-/** Whether the method takes `@Res()` or `@Next()`, from its route arguments. */
+/** Whether the method takes `@Res()` or `@Next()`, from its route arguments (not the response `passRequestAt` asked for). */
 export function takesResponseObject(classRef: Function, methodName: string): boolean {
   const args = Reflect.getMetadata(KEYS.routeArguments, classRef, methodName) as Record<string, unknown> | undefined;
   if (args === undefined) return false;
+  const ours = passedAt.get(classRef)?.get(methodName);
   return Object.keys(args).some((key) => {
     const type = key.split(':')[0];
+    if (ours !== undefined && key === `${PARAM.response}:${ours + 1}`) return false;
     return type === PARAM.response || type === PARAM.next;
   });
 }
 
+/** Where `passRequestAt` asked for the request, by class and method. */
+const passedAt = new WeakMap<Function, Map<string, number>>();
+
 /**
- * Asks Nest to pass the request to the route at `index`, after the handler's own arguments, by
- * adding a request parameter to the class's route arguments. This is on the class, so every app
- * built later passes it too (`isPassedRequest` lets the method's wrapper drop it there).
+ * Asks Nest to pass the request to the route at `index` and the response after it (Express's, or
+ * Fastify's request and reply), after the handler's own arguments, with Nest's own `@Req()` and
+ * `@Res({ passthrough: true })` (Nest still sends what the route returns). This is on the class,
+ * so every app built later passes them too (`isPassedRequest` lets the method's wrapper drop them
+ * there).
  */
 export function passRequestAt(metatype: Type, name: string, index: number): void {
-  const args = (Reflect.getMetadata(KEYS.routeArguments, metatype, name) ?? {}) as Record<string, unknown>;
-  const key = `${PARAM.request}:${index}`;
-  if (Object.hasOwn(args, key) && Reflect.hasOwnMetadata(KEYS.routeArguments, metatype, name)) return;
-  Reflect.defineMetadata(
-    KEYS.routeArguments,
-    { ...args, [key]: { index, data: undefined, pipes: [] } },
-    metatype,
-    name,
-  );
+  let byMethod = passedAt.get(metatype);
+  if (byMethod === undefined) passedAt.set(metatype, (byMethod = new Map()));
+  if (byMethod.get(name) === index) return;
+  byMethod.set(name, index);
+  const proto = metatype.prototype as object;
+  Req()(proto, name, index);
+  Res({ passthrough: true })(proto, name, index + 1);
 }
 
 /** The index after the handler's own route arguments (where `passRequestAt` puts the request). */
@@ -103,24 +108,28 @@ export function routeArgumentCount(metatype: Type, name: string): number {
   return Object.values(args).reduce((max, arg) => Math.max(max, arg.index + 1), 0);
 }
 
-/** Whether `args` ends, at `index`, with the request `passRequestAt` asked for (Express's, or Fastify's wrapping it). */
+/**
+ * Whether `args` ends, at `index`, with the request and response `passRequestAt` asked for
+ * (Express's, or Fastify's wrapping Node's).
+ */
 export function isPassedRequest(args: unknown[], index: number | undefined): boolean {
-  if (index === undefined || args.length !== index + 1) return false;
-  const request = args[index] as { raw?: unknown } | null;
+  return index !== undefined && args.length === index + 2 && isHttpRequest(args[index]);
+}
+
+/** Whether `value` is an HTTP request as Express (Node's own) or Fastify (wrapping Node's) hands it to a route. */
+export function isHttpRequest(value: unknown): value is HttpRequest {
   return (
-    request instanceof IncomingMessage ||
-    (typeof request === 'object' && request !== null && request.raw instanceof IncomingMessage)
+    value instanceof IncomingMessage ||
+    (typeof value === 'object' && value !== null && (value as { raw?: unknown }).raw instanceof IncomingMessage)
   );
 }
+
+/** A request as a route receives it: Node's (Express) or Fastify's. */
+export type HttpRequest = IncomingMessage | { raw: IncomingMessage };
 
 /** The ETag function Express compiled from the app's `etag` setting, if the response has one. */
 export function expressEtagFunction(response: unknown): unknown {
   return (response as { app?: { get?(name: string): unknown } }).app?.get?.('etag fn');
-}
-
-/** Whether `value` is the request Node's HTTP server made (what Express hands a route). */
-export function isNodeRequest(value: unknown): value is IncomingMessage & { res?: unknown } {
-  return value instanceof IncomingMessage;
 }
 
 type AppConfig = {
@@ -199,14 +208,15 @@ function probe(): string {
  * rules and key functions, built as Nest builds one for the same call.
  */
 export class RouteContext implements ExecutionContext {
-  private readonly args: [IncomingMessage, unknown, undefined];
+  private readonly args: [HttpRequest, unknown, undefined];
 
   constructor(
-    request: IncomingMessage & { res?: unknown },
+    request: HttpRequest,
+    response: unknown,
     private readonly metatype: Type,
     private readonly handler: Function,
   ) {
-    this.args = [request, request.res, undefined];
+    this.args = [request, response, undefined];
   }
 
   getClass<T = unknown>(): Type<T> {

@@ -10,7 +10,7 @@ import {
 import { ORIGINAL_METHOD, ROUTE_REQUEST_INDEX, SERVE_ROUTE } from '../memcached.constants.js';
 import {
   copyHandlerMetadata,
-  isNodeRequest,
+  isHttpRequest,
   isRouteSentAsIs,
   passRequestAt,
   RouteContext,
@@ -28,10 +28,10 @@ export interface ControllerWrapper {
 type Trampoline = Function & { [ORIGINAL_METHOD]?: Function; [ROUTE_REQUEST_INDEX]?: number };
 
 /**
- * Serves a static controller's cached Express routes from their handlers, run before Nest
- * registers the app's routes: each route's method on the instance becomes a function that carries
- * the route's metadata without the cache interceptor, and receives the request as an extra
- * argument. Nest then calls it with no interceptor chain around it (unless the route has other
+ * Serves a static controller's cached routes (Express or Fastify) from their handlers, run before
+ * Nest registers the app's routes: each route's method on the instance becomes a function that
+ * carries the route's metadata without the cache interceptor, and receives the request and the
+ * response as extra arguments. Nest then calls it with no interceptor chain around it (unless the route has other
  * interceptors), which makes a hit cost less than a route that returns a constant object.
  *
  * Only with the stock `CacheInterceptor` (a subclass's hooks run in the chain), and only for GET
@@ -80,8 +80,9 @@ function servableFromHandler(metatype: Type, trampoline: Trampoline, name: strin
 }
 
 /**
- * Where Nest passes the request to the route: after the handler's own arguments, asked for once
- * (on the class: every app built later passes it too, and the trampoline drops it there).
+ * Where Nest passes the request (and the response after it) to the route: after the handler's own
+ * arguments, asked for once (on the class: every app built later passes them too, and the
+ * trampoline drops them there).
  */
 function requestParamIndex(metatype: Type, trampoline: Trampoline, name: string): number {
   let index = trampoline[ROUTE_REQUEST_INDEX];
@@ -110,10 +111,11 @@ function cachedRoute(
   const route = function (this: unknown, ...args: unknown[]): unknown {
     const request = args[index];
     // called by code other than Nest's router: the method as it always was
-    if (args.length !== index + 1 || !isNodeRequest(request)) return trampoline.apply(this, args);
+    if (args.length !== index + 2 || !isHttpRequest(request)) return trampoline.apply(this, args);
+    const response = args[index + 1];
     args.length = index;
     return interceptor[SERVE_ROUTE](
-      new RouteContext(request, metatype, route),
+      new RouteContext(request, response, metatype, route),
       plan,
       () => original.apply(this, args),
       innermost,

@@ -49,9 +49,12 @@ describe('one adapter owns every framework internal', () => {
 
   it("a served route's context is the one Nest builds for the call: HTTP, its views over the same arguments", () => {
     const request = new IncomingMessage(new Socket());
-    const context = new RouteContext(request, class Controller {}, () => undefined);
+    const response = { reply: true };
+    const context = new RouteContext(request, response, class Controller {}, () => undefined);
     expect(context.getType()).toBe('http');
     expect(context.switchToHttp().getRequest()).toBe(request);
+    expect(context.switchToHttp().getResponse()).toBe(response);
+    expect(context.getArgByIndex(1)).toBe(response);
     // as Nest's ExecutionContextHost does on an HTTP route
     expect(context.switchToRpc().getData()).toBe(request);
     expect(context.switchToWs().getClient()).toBe(request);
