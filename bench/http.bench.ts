@@ -1,6 +1,7 @@
 // HTTP hit path: GET /users/:id (1,000 ids, 5 ms timer database, 50 connections, autocannon in its
 // own process) for each variant, interleaved rounds, one server process per cell.
 // Run: npm run bench:http   (BENCH_ROUNDS, BENCH_SECONDS, BENCH_SIZES=1k,100k, BENCH_VARIANTS)
+// A variant ending in @fastify runs on Fastify and is compared with trivial@fastify.
 import { MemcachedClient } from '../lib/index.js';
 import { freePort, MemcachedDaemon } from '../test/support/memcached-daemon.js';
 import { startNats, type TestServer } from '../test/support/servers.js';
@@ -25,20 +26,33 @@ const VARIANTS = (
   'trivial,nocache,handwritten,handwritten-intercepted,nest-cache-manager,ours-controller,ours-service,ours-getorset'
 ).split(',');
 
-/** The variant a `-near` or `-prometheus` variant adds to. */
+/** The variant a `-near`, `-prometheus` or `-cluster` variant adds to (on the same platform). */
 function baseOf(variant: string): string | undefined {
-  const base = variant.replace(/-(near|prometheus)$/, '');
+  const base = variant.replace(/-(near|prometheus|cluster)(@\w+)?$/, '$2');
   return base === variant ? undefined : base;
+}
+
+/** The trivial route on the variant's platform. */
+function trivialOf(variant: string): string {
+  const at = variant.indexOf('@');
+  return at === -1 ? 'trivial' : `trivial${variant.slice(at)}`;
 }
 
 async function main() {
   const daemon = await MemcachedDaemon.start({ memoryMb: 1024 });
   // the near variants' bus: a NATS of this run's own
-  const nats: TestServer | undefined = VARIANTS.some((v) => v.endsWith('-near')) ? await startNats() : undefined;
+  const nats: TestServer | undefined = VARIANTS.some((v) => v.includes('-near')) ? await startNats() : undefined;
+  // the cluster variants' other two nodes (the first is the daemon above)
+  const others = VARIANTS.some((v) => v.includes('-cluster'))
+    ? await Promise.all([1, 2].map(() => MemcachedDaemon.start({ memoryMb: 1024 })))
+    : [];
+  const cluster = [daemon, ...others].map((d) => d.address).join(',');
   pinToRest(process.pid);
   pinToRest(daemon.pid);
+  for (const other of others) pinToRest(other.pid);
   pinToRest(nats?.pid);
-  const admin = new MemcachedClient({ servers: daemon.address, logger: false });
+  // one client per node, each flushing its own between cells
+  const admins = [daemon, ...others].map((d) => new MemcachedClient({ servers: d.address, logger: false }));
   const out = [
     `# HTTP hit path\n\n${machineNotes()}; ${pinningNote()}; memcached on loopback; GET /users/<1..1000>, 5 ms timer database, 50 connections, each id requested once, then ${WARMUP} s warm-up, then ${SECONDS} s measured per cell, ${ROUNDS} rounds, variant order rotated each round. Ratios are taken within each round, then median [min–max].\n`,
   ];
@@ -73,13 +87,14 @@ async function main() {
       });
     const rounds: Array<Map<string, number>> = [];
     await interleave(VARIANTS, ROUNDS, async (variant, round) => {
-      await admin.flush();
+      for (const admin of admins) await admin.flush();
       const port = await freePort();
       const child = await startServer(server, {
         VARIANT: variant,
         SIZE: size,
         PORT: String(port),
         MEMCACHED: daemon.address,
+        MEMCACHED_CLUSTER: cluster,
         ...(nats ? { BUS_URL: nats.url } : {}),
       });
       const url = `http://127.0.0.1:${port}`;
@@ -107,7 +122,8 @@ async function main() {
       for (const v of VARIANTS) {
         const r = rows.get(v)!;
         if (round.has('handwritten')) r.vsHand.push(round.get(v)! / round.get('handwritten')!);
-        if (round.has('trivial')) r.vsTrivial.push(round.get(v)! / round.get('trivial')!);
+        const trivial = trivialOf(v);
+        if (round.has(trivial)) r.vsTrivial.push(round.get(v)! / round.get(trivial)!);
         if (round.has('nest-cache-manager')) r.vsNest.push(round.get(v)! / round.get('nest-cache-manager')!);
         // ours-service-near against ours-service, ours-controller-prometheus against ours-controller, ...
         const base = baseOf(v);
@@ -153,8 +169,9 @@ async function main() {
     );
   }
   process.stdout.write(out.join('\n') + '\n');
-  admin.close();
+  for (const admin of admins) admin.close();
   await daemon.kill();
+  for (const other of others) await other.kill();
   await nats?.stop();
 }
 

@@ -2,6 +2,9 @@
 // VARIANT: trivial | trivial-intercepted | nocache | nocache-intercepted | handwritten | handwritten-intercepted | nest-cache-manager | ours-controller | ours-service | ours-getorset
 //   | ours-controller-near | ours-service-near (near cache on, NATS bus at BUS_URL, default nats://127.0.0.1:4222)
 //   | ours-controller-prometheus | ours-service-prometheus (MemcachedPrometheusModule registered, as production runs it)
+//   | trivial-deferred (the trivial route answered on the next turn: what batching answers is worth)
+//   | ours-controller-cluster (3 memcached nodes at MEMCACHED_CLUSTER, host:port,host:port,...)
+//   Any variant with `@fastify` after it runs on Fastify (FastifyAdapter) instead of Express.
 // SIZE: 1k | 100k; PORT; MEMCACHED (host:port). GET /__stats reports database calls and CPU time.
 import 'reflect-metadata';
 import { CacheInterceptor, CacheModule } from '@nestjs/cache-manager';
@@ -19,6 +22,7 @@ import {
 } from '@nestjs/common';
 import type { Observable } from 'rxjs';
 import { NestFactory } from '@nestjs/core';
+import { FastifyAdapter } from '@nestjs/platform-fastify';
 import { KeyvMemcache } from '@keyv/memcache';
 import { Keyv } from 'keyv';
 import memjs from 'memjs';
@@ -27,7 +31,7 @@ import { Cacheable, MemcachedClient, MemcachedModule } from '../../lib/index.js'
 import { MemcachedPrometheusModule } from '../../lib/prometheus/index.js';
 import { catalog100k, user1k } from '../support/payloads.js';
 
-const variant = process.env.VARIANT ?? 'trivial';
+const [variant, platform = 'express'] = (process.env.VARIANT ?? 'trivial').split('@');
 const size = process.env.SIZE ?? '1k';
 const memcached = process.env.MEMCACHED ?? '127.0.0.1:11211';
 const dbDelay = Number(process.env.DB_DELAY_MS ?? 5);
@@ -55,6 +59,16 @@ class TrivialController {
   private readonly constant = payload('1');
   @Get(':id')
   find() {
+    return this.constant;
+  }
+}
+
+@Controller('users')
+class TrivialDeferredController {
+  private readonly constant = payload('1');
+  @Get(':id')
+  async find() {
+    await new Promise((resolve) => setImmediate(resolve));
     return this.constant;
   }
 }
@@ -179,6 +193,11 @@ const countingLogger = {
 
 function appModule(): DynamicModule {
   const ours = MemcachedModule.forRoot({ isGlobal: true, servers: memcached, logger: countingLogger });
+  const oursCluster = MemcachedModule.forRoot({
+    isGlobal: true,
+    servers: process.env.MEMCACHED_CLUSTER ?? memcached,
+    logger: countingLogger,
+  });
   const oursNear = MemcachedModule.forRoot({
     isGlobal: true,
     servers: memcached,
@@ -192,6 +211,7 @@ function appModule(): DynamicModule {
   });
   const table: Record<string, DynamicModule> = {
     trivial: { module: AppModule, controllers: [StatsController, TrivialController] },
+    'trivial-deferred': { module: AppModule, controllers: [StatsController, TrivialDeferredController] },
     'trivial-intercepted': { module: AppModule, controllers: [StatsController, TrivialInterceptedController] },
     nocache: { module: AppModule, controllers: [StatsController, NoCacheController] },
     'nocache-intercepted': { module: AppModule, controllers: [StatsController, NoCacheInterceptedController] },
@@ -222,6 +242,11 @@ function appModule(): DynamicModule {
       providers: [UsersService],
     },
     'ours-controller-near': { module: AppModule, imports: [oursNear], controllers: [StatsController, OursController] },
+    'ours-controller-cluster': {
+      module: AppModule,
+      imports: [oursCluster],
+      controllers: [StatsController, OursController],
+    },
     'ours-service-near': {
       module: AppModule,
       imports: [oursNear],
@@ -241,7 +266,11 @@ class AppModule {}
 process.on('SIGTERM', () => process.exit(0));
 
 async function main() {
-  const app = await NestFactory.create(appModule(), { logger: false });
+  if (platform !== 'express' && platform !== 'fastify') throw new Error(`unknown platform ${platform}`);
+  const app =
+    platform === 'fastify'
+      ? await NestFactory.create(appModule(), new FastifyAdapter(), { logger: false })
+      : await NestFactory.create(appModule(), { logger: false });
   if (variant.startsWith('ours')) ourClient = app.get(MemcachedClient);
   await app.listen(Number(process.env.PORT ?? 3300), '127.0.0.1');
   process.stdout.write('READY\n');
