@@ -18,9 +18,8 @@ export const SERVE_ROUTE = Symbol.for('nestjs-memcached:serve-route');
 /** Marks a method replaced by the decoration-time trampoline, holding the original. */
 export const ORIGINAL_METHOD = Symbol.for('nestjs-memcached:original');
 /**
- * Set on a trampoline whose route Nest passes the request (and the response after it) to, at this
- * index after the handler's own arguments (a cached route served from its handler): the
- * trampoline drops them.
+ * Set on a trampoline whose route Nest passes the request to, at this index after the handler's
+ * own arguments (a cached route served from its handler): the trampoline drops it.
  */
 export const ROUTE_REQUEST_INDEX = Symbol.for('nestjs-memcached:route-request-index');
 /**

@@ -103,9 +103,9 @@ function installTrampoline(descriptor: PropertyDescriptor, methodName: string): 
   if (current[ORIGINAL_METHOD]) return current;
   const original = current;
   const trampoline = function (this: { [CACHE_INVOKER]?: CacheInvoker } | undefined, ...args: unknown[]) {
-    // a route served from its handler in another app asked Nest for the request and response (nest/route-handlers.ts)
+    // a route served from its handler in another app asked Nest for the request (nest/route-handlers.ts)
     if (isPassedRequest(args, (trampoline as { [ROUTE_REQUEST_INDEX]?: number })[ROUTE_REQUEST_INDEX]))
-      args.length -= 2;
+      args.length -= 1;
     let invoke = this?.[CACHE_INVOKER];
     if (invoke === undefined && lateBinders.size > 0 && typeof this === 'object' && this !== null) {
       invoke = bindLate(this);

@@ -14,7 +14,7 @@ import { CacheInterceptor, noteGlobalInterceptors } from '../interceptors/cache.
 import { CACHE_INTERCEPTOR, CACHE_INVOKER, ORIGINAL_METHOD } from '../memcached.constants.js';
 import { addLateBinder, type CacheInvoker, type LateBinder } from '../decorators/cache-decorator.factory.js';
 import { cachedMethodInvoker } from './cached-method.invoker.js';
-import { nestContract } from '../nest/nest-internals.js';
+import { hooksRequests, linkFastifyReplies, nestContract } from '../nest/nest-internals.js';
 import { serveRoutesFromHandlers } from '../nest/route-handlers.js';
 
 /**
@@ -58,13 +58,18 @@ export class CacheExplorer implements OnModuleInit, OnApplicationShutdown, LateB
     if ((platform !== 'express' && platform !== 'fastify') || this.interceptor.constructor !== CacheInterceptor) return;
     if (!this.engine.routeHandlers) return;
     if (broken !== undefined) return void this.logger.warn(routeHandlersOff(broken));
+    // a Fastify route gets no way to its reply: each request's is noted (else routes stay in the chain)
+    const fastify = platform === 'fastify' ? this.adapterHost.httpAdapter.getInstance<unknown>() : undefined;
+    if (fastify !== undefined && !hooksRequests(fastify)) return;
     const methodNames = (proto: object) => this.scanner.getAllMethodNames(proto);
     const served = serveRoutesFromHandlers(
       this.discovery.getControllers(),
       this.interceptor as CacheInterceptor,
       methodNames,
     );
-    if (served > 0) this.logger.debug(routesFromHandlers(served));
+    if (served === 0) return;
+    if (fastify !== undefined) linkFastifyReplies(fastify);
+    this.logger.debug(routesFromHandlers(served));
   }
 
   onModuleInit(): void {

@@ -6,8 +6,17 @@
  * Calls made while the turn's answers are being handed back (a method that awaits another cached
  * one) are answered at once: they wait for no later turn.
  */
-let waiting: Array<() => void> | undefined;
-let answering = false;
+interface Turn {
+  waiting: Array<() => void> | undefined;
+  answering: boolean;
+}
+
+/** One per process, shared by both builds (CommonJS and ESM) if an app loads the two. */
+const turn: Turn = ((globalThis as { [key: symbol]: Turn })[Symbol.for('nestjs-memcached:answer-turn')] ??= {
+  waiting: undefined,
+  answering: false,
+});
+
 /**
  * The event loop's own, taken when this module loads: a test's fake timers installed later
  * replace the global one, and would hold every answer until the test advanced them. Installed
@@ -18,24 +27,25 @@ const batching = !('clock' in immediate) && !('_isMockFunction' in immediate);
 
 /** Undefined when an answer may be handed back now; else a promise settled when it may. */
 export function answerTurn(): Promise<void> | undefined {
-  if (answering || !batching) return undefined;
-  if (waiting === undefined) {
-    waiting = [];
+  if (turn.answering || !batching) return undefined;
+  let list = turn.waiting;
+  if (list === undefined) {
+    list = turn.waiting = [];
     immediate(handBack);
     // queued in the same phase, so it runs in the same check phase, after handBack's microtasks
     immediate(turnOver);
   }
-  const list = waiting;
-  return new Promise((resolve) => list.push(resolve));
+  const waiting = list;
+  return new Promise((resolve) => waiting.push(resolve));
 }
 
 function handBack(): void {
-  const list = waiting!;
-  waiting = undefined;
-  answering = true;
+  const list = turn.waiting!;
+  turn.waiting = undefined;
+  turn.answering = true;
   for (const resolve of list) resolve();
 }
 
 function turnOver(): void {
-  answering = false;
+  turn.answering = false;
 }

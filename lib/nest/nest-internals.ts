@@ -1,6 +1,7 @@
 import { Get, Next, Redirect, Render, Req, Res, Sse, UseInterceptors } from '@nestjs/common';
 import type { ExecutionContext, Type } from '@nestjs/common';
 import { IncomingMessage } from 'node:http';
+import { Readable } from 'node:stream';
 
 /**
  * The only place that names NestJS's or Express's internals: metadata keys Nest's decorators write
@@ -70,36 +71,31 @@ export function isRouteSentAsIs(handler: Function): boolean {
   return !NOT_SENT_AS_IS.some((key) => Reflect.getMetadata(key, handler) !== undefined);
 }
 
-/** Whether the method takes `@Res()` or `@Next()`, from its route arguments (not the response `passRequestAt` asked for). */
+/** Whether the method takes `@Res()` or `@Next()`, from its route arguments. */
 export function takesResponseObject(classRef: Function, methodName: string): boolean {
   const args = Reflect.getMetadata(KEYS.routeArguments, classRef, methodName) as Record<string, unknown> | undefined;
   if (args === undefined) return false;
-  const ours = passedAt.get(classRef)?.get(methodName);
   return Object.keys(args).some((key) => {
     const type = key.split(':')[0];
-    if (ours !== undefined && key === `${PARAM.response}:${ours + 1}`) return false;
     return type === PARAM.response || type === PARAM.next;
   });
 }
 
-/** Where `passRequestAt` asked for the request, by class and method. */
-const passedAt = new WeakMap<Function, Map<string, number>>();
-
 /**
- * Asks Nest to pass the request to the route at `index` and the response after it (Express's, or
- * Fastify's request and reply), after the handler's own arguments, with Nest's own `@Req()` and
- * `@Res({ passthrough: true })` (Nest still sends what the route returns). This is on the class,
- * so every app built later passes them too (`isPassedRequest` lets the method's wrapper drop them
- * there).
+ * Asks Nest to pass the request to the route at `index`, after the handler's own arguments, by
+ * adding a request parameter to the class's route arguments. This is on the class, so every app
+ * built later passes it too (`isPassedRequest` lets the method's wrapper drop it there).
  */
 export function passRequestAt(metatype: Type, name: string, index: number): void {
-  let byMethod = passedAt.get(metatype);
-  if (byMethod === undefined) passedAt.set(metatype, (byMethod = new Map()));
-  if (byMethod.get(name) === index) return;
-  byMethod.set(name, index);
-  const proto = metatype.prototype as object;
-  Req()(proto, name, index);
-  Res({ passthrough: true })(proto, name, index + 1);
+  const args = (Reflect.getMetadata(KEYS.routeArguments, metatype, name) ?? {}) as Record<string, unknown>;
+  const key = `${PARAM.request}:${index}`;
+  if (Object.hasOwn(args, key) && Reflect.hasOwnMetadata(KEYS.routeArguments, metatype, name)) return;
+  Reflect.defineMetadata(
+    KEYS.routeArguments,
+    { ...args, [key]: { index, data: undefined, pipes: [] } },
+    metatype,
+    name,
+  );
 }
 
 /** The index after the handler's own route arguments (where `passRequestAt` puts the request). */
@@ -108,24 +104,55 @@ export function routeArgumentCount(metatype: Type, name: string): number {
   return Object.values(args).reduce((max, arg) => Math.max(max, arg.index + 1), 0);
 }
 
-/**
- * Whether `args` ends, at `index`, with the request and response `passRequestAt` asked for
- * (Express's, or Fastify's wrapping Node's).
- */
+/** Whether `args` ends, at `index`, with the request `passRequestAt` asked for (Express's, or Fastify's). */
 export function isPassedRequest(args: unknown[], index: number | undefined): boolean {
-  return index !== undefined && args.length === index + 2 && isHttpRequest(args[index]);
+  return index !== undefined && args.length === index + 1 && isHttpRequest(args[index]);
 }
 
-/** Whether `value` is an HTTP request as Express (Node's own) or Fastify (wrapping Node's) hands it to a route. */
+/**
+ * Whether `value` is an HTTP request as a route receives it: Node's (Express), or Fastify's, whose
+ * `raw` is Node's request, HTTP/2's, or the one `inject()` makes (all readable streams).
+ */
 export function isHttpRequest(value: unknown): value is HttpRequest {
   return (
     value instanceof IncomingMessage ||
-    (typeof value === 'object' && value !== null && (value as { raw?: unknown }).raw instanceof IncomingMessage)
+    (typeof value === 'object' && value !== null && (value as { raw?: unknown }).raw instanceof Readable)
   );
 }
 
 /** A request as a route receives it: Node's (Express) or Fastify's. */
-export type HttpRequest = IncomingMessage | { raw: IncomingMessage };
+export type HttpRequest = (IncomingMessage & { res?: unknown }) | { raw: Readable };
+
+/** Fastify's reply to each request of an app whose routes are served from their handlers. */
+const fastifyReplies = new WeakMap<object, unknown>();
+
+/**
+ * The response of a request a route received: Express's own `res`, or the Fastify reply that
+ * `linkFastifyReplies` noted; undefined when there is neither.
+ */
+export function responseOf(request: HttpRequest): unknown {
+  return request instanceof IncomingMessage ? request.res : fastifyReplies.get(request);
+}
+
+type FastifyLike = {
+  addHook(name: 'onRequest', hook: (request: object, reply: unknown, done: () => void) => void): void;
+};
+
+/** Whether `instance` takes request hooks as Fastify's does (`addHook`). */
+export function hooksRequests(instance: unknown): instance is FastifyLike {
+  return typeof (instance as Partial<FastifyLike> | null)?.addHook === 'function';
+}
+
+/**
+ * Notes each request's reply in a Fastify app (a Fastify route, unlike Express's, receives no
+ * way to it), with Fastify's public `onRequest` hook.
+ */
+export function linkFastifyReplies(instance: FastifyLike): void {
+  instance.addHook('onRequest', (request, reply, done) => {
+    fastifyReplies.set(request, reply);
+    done();
+  });
+}
 
 /** The ETag function Express compiled from the app's `etag` setting, if the response has one. */
 export function expressEtagFunction(response: unknown): unknown {

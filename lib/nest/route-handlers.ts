@@ -12,6 +12,7 @@ import {
   copyHandlerMetadata,
   isHttpRequest,
   isRouteSentAsIs,
+  responseOf,
   passRequestAt,
   RouteContext,
   routeArgumentCount,
@@ -30,8 +31,9 @@ type Trampoline = Function & { [ORIGINAL_METHOD]?: Function; [ROUTE_REQUEST_INDE
 /**
  * Serves a static controller's cached routes (Express or Fastify) from their handlers, run before
  * Nest registers the app's routes: each route's method on the instance becomes a function that
- * carries the route's metadata without the cache interceptor, and receives the request and the
- * response as extra arguments. Nest then calls it with no interceptor chain around it (unless the route has other
+ * carries the route's metadata without the cache interceptor, and receives the request as an
+ * extra argument (on Fastify, whose routes get no way to the reply, `linkFastifyReplies` notes
+ * each request's reply). Nest then calls it with no interceptor chain around it (unless the route has other
  * interceptors), which makes a hit cost less than a route that returns a constant object.
  *
  * Only with the stock `CacheInterceptor` (a subclass's hooks run in the chain), and only for GET
@@ -80,9 +82,8 @@ function servableFromHandler(metatype: Type, trampoline: Trampoline, name: strin
 }
 
 /**
- * Where Nest passes the request (and the response after it) to the route: after the handler's own
- * arguments, asked for once (on the class: every app built later passes them too, and the
- * trampoline drops them there).
+ * Where Nest passes the request to the route: after the handler's own arguments, asked for once
+ * (on the class: every app built later passes it too, and the trampoline drops it there).
  */
 function requestParamIndex(metatype: Type, trampoline: Trampoline, name: string): number {
   let index = trampoline[ROUTE_REQUEST_INDEX];
@@ -111,9 +112,11 @@ function cachedRoute(
   const route = function (this: unknown, ...args: unknown[]): unknown {
     const request = args[index];
     // called by code other than Nest's router: the method as it always was
-    if (args.length !== index + 2 || !isHttpRequest(request)) return trampoline.apply(this, args);
-    const response = args[index + 1];
+    if (args.length !== index + 1 || !isHttpRequest(request)) return trampoline.apply(this, args);
     args.length = index;
+    const response = responseOf(request);
+    // a Fastify app whose replies are not linked (not one this module prepared): the method, uncached
+    if (response === undefined) return original.apply(this, args);
     return interceptor[SERVE_ROUTE](
       new RouteContext(request, response, metatype, route),
       plan,

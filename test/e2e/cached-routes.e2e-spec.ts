@@ -273,6 +273,35 @@ describe.each([
   });
 });
 
+describe("Fastify's inject(): the request it makes is served from the route handler too", () => {
+  let daemon: MemcachedDaemon;
+  let app: NestFastifyApplication;
+
+  beforeAll(async () => {
+    daemon = await MemcachedDaemon.start();
+    app = (await start(daemon, new FastifyAdapter())) as NestFastifyApplication;
+  });
+  afterAll(async () => {
+    await app?.close();
+    await daemon?.kill();
+  });
+
+  it('a miss then a hit, with its headers, and the handler never gets the extra argument', async () => {
+    intercepted.mockClear();
+    const controller = app.get(RoutesController);
+    controller.seen.length = 0;
+    const miss = await app.inject({ method: 'GET', url: '/routes/rest/9' });
+    await settle();
+    const hit = await app.inject({ method: 'GET', url: '/routes/rest/9' });
+    expect([miss.statusCode, hit.statusCode]).toStrictEqual([200, 200]);
+    expect([miss.headers['x-cache'], hit.headers['x-cache']]).toStrictEqual(['MISS', 'HIT']);
+    expect(hit.headers['content-type']).toMatch(/^application\/json/);
+    expect(hit.json()).toStrictEqual({ args: 0 });
+    expect(controller.seen).toStrictEqual([[]]);
+    expect(intercepted).not.toHaveBeenCalled();
+  });
+});
+
 describe.each([
   ['Express', () => new ExpressAdapter()],
   ['Fastify', () => new FastifyAdapter()],
