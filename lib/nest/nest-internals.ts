@@ -123,33 +123,46 @@ export function isHttpRequest(value: unknown): value is HttpRequest {
 /** A request as a route receives it: Node's (Express) or Fastify's. */
 export type HttpRequest = (IncomingMessage & { res?: unknown }) | { raw: Readable };
 
-/** Fastify's reply to each request of an app whose routes are served from their handlers. */
-const fastifyReplies = new WeakMap<object, unknown>();
+/**
+ * Where a Fastify request of an app whose routes are served from their handlers keeps its reply:
+ * a request decoration (so every request has it from construction, and keeps one shape), not a
+ * WeakMap (an entry per request is costly for the garbage collector).
+ */
+const REPLY = Symbol.for('nestjs-memcached:reply');
 
 /**
  * The response of a request a route received: Express's own `res`, or the Fastify reply that
  * `linkFastifyReplies` noted; undefined when there is neither.
  */
 export function responseOf(request: HttpRequest): unknown {
-  return request instanceof IncomingMessage ? request.res : fastifyReplies.get(request);
+  return request instanceof IncomingMessage ? request.res : ((request as { [REPLY]?: unknown })[REPLY] ?? undefined);
 }
 
 type FastifyLike = {
   addHook(name: 'onRequest', hook: (request: object, reply: unknown, done: () => void) => void): void;
+  decorateRequest(name: symbol, value: null): void;
+  hasRequestDecorator(name: symbol): boolean;
 };
 
-/** Whether `instance` takes request hooks as Fastify's does (`addHook`). */
+/** Whether `instance` decorates and hooks requests as Fastify's does. */
 export function hooksRequests(instance: unknown): instance is FastifyLike {
-  return typeof (instance as Partial<FastifyLike> | null)?.addHook === 'function';
+  const fastify = instance as Partial<FastifyLike> | null;
+  return (
+    typeof fastify?.addHook === 'function' &&
+    typeof fastify.decorateRequest === 'function' &&
+    typeof fastify.hasRequestDecorator === 'function'
+  );
 }
 
 /**
  * Notes each request's reply in a Fastify app (a Fastify route, unlike Express's, receives no
- * way to it), with Fastify's public `onRequest` hook.
+ * way to it), with Fastify's public `decorateRequest` and `onRequest` hook. Once per instance.
  */
 export function linkFastifyReplies(instance: FastifyLike): void {
+  if (instance.hasRequestDecorator(REPLY)) return;
+  instance.decorateRequest(REPLY, null);
   instance.addHook('onRequest', (request, reply, done) => {
-    fastifyReplies.set(request, reply);
+    (request as { [REPLY]?: unknown })[REPLY] = reply;
     done();
   });
 }
