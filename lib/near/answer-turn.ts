@@ -28,14 +28,13 @@ const batching = !('clock' in immediate) && !('_isMockFunction' in immediate);
 /** Undefined when an answer may be handed back now; else a promise settled when it may. */
 export function answerTurn(): Promise<void> | undefined {
   if (turn.answering || !batching) return undefined;
-  let list = turn.waiting;
-  if (list === undefined) {
-    list = turn.waiting = [];
+  if (turn.waiting === undefined) {
+    turn.waiting = [];
     immediate(handBack);
     // queued in the same phase, so it runs in the same check phase, after handBack's microtasks
     immediate(turnOver);
   }
-  const waiting = list;
+  const waiting = turn.waiting;
   return new Promise((resolve) => waiting.push(resolve));
 }
 

@@ -134,7 +134,7 @@ const REPLY = Symbol.for('nestjs-memcached:reply');
  * The response of a request a route received: Express's own `res`, or the Fastify reply that
  * `linkFastifyReplies` noted; undefined when there is neither.
  */
-export function responseOf(request: HttpRequest): unknown {
+export function routeResponseOf(request: HttpRequest): unknown {
   return request instanceof IncomingMessage ? request.res : ((request as { [REPLY]?: unknown })[REPLY] ?? undefined);
 }
 

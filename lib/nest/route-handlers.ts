@@ -12,7 +12,7 @@ import {
   copyHandlerMetadata,
   isHttpRequest,
   isRouteSentAsIs,
-  responseOf,
+  routeResponseOf,
   passRequestAt,
   RouteContext,
   routeArgumentCount,
@@ -33,8 +33,8 @@ type Trampoline = Function & { [ORIGINAL_METHOD]?: Function; [ROUTE_REQUEST_INDE
  * Nest registers the app's routes: each route's method on the instance becomes a function that
  * carries the route's metadata without the cache interceptor, and receives the request as an
  * extra argument (on Fastify, whose routes get no way to the reply, `linkFastifyReplies` notes
- * each request's reply). Nest then calls it with no interceptor chain around it (unless the route has other
- * interceptors), which makes a hit cost less than a route that returns a constant object.
+ * each request's reply). Nest then calls it with no interceptor chain around it (unless the route
+ * has other interceptors), which makes a hit cost less than a route that returns a constant object.
  *
  * Only with the stock `CacheInterceptor` (a subclass's hooks run in the chain), and only for GET
  * and friends that Nest sends as they are: `@Res()`, `@Next()`, SSE, `@Render`, `@Redirect` and
@@ -114,7 +114,7 @@ function cachedRoute(
     // called by code other than Nest's router: the method as it always was
     if (args.length !== index + 1 || !isHttpRequest(request)) return trampoline.apply(this, args);
     args.length = index;
-    const response = responseOf(request);
+    const response = routeResponseOf(request);
     // a Fastify app whose replies are not linked (not one this module prepared): the method, uncached
     if (response === undefined) return original.apply(this, args);
     return interceptor[SERVE_ROUTE](
