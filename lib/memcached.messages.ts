@@ -71,11 +71,13 @@ export const tlsFailed = (code: string | undefined, message: string) => {
           : 'check that the server has TLS on (memcached -Z) and accepts this client (tls.cert, tls.key)';
   return `TLS handshake failed (${code ?? 'no code'}: ${message}): ${hint}`;
 };
-export const tlsSetupFailed = (code: string | undefined, message: string) =>
+export const tlsSetupFailed = (code: string | undefined, message: string, encryptedKey = false) =>
   `TLS settings unusable (${code ?? 'no code'}: ${message}): ` +
   (/decrypt|passphrase|BAD_DECRYPT/i.test(`${code} ${message}`)
     ? 'tls.key could not be decrypted: check tls.passphrase'
-    : 'check that tls.ca, tls.cert and tls.key are PEM text (or Buffers) and that the key belongs to the certificate');
+    : encryptedKey
+      ? 'check tls.passphrase (a wrong one can decrypt tls.key to bytes that are no key), and that tls.key belongs to tls.cert'
+      : 'check that tls.ca, tls.cert and tls.key are PEM text (or Buffers) and that the key belongs to the certificate');
 
 export const saslRefused = () => 'authentication failed: the server refused the SASL username or password';
 export const saslStatus = (status: number) => `authentication failed: status 0x${status.toString(16)}`;

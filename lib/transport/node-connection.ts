@@ -104,9 +104,26 @@ function tlsSetup(label: string, options: tls.ConnectionOptions): TlsSetup {
     const code = (error as { code?: string }).code;
     return {
       connect,
-      failure: new MemcachedError('connect', label, 'TLS', tlsSetupFailed(code, (error as Error).message)),
+      failure: new MemcachedError(
+        'connect',
+        label,
+        'TLS',
+        tlsSetupFailed(code, (error as Error).message, isEncryptedKey(key)),
+      ),
     };
   }
+}
+
+/**
+ * Whether the key is an encrypted PEM key: a wrong passphrase then usually fails as "bad decrypt",
+ * but now and then decrypts to bytes that fail later, as an undecodable key.
+ */
+function isEncryptedKey(key: tls.ConnectionOptions['key']): boolean {
+  const keys = Array.isArray(key) ? key : [key];
+  return keys.some((k) => {
+    const pem = Buffer.isBuffer(k) ? k.toString('latin1') : typeof k === 'string' ? k : undefined;
+    return pem !== undefined && pem.includes('ENCRYPTED');
+  });
 }
 
 /**

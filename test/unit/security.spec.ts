@@ -7,6 +7,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { FLAG_ENCRYPTED, ValueCipher } from '../../lib/codec/value-cipher.js';
 import { FLAGS_MAGIC } from '../../lib/codec/value.codec.js';
+import { tlsSetupFailed } from '../../lib/memcached.messages.js';
 import { readMemcachedEnv } from '../../lib/config/memcached-env.js';
 import { encryptionKeysOf, MemcachedConfigError, resolveOptions, tlsOf } from '../../lib/config/memcached-options.js';
 
@@ -255,5 +256,15 @@ describe('ValueCipher', () => {
     const cipher = new ValueCipher([{ id: 1, key: key32() }]);
     const value = { bytes: Buffer.from('same'), flags: 0 };
     expect(cipher.seal('k', value).bytes.equals(cipher.seal('k', value).bytes)).toBe(false);
+  });
+});
+
+describe('TLS setup errors name the setting to check', () => {
+  it('an encrypted key that a wrong passphrase decrypts to bytes that are no key still points at tls.passphrase', () => {
+    const undecodable = 'error:1E08010C:DECODER routines::unsupported';
+    expect(tlsSetupFailed('ERR_OSSL_UNSUPPORTED', undecodable, true)).toMatch(/check tls\.passphrase/);
+    expect(tlsSetupFailed('ERR_OSSL_BAD_DECRYPT', 'bad decrypt', true)).toMatch(/check tls\.passphrase/);
+    // a plain key that is not one: PEM text and the certificate, not the passphrase
+    expect(tlsSetupFailed('ERR_OSSL_UNSUPPORTED', undecodable, false)).not.toMatch(/passphrase/);
   });
 });
