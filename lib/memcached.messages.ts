@@ -35,8 +35,10 @@ export const unsupportedValue = (what: string, where: string, mode: string) =>
       : 'class instances, functions, symbols and errors would come back as something else. ' +
         'Cache a plain object instead, or give the module a serializer that knows the type');
 
-export const cacheFailed = (operation: string, namespace: string, detail: string) =>
-  `cache ${operation} failed for namespace "${namespace}", continuing without the cache: ${detail}`;
+export const cacheFailed = (operation: string, namespace: string | undefined, detail: string) =>
+  namespace === undefined
+    ? `cache ${operation} failed, continuing without the cache: ${detail}`
+    : `cache ${operation} failed for namespace "${namespace}", continuing without the cache: ${detail}`;
 
 export const reachable = (node: string, version: string) => `memcached ${node} is reachable (version ${version})`;
 
@@ -97,10 +99,15 @@ export const opcodeMismatch = (got: number, sent: number) =>
 export const nodeSkipped = () => 'node is down; skipped until a probe succeeds';
 export const leaseStatus = (status: number) => `lease answered with status 0x${status.toString(16)}`;
 export const generationLost = () => 'a namespace generation could not be stored';
+export const tagVersionLost = () => 'a cache tag version could not be stored';
 
 // --- values, keys and TTLs a caller gives ---
 
 export const keyNotString = (got: string) => `memcached key must be a string, got ${got}`;
+export const tagsNotList = (shown: string) => `cache tags must be an array of strings, got ${shown}`;
+export const invalidTag = (shown: string, max: number) =>
+  `Invalid cache tag ${shown}: use a string of 1 to ${max} characters`;
+export const tooManyTags = (count: number, max: number) => `An entry may carry at most ${max} cache tags, got ${count}`;
 export const invalidNamespace = (namespace: unknown) =>
   `Invalid cache namespace ${clip(show(namespace))}: use 1 to 200 letters, digits, '_', '.' or '-'`;
 export const invalidTtl = (name: string, shown: string, max: number) =>

@@ -1,7 +1,8 @@
 import { createHmac, createSecretKey, type KeyObject, timingSafeEqual } from 'node:crypto';
 import { MAX_BUS_KEYS } from '../config/near-options.js';
 import { KEY_PREFIX_PATTERN, NAMESPACE_PATTERN } from '../codec/key.codec.js';
-import type { ChangeRef, KeyChange, NamespaceChange } from '../codec/keyspace.js';
+import type { ChangeRef, KeyChange, NamespaceChange, TagChange } from '../codec/keyspace.js';
+import { MAX_TAG_LENGTH } from '../codec/tags.js';
 
 /**
  * Invalidation messages on the bus. Every byte that arrives is untrusted: the broker is shared, and
@@ -9,7 +10,7 @@ import type { ChangeRef, KeyChange, NamespaceChange } from '../codec/keyspace.js
  *
  *   `2.<macs>.<payload>`
  *
- * - `<payload>`: compact JSON `{"s":"<source>","q":<seq>,"t":"k"|"n"|"h"|"b","x":[[...],...],"a":<ms>,"d":1,"o":1}`
+ * - `<payload>`: compact JSON `{"s":"<source>","q":<seq>,"t":"k"|"n"|"g"|"h"|"b","x":[[...],...],"a":<ms>,"d":1,"o":1}`
  *   with the sender's source id (random per process and bus), its sequence number, the type, the
  *   changes, the sender's wall-clock time, `d` when the change was caused by a followed change, and
  *   `o` when every receiver is to hold it as a debt until it is paid: `1` memcached did not confirm
@@ -17,7 +18,8 @@ import type { ChangeRef, KeyChange, NamespaceChange } from '../codec/keyspace.js
  *   Receivers of the previous release ignore `o` and drop their near entries as for any change.
  *   `k`: keys changed (`x` holds `[prefix, namespace, key]`, `namespace` empty for a plain key, or
  *   `[prefix, namespace, sha256, 1]` for a key too long to carry); `n`: namespaces got a new
- *   generation (`[prefix, namespace]`); `h`: a heartbeat; `b`: the source is closing (`x` empty).
+ *   generation (`[prefix, namespace]`); `g`: tags got a new version (`[tagPrefix, tag]`; receivers of
+ *   the release before tags drop it as malformed); `h`: a heartbeat; `b`: the source is closing (`x` empty).
  * - `<macs>`: with `bus.keys`, `<id>:<mac>` for every configured key, comma-separated, where `mac`
  *   is the base64url HMAC-SHA256 of `nmc2.<payload>` under that key: a receiver that knows any
  *   one of the keys can check the message, so processes with keys [2, 1] and [1] interoperate
@@ -27,7 +29,7 @@ import type { ChangeRef, KeyChange, NamespaceChange } from '../codec/keyspace.js
  * window (by the sender's clock) is refused. Without keys, version 1 messages (plain JSON, sent by
  * the previous release) are read too.
  */
-export type BusMessageType = 'k' | 'n' | 'h' | 'b';
+export type BusMessageType = 'k' | 'n' | 'g' | 'h' | 'b';
 
 interface BusHeader {
   source: string;
@@ -44,7 +46,12 @@ interface BusHeader {
 
 /** A decoded message: keys (`k`) or namespaces (`n`) that changed, or a heartbeat or goodbye. */
 export type BusMessage = BusHeader &
-  ({ type: 'k'; changes: KeyChange[] } | { type: 'n'; changes: NamespaceChange[] } | { type: 'h' | 'b'; changes: [] });
+  (
+    | { type: 'k'; changes: KeyChange[] }
+    | { type: 'n'; changes: NamespaceChange[] }
+    | { type: 'g'; changes: TagChange[] }
+    | { type: 'h' | 'b'; changes: [] }
+  );
 
 /** Why a message was dropped before it touched any state. */
 export type BusRejection = 'malformed' | 'forged' | 'replayed' | 'stale';
@@ -183,7 +190,8 @@ function parseJson(text: string): Record<string, unknown> | undefined {
     : undefined;
 }
 
-function changeToWire(change: ChangeRef): (string | 1)[] {
+function changeToWire(change: ChangeRef | TagChange): (string | 1)[] {
+  if ('tag' in change) return [change.tagPrefix, change.tag];
   if (change.key === undefined) return [change.prefix, change.namespace];
   return change.hashed === true
     ? [change.prefix, change.namespace, change.key, 1]
@@ -205,12 +213,26 @@ function changeOf(prefix: unknown, namespace: unknown, key: unknown, hashed: boo
 
 const HASH = /^[A-Za-z0-9_-]{43}$/;
 
-function changesOf(x: unknown, type: unknown): ChangeRef[] | undefined {
+/** A tag change as received: a tag prefix as configured, and a tag as `checkTags` accepts it. */
+function tagChangeOf(entry: unknown[]): TagChange | undefined {
+  const [tagPrefix, tag] = entry;
+  if (entry.length !== 2 || typeof tagPrefix !== 'string' || !KEY_PREFIX_PATTERN.test(tagPrefix)) return undefined;
+  if (typeof tag !== 'string' || tag.length === 0 || tag.length > MAX_TAG_LENGTH) return undefined;
+  return { tagPrefix, tag };
+}
+
+function changesOf(x: unknown, type: unknown): Array<ChangeRef | TagChange> | undefined {
   if (!Array.isArray(x) || x.length > MAX_BUS_NAMES) return undefined;
   if (type === 'h' || type === 'b' ? x.length !== 0 : x.length === 0) return undefined;
-  const changes: ChangeRef[] = [];
+  const changes: Array<ChangeRef | TagChange> = [];
   for (const entry of x) {
     if (!Array.isArray(entry)) return undefined;
+    if (type === 'g') {
+      const tag = tagChangeOf(entry);
+      if (tag === undefined) return undefined;
+      changes.push(tag);
+      continue;
+    }
     let change: ChangeRef | undefined;
     if (type === 'n') change = entry.length === 2 ? changeOf(entry[0], entry[1], undefined, false) : undefined;
     else if (entry.length === 3) change = changeOf(entry[0], entry[1], entry[2], false);
@@ -226,7 +248,8 @@ function changesOf(x: unknown, type: unknown): ChangeRef[] | undefined {
  * and `prefix\0namespace`. Read only from version 1 messages, during a rolling upgrade.
  */
 function legacyChangesOf(x: unknown, type: unknown): ChangeRef[] | undefined {
-  if (!Array.isArray(x) || x.length > MAX_BUS_NAMES) return undefined;
+  // the previous release had no tags
+  if (type === 'g' || !Array.isArray(x) || x.length > MAX_BUS_NAMES) return undefined;
   if (type === 'h' || type === 'b') return x.length === 0 ? [] : undefined;
   if (x.length === 0) return undefined;
   const changes: ChangeRef[] = [];
@@ -277,12 +300,12 @@ function decodeVersion1(text: string): DecodedBusMessage {
 function messageOf(
   fields: Record<string, unknown>,
   at: number,
-  read: (x: unknown, type: unknown) => ChangeRef[] | undefined,
+  read: (x: unknown, type: unknown) => Array<ChangeRef | TagChange> | undefined,
 ): BusMessage | undefined {
   const { s, q, t, x, d, o } = fields;
   if (typeof s !== 'string' || !SOURCE.test(s)) return undefined;
   if (typeof q !== 'number' || !Number.isSafeInteger(q) || q < 1) return undefined;
-  if (t !== 'k' && t !== 'n' && t !== 'h' && t !== 'b') return undefined;
+  if (t !== 'k' && t !== 'n' && t !== 'g' && t !== 'h' && t !== 'b') return undefined;
   if (d !== undefined && d !== 1) return undefined;
   if (o !== undefined && ((o !== 1 && o !== 2) || (t !== 'k' && t !== 'n'))) return undefined;
   const changes = read(x, t);

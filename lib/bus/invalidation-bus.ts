@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { BusTransport } from '../interfaces/bus-transport.interface.js';
 import { BusCodec, type BusMessage, type BusMessageType, type BusRejection, REPLAY_WINDOW_MS } from './bus-message.js';
 import { Inbox, SLICE_MS } from './inbox.js';
-import type { ChangeRef, KeyChange, NamespaceChange } from '../codec/keyspace.js';
+import type { ChangeRef, KeyChange, NamespaceChange, TagChange } from '../codec/keyspace.js';
 
 /** What the bus tells the tier it keeps coherent. */
 export interface BusListener {
@@ -12,6 +12,8 @@ export interface BusListener {
    */
   keys(changes: KeyChange[], derived: boolean, owed: 0 | 1 | 2): void;
   namespaces(changes: NamespaceChange[], derived: boolean, owed: 0 | 1 | 2): void;
+  /** Tags got new versions (entries carrying them miss). */
+  tags(changes: TagChange[]): void;
   /** Something may have been missed (a gap, a new source, a lost connection): drop everything. */
   flush(reason: BusFlushReason): void;
   /** The bus vouches for the tier (`true`) or no longer does. */
@@ -199,6 +201,11 @@ export class InvalidationBus {
     void this.publish('n', changes, derived, owed);
   }
 
+  /** Tags invalidated (after memcached took their new versions, or failed to). */
+  publishTags(changes: TagChange[]): void {
+    void this.publish('g', changes);
+  }
+
   stats(): BusStats {
     const now = this.clock();
     let quietSources = 0;
@@ -265,10 +272,15 @@ export class InvalidationBus {
     return vouched;
   }
 
-  private publish(type: BusMessageType, changes: ChangeRef[], derived = false, owed: 0 | 1 | 2 = 0): Promise<void> {
+  private publish(
+    type: BusMessageType,
+    changes: Array<ChangeRef | TagChange>,
+    derived = false,
+    owed: 0 | 1 | 2 = 0,
+  ): Promise<void> {
     // every message takes a number, sent or not, so receivers see a gap for one that was lost
     const seq = ++this.seq;
-    const counted = type === 'k' || type === 'n';
+    const counted = type === 'k' || type === 'n' || type === 'g';
     if (!this.connected) {
       if (counted) this.counters.publishFailures++;
       return Promise.resolve();
@@ -312,6 +324,7 @@ export class InvalidationBus {
     if (message.type === 'k') this.listener.keys(message.changes, message.derived === true, message.owed ?? 0);
     else if (message.type === 'n')
       this.listener.namespaces(message.changes, message.derived === true, message.owed ?? 0);
+    else if (message.type === 'g') this.listener.tags(message.changes);
     else if (message.type === 'b') this.depart(message.source, message.seq, arrived);
     // a source heard again (or gone for good) may be what the tier was waiting for
     if (!this.isHealthy) this.assess(this.clock());

@@ -5,6 +5,7 @@ import type { CacheBackend } from '../client/client-core.js';
 import type { EntryRef } from '../codec/keyspace.js';
 import { DEADLINE, RELOAD_PAUSED, type Served } from '../client/read-through.js';
 import { assertNamespace } from '../codec/key.codec.js';
+import { checkTags } from '../codec/tags.js';
 import { normalizeTtl } from '../codec/ttl.js';
 import type { ResponseMeta } from '../codec/value.codec.js';
 import type { HttpCachePolicy } from '../config/memcached-options.js';
@@ -177,6 +178,20 @@ export class CacheAsideEngine {
     }
   }
 
+  /**
+   * Makes every entry carrying one of `tags` miss, everywhere the tags are shared. Never rejects:
+   * a failure is logged, counted (under `namespace`, when a decorator asked) and emitted.
+   */
+  async invalidateTags(tags: string[], namespace?: string): Promise<void> {
+    try {
+      const checked = checkTags(tags);
+      await this.backend.invalidateTags(checked);
+      this.counts.tagsInvalidated(checked);
+    } catch (error) {
+      this.fail(namespace, 'invalidateTags', error);
+    }
+  }
+
   /** Counters per namespace since start. */
   stats(): Record<string, NamespaceStats> {
     return this.counts.namespaceStats();
@@ -211,9 +226,11 @@ export class CacheAsideEngine {
     const namespace = this.namespaceOf(plan, options);
     const http = site.http;
     let target: EntryRef;
+    let tags: string[] | undefined;
     try {
       assertNamespace(namespace);
       const key = this.keyOf(options, site, false);
+      tags = this.tagsOf(options, site);
       target = { namespace, key, variant: http && this.vary.variant(plan, key, http) };
     } catch (error) {
       this.fail(namespace, 'key', error);
@@ -232,10 +249,12 @@ export class CacheAsideEngine {
         const keep = how?.keep !== false;
         const produced = await produce(keep);
         if (produced.storable === false) unstorable = true;
-        return {
-          value: produced.value,
-          fill: keep ? await this.fillPlan(plan, options, site, current, produced) : undefined,
-        };
+        const fill = keep ? await this.fillPlan(plan, options, site, current, produced) : undefined;
+        if (fill === undefined || options.resultTags === undefined) return { value: produced.value, fill };
+        const resultTags = this.resultTagsOf(namespace, options, site, produced.value);
+        return resultTags === undefined
+          ? { value: produced.value, fill: undefined }
+          : { value: produced.value, fill, resultTags };
       };
       try {
         served = await this.backend.read({
@@ -246,6 +265,7 @@ export class CacheAsideEngine {
           label,
           near: this.backend.usesNear(target.namespace, options.nearCache),
           grace,
+          tags,
         });
       } catch (error) {
         // only the method's own error gets here (the cache fails open): the read was a miss
@@ -344,7 +364,14 @@ export class CacheAsideEngine {
         { namespace, key },
         { value: result },
       );
-      const report = await this.backend.write({ namespace, key }, result, fill, `namespace "${namespace}"`);
+      const declared = this.tagsOf(options, site) ?? [];
+      const learned =
+        fill === undefined || options.resultTags === undefined
+          ? []
+          : this.resultTagsOf(namespace, options, site, result);
+      if (learned === undefined) return;
+      const tags = learned.length === 0 ? declared : checkTags([...declared, ...learned]);
+      const report = await this.backend.write({ namespace, key }, result, fill, `namespace "${namespace}"`, tags);
       if (report.outcome === 'stored') this.counts.filled(namespace, key);
       if (report.failure) this.fail(namespace, report.failure.operation, report.failure.error);
     } catch (error) {
@@ -354,6 +381,17 @@ export class CacheAsideEngine {
 
   private async evictFor(plan: CachePlan, site: CallSite, options: CacheEvictOptions): Promise<void> {
     const namespace = this.namespaceOf(plan, options);
+    if (options.tags !== undefined) {
+      let tags: string[];
+      try {
+        tags = this.tagsOf(options, site)!;
+      } catch (error) {
+        this.fail(namespace, 'tags', error);
+        return;
+      }
+      await this.invalidateTags(tags, namespace);
+      if (options.key === undefined && options.keys === undefined && !options.allEntries) return;
+    }
     if (options.allEntries) return this.evictAll(namespace);
     let keys: string[];
     try {
@@ -378,6 +416,31 @@ export class CacheAsideEngine {
     else key = evicting && site.defaultEvictKey ? site.defaultEvictKey() : site.defaultKey();
     if (typeof key !== 'string') throw new MemcachedUsageError('KEY_FUNCTION', keyFnNotString(typeof key));
     return key;
+  }
+
+  /** A decorator's tags for this call (checked), or undefined without any. */
+  private tagsOf(
+    options: CacheableOptions | CachePutOptions | CacheEvictOptions,
+    site: CallSite,
+  ): string[] | undefined {
+    const tags = options.tags;
+    if (tags === undefined) return undefined;
+    return checkTags(typeof tags === 'function' ? tags(...site.keyArgs) : tags);
+  }
+
+  /** The tags a decorator learns from a result (checked); undefined when its function failed (reported: nothing is stored). */
+  private resultTagsOf(
+    namespace: string,
+    options: CacheableOptions | CachePutOptions,
+    site: CallSite,
+    result: unknown,
+  ): string[] | undefined {
+    try {
+      return checkTags(options.resultTags!(result as never, ...site.keyArgs));
+    } catch (error) {
+      this.fail(namespace, 'tags', error);
+      return undefined;
+    }
   }
 
   private ttlOf(plan: CachePlan, options: CacheableOptions | CachePutOptions, value: unknown): number | undefined {
@@ -413,7 +476,7 @@ export class CacheAsideEngine {
     this.warnings.warn(`graced:${namespace}`, () => servingGraced(namespace, why));
   }
 
-  private fail(namespace: string, operation: string, error: unknown): void {
+  private fail(namespace: string | undefined, operation: string, error: unknown): void {
     this.counts.failed(namespace, operation, error);
     const code = (error as { code?: string })?.code;
     // topics by operation, node and error kind: never by a message, which can hold user data

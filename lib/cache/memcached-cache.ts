@@ -37,6 +37,18 @@ export class MemcachedCache {
     return this.engine.evictAll(namespace);
   }
 
+  /**
+   * Makes every entry carrying one of `tags` miss: in every namespace, in this process and in every
+   * service sharing the `tagPrefix`. Never rejects: a failure is logged, counted and emitted.
+   *
+   * @example
+   * await this.repo.update(id, changes);
+   * await this.cache.invalidateTags([`user:${id}`]);
+   */
+  invalidateTags(tags: string[]): Promise<void> {
+    return this.engine.invalidateTags(tags);
+  }
+
   /** Counters and latency of cached calls, per namespace, since start. */
   stats(): Record<string, NamespaceStats> {
     return this.engine.stats();

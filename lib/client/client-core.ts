@@ -17,6 +17,7 @@ import { CacheStats } from '../stats/cache-stats.js';
 import { NodeConnection, type NodeTransportFactory } from '../transport/node-connection.js';
 import { RateLimitedLogger } from '../utils/rate-limited-logger.js';
 import type { FillPlan, FillReport } from './lease.js';
+import { TagVersions } from './tag-versions.js';
 import type { EntryRef } from '../codec/keyspace.js';
 import { Namespaces } from './namespaces.js';
 import { DebtSpool } from './debt-spool.js';
@@ -49,7 +50,15 @@ export interface CacheBackend {
   /** A cache-aside read: the entry, or the source loaded once and filled. */
   read<T>(request: ReadRequest<T>): Promise<Served<T>>;
   /** Stores a value as an overwrite (`@CachePut`): loads of the key split off, every variant of it dropped. */
-  write(target: EntryRef, value: unknown, fill: FillPlan | undefined, label: string): Promise<FillReport>;
+  write(
+    target: EntryRef,
+    value: unknown,
+    fill: FillPlan | undefined,
+    label: string,
+    tags?: readonly string[],
+  ): Promise<FillReport>;
+  /** Gives tags new versions: every entry carrying one misses, in every service sharing the tag keyspace. */
+  invalidateTags(tags: readonly string[]): Promise<void>;
   /** Deletes a key and every variant of it. */
   evict(target: { namespace?: string; key: string }): Promise<boolean>;
   /** Makes every entry of a namespace miss. */
@@ -136,6 +145,7 @@ export class ClientCore implements CacheBackend {
       keys && new ValueCipher(keys),
     );
     this.namespaces = new Namespaces(this.ops, o.keyPrefix);
+    const tags = new TagVersions(this.ops, o.tagPrefix);
     const warnings = this.ops.warnings;
     const spool =
       o.invalidationSpool === undefined
@@ -150,6 +160,7 @@ export class ClientCore implements CacheBackend {
             this.ops,
             this.namespaces,
             o.keyPrefix,
+            o.tagPrefix,
             this.logger,
             o.nearCache !== undefined,
             o.bus,
@@ -168,8 +179,12 @@ export class ClientCore implements CacheBackend {
       this.near,
       (failover) => this.debtObserver(warnings, failover ? undefined : spool, failover),
       o.breakerCooldown,
+      tags,
     );
-    if (this.near !== undefined) this.near.owedHere = () => this.readThrough.debts.held();
+    if (this.near !== undefined) {
+      this.near.owedHere = () => this.readThrough.debts.held();
+      this.near.heardTags = (heard) => tags.heard(heard);
+    }
     // what a process that died with debts left behind is this one's to pay, first
     this.loadingSpool = true;
     for (const debt of spool?.load() ?? []) this.readThrough.debts.owe(debt, true);
@@ -242,7 +257,18 @@ export class ClientCore implements CacheBackend {
     return this.readThrough.read(request);
   }
 
-  async write(target: EntryRef, value: unknown, fill: FillPlan | undefined, label: string): Promise<FillReport> {
+  async write(
+    target: EntryRef,
+    value: unknown,
+    fill: FillPlan | undefined,
+    label: string,
+    tags?: readonly string[],
+  ): Promise<FillReport> {
+    if (fill !== undefined && tags !== undefined && tags.length > 0) {
+      // a put stores what the method just wrote: under the versions its tags have now
+      const versions = this.readThrough.tags;
+      fill = { ...fill, tags: await versions.stamps(tags, await versions.read(tags)) };
+    }
     return this.readThrough.overwrite(
       target,
       () => this.namespaces.currentWire(target),
@@ -267,6 +293,10 @@ export class ClientCore implements CacheBackend {
 
   evictAll(namespace: string): Promise<void> {
     return this.readThrough.evictAll(namespace);
+  }
+
+  invalidateTags(tags: readonly string[]): Promise<void> {
+    return this.readThrough.invalidateTags(tags);
   }
 
   usesNear(namespace: string | undefined, choice: boolean | undefined): boolean {

@@ -1,3 +1,4 @@
+import { flightNames } from '../codec/keyspace.js';
 import type { ItemRead } from './operations.js';
 
 /** What a running load tells the calls that may join it. */
@@ -63,6 +64,15 @@ export class Flights {
     if (current === undefined) return;
     current.invalidated = true;
     this.running.delete(key);
+  }
+
+  /** An eviction of a wire key: its loads (HTTP or not, tagged or not) are neither joined nor stored. */
+  invalidateWire(wire: string): void {
+    this.invalidate(flightNames.ofWire(wire, false));
+    this.invalidate(flightNames.ofWire(wire, true));
+    if (this.running.size === 0) return;
+    this.invalidatePrefix(flightNames.ofWire(wire, false) + '\u0002');
+    this.invalidatePrefix(flightNames.ofWire(wire, true) + '\u0002');
   }
 
   /** Invalidates every running load whose key starts with `prefix`. */

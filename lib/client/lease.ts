@@ -8,6 +8,7 @@ import { buildRequest, Opcode, Status, storeExtras } from '../transport/protocol
 import { MemcachedError } from '../transport/memcached.error.js';
 import type { FlightHandle } from './flights.js';
 import type { ItemRead, Operations, StoreOutcome } from './operations.js';
+import type { TagStamp } from '../codec/tags.js';
 
 /** How to store a loaded value. */
 export interface FillPlan {
@@ -21,6 +22,8 @@ export interface FillPlan {
   meta?: ResponseMeta;
   /** Fill this wire key instead of the one read: another variant of the same key. */
   wire?: string;
+  /** The versions of the entry's tags, read before its value was loaded. */
+  tags?: readonly TagStamp[];
 }
 
 /** What a load returns: the value, and how to store it (undefined: do not store it). */
@@ -35,6 +38,8 @@ export function freshness(ttl: number, keptFor: number): { ttl: number; freshFor
 export interface Loaded<T> {
   value: T;
   fill: FillPlan | undefined;
+  /** Tags the value carries beyond those known before the load (learned from the value itself). */
+  resultTags?: readonly string[];
 }
 
 /**
@@ -134,7 +139,9 @@ export class LeaseProtocol {
   /**
    * Loads a missing key under the lease protocol. `flight` learns which marker this load holds or
    * waits for, and says whether an eviction in this process came after it started. `label` names
-   * the entries in warnings.
+   * the entries in warnings. `replace`: the CAS of the item read, which is not a usable value
+   * (unreadable, or stored under tags invalidated since); `reread` reads the key while waiting
+   * for another caller's fill (the tagged read, which finds such a fill stale too).
    */
   async load<T>(
     wire: string,
@@ -142,6 +149,7 @@ export class LeaseProtocol {
     label: string,
     flight: FlightHandle,
     rawJson = false,
+    how: { replace?: Buffer; reread?: () => Promise<ItemRead> } = {},
   ): Promise<LeasedLoad<T>> {
     const deadline = Date.now() + this.options.leaseWait;
     let backoff = 4;
@@ -152,7 +160,7 @@ export class LeaseProtocol {
       told = true;
     };
     // an item nobody can read (tampered with, another writer's) is taken over by its CAS
-    let unreadable: Buffer | undefined;
+    let unreadable: Buffer | undefined = how.replace;
     for (;;) {
       let cas: Buffer | null;
       try {
@@ -181,7 +189,7 @@ export class LeaseProtocol {
         await sleep(backoff);
         backoff = Math.min(backoff * 2, 50);
         try {
-          [item] = await this.ops.read([wire], { rawJson });
+          item = how.reread !== undefined ? await how.reread() : (await this.ops.read([wire], { rawJson }))[0];
         } catch (error) {
           tell(null);
           return { value: (await loader()).value, outcome: 'MISS', waited, failure: { operation: 'get', error } };
@@ -308,7 +316,7 @@ export class LeaseProtocol {
     try {
       const expiry = toExpiry(plan.ttl);
       const freshUntil = plan.freshFor === undefined ? undefined : Date.now() + plan.freshFor * 1000;
-      return { encoded: this.ops.encode(loaded.value, freshUntil, plan.asResponse, plan.meta), expiry };
+      return { encoded: this.ops.encode(loaded.value, freshUntil, plan.asResponse, plan.meta, plan.tags), expiry };
     } catch (error) {
       if (error instanceof UnsupportedValueError) this.ops.warnUnsupported(label, error);
       else this.ops.warnings.warn(`fill:${label}`, () => fillRefused(label, (error as Error).message));

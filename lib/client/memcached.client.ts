@@ -1,3 +1,4 @@
+import { checkTags } from '../codec/tags.js';
 import { MemcachedUsageError } from '../memcached.errors.js';
 import type { LoggerService, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import { inspect } from 'node:util';
@@ -74,6 +75,21 @@ export interface GetOrSetOptions<T> extends KeyOptions {
    * `graceDeadline` (the last good value is returned instead). Default: the module's `grace`.
    */
   grace?: number;
+  /**
+   * Tags of the entry (up to 32 strings of 1 to 200 characters): `invalidateTags` with any of them
+   * makes it miss, here and in every service sharing the `tagPrefix`. Read before `loader` runs.
+   *
+   * @example
+   * cache.getOrSet(`order:${id}`, () => repo.findOrder(id), { tags: [`order:${id}`] })
+   */
+  tags?: string[];
+  /**
+   * Tags learned from the loaded value (the ids in a list), recorded with it.
+   *
+   * @example
+   * cache.getOrSet('orders:recent', () => repo.recent(), { resultTags: (orders) => orders.map((o) => `user:${o.userId}`) })
+   */
+  resultTags?: (value: T) => string[];
 }
 
 const MAX_UINT64 = (1n << 64n) - 1n;
@@ -139,12 +155,12 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
     let value: unknown;
     // an invalidation of it that memcached did not confirm: what memcached holds may be older
     if (this.readThrough.owes({ namespace, key })) value = undefined;
-    else if (namespace === undefined) value = await this.ops.get(this.keyFor(key));
     else {
       const target = { namespace, key };
       this.namespaces.check(target);
       const { item } = await this.namespaces.lookup(target);
-      value = item.state === 'hit' ? item.value : undefined;
+      // an entry stored with tags is read as a miss once one of them is invalidated
+      value = item.state === 'hit' && (await this.readThrough.current(item)) ? item.value : undefined;
     }
     this.statistics.read(namespace, key, value === undefined ? 'MISS' : 'HIT', performance.now() - started);
     return value as T | undefined;
@@ -163,10 +179,15 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
     const found = await this.ops.fetchTolerant(wires);
     const result = new Map<string, T>();
     const namespace = options?.namespace || undefined;
+    const items = keys.map((key, i) => {
+      const res = this.readThrough.owes({ namespace, key }) ? undefined : found[i];
+      return res === undefined ? undefined : this.ops.decodeTagged(res, wires[i]);
+    });
+    // entries stored with tags: their versions in one more round trip, a changed one a miss
+    const stale = await this.readThrough.staleTagged(items.map((item) => item?.tags));
     const durationMs = performance.now() - started;
     for (let i = 0; i < keys.length; i++) {
-      const res = this.readThrough.owes({ namespace, key: keys[i] }) ? undefined : found[i];
-      const value = res === undefined ? undefined : this.ops.decode(res, wires[i]);
+      const value = stale[i] ? undefined : items[i]?.value;
       this.statistics.read(namespace, keys[i], value === undefined ? 'MISS' : 'HIT', durationMs);
       if (value !== undefined) result.set(keys[i], value as T);
     }
@@ -206,6 +227,18 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
     await this.readThrough.evictAll(namespace);
   }
 
+  /**
+   * Makes every entry carrying one of `tags` miss: in every namespace, in this process and in every
+   * service sharing the `tagPrefix` (near caches drop them on the bus). Each tag gets a new random
+   * version; rejects with `MemcachedError` when memcached did not take one.
+   *
+   * @example
+   * await this.cache.invalidateTags([`user:${id}`]);
+   */
+  async invalidateTags(tags: string[]): Promise<void> {
+    await this.readThrough.invalidateTags(checkTags(tags));
+  }
+
   /** Sets a new TTL (seconds) on an existing key; `false` when it is missing. */
   async touch(key: string, ttl: number, options?: KeyOptions): Promise<boolean> {
     const expiry = toExpiry(normalizeTtl(ttl));
@@ -239,6 +272,8 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
     const grace = options?.grace === undefined ? this.options.grace : normalizeGrace(options.grace);
     const fillOf = (seconds: number) => freshness(seconds, grace);
     if (typeof key !== 'string') this.keyFor(key);
+    const tags = options?.tags === undefined ? undefined : checkTags(options.tags);
+    const resultTags = options?.resultTags;
     const namespace = options?.namespace || undefined;
     const label = namespace ? `namespace "${namespace}"` : 'keys without a namespace';
     const started = performance.now();
@@ -247,11 +282,16 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
       served = await this.readThrough.read({
         target: { namespace, key },
         near: this.core.usesNear(namespace, options?.nearCache),
+        tags,
         load: async () => {
           const value = await loader();
-          if (typeof ttl !== 'function' || value === undefined) return { value, fill: fillOf(fixedTtl) };
+          if (value === undefined || (typeof ttl !== 'function' && resultTags === undefined))
+            return { value, fill: fillOf(fixedTtl) };
           try {
-            return { value, fill: fillOf(normalizeTtl(ttl(value), 'ttl()')) };
+            const fill = fillOf(typeof ttl === 'function' ? normalizeTtl(ttl(value), 'ttl()') : fixedTtl);
+            return resultTags === undefined
+              ? { value, fill }
+              : { value, fill, resultTags: checkTags(resultTags(value)) };
           } catch (error) {
             this.ops.warnings.warn(`fill:${label}`, () => fillRefused(label, (error as Error).message));
             return { value, fill: undefined };

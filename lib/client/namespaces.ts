@@ -15,8 +15,11 @@ export interface Lookup {
   /** The generations the entry was read under, checked by the same read (namespaced targets). */
   generation?: number;
   group?: number;
+  /** The versions of the tags read with the entry, in the order asked for (tagged reads). */
+  tagItems?: ItemRead[];
 }
 
+const NO_TAGS: readonly string[] = [];
 const KNOWN_NAMESPACES = 10_000;
 const KNOWN_VARIANT_GROUPS = 50_000;
 
@@ -67,37 +70,48 @@ export class Namespaces {
    * Reads the target's entry under the current generations (one round trip when they are known).
    * With `keep`, a hit carries a copy of its bytes (for the near cache). The caller has `check`ed it.
    */
-  async lookup(target: EntryRef, rawJson = false, keep = false): Promise<Lookup> {
+  async lookup(
+    target: EntryRef,
+    rawJson = false,
+    keep = false,
+    tagWires: readonly string[] = NO_TAGS,
+  ): Promise<Lookup> {
     const { namespace, variant } = target;
-    if (!namespace) {
-      const wire = this.plainWire(target.key);
-      return { wire, item: (await this.ops.read([wire], { rawJson, keep }))[0] };
-    }
+    if (!namespace) return this.readEntry(this.plainWire(target.key), tagWires, rawJson, keep);
     const known = this.generations.get(namespace);
     // a variant group's counter is remembered under its wire key
     const groupWire = variant === undefined ? undefined : this.groupWire(namespace, target.key);
     const knownGroup = groupWire === undefined ? 0 : this.groups.get(groupWire);
     if (known !== undefined && knownGroup !== undefined) {
       const wire = this.wireAt(target, known, knownGroup);
-      const wires =
-        groupWire === undefined
-          ? [this.generationWire(namespace), wire]
-          : [this.generationWire(namespace), groupWire, wire];
+      const counters =
+        groupWire === undefined ? [this.generationWire(namespace)] : [this.generationWire(namespace), groupWire];
+      const wires = tagWires.length === 0 ? [...counters, wire] : [...counters, ...tagWires, wire];
       const items = await this.ops.read(wires, { rawJson, keep, counters: wires.length - 1 });
       const generation = counterValue(items[0]);
       const group = variant === undefined ? 0 : counterValue(items[1]);
-      if (generation === known && group === knownGroup)
-        return { wire, item: items[wires.length - 1], generation, group };
+      if (generation === known && group === knownGroup) {
+        const found: Lookup = { wire, item: items[wires.length - 1], generation, group };
+        if (tagWires.length > 0) found.tagItems = items.slice(counters.length, wires.length - 1);
+        return found;
+      }
       if (generation !== undefined && group !== undefined) {
         this.generations.set(namespace, generation);
         if (groupWire !== undefined) this.groups.set(groupWire, group);
         const current = this.wireAt(target, generation, group);
-        return { wire: current, item: (await this.ops.read([current], { rawJson, keep }))[0], generation, group };
+        return { ...(await this.readEntry(current, tagWires, rawJson, keep)), generation, group };
       }
     }
     const ids = await this.currentIds(target);
     const wire = this.wireAt(target, ids.generation, ids.group);
-    return { wire, item: (await this.ops.read([wire], { rawJson, keep }))[0], ...ids };
+    return { ...(await this.readEntry(wire, tagWires, rawJson, keep)), ...ids };
+  }
+
+  /** An entry and the versions of its tags (`tagWires`), in one round trip. */
+  private async readEntry(wire: string, tagWires: readonly string[], rawJson: boolean, keep: boolean): Promise<Lookup> {
+    if (tagWires.length === 0) return { wire, item: (await this.ops.read([wire], { rawJson, keep }))[0] };
+    const items = await this.ops.read([...tagWires, wire], { rawJson, keep, counters: tagWires.length });
+    return { wire, item: items[tagWires.length], tagItems: items.slice(0, tagWires.length) };
   }
 
   /** The wire key of the target's entry under the current generations (created when missing). */

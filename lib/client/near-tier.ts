@@ -28,7 +28,7 @@ import {
 } from '../memcached.messages.js';
 import { StateLog } from '../utils/state-log.js';
 import type { NearCache } from '../near/near-cache.js';
-import { changeNames, type EntryRef, type KeyChange, type NamespaceChange } from '../codec/keyspace.js';
+import { changeNames, type EntryRef, type KeyChange, type NamespaceChange, type TagChange } from '../codec/keyspace.js';
 import type { Lookup, Namespaces } from './namespaces.js';
 import type { KeptBytes, Operations } from './operations.js';
 import type { Debt } from './debts.js';
@@ -84,6 +84,8 @@ export class NearTier implements BusListener {
     private readonly ops: Operations,
     private readonly spaces: Namespaces,
     private readonly prefix: string,
+    /** The tag keyspace: tag changes on the bus from other keyspaces are not ours. */
+    private readonly tagPrefix: string,
     logger: LoggerService | false,
     /** Whether a near cache is configured (else only this process's changes are published). */
     readonly serving: boolean,
@@ -182,6 +184,7 @@ export class NearTier implements BusListener {
         family: changeNames.family(this.change(target)),
         held: item.kept,
         size: item.kept.bytes.length + found.wire.length,
+        tags: item.tags?.map(([tag]) => this.tagName(tag)),
       },
       target.namespace === undefined
         ? {}
@@ -209,6 +212,18 @@ export class NearTier implements BusListener {
     if (this.serving) this.cache.invalidateKey(changeNames.family(change));
     this.bus.publishKeys([change], derived, owed);
     if (!derived) this.followKey(change);
+  }
+
+  /** Tags are about to get, or just got, new versions here: drop their entries and refuse reads begun before. */
+  tagsChanging(tags: readonly string[]): void {
+    if (this.serving) for (const tag of tags) this.cache.invalidateTag(this.tagName(tag));
+  }
+
+  /** Tags got new versions in memcached (or may have): drop their entries again, and tell every process. */
+  tagsChanged(tags: readonly string[]): void {
+    this.tagsChanging(tags);
+    const changes = tags.map((tag): TagChange => ({ tagPrefix: this.tagPrefix, tag }));
+    for (let i = 0; i < changes.length; i += MAX_BUS_NAMES) this.bus.publishTags(changes.slice(i, i + MAX_BUS_NAMES));
   }
 
   namespaceChanging(namespace: string): void {
@@ -266,6 +281,19 @@ export class NearTier implements BusListener {
       if (!derived) this.followNamespace(change);
     }
   }
+
+  tags(changes: TagChange[]): void {
+    const ours: string[] = [];
+    for (const change of changes) {
+      if (change.tagPrefix !== this.tagPrefix) continue;
+      if (this.serving) this.cache.invalidateTag(changeNames.tagName(change));
+      ours.push(change.tag);
+    }
+    if (ours.length > 0) this.heardTags?.(ours);
+  }
+
+  /** Hears the tags other processes invalidated (loads running here must not store under them; set by the client). */
+  heardTags?: (tags: string[]) => void;
 
   /** A followed key changed: evict the same key (or everything) of the namespace derived from it. */
   private followKey(change: KeyChange): void {
@@ -371,6 +399,10 @@ export class NearTier implements BusListener {
   /** A key's change as the bus carries it (a key too long for a message as its hash). */
   private change(target: { namespace?: string; key: string }): KeyChange {
     return changeNames.ofKey(this.prefix, target, MAX_BUS_NAME);
+  }
+
+  private tagName(tag: string): string {
+    return changeNames.tagName({ tagPrefix: this.tagPrefix, tag });
   }
 
   private namespaceName(namespace: string): string {

@@ -27,6 +27,7 @@ import {
   STATUS_TEXT,
   storeExtras,
 } from '../transport/protocol.js';
+import type { TagStamp } from '../codec/tags.js';
 import type { RateLimitedLogger } from '../utils/rate-limited-logger.js';
 import type { CacheStats } from '../stats/cache-stats.js';
 
@@ -39,7 +40,16 @@ export type ItemRead =
   | { state: 'miss' }
   | { state: 'lease'; cas: Buffer }
   | { state: 'unreadable'; cas: Buffer }
-  | { state: 'hit'; value: unknown; cas: Buffer; freshUntil?: number; meta?: ResponseMeta; kept?: KeptBytes };
+  | {
+      state: 'hit';
+      value: unknown;
+      cas: Buffer;
+      freshUntil?: number;
+      meta?: ResponseMeta;
+      kept?: KeptBytes;
+      /** The versions of its tags the entry was stored under. */
+      tags?: TagStamp[];
+    };
 
 /** A hit's stored bytes and flags, copied out (for the near cache, which decodes them per hit). */
 export interface KeptBytes {
@@ -118,6 +128,7 @@ export class Operations {
           cas: res!.header.cas,
           freshUntil: item.freshUntil,
           meta: item.meta,
+          tags: item.tags,
         };
     }
     const last = wires.length - 1;
@@ -143,15 +154,26 @@ export class Operations {
 
   /** The value of a GET response for `wire`, or undefined (a miss, a lease marker, bytes that do not decode). */
   decode(res: BinaryResponse, wire: string): unknown {
+    return this.decodeTagged(res, wire)?.value;
+  }
+
+  /** The value of a GET response and the tag versions it was stored under, or undefined (see `decode`). */
+  decodeTagged(res: BinaryResponse, wire: string): { value: unknown; tags?: TagStamp[] } | undefined {
     const stored = this.open(res, wire, false);
     const item = stored === undefined ? undefined : this.decodeItem(stored);
-    return item === undefined || item === LEASE ? undefined : item.value;
+    return item === undefined || item === LEASE ? undefined : item;
   }
 
   /** Encodes a value; a value that cannot be kept as it is throws `UnsupportedValueError`, counted. */
-  encode(value: unknown, freshUntil?: number, asResponse = false, meta?: ResponseMeta): EncodedValue {
+  encode(
+    value: unknown,
+    freshUntil?: number,
+    asResponse = false,
+    meta?: ResponseMeta,
+    tags?: readonly TagStamp[],
+  ): EncodedValue {
     try {
-      return this.codec.encode(value, freshUntil, asResponse, meta);
+      return this.codec.encode(value, freshUntil, asResponse, meta, tags);
     } catch (error) {
       if (error instanceof UnsupportedValueError) this.stats.count('unsupportedValues');
       throw error;

@@ -10,6 +10,8 @@ import { flushAll } from './node-commands.js';
 import type { BreakerNode } from '../cluster/breaker-node.js';
 import { LRUCache } from 'lru-cache';
 import { answerTurn } from '../near/answer-turn.js';
+import type { TagStamp } from '../codec/tags.js';
+import type { TagVersions, TagVersionsRead } from './tag-versions.js';
 
 import type { ReadOutcome } from '../stats/cache-stats.js';
 
@@ -25,6 +27,11 @@ export interface ReadRequest<T> {
   label: string;
   /** Serve from and keep in the near cache (when the client has one). */
   near?: boolean;
+  /**
+   * The entry's tags, checked (`checkTags`): their versions are read with it, and stamped into
+   * its fill as read before the load, so an invalidation during the load leaves the fill stale.
+   */
+  tags?: readonly string[];
   /**
    * Grace (stale-if-error): past its freshness (and `staleWhileRevalidate`), an entry is reloaded
    * by the caller, and if the load fails or passes `deadline`, the entry is served instead.
@@ -96,6 +103,8 @@ export class ReadThrough {
     debtObserver: (failover: boolean) => DebtObserver,
     /** Longest pause between attempts to pay a debt, ms. */
     payEvery: number,
+    /** The versions of tags, in the tag keyspace. */
+    readonly tags: TagVersions,
   ) {
     this.leases = new LeaseProtocol(ops, leaseOptions);
     const payer = {
@@ -166,10 +175,30 @@ export class ReadThrough {
     }
     let found: Lookup | undefined;
     let failure: CacheFailure | undefined;
+    const declared = request.tags ?? NO_TAGS;
+    const readTags = this.tags.toRead(target, declared);
+    let versions: TagVersionsRead | undefined;
+    let staleCas: Buffer | undefined;
+    const tagStart = this.tags.begin();
     if (!this.skips(target)) {
       try {
-        found = await this.namespaces.lookup(target, request.rawJson, near !== undefined && near.cache.active);
+        found = await this.namespaces.lookup(
+          target,
+          request.rawJson,
+          near !== undefined && near.cache.active,
+          readTags.length === 0 ? NO_TAGS : readTags.map((tag) => this.tags.wireOf(tag)),
+        );
+        if (readTags.length > 0) versions = this.tags.versionsOf(readTags, found.tagItems!);
+        const read = found.item;
+        if (read.state === 'hit' && (read.tags !== undefined || declared.length > 0)) {
+          versions ??= new Map();
+          if (!(await this.tags.verify(target, read.tags, declared, versions))) {
+            staleCas = read.cas;
+            found = { ...found, item: { state: 'unreadable', cas: read.cas } };
+          }
+        }
       } catch (error) {
+        found = undefined;
         failure = { operation: 'get', error };
       }
     }
@@ -177,13 +206,14 @@ export class ReadThrough {
     if (item?.state === 'hit') {
       if (item.freshUntil !== undefined && item.freshUntil <= Date.now()) {
         const grace = request.grace;
+        const reload = this.tags.stamped(request, readTags, versions, tagStart);
         if (grace !== undefined && item.freshUntil + grace.staleFor * 1000 <= Date.now())
-          return this.graced(request, found!, item, ticket, grace);
+          return this.graced({ ...request, load: reload }, found!, item, ticket, grace);
         return {
           value: item.value as T,
           outcome: 'STALE',
           meta: item.meta,
-          filled: this.leases.refresh(found!.wire, item.cas, request.load, request.label),
+          filled: this.leases.refresh(found!.wire, item.cas, reload, request.label),
         };
       }
       if (item.kept !== undefined) near?.keep(start, target, found!);
@@ -202,22 +232,53 @@ export class ReadThrough {
       return failure === undefined ? { value: result, outcome: 'MISS' } : { value: result, outcome: 'MISS', failure };
     }
     const wire = found.wire;
-    const { result, joined } = await this.flights.run(
-      flightNames.ofWire(wire, request.rawJson === true),
-      ticket,
-      item,
-      async (flight): Promise<Served<T>> => {
-        if (request.lease) return this.leases.load(wire, request.load, request.label, flight, request.rawJson);
-        flight.leased(null);
-        const loaded = await request.load();
-        return { value: loaded.value, outcome: 'MISS', filled: this.leases.fill(wire, loaded, request.label, flight) };
-      },
-    );
+    let stamps: TagStamp[] | undefined;
+    if (readTags.length > 0) {
+      try {
+        // read before the load: an invalidation during it leaves the fill stale
+        stamps = await this.tags.stamps(readTags, versions!);
+      } catch (error) {
+        const { result } = await this.flights.run(
+          flightNames.ofEntry(target),
+          ticket,
+          undefined,
+          async () => (await request.load(NOTHING_KEPT)).value,
+        );
+        return { value: result, outcome: 'MISS', failure: { operation: 'tag', error } };
+      }
+    }
+    const load = this.tags.stamped(request, readTags, versions, tagStart, stamps);
+    const reread =
+      readTags.length === 0 && staleCas === undefined
+        ? undefined
+        : () => this.tags.reread(target, wire, declared, readTags, request.rawJson === true);
+    // a load under other tag versions is not the one a call that read these may join
+    const flightName =
+      stamps === undefined
+        ? flightNames.ofWire(wire, request.rawJson === true)
+        : flightNames.ofTagged(wire, request.rawJson === true, stamps);
+    const { result, joined } = await this.flights.run(flightName, ticket, item, async (flight): Promise<Served<T>> => {
+      if (request.lease)
+        return this.leases.load(wire, load, request.label, flight, request.rawJson, { replace: staleCas, reread });
+      flight.leased(null);
+      const loaded = await load();
+      return { value: loaded.value, outcome: 'MISS', filled: this.leases.fill(wire, loaded, request.label, flight) };
+    });
     // a call that joined another's load shares its value, not its fill or its wait
     if (!joined) return result;
     return result.outcome === 'GRACED'
       ? { value: result.value, outcome: 'GRACED', staleMs: result.staleMs, graceReason: result.graceReason }
       : { value: result.value, outcome: result.outcome };
+  }
+
+  /** Whether a hit read without its tags' versions is still valid under them (see `TagVersions.current`). */
+  current(item: ItemRead): Promise<boolean> {
+    return this.tags.current(item);
+  }
+
+  /** Which entries, by their stamps, were stored under a tag version that changed (see `TagVersions.staleOf`). */
+  staleTagged(stamps: ReadonlyArray<readonly TagStamp[] | undefined>): Promise<boolean[]> {
+    return this.tags.staleOf(stamps);
   }
 
   /**
@@ -297,8 +358,7 @@ export class ReadThrough {
     let moved: boolean;
     try {
       const wire = await this.namespaces.currentWire(target);
-      this.flights.invalidate(flightNames.ofWire(wire, false));
-      this.flights.invalidate(flightNames.ofWire(wire, true));
+      this.flights.invalidateWire(wire);
       // decided as it is sent: a node that comes back meanwhile still missed this eviction
       moved = this.rehashed(target, wire);
       [deleted] = await Promise.all([
@@ -329,6 +389,21 @@ export class ReadThrough {
     if (how.paying === true) return;
     this.near?.namespaceChanged(namespace, how.derived === true);
     if (moved) this.oweOnReturn({ namespace });
+  }
+
+  /**
+   * Gives `tags` new versions: every entry stamped with them misses, in every process and service
+   * sharing the tag keyspace; near caches drop them (this one at once, the others on the bus).
+   * Rejects when memcached did not take every new version (near caches are told all the same).
+   */
+  async invalidateTags(tags: readonly string[]): Promise<void> {
+    if (tags.length === 0) return;
+    this.near?.tagsChanging(tags);
+    try {
+      await this.tags.invalidate(tags);
+    } finally {
+      this.near?.tagsChanged(tags);
+    }
   }
 
   /** An invalidation failed: held until paid, and every process told (unless it was the caller's mistake). */
@@ -382,8 +457,7 @@ export class ReadThrough {
     let moved: boolean;
     try {
       const wire = await wireOf();
-      this.flights.invalidate(flightNames.ofWire(wire, false));
-      this.flights.invalidate(flightNames.ofWire(wire, true));
+      this.flights.invalidateWire(wire);
       moved = owes !== undefined && this.rehashed(target, wire);
       result = await send(wire);
     } catch (error) {
@@ -405,6 +479,7 @@ function key(target: { namespace?: string; key: string }): Debt {
 }
 
 const NOTHING_KEPT = { keep: false };
+const NO_TAGS: readonly string[] = [];
 
 /** Why a graced entry was served: the reload passed its deadline, or reloads of the key are paused after a failure. */
 export const DEADLINE = Symbol('deadline');

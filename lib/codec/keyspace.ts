@@ -4,7 +4,7 @@ import { hashedKey, MAX_KEY_LENGTH, toWireKey } from './key.codec.js';
 /**
  * Which entry: every name the library gives an entry (in memcached, in this process's loads and
  * near cache, on the bus) is derived here from an `EntryRef`, so the names of different kinds can
- * never meet. Tags will add kinds here, and only here.
+ * never meet.
  *
  * In memcached, under the configured prefix:
  *
@@ -17,11 +17,14 @@ import { hashedKey, MAX_KEY_LENGTH, toWireKey } from './key.codec.js';
  * | one variant of an entry     | `<ns>#<gen>v<group>:["<key>","<variant>"]` |
  * | refresh marker of a wire key| `<wire>#r`                                 |
  *
+ * Tags have their own keyspace (`tagPrefix`, which services share to invalidate each other's
+ * entries): a tag's version is at `<tagPrefix><tag>#tag`.
+ *
  * A plain key sent as given never holds `#`; one that must be rewritten (too long, spaces,
  * non-ASCII, `#`) becomes `head#<sha256>`. A namespaced name is sent as is only when it holds no
  * `#` but the one after the namespace, else it becomes `head#~<sha256>`: the text after the last
- * `#` tells the kinds apart (`gen`, `r:…`, digits, `r`, a bare digest, `!`, `~`), so a plain key
- * such as `users#gen` can never overwrite a namespace's counter.
+ * `#` tells the kinds apart (`gen`, `r:…`, digits, `r`, `tag`, a bare digest, `!`, `~`), so a
+ * plain key such as `users#gen` can never overwrite a namespace's counter.
  */
 export interface EntryRef {
   /** The namespace (`[A-Za-z0-9_.-]`); absent for a plain key. */
@@ -47,6 +50,12 @@ export interface NamespaceChange {
   prefix: string;
   namespace: string;
   key?: undefined;
+}
+
+/** A tag invalidated, as the bus carries it: the tag keyspace it belongs to, and the tag. */
+export interface TagChange {
+  tagPrefix: string;
+  tag: string;
 }
 
 /** The hashed mark of a namespaced name (a plain key's is `#`, see `toWireKey`). */
@@ -83,20 +92,30 @@ export class Keyspace {
 
   /** `<prefix><namespace>#<tail>`, as is when it holds no other `#` and fits, else hashed. */
   private namespaced(namespace: string, tail: string): string {
-    const name = `${this.prefix}${namespace}#${tail}`;
-    if (name.length <= MAX_KEY_LENGTH) {
-      let plain = true;
-      for (let i = 0; i < tail.length; i++) {
-        const c = tail.charCodeAt(i);
-        if (c <= 0x20 || c >= 0x7f || c === 0x23) {
-          plain = false;
-          break;
-        }
-      }
-      if (plain) return name;
-    }
-    return hashedKey(name, NAMESPACED_HASH_MARK);
+    return marked(`${this.prefix}${namespace}#${tail}`, tail);
   }
+}
+
+/** A tag's version key: `<tagPrefix><tag>#tag`, hashed when the tag holds `#`, a space or non-ASCII, or is long. */
+export function tagWire(tagPrefix: string, tag: string): string {
+  const name = `${tagPrefix}${tag}#tag`;
+  return marked(name, name.length <= MAX_KEY_LENGTH ? tag : '#');
+}
+
+/** `name` as is when it fits and `tail` holds nothing but printable ASCII without `#`, else hashed. */
+function marked(name: string, tail: string): string {
+  if (name.length <= MAX_KEY_LENGTH) {
+    let plain = true;
+    for (let i = 0; i < tail.length; i++) {
+      const c = tail.charCodeAt(i);
+      if (c <= 0x20 || c >= 0x7f || c === 0x23) {
+        plain = false;
+        break;
+      }
+    }
+    if (plain) return name;
+  }
+  return hashedKey(name, NAMESPACED_HASH_MARK);
 }
 
 /** The key that marks a background refresh of `wire` as under way. */
@@ -114,6 +133,12 @@ export function refreshMarker(wire: string): string {
 export const flightNames = {
   ofWire(wire: string, rawJson: boolean): string {
     return rawJson ? '\u0001' + wire : wire;
+  },
+  /** A tagged read's load: its wire's name, `\2`, and the tag versions it stores under. */
+  ofTagged(wire: string, rawJson: boolean, stamps: ReadonlyArray<readonly [string, number]>): string {
+    let name = flightNames.ofWire(wire, rawJson) + '\u0002';
+    for (const stamp of stamps) name += `${stamp[1]},`;
+    return name;
   },
   /** An entry's load while no generation is known: `\0[ns,key]` and its variant. */
   ofEntry(ref: EntryRef): string {
@@ -141,6 +166,10 @@ export const changeNames = {
   },
   namespaceName(ref: NamespaceChange | KeyChange): string {
     return `${ref.prefix}\u0000${ref.namespace}`;
+  },
+  /** A tag's name: `\2` never starts a prefix (printable ASCII), so it meets no family or namespace. */
+  tagName(ref: TagChange): string {
+    return `\u0002${ref.tagPrefix}\u0000${ref.tag}`;
   },
   /** A key's change, its key replaced by its SHA-256 when the whole would exceed `maxLength`. */
   ofKey(prefix: string, target: { namespace?: string; key: string }, maxLength: number): KeyChange {

@@ -5,6 +5,7 @@ import { undefinedValue, unsupportedValue } from '../memcached.messages.js';
 import { compress, inflate } from './inflate.js';
 import { decodePylibmc, encodePylibmc, PylibmcRefusal } from './pylibmc-format.js';
 import { fidelityOf } from './value-fidelity.js';
+import { decodeStamps, encodeStamps, type TagStamp } from './tags.js';
 
 /** High 16 bits of the flags we write ("NM"): a value without them was stored by someone else. */
 export const FLAGS_MAGIC = 0x4e4d0000;
@@ -17,6 +18,8 @@ export const FLAG_LEASE = 0x00000200;
 export const FLAG_FRESHNESS = 0x00000400;
 /** After any freshness deadline, the body carries the HTTP response's metadata (`ResponseMeta`). */
 export const FLAG_RESPONSE_META = 0x00000800;
+/** After any freshness deadline, the body carries the versions of the entry's tags (`TagStamp`s). */
+export const FLAG_TAGS = 0x00001000;
 
 /** What an HTTP entry records about the request it answered. */
 export interface ResponseMeta {
@@ -82,6 +85,8 @@ export interface DecodedItem {
   /** Epoch ms after which the entry is stale (stale-while-revalidate entries only). */
   freshUntil?: number;
   meta?: ResponseMeta;
+  /** The versions of its tags the entry was stored under. */
+  tags?: TagStamp[];
 }
 
 export interface ValueCodecOptions {
@@ -113,15 +118,22 @@ export class ValueCodec {
   /**
    * `freshUntil` (epoch ms) makes a stale-while-revalidate entry. `asResponse` stores an HTTP
    * response body: JSON exactly as Nest would send it, with no type check (what a client receives
-   * is that text either way).
+   * is that text either way). `tags`: the versions of the entry's tags it is stored under.
    */
-  encode(value: unknown, freshUntil?: number, asResponse = false, meta?: ResponseMeta): EncodedValue {
-    // what only this library reads (freshness, HTTP responses) keeps its own layout
+  encode(
+    value: unknown,
+    freshUntil?: number,
+    asResponse = false,
+    meta?: ResponseMeta,
+    tags?: readonly TagStamp[],
+  ): EncodedValue {
+    // what only this library reads (freshness, HTTP responses, tags) keeps its own layout
     if (
       this.options.format === 'pylibmc' &&
       freshUntil === undefined &&
       !asResponse &&
       meta === undefined &&
+      tags === undefined &&
       value !== undefined
     ) {
       try {
@@ -146,6 +158,15 @@ export class ValueCodec {
       length.writeUInt16BE(json.length, 0);
       bytes = Buffer.concat([length, json, bytes]);
       flags |= FLAG_RESPONSE_META;
+    }
+    if (tags !== undefined && tags.length > 0) {
+      const json = encodeStamps(tags);
+      // checked tags (at most MAX_TAGS of MAX_TAG_LENGTH) always fit; this is the format's own limit
+      if (json.length > 0xffff) throw new UnsupportedValueError('tags over 64 KiB', '', 'json');
+      const length = Buffer.allocUnsafe(2);
+      length.writeUInt16BE(json.length, 0);
+      bytes = Buffer.concat([length, json, bytes]);
+      flags |= FLAG_TAGS;
     }
     if (freshUntil !== undefined) {
       const header = Buffer.allocUnsafe(8);
@@ -202,6 +223,14 @@ export class ValueCodec {
       freshUntil = bytes.readDoubleBE(0);
       bytes = bytes.subarray(8);
     }
+    let tags: TagStamp[] | undefined;
+    if (flags & FLAG_TAGS) {
+      if (bytes.length < 2 || bytes.length < 2 + bytes.readUInt16BE(0)) return UNDECODABLE;
+      const end = 2 + bytes.readUInt16BE(0);
+      tags = decodeStamps(bytes.toString('utf8', 2, end));
+      if (tags === undefined) return UNDECODABLE;
+      bytes = bytes.subarray(end);
+    }
     let meta: ResponseMeta | undefined;
     if (flags & FLAG_RESPONSE_META) {
       if (bytes.length < 2 || bytes.length < 2 + bytes.readUInt16BE(0)) return UNDECODABLE;
@@ -212,7 +241,9 @@ export class ValueCodec {
     }
     const value = this.decodeBody(bytes, flags, rawJson);
     if (value === UNDECODABLE) return UNDECODABLE;
-    return meta === undefined ? { value, freshUntil } : { value, freshUntil, meta };
+    const item: DecodedItem = meta === undefined ? { value, freshUntil } : { value, freshUntil, meta };
+    if (tags !== undefined) item.tags = tags;
+    return item;
   }
 
   private decodeBody(bytes: Buffer, flags: number, rawJson: boolean): unknown {

@@ -170,6 +170,10 @@ export function resolveOptions(options: MemcachedModuleOptions = {}): ResolvedMe
   if (!KEY_PREFIX_PATTERN.test(keyPrefix)) {
     throw fail('keyPrefix', keyPrefix, "at most 128 printable ASCII characters, without spaces or '#'");
   }
+  const tagPrefix = get<string>('tagPrefix');
+  if (!KEY_PREFIX_PATTERN.test(tagPrefix)) {
+    throw fail('tagPrefix', tagPrefix, "at most 128 printable ASCII characters, without spaces or '#'");
+  }
 
   const { busKeys, ...near } = resolveNearOptions(options.nearCache, options.bus, keyPrefix, fail);
   // every plain option from its row; the few with a rule beyond their row are set after

@@ -104,6 +104,18 @@ export const OPTION_TABLE = {
     env: ['MEMCACHED_KEY_PREFIX'],
     doc: 'prepended to every key; up to 128 printable ASCII characters without spaces or `#`; the variable is taken verbatim',
   },
+  /**
+   * Prepended to every tag's version key. Services that give it the same value (the default) share
+   * tags: one invalidating `user:7` makes the other's entries tagged `user:7` miss. Default `''`.
+   */
+  tagPrefix: {
+    type: as<string>(),
+    kind: { type: 'text', verbatim: true },
+    default: '',
+    defaultText: "`''`",
+    env: ['MEMCACHED_TAG_PREFIX'],
+    doc: "prepended to every tag's version key; services with the same `tagPrefix` share tags; up to 128 printable ASCII characters without spaces or `#`; the variable is taken verbatim",
+  },
   /** Default TTL in seconds; 0 = no expiry. Default 60. */
   ttl: {
     type: as<number>(),

@@ -1,3 +1,4 @@
+import { checkTags, MAX_TAG_LENGTH, MAX_TAGS } from '../codec/tags.js';
 import { MemcachedUsageError } from '../memcached.errors.js';
 import { MAX_TTL } from '../codec/ttl.js';
 import { NAMESPACE_PATTERN } from '../codec/key.codec.js';
@@ -138,6 +139,17 @@ type DecoratorOption = keyof CacheableOptions | keyof CachePutOptions | keyof Ca
  * whether a class-level decorator may set it. The decorators' option types and this table name the
  * same options (a compile error otherwise).
  */
+const TAGS_EXPECTED = `a list of up to ${MAX_TAGS} strings of 1 to ${MAX_TAG_LENGTH} characters, or a function`;
+
+function tagsAccepted(v: unknown): boolean {
+  try {
+    checkTags(v);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 const DECORATOR_OPTIONS = {
   namespace: {
     check: (v) =>
@@ -170,6 +182,11 @@ const DECORATOR_OPTIONS = {
         : 'a list of cookie names or regular expressions',
     on: ['@Cacheable'],
   },
+  tags: {
+    check: (v) => (typeof v === 'function' || tagsAccepted(v) ? undefined : TAGS_EXPECTED),
+    on: ['@Cacheable', '@CachePut', '@CacheEvict'],
+  },
+  resultTags: { check: isFunction, on: ['@Cacheable', '@CachePut'] },
   keys: { check: isFunction, on: ['@CacheEvict'] },
   allEntries: { check: isBoolean, on: ['@CacheEvict'] },
   beforeInvocation: { check: isBoolean, on: ['@CacheEvict'] },

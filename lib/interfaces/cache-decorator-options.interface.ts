@@ -25,6 +25,23 @@ export interface CacheableOptions<A extends unknown[] = any[], R = any> extends 
   ttl?: number | ((result: Awaited<R>) => number);
   /** Checked before the call, on the arguments: `false` runs the method without the cache. */
   condition?: (...args: A) => boolean;
+  /**
+   * The entry's tags (up to 32 strings of 1 to 200 characters), or a function of the arguments (on
+   * a controller, of the `ExecutionContext`). `@CacheEvict({ tags })` or `invalidateTags` with any
+   * of them makes the entry miss, in every namespace and every service sharing the `tagPrefix`.
+   *
+   * @example
+   * @Cacheable({ namespace: 'orders', tags: (id: string) => [`order:${id}`] })
+   */
+  tags?: string[] | ((...args: A) => string[]);
+  /**
+   * Tags learned from the result (the users a list shows), recorded with the entry; on a
+   * controller the result is the response body.
+   *
+   * @example
+   * @Cacheable({ namespace: 'orders', resultTags: (orders: Order[]) => orders.map((o) => `user:${o.userId}`) })
+   */
+  resultTags?: NoInfer<(result: Awaited<R>, ...args: A) => string[]>;
   /** Checked after a miss, on the result: `true` returns it without storing it. */
   unless?: NoInfer<(result: Awaited<R>, ...args: A) => boolean>;
   /**
@@ -76,6 +93,15 @@ export interface CacheEvictOptions<A extends unknown[] = any[]> extends CacheTar
   allEntries?: boolean;
   /** Evicts before calling the method, so even a throwing method evicts. Default false. */
   beforeInvocation?: boolean;
+  /**
+   * Invalidates these tags (or a function of the arguments' tags): every entry carrying one misses,
+   * in every namespace and every service sharing the `tagPrefix`. With `tags` and no `key`, `keys`
+   * or `allEntries`, only the tags are invalidated.
+   *
+   * @example
+   * @CacheEvict({ tags: (id: string) => [`user:${id}`] })
+   */
+  tags?: string[] | ((...args: A) => string[]);
 }
 
 /** Options of `@CachePut`. */
@@ -84,6 +110,10 @@ export interface CachePutOptions<A extends unknown[] = any[], R = any> extends C
   ttl?: number | ((result: Awaited<R>) => number);
   /** Checked after the call: `true` skips the write. */
   unless?: NoInfer<(result: Awaited<R>, ...args: A) => boolean>;
+  /** The entry's tags, as `@Cacheable`'s; stored under the versions they have at the write. */
+  tags?: string[] | ((...args: A) => string[]);
+  /** Tags learned from the result, as `@Cacheable`'s. */
+  resultTags?: NoInfer<(result: Awaited<R>, ...args: A) => string[]>;
 }
 
 /** Everything the engine needs to know about one decorated method, read once from its decorators. */

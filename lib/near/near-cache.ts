@@ -10,6 +10,8 @@ export interface NearEntry {
   size: number;
   /** An HTTP entry's recorded metadata. */
   meta?: unknown;
+  /** The names of its tags (`changeNames.tagName`): an invalidation of one drops it. */
+  tags?: readonly string[];
 }
 
 export interface NearCacheOptions {
@@ -48,14 +50,17 @@ const keyBytes = (_: unknown, key: string) => key.length * 2 + 64;
  * The in-process tier (L1) in front of memcached. It serves an entry only while the invalidation
  * bus vouches for it (`active`), holds the namespace generations it learned from validated reads
  * (so a hit needs no request at all), and refuses a value whose read began before an
- * invalidation of its key or namespace arrived: every read takes an epoch first (`begin()`), every
- * invalidation marks its key or namespace with a newer epoch, and `store` checks the marks. Marks
- * are bounded; when one is forgotten, reads that began before it are refused too. Key families
- * and namespace names are the keyspace's (`changeNames`), which never meet, so one map marks both.
+ * invalidation of its key, namespace or tags arrived: every read takes an epoch first
+ * (`begin()`), every invalidation marks its key, namespace or tag with a newer epoch, and `store`
+ * checks the marks. Marks are bounded; when one is forgotten, reads that began before it are
+ * refused too. Key families, namespace names and tag names are the keyspace's (`changeNames`),
+ * which never meet, so one map marks all three.
  */
 export class NearCache {
   private readonly entries: LRUCache<string, NearEntry>;
   private readonly families = new Map<string, Set<string>>();
+  /** Tag name -> wires of the entries carrying it. */
+  private readonly tagged = new Map<string, Set<string>>();
   private readonly generations = new LRUCache<string, number>({ max: KNOWN_NAMESPACES });
   private readonly groups = new LRUCache<string, number>({
     max: KNOWN_GROUPS,
@@ -76,7 +81,10 @@ export class NearCache {
       ttl: options.ttl * 1000,
       ttlAutopurge: false,
       updateAgeOnGet: false,
-      dispose: (entry, wire) => this.unindex(entry.family, wire),
+      dispose: (entry, wire) => {
+        this.unindex(this.families, entry.family, wire);
+        if (entry.tags !== undefined) for (const tag of entry.tags) this.unindex(this.tagged, tag, wire);
+      },
     });
     this.marks = new LRUCache<string, number>({
       max: MARKS,
@@ -136,7 +144,7 @@ export class NearCache {
     ttlSeconds?: number,
   ): boolean {
     if (!this.isActive) return false;
-    if (!this.admits(start, entry.family, learned.namespace)) {
+    if (!this.admits(start, entry.family, learned.namespace, entry.tags)) {
       this.counters.refusedFills++;
       return false;
     }
@@ -149,10 +157,20 @@ export class NearCache {
       entry,
       ttlSeconds !== undefined && ttlSeconds < this.options.ttl ? { ttl: Math.max(1, ttlSeconds * 1000) } : undefined,
     );
-    let wires = this.families.get(entry.family);
-    if (wires === undefined) this.families.set(entry.family, (wires = new Set()));
-    wires.add(wire);
+    index(this.families, entry.family, wire);
+    if (entry.tags !== undefined) for (const tag of entry.tags) index(this.tagged, tag, wire);
     return true;
+  }
+
+  /** A tag got a new version: drop every entry carrying it and refuse reads that began before. */
+  invalidateTag(name: string): void {
+    this.marks.set(name, ++this.epoch);
+    const wires = this.tagged.get(name);
+    if (wires === undefined) return;
+    for (const wire of [...wires]) {
+      if (this.entries.delete(wire)) this.counters.invalidations++;
+    }
+    this.tagged.delete(name);
   }
 
   /** A key (every variant of it) changed: drop what is held and refuse reads that began before. */
@@ -180,6 +198,7 @@ export class NearCache {
     // clearing an LRU walks its whole capacity: an empty one is left as it is (a flood of flushes)
     if (this.entries.size > 0) this.entries.clear();
     if (this.families.size > 0) this.families.clear();
+    if (this.tagged.size > 0) this.tagged.clear();
     if (this.generations.size > 0) this.generations.clear();
     if (this.groups.size > 0) this.groups.clear();
   }
@@ -188,16 +207,28 @@ export class NearCache {
     return { ...this.counters, entries: this.entries.size, bytes: this.entries.calculatedSize, active: this.isActive };
   }
 
-  private admits(start: number, family: string, namespace: string | undefined): boolean {
+  private admits(
+    start: number,
+    family: string,
+    namespace: string | undefined,
+    tags: readonly string[] | undefined,
+  ): boolean {
     if (start < this.flushedAt || start < this.forgotten) return false;
     if ((this.marks.get(family) ?? 0) > start) return false;
+    if (tags !== undefined && tags.some((tag) => (this.marks.get(tag) ?? 0) > start)) return false;
     return namespace === undefined || (this.marks.get(namespace) ?? 0) <= start;
   }
 
-  private unindex(family: string, wire: string): void {
-    const wires = this.families.get(family);
+  private unindex(index: Map<string, Set<string>>, name: string, wire: string): void {
+    const wires = index.get(name);
     if (wires === undefined) return;
     wires.delete(wire);
-    if (wires.size === 0) this.families.delete(family);
+    if (wires.size === 0) index.delete(name);
   }
+}
+
+function index(map: Map<string, Set<string>>, name: string, wire: string): void {
+  let wires = map.get(name);
+  if (wires === undefined) map.set(name, (wires = new Set()));
+  wires.add(wire);
 }

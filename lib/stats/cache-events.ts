@@ -11,6 +11,8 @@ export interface CacheEventMap {
   /** Waited for another caller's lease instead of loading. */
   leaseWait: { namespace: string; key: string };
   evict: { namespace: string; key?: string; allEntries: boolean };
+  /** Tags invalidated by this process: every entry carrying one misses, in every service sharing the tags. */
+  tagsInvalidated: { tags: string[] };
   error: { namespace: string; operation: string; error: unknown };
 }
 

@@ -60,6 +60,12 @@ export interface MemcachedClientStats {
   invalidationsOwed: number;
   /** Owed invalidations paid once memcached answered again. */
   invalidationsRepaid: number;
+  /** Tags given a new version (`invalidateTags`, `@CacheEvict({ tags })`): their entries miss everywhere. */
+  tagInvalidations: number;
+  /** Entries read as misses because one of their tags was invalidated since they were stored. */
+  tagMisses: number;
+  /** Tag versions read along with entries (one key each in the same round trip). */
+  tagReads: number;
 }
 
 /** Per operation: count, failures and latency. */
@@ -169,6 +175,9 @@ export class CacheStats implements MemcachedCounters {
     graced: 0,
     invalidationsOwed: 0,
     invalidationsRepaid: 0,
+    tagInvalidations: 0,
+    tagMisses: 0,
+    tagReads: 0,
   };
   /** Per namespace, bounded (`metrics`). */
   private readonly table: NamespaceTable;
@@ -247,6 +256,11 @@ export class CacheStats implements MemcachedCounters {
     const name = namespace ?? NO_NAMESPACE;
     this.of(name).fills++;
     if (this.events.has('fill')) this.events.emit('fill', { namespace: name, key });
+  }
+
+  /** Tags were invalidated by this process (counted as they reach memcached, in `tagInvalidations`). */
+  tagsInvalidated(tags: string[]): void {
+    if (this.events.has('tagsInvalidated')) this.events.emit('tagsInvalidated', { tags });
   }
 
   /** A key (or, without one, the whole namespace) was evicted. */

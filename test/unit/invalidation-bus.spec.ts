@@ -52,9 +52,11 @@ function recorder() {
     healthy: [] as boolean[],
     derived: [] as boolean[],
     rejected: [] as string[],
+    tags: [] as string[],
   };
   const listener: BusListener = {
     keys: (f, d) => (seen.keys.push(...f.map((change) => change.key)), seen.derived.push(d)),
+    tags: (t) => seen.tags.push(...t.map((change) => change.tag)),
     namespaces: (n, d) => (seen.namespaces.push(...n.map((change) => change.namespace)), seen.derived.push(d)),
     flush: (reason) => seen.flushes.push(reason),
     healthy: (h) => seen.healthy.push(h),
@@ -660,6 +662,7 @@ describe('InvalidationBus against a hostile publisher', () => {
         throw new Error('a broken logger');
       },
       namespaces: () => undefined,
+      tags: () => undefined,
       flush: () => undefined,
       healthy: () => undefined,
     };
