@@ -233,7 +233,7 @@ export class CacheAsideEngine {
       tags = this.tagsOf(options, site);
       target = { namespace, key, variant: http && this.vary.variant(plan, key, http) };
     } catch (error) {
-      this.fail(namespace, 'key', error);
+      this.fail(namespace, error instanceof MemcachedUsageError && error.code === 'TAGS' ? 'tags' : 'key', error);
       if (report) report.outcome = 'BYPASS';
       return (await produce(false)).value;
     }
