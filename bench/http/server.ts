@@ -4,6 +4,7 @@
 //   | ours-controller-prometheus | ours-service-prometheus (MemcachedPrometheusModule registered, as production runs it)
 //   | trivial-deferred (the trivial route answered on the next turn: what batching answers is worth)
 //   | ours-controller-cluster (3 memcached nodes at MEMCACHED_CLUSTER, host:port,host:port,...)
+//   | ours-controller-tags1 | ours-controller-tags3 | ours-controller-near-tags3 (the route's entries carry 1 or 3 tags)
 //   Any variant with `@fastify` after it runs on Fastify (FastifyAdapter) instead of Express.
 // SIZE: 1k | 100k; PORT; MEMCACHED (host:port). GET /__stats reports database calls and CPU time.
 import 'reflect-metadata';
@@ -155,6 +156,32 @@ class OursController {
   }
 }
 
+const idOf = (context: ExecutionContext) => context.switchToHttp().getRequest().params.id as string;
+
+/** The controller route with one tag, read with every hit (`-tags1`). */
+@Controller('users')
+class OursTags1Controller {
+  @Get(':id')
+  @Cacheable({ namespace: 'users', ttl: 60, tags: (context: ExecutionContext) => [`user:${idOf(context)}`] })
+  find(@Param('id') id: string) {
+    return db(id);
+  }
+}
+
+/** The controller route with three tags (`-tags3`). */
+@Controller('users')
+class OursTags3Controller {
+  @Get(':id')
+  @Cacheable({
+    namespace: 'users',
+    ttl: 60,
+    tags: (context: ExecutionContext) => [`user:${idOf(context)}`, `team:${Number(idOf(context)) % 5}`, 'org:1'],
+  })
+  find(@Param('id') id: string) {
+    return db(id);
+  }
+}
+
 @Injectable()
 class UsersService {
   @Cacheable({ namespace: 'users', key: (id: string) => id, ttl: 60 })
@@ -242,6 +269,21 @@ function appModule(): DynamicModule {
       providers: [UsersService],
     },
     'ours-controller-near': { module: AppModule, imports: [oursNear], controllers: [StatsController, OursController] },
+    'ours-controller-tags1': {
+      module: AppModule,
+      imports: [ours],
+      controllers: [StatsController, OursTags1Controller],
+    },
+    'ours-controller-tags3': {
+      module: AppModule,
+      imports: [ours],
+      controllers: [StatsController, OursTags3Controller],
+    },
+    'ours-controller-near-tags3': {
+      module: AppModule,
+      imports: [oursNear],
+      controllers: [StatsController, OursTags3Controller],
+    },
     'ours-controller-cluster': {
       module: AppModule,
       imports: [oursCluster],
