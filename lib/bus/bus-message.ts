@@ -307,7 +307,8 @@ function messageOf(
   if (typeof q !== 'number' || !Number.isSafeInteger(q) || q < 1) return undefined;
   if (t !== 'k' && t !== 'n' && t !== 'g' && t !== 'h' && t !== 'b') return undefined;
   if (d !== undefined && d !== 1) return undefined;
-  if (o !== undefined && ((o !== 1 && o !== 2) || (t !== 'k' && t !== 'n'))) return undefined;
+  // a tag is owed only as memcached's refusal (1): tags are not moved to stand-in nodes' keys
+  if (o !== undefined && ((o !== 1 && o !== 2) || (t !== 'k' && t !== 'n' && (t !== 'g' || o !== 1)))) return undefined;
   const changes = read(x, t);
   if (changes === undefined) return undefined;
   // changesOf checked that every change is of the message's kind

@@ -12,8 +12,8 @@ export interface BusListener {
    */
   keys(changes: KeyChange[], derived: boolean, owed: 0 | 1 | 2): void;
   namespaces(changes: NamespaceChange[], derived: boolean, owed: 0 | 1 | 2): void;
-  /** Tags got new versions (entries carrying them miss). */
-  tags(changes: TagChange[]): void;
+  /** Tags got new versions (entries carrying them miss); `owed`: memcached did not confirm them. */
+  tags(changes: TagChange[], owed: boolean): void;
   /** Something may have been missed (a gap, a new source, a lost connection): drop everything. */
   flush(reason: BusFlushReason): void;
   /** The bus vouches for the tier (`true`) or no longer does. */
@@ -201,9 +201,9 @@ export class InvalidationBus {
     void this.publish('n', changes, derived, owed);
   }
 
-  /** Tags invalidated (after memcached took their new versions, or failed to). */
-  publishTags(changes: TagChange[]): void {
-    void this.publish('g', changes);
+  /** Tags invalidated (after memcached took their new versions; `owed`: it did not). */
+  publishTags(changes: TagChange[], owed = false): void {
+    void this.publish('g', changes, false, owed ? 1 : 0);
   }
 
   stats(): BusStats {
@@ -324,7 +324,7 @@ export class InvalidationBus {
     if (message.type === 'k') this.listener.keys(message.changes, message.derived === true, message.owed ?? 0);
     else if (message.type === 'n')
       this.listener.namespaces(message.changes, message.derived === true, message.owed ?? 0);
-    else if (message.type === 'g') this.listener.tags(message.changes);
+    else if (message.type === 'g') this.listener.tags(message.changes, message.owed === 1);
     else if (message.type === 'b') this.depart(message.source, message.seq, arrived);
     // a source heard again (or gone for good) may be what the tier was waiting for
     if (!this.isHealthy) this.assess(this.clock());

@@ -145,7 +145,17 @@ export class ClientCore implements CacheBackend {
       keys && new ValueCipher(keys),
     );
     this.namespaces = new Namespaces(this.ops, o.keyPrefix);
-    const tags = new TagVersions(this.ops, o.tagPrefix);
+    const tags = new TagVersions(this.ops, o.tagPrefix, o.breakerCooldown, {
+      owed: (owed, local) => {
+        this.stats.count('invalidationsOwed', owed.length);
+        // tags can hold user data (ids): counted, never named
+        if (local) this.ops.warnings.warn('owed', () => invalidationOwed(`${owed.length} tag(s)`));
+      },
+      paid: (count) => {
+        this.stats.count('invalidationsRepaid', count);
+        if (this.logger) this.logger.log?.(invalidationsRepaid(count));
+      },
+    });
     const warnings = this.ops.warnings;
     const spool =
       o.invalidationSpool === undefined
@@ -183,7 +193,10 @@ export class ClientCore implements CacheBackend {
     );
     if (this.near !== undefined) {
       this.near.owedHere = () => this.readThrough.debts.held();
-      this.near.heardTags = (heard) => tags.heard(heard);
+      this.near.heardTags = (heard, owed) => {
+        tags.heard(heard);
+        if (owed) tags.owe(heard, false);
+      };
     }
     // what a process that died with debts left behind is this one's to pay, first
     this.loadingSpool = true;
@@ -316,6 +329,7 @@ export class ClientCore implements CacheBackend {
 
   /** Closes the sockets and the bus. */
   close(): void {
+    this.readThrough.tags.close();
     this.readThrough.debts.close();
     this.readThrough.failover.close();
     this.router.close();

@@ -16,6 +16,8 @@ export interface DebtReport {
 
 /** `client.stats().owed`: what memcached did not confirm, and what landed on stand-in nodes during a failover. */
 export interface OwedReport extends DebtReport {
+  /** Tags whose invalidation (a new version) is owed. */
+  tags: number;
   /** With `deadNodePolicy: 'rehash'`: invalidations made on stand-in nodes, owed to their owner when it returns. */
   onReturn: DebtReport;
 }

@@ -335,7 +335,11 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
   stats(): MemcachedClientStats & { owed: OwedReport; nearCache?: NearCacheStats; bus?: BusReport } {
     const counters: MemcachedClientStats & { owed: OwedReport; nearCache?: NearCacheStats; bus?: BusReport } = {
       ...this.statistics.snapshot(),
-      owed: { ...this.readThrough.debts.report(), onReturn: this.readThrough.failover.report() },
+      owed: {
+        ...this.readThrough.debts.report(),
+        tags: this.readThrough.tags.owedCount,
+        onReturn: this.readThrough.failover.report(),
+      },
     };
     if (this.near === undefined) return counters;
     if (this.near.serving) counters.nearCache = this.near.cache.stats();

@@ -219,11 +219,16 @@ export class NearTier implements BusListener {
     if (this.serving) for (const tag of tags) this.cache.invalidateTag(this.tagName(tag));
   }
 
-  /** Tags got new versions in memcached (or may have): drop their entries again, and tell every process. */
-  tagsChanged(tags: readonly string[]): void {
+  /**
+   * Tags got new versions in memcached (or may have): drop their entries again, and tell every
+   * process. `owed`: memcached did not confirm them (every process with keys holds them as debts).
+   */
+  tagsChanged(tags: readonly string[], owed: boolean): void {
+    if (tags.length === 0) return;
     this.tagsChanging(tags);
     const changes = tags.map((tag): TagChange => ({ tagPrefix: this.tagPrefix, tag }));
-    for (let i = 0; i < changes.length; i += MAX_BUS_NAMES) this.bus.publishTags(changes.slice(i, i + MAX_BUS_NAMES));
+    for (let i = 0; i < changes.length; i += MAX_BUS_NAMES)
+      this.bus.publishTags(changes.slice(i, i + MAX_BUS_NAMES), owed);
   }
 
   namespaceChanging(namespace: string): void {
@@ -282,18 +287,19 @@ export class NearTier implements BusListener {
     }
   }
 
-  tags(changes: TagChange[]): void {
+  tags(changes: TagChange[], owed: boolean): void {
     const ours: string[] = [];
     for (const change of changes) {
       if (change.tagPrefix !== this.tagPrefix) continue;
       if (this.serving) this.cache.invalidateTag(changeNames.tagName(change));
       ours.push(change.tag);
     }
-    if (ours.length > 0) this.heardTags?.(ours);
+    // an owed one is held only from an authenticated bus (a debt keeps reads away from memcached)
+    if (ours.length > 0) this.heardTags?.(ours, owed && this.signed);
   }
 
-  /** Hears the tags other processes invalidated (loads running here must not store under them; set by the client). */
-  heardTags?: (tags: string[]) => void;
+  /** Hears the tags other processes invalidated, and whether to hold them as owed (set by the client). */
+  heardTags?: (tags: string[], owed: boolean) => void;
 
   /** A followed key changed: evict the same key (or everything) of the namespace derived from it. */
   private followKey(change: KeyChange): void {

@@ -180,7 +180,8 @@ export class ReadThrough {
     let versions: TagVersionsRead | undefined;
     let staleCas: Buffer | undefined;
     const tagStart = this.tags.begin();
-    if (!this.skips(target)) {
+    // an owed invalidation of one of its tags: memcached may hold what it invalidated
+    if (!this.skips(target) && !this.tags.owes(readTags)) {
       try {
         found = await this.namespaces.lookup(
           target,
@@ -394,16 +395,25 @@ export class ReadThrough {
   /**
    * Gives `tags` new versions: every entry stamped with them misses, in every process and service
    * sharing the tag keyspace; near caches drop them (this one at once, the others on the bus).
-   * Rejects when memcached did not take every new version (near caches are told all the same).
+   * Rejects when memcached did not take every new version: those are owed (entries carrying them
+   * are not read from memcached, here and in every process told on a signed bus, until paid).
    */
   async invalidateTags(tags: readonly string[]): Promise<void> {
     if (tags.length === 0) return;
     this.near?.tagsChanging(tags);
     try {
       await this.tags.invalidate(tags);
-    } finally {
-      this.near?.tagsChanged(tags);
+    } catch (error) {
+      // those memcached did not take are owed here, and told as owed: other processes hold them too
+      const owed = tags.filter((tag) => this.tags.owes([tag]));
+      this.near?.tagsChanged(owed, true);
+      this.near?.tagsChanged(
+        tags.filter((tag) => !owed.includes(tag)),
+        false,
+      );
+      throw error;
     }
+    this.near?.tagsChanged(tags, false);
   }
 
   /** An invalidation failed: held until paid, and every process told (unless it was the caller's mistake). */

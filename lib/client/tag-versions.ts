@@ -14,6 +14,14 @@ const KNOWN_TAG_WIRES = 10_000;
 const LEARNED_ENTRIES = 10_000;
 /** Tag invalidations this process heard of, remembered for loads running meanwhile. */
 const HEARD_TAGS = 10_000;
+/** Most owed tag invalidations held; past it every tagged read skips memcached until all are paid. */
+export const MAX_TAG_DEBTS = 10_000;
+
+/** Hears owed tag invalidations taken and paid (the counters, the log). */
+export interface TagDebtObserver {
+  owed(tags: readonly string[], local: boolean): void;
+  paid(count: number): void;
+}
 
 /** Versions read for tags: a number, or undefined (missing, or bytes that are not a version). */
 export type TagVersionsRead = Map<string, number | undefined>;
@@ -31,10 +39,24 @@ export class TagVersions {
   private readonly heardAt: LRUCache<string, number>;
   private tick = 0;
   private forgotten = 0;
+  /**
+   * Tags whose new version memcached did not confirm (or another process told of so): until a
+   * new version lands, entries carrying them read as misses and nothing is stored under them,
+   * so the old version cannot vouch for an invalidated entry when the node answers again.
+   */
+  private readonly owedTags = new Map<string, number>();
+  /** More were owed than `MAX_TAG_DEBTS`: every tagged read skips memcached until all are paid. */
+  private owedOverflow = false;
+  private payTimer?: NodeJS.Timeout;
+  private payDelay = 0;
+  private closed = false;
 
   constructor(
     private readonly ops: Operations,
     readonly tagPrefix: string,
+    /** Longest pause between attempts to pay an owed invalidation, ms. */
+    private readonly maxPayDelay = 1000,
+    private readonly observer?: TagDebtObserver,
   ) {
     this.heardAt = new LRUCache<string, number>({
       max: HEARD_TAGS,
@@ -101,7 +123,7 @@ export class TagVersions {
     declared: readonly string[],
     read: TagVersionsRead,
   ): Promise<boolean> {
-    let verdict = this.check(target, stamps, declared, read);
+    let verdict = this.owesStamped(stamps) ? false : this.check(target, stamps, declared, read);
     if (Array.isArray(verdict)) {
       await this.read(verdict, read);
       verdict = this.check(target, stamps, declared, read);
@@ -150,7 +172,8 @@ export class TagVersions {
       return stamps.map((list) => list !== undefined);
     }
     return stamps.map((list) => {
-      const stale = list !== undefined && list.some(([tag, version]) => versions.get(tag) !== version);
+      const stale =
+        list !== undefined && (this.owesStamped(list) || list.some(([tag, version]) => versions.get(tag) !== version));
       if (stale) this.ops.stats.count('tagMisses');
       return stale;
     });
@@ -185,6 +208,8 @@ export class TagVersions {
         }
         kept.push(...(await this.stamps(late, await this.read(late))));
       }
+      // an owed invalidation: the version read is not the one the entry must be stored under
+      if (this.owesStamped(kept)) return { ...loaded, fill: undefined };
       return { ...loaded, fill: { ...loaded.fill, tags: kept } };
     };
   }
@@ -241,15 +266,97 @@ export class TagVersions {
     throw new MemcachedError('tag', this.ops.router.nodeFor(wire).label, 'SERVER', tagVersionLost());
   }
 
-  /** New versions for `tags`: every entry stamped with the old ones misses, in every service sharing them. */
+  /**
+   * New versions for `tags`: every entry stamped with the old ones misses, in every service sharing
+   * them. Those memcached did not take are owed (see `owedTags`) and the first error is rethrown.
+   */
   async invalidate(tags: readonly string[]): Promise<void> {
     this.heard(tags);
-    await Promise.all(
-      tags.map((tag) =>
-        this.ops.store(Opcode.Set, 'invalidateTags', this.wireOf(tag), this.versionBytes(freshTagVersion()), 0, 'tags'),
-      ),
+    const settled = await Promise.allSettled(tags.map((tag) => this.renew(tag)));
+    const failed = tags.filter((_, i) => settled[i].status === 'rejected');
+    this.ops.stats.count('tagInvalidations', tags.length - failed.length);
+    if (failed.length === 0) return;
+    this.owe(failed, true);
+    throw (settled.find((result) => result.status === 'rejected') as PromiseRejectedResult).reason;
+  }
+
+  private renew(tag: string): Promise<unknown> {
+    return this.ops.store(
+      Opcode.Set,
+      'invalidateTags',
+      this.wireOf(tag),
+      this.versionBytes(freshTagVersion()),
+      0,
+      'tags',
     );
-    this.ops.stats.count('tagInvalidations', tags.length);
+  }
+
+  /** Whether an invalidation of one of `tags` is owed: an entry carrying one is not read or stored. */
+  owes(tags: readonly string[]): boolean {
+    if (this.owedTags.size === 0 && !this.owedOverflow) return false;
+    return this.owedOverflow ? tags.length > 0 : tags.some((tag) => this.owedTags.has(tag));
+  }
+
+  /** Whether one of an entry's stamped tags is owed. */
+  owesStamped(stamps: readonly TagStamp[] | undefined): boolean {
+    if (stamps === undefined || (this.owedTags.size === 0 && !this.owedOverflow)) return false;
+    return this.owedOverflow || stamps.some(([tag]) => this.owedTags.has(tag));
+  }
+
+  /** Holds tag invalidations memcached did not confirm (`local`: this process's; else told on the bus) until paid. */
+  owe(tags: readonly string[], local: boolean): void {
+    for (const tag of tags) {
+      if (!this.owedTags.has(tag) && this.owedTags.size >= MAX_TAG_DEBTS) this.owedOverflow = true;
+      else this.owedTags.set(tag, (this.owedTags.get(tag) ?? 0) + 1);
+    }
+    this.observer?.owed(tags, local);
+    this.schedulePayment();
+  }
+
+  /** Owed tag invalidations held now (`client.stats().owed.tags`). */
+  get owedCount(): number {
+    return this.owedTags.size;
+  }
+
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.payTimer);
+  }
+
+  private schedulePayment(): void {
+    if (this.closed || this.payTimer !== undefined) return;
+    this.payDelay = Math.min(Math.max(this.payDelay * 2, 10), this.maxPayDelay);
+    this.payTimer = setTimeout(() => {
+      this.payTimer = undefined;
+      void this.pay();
+    }, this.payDelay);
+    this.payTimer.unref();
+  }
+
+  /** Writes a new version of every owed tag; one that lands is paid (unless owed again meanwhile). */
+  private async pay(): Promise<void> {
+    const round = [...this.owedTags];
+    let paid = 0;
+    await Promise.all(
+      round.map(async ([tag, times]) => {
+        try {
+          await this.renew(tag);
+        } catch {
+          return;
+        }
+        if (this.owedTags.get(tag) === times) {
+          this.owedTags.delete(tag);
+          paid++;
+        }
+      }),
+    );
+    if (paid > 0) {
+      this.heard(round.map(([tag]) => tag));
+      this.observer?.paid(paid);
+    }
+    if (this.owedTags.size === 0 && this.owedOverflow && paid === round.length) this.owedOverflow = false;
+    if (this.owedTags.size === 0 && !this.owedOverflow) this.payDelay = 0;
+    else this.schedulePayment();
   }
 
   /** Where a load starts on the clock of invalidations heard here. */

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemcachedClient, MemcachedUsageError } from '../../lib/index.js';
+import { FaultProxy } from '../support/fault-proxy.js';
 import { MemcachedDaemon, sleep } from '../support/memcached-daemon.js';
 import { startNats, type TestServer } from '../support/servers.js';
 import { rawGet, textCommand } from '../support/text-protocol.js';
@@ -241,6 +242,31 @@ describe('tags against real memcached', () => {
     await a.set('untagged', 'old', { namespace: 'orders' });
     expect(await read(a, 'untagged', ['user:1'], 'tagged')).toEqual({ loaded: true, got: 'tagged' });
     expect((await read(a, 'untagged', ['user:1'], 'again')).loaded).toBe(false);
+  });
+
+  it('an invalidation memcached did not take is owed: its entries are not read from memcached until it is paid', async () => {
+    const proxy = await new FaultProxy(daemon.port).start();
+    try {
+      const a = client({ servers: proxy.address, timeout: 150, breakerCooldown: 100 });
+      const tag = `user:${randomUUID()}`;
+      expect((await read(a, 'owed', [tag], 'old')).loaded).toBe(true);
+      expect((await read(a, 'owed', [tag], 'old')).loaded).toBe(false);
+      proxy.silent = true;
+      await expect(a.invalidateTags([tag])).rejects.toThrow();
+      expect(a.stats().owed.tags).toBe(1);
+      proxy.silent = false;
+      // owed: not read from memcached, nothing stored under it
+      expect(await read(a, 'owed', [tag], 'during')).toEqual({ loaded: true, got: 'during' });
+      expect(await a.get('owed', { namespace: 'orders' })).toBeUndefined();
+      for (let i = 0; i < 100 && a.stats().owed.tags > 0; i++) await sleep(20);
+      expect(a.stats().owed.tags).toBe(0);
+      expect(a.stats()).toMatchObject({ invalidationsOwed: 1, invalidationsRepaid: 1 });
+      // paid: the old entry is stale for every reader, in any process
+      expect(await read(client(), 'owed', [tag], 'new')).toEqual({ loaded: true, got: 'new' });
+      expect((await read(a, 'owed', [tag], 'newer')).got).toBe('new');
+    } finally {
+      await proxy.stop();
+    }
   });
 
   it('bad tags are refused before anything is sent, naming the value', async () => {

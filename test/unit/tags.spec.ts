@@ -148,7 +148,9 @@ describe('tags on the bus', () => {
     ]) {
       expect(codec.decode(payload(x), NOW)).toEqual({ rejected: 'malformed' });
     }
-    expect(codec.decode(payload([['', 'a']], ',"o":1'), NOW)).toEqual({ rejected: 'malformed' });
+    // owed only as memcached's refusal (1), never as a stand-in node's (2)
+    expect(codec.decode(payload([['', 'a']], ',"o":2'), NOW)).toEqual({ rejected: 'malformed' });
+    expect(codec.decode(payload([['', 'a']], ',"o":1'), NOW)).toMatchObject({ message: { type: 'g', owed: 1 } });
     // the previous release's format carries no tags
     expect(codec.decode(JSON.stringify({ v: 1, s: 'src1', q: 1, t: 'g', x: ['a\u0000b'] }), NOW)).toEqual({
       rejected: 'malformed',
@@ -205,5 +207,22 @@ describe('tags in the near cache', () => {
         expect(tagName).not.toBe(changeNames.family({ prefix, namespace: b, key: a }));
       }),
     );
+  });
+});
+
+describe('tags in InMemoryMemcachedClient (what apps test with)', () => {
+  it('behave as against memcached: an invalidated tag makes its entries miss, others keep hitting', async () => {
+    const { InMemoryMemcachedClient } = await import('../../lib/index.js');
+    const cache = new InMemoryMemcachedClient({ logger: false });
+    let loads = 0;
+    const load = () => ++loads;
+    await cache.getOrSet('a', load, { namespace: 'n', tags: ['user:1', 'team:1'] });
+    await cache.getOrSet('b', load, { tags: ['user:2'] });
+    expect(await cache.getOrSet('a', load, { namespace: 'n', tags: ['user:1', 'team:1'] })).toBe(1);
+    await cache.invalidateTags(['team:1']);
+    expect(await cache.getOrSet('a', load, { namespace: 'n', tags: ['user:1', 'team:1'] })).toBe(3);
+    expect(await cache.getOrSet('b', load, { tags: ['user:2'] })).toBe(2);
+    expect(cache.stats()).toMatchObject({ tagInvalidations: 1, tagMisses: 1 });
+    cache.close();
   });
 });
