@@ -76,3 +76,15 @@ export { UnsupportedValueError } from './codec/value.codec.js';
 // testing without a server
 export { InMemoryMemcachedClient } from './testing/in-memory-memcached.client.js';
 export { MemcachedTestingModule } from './testing/memcached-testing.module.js';
+
+// tracing: the diagnostics_channel events (the OpenTelemetry entry point turns them into spans)
+export {
+  CHANNELS,
+  type BusPublishEvent,
+  type BusReceiveEvent,
+  type CacheCallEvent,
+  type CacheCallOutcome,
+  type CommandEvent,
+  type LogEvent,
+  type RunsIn,
+} from './tracing/channels.js';

@@ -3,6 +3,7 @@ import { MAX_BUS_KEYS } from '../config/near-options.js';
 import { KEY_PREFIX_PATTERN, NAMESPACE_PATTERN } from '../codec/key.codec.js';
 import type { ChangeRef, KeyChange, NamespaceChange, TagChange } from '../codec/keyspace.js';
 import { MAX_TAG_LENGTH } from '../codec/tags.js';
+import { TRACEPARENT } from '../tracing/channels.js';
 
 /**
  * Invalidation messages on the bus. Every byte that arrives is untrusted: the broker is shared, and
@@ -10,9 +11,10 @@ import { MAX_TAG_LENGTH } from '../codec/tags.js';
  *
  *   `2.<macs>.<payload>`
  *
- * - `<payload>`: compact JSON `{"s":"<source>","q":<seq>,"t":"k"|"n"|"g"|"h"|"b","x":[[...],...],"a":<ms>,"d":1,"o":1}`
+ * - `<payload>`: compact JSON `{"s":"<source>","q":<seq>,"t":"k"|"n"|"g"|"h"|"b","x":[[...],...],"a":<ms>,"d":1,"o":1,"p":"00-…"}`
  *   with the sender's source id (random per process and bus), its sequence number, the type, the
- *   changes, the sender's wall-clock time, `d` when the change was caused by a followed change, and
+ *   changes, the sender's wall-clock time, `d` when the change was caused by a followed change,
+ *   `p` the W3C `traceparent` of the write that caused it (when its sender was traced), and
  *   `o` when every receiver is to hold it as a debt until it is paid: `1` memcached did not confirm
  *   it, `2` it landed on a stand-in node while its owner was down (`deadNodePolicy: 'rehash'`).
  *   Receivers of the previous release ignore `o` and drop their near entries as for any change.
@@ -42,6 +44,8 @@ interface BusHeader {
    * stand-in node (`deadNodePolicy: 'rehash'`), and is owed to the owner when it returns.
    */
   owed?: 1 | 2;
+  /** The W3C trace context of the write that caused the change, when its sender was traced. */
+  traceparent?: string;
 }
 
 /** A decoded message: keys (`k`) or namespaces (`n`) that changed, or a heartbeat or goodbye. */
@@ -105,6 +109,7 @@ export class BusCodec {
     };
     if (message.derived) body.d = 1;
     if (message.owed) body.o = message.owed;
+    if (message.traceparent) body.p = message.traceparent;
     const payload = JSON.stringify(body);
     const macs = this.keys.map(({ id, key }) => `${id}:${mac(key, payload)}`).join(',');
     return `${BUS_VERSION}.${macs}.${payload}`;
@@ -315,5 +320,7 @@ function messageOf(
   const message = { source: s, seq: q, type: t, changes, at } as BusMessage;
   if (d === 1) message.derived = true;
   if (o !== undefined) message.owed = o;
+  // tracing data never costs a change: a `p` that is not a traceparent is left out, the change kept
+  if (typeof fields.p === 'string' && TRACEPARENT.test(fields.p)) message.traceparent = fields.p;
   return message;
 }

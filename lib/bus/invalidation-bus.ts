@@ -3,6 +3,7 @@ import type { BusTransport } from '../interfaces/bus-transport.interface.js';
 import { BusCodec, type BusMessage, type BusMessageType, type BusRejection, REPLAY_WINDOW_MS } from './bus-message.js';
 import { Inbox, SLICE_MS } from './inbox.js';
 import type { ChangeRef, KeyChange, NamespaceChange, TagChange } from '../codec/keyspace.js';
+import { type BusReceiveEvent, busReceiveChannel, tracedReceive, traceparentFor } from '../tracing/channels.js';
 
 /** What the bus tells the tier it keeps coherent. */
 export interface BusListener {
@@ -293,6 +294,7 @@ export class InvalidationBus {
       derived,
       owed: owed === 0 ? undefined : owed,
       at: this.wallClock(),
+      traceparent: counted ? traceparentFor(KINDS[type as 'k']) : undefined,
     } as BusMessage);
     return this.transport.publish(data).then(
       () => (counted ? void this.counters.published++ : undefined),
@@ -321,13 +323,23 @@ export class InvalidationBus {
     }
     if (!this.track(message, arrived)) return this.reject('replayed');
     this.counters.received++;
+    if (message.type === 'h' || message.type === 'b') {
+      if (message.type === 'b') this.depart(message.source, message.seq, arrived);
+    } else if (busReceiveChannel.hasSubscribers) {
+      const { type, changes, derived = false, traceparent } = message;
+      const event: BusReceiveEvent = { kind: KINDS[type], changes: changes.length, derived, traceparent };
+      tracedReceive(event, () => this.apply(message));
+    } else this.apply(message);
+    // a source heard again (or gone for good) may be what the tier was waiting for
+    if (!this.isHealthy) this.assess(this.clock());
+  }
+
+  /** Hands another source's change to the listener. */
+  private apply(message: BusMessage): void {
     if (message.type === 'k') this.listener.keys(message.changes, message.derived === true, message.owed ?? 0);
     else if (message.type === 'n')
       this.listener.namespaces(message.changes, message.derived === true, message.owed ?? 0);
     else if (message.type === 'g') this.listener.tags(message.changes, message.owed === 1);
-    else if (message.type === 'b') this.depart(message.source, message.seq, arrived);
-    // a source heard again (or gone for good) may be what the tier was waiting for
-    if (!this.isHealthy) this.assess(this.clock());
   }
 
   /**
@@ -438,3 +450,5 @@ export class InvalidationBus {
     this.listener.healthy(healthy);
   }
 }
+
+const KINDS = { k: 'keys', n: 'namespaces', g: 'tags' } as const;

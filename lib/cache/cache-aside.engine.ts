@@ -19,6 +19,7 @@ import { cacheFailed, keyFnNotString, keysFnNotList, servingGraced } from '../me
 import { RateLimitedLogger } from '../utils/rate-limited-logger.js';
 import type { CacheEvents } from '../stats/cache-events.js';
 import type { CacheStats, NamespaceStats } from '../stats/cache-stats.js';
+import { traceBypass } from '../tracing/channels.js';
 import { type HttpRequestParts, LearnedVary, varyMatches } from './variants.js';
 
 /** How a cached call was served: from the cache, from the method, or around the cache. */
@@ -117,7 +118,7 @@ export class CacheAsideEngine {
       result = await this.cached(plan, cacheable, site, produce, report);
     } else {
       if (cacheable && report) report.outcome = 'BYPASS';
-      result = (await produce(false)).value;
+      result = (await (cacheable ? this.around(plan, cacheable, site, produce) : produce(false))).value;
     }
     if (plan.put) await this.putFor(plan, plan.put, site, result);
     for (const evict of plan.evicts) {
@@ -212,6 +213,14 @@ export class CacheAsideEngine {
     return false;
   }
 
+  /** Runs the method around the cache (traced as a bypass). */
+  private around<T>(plan: CachePlan, how: CacheableOptions, site: CallSite, run: (keep: boolean) => Promise<T>) {
+    return traceBypass(
+      () => [this.namespaceOf(plan, how), this.keyOf(how, site, false)],
+      () => run(false),
+    );
+  }
+
   private bypass(plan: CachePlan, options: { namespace?: string }, reason: string): void {
     this.counts.bypassed(this.namespaceOf(plan, options), reason);
   }
@@ -235,7 +244,7 @@ export class CacheAsideEngine {
     } catch (error) {
       this.fail(namespace, error instanceof MemcachedUsageError && error.code === 'TAGS' ? 'tags' : 'key', error);
       if (report) report.outcome = 'BYPASS';
-      return (await produce(false)).value;
+      return (await this.around(plan, options, site, produce)).value;
     }
     const started = performance.now();
     const lease = this.backend.leases && options.lease !== false;
@@ -286,7 +295,7 @@ export class CacheAsideEngine {
       }
       this.bypass(plan, options, 'vary');
       if (report) report.outcome = 'BYPASS';
-      return (await produce(false)).value;
+      return (await this.around(plan, options, site, produce)).value;
     }
     const key = target.key;
     this.counts.served(namespace, key, served, performance.now() - started, (op, error) =>

@@ -26,6 +26,7 @@ import { invalidationOwed, invalidationsRepaid, remoteDebtDropped, spoolProblem 
 import { NearTier } from './near-tier.js';
 import { Operations } from './operations.js';
 import { type GracePolicy, ReadThrough, type ReadRequest, type Served } from './read-through.js';
+import { type CacheCallEvent, cacheChannel, traced } from '../tracing/channels.js';
 
 /**
  * What the cache layer (the decorators' engine) asks of a client, by name: read through, write,
@@ -266,8 +267,9 @@ export class ClientCore implements CacheBackend {
     return (grace ?? o.grace) > 0 ? { staleFor, deadline: o.graceDeadline, backoff: o.graceBackoff } : undefined;
   }
 
+  /** A read-through call (the engine's, `getOrSet`), traced when someone listens (`tracing/channels.ts`). */
   read<T>(request: ReadRequest<T>): Promise<Served<T>> {
-    return this.readThrough.read(request);
+    return cacheChannel.hasSubscribers ? tracedRead(this.readThrough, request) : this.readThrough.read(request);
   }
 
   async write(
@@ -335,4 +337,18 @@ export class ClientCore implements CacheBackend {
     this.router.close();
     this.near?.close();
   }
+}
+
+function tracedRead<T>(readThrough: ReadThrough, request: ReadRequest<T>): Promise<Served<T>> {
+  const { namespace, key } = request.target;
+  const event: CacheCallEvent = request.tags ? { namespace, key, tags: request.tags } : { namespace, key };
+  return traced(event, async () => {
+    const served = await readThrough.read(request);
+    // set before the promise settles: subscribers read them at its end
+    event.outcome = served.outcome === 'GRACED' ? 'STALE' : served.outcome;
+    if (served.outcome === 'GRACED') event.graced = true;
+    if (served.waited) event.leaseWaited = true;
+    if (served.near) event.near = true;
+    return served;
+  });
 }

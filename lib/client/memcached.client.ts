@@ -279,7 +279,7 @@ export class MemcachedClient implements OnApplicationBootstrap, OnApplicationShu
     const started = performance.now();
     let served: Served<T>;
     try {
-      served = await this.readThrough.read({
+      served = await this.core.read({
         target: { namespace, key },
         near: this.core.usesNear(namespace, options?.nearCache),
         tags,

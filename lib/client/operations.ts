@@ -30,6 +30,7 @@ import {
 import type { TagStamp } from '../codec/tags.js';
 import type { RateLimitedLogger } from '../utils/rate-limited-logger.js';
 import type { CacheStats } from '../stats/cache-stats.js';
+import { type CommandEvent, commandChannel } from '../tracing/channels.js';
 
 /**
  * What a read found for a key: nothing, another caller's lease marker, an item that cannot be
@@ -352,6 +353,7 @@ export class Operations {
       await this.send(node, 'getMulti', seq, buildMultiGet(mine, seq), {
         quiet: true,
         idempotent: true,
+        batch: mine.length,
         onResponse(res) {
           if (res.header.opcode === Opcode.Noop) return true;
           if (res.header.status !== Status.Ok) return PENDING;
@@ -410,8 +412,22 @@ export class Operations {
     operation: string,
     seq: number,
     frame: Buffer,
-    spec: { quiet?: boolean; idempotent?: boolean; onResponse: (res: BinaryResponse) => T | typeof PENDING },
+    spec: {
+      quiet?: boolean;
+      idempotent?: boolean;
+      /** Keys in a multi-get (traced). */
+      batch?: number;
+      onResponse: (res: BinaryResponse) => T | typeof PENDING;
+    },
   ): Promise<T> {
+    if (commandChannel.hasSubscribers) {
+      const event: CommandEvent = { command: commandName(frame[1]), operation, node: node.label, bytes: frame.length };
+      if (spec.batch !== undefined) event.batchSize = spec.batch;
+      return commandChannel.tracePromise(
+        () => node.request(operation, seq, frame, spec.onResponse, spec, this.stats.settled),
+        event,
+      );
+    }
     return node.request(operation, seq, frame, spec.onResponse, spec, this.stats.settled);
   }
 
@@ -425,4 +441,25 @@ export class Operations {
       status,
     );
   }
+}
+
+/** memcached's (text protocol) names of the binary opcodes the client sends, for traces. */
+const COMMAND_NAMES: Record<number, string> = {
+  [Opcode.Get]: 'get',
+  [Opcode.GetKQ]: 'get',
+  [Opcode.Set]: 'set',
+  [Opcode.Add]: 'add',
+  [Opcode.Replace]: 'replace',
+  [Opcode.Delete]: 'delete',
+  [Opcode.Increment]: 'incr',
+  [Opcode.Decrement]: 'decr',
+  [Opcode.Touch]: 'touch',
+  [Opcode.Flush]: 'flush_all',
+  [Opcode.Noop]: 'noop',
+  [Opcode.Version]: 'version',
+  [Opcode.Stat]: 'stats',
+};
+
+function commandName(opcode: number): string {
+  return COMMAND_NAMES[opcode] ?? `0x${opcode.toString(16)}`;
 }

@@ -56,6 +56,8 @@ export interface Served<T> {
   meta?: ResponseMeta;
   /** The call waited for another caller's fill. */
   waited?: boolean;
+  /** Served from this process's near cache. */
+  near?: boolean;
   /** A cache operation that failed (the value then came from the source). */
   failure?: CacheFailure;
   /** This call's fill or background refresh, settling after the call returns. */
@@ -168,8 +170,8 @@ export class ReadThrough {
         const turn = answerTurn();
         if (turn !== undefined) await turn;
         return hit.meta === undefined
-          ? { value: hit.value as T, outcome: 'HIT' }
-          : { value: hit.value as T, outcome: 'HIT', meta: hit.meta };
+          ? { value: hit.value as T, outcome: 'HIT', near: true }
+          : { value: hit.value as T, outcome: 'HIT', meta: hit.meta, near: true };
       }
       start = near.cache.begin();
     }

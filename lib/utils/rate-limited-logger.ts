@@ -1,9 +1,11 @@
 import type { LoggerService } from '@nestjs/common';
+import { traceSuffix } from '../tracing/channels.js';
 
 /**
  * Logs a message at most once per interval for each topic, then reports how many were held back,
  * so a dead cache node yields a few lines a minute instead of one per request. It remembers at
  * most `maxTopics` topics (the oldest are forgotten), so no stream of distinct topics grows it.
+ * A line logged during a traced request names its trace (`nestjs-memcached/otel`).
  */
 export class RateLimitedLogger {
   private readonly last = new Map<string, { at: number; suppressed: number }>();
@@ -30,14 +32,14 @@ export class RateLimitedLogger {
     }
     const suffix = entry && entry.suppressed > 0 ? ` (${entry.suppressed} similar messages suppressed)` : '';
     this.remember(topic, now);
-    this.logger.warn((typeof message === 'function' ? message() : message) + suffix);
+    this.logger.warn((typeof message === 'function' ? message() : message) + suffix + traceSuffix());
   }
 
   /** Logs once per topic (as long as the topic is remembered). */
   once(topic: string, message: string): void {
     if (!this.logger || this.last.has(topic)) return;
     this.remember(topic, Number.POSITIVE_INFINITY);
-    this.logger.warn(message);
+    this.logger.warn(message + traceSuffix());
   }
 
   private remember(topic: string, at: number): void {

@@ -269,6 +269,44 @@ describe('bus messages', () => {
       { numRuns: 500 },
     );
   });
+
+  it("property: a change carries its writer's traceparent; one that is not a traceparent is left out, the change kept", () => {
+    const signed = new BusCodec([KEY1]);
+    const hex = (length: number) => fc.stringMatching(new RegExp(`^[0-9a-f]{${length}}$`));
+    const traceparent = fc
+      .tuple(hex(32), hex(16), hex(2))
+      .filter(([trace, span]) => !/^0+$/.test(trace) && !/^0+$/.test(span))
+      .map(([trace, span, flags]) => `00-${trace}-${span}-${flags}`);
+    const sent: BusMessage = {
+      source: 'writer',
+      seq: 1,
+      at: NOW,
+      type: 'k',
+      changes: [{ prefix: 'svc:', namespace: 'users', key: '7' }],
+    };
+    fc.assert(
+      fc.property(traceparent, (p) => {
+        expect(signed.decode(signed.encode({ ...sent, traceparent: p }), NOW)).toStrictEqual({
+          message: { ...sent, traceparent: p },
+        });
+      }),
+    );
+    // anything else in `p` (a forger's, or a future version's) costs the change nothing
+    const notTraceparent = fc.oneof(
+      fc.string({ maxLength: 80 }),
+      fc.constant(`00-${'0'.repeat(32)}-${'1'.repeat(16)}-01`),
+      fc.constant(`01-${'a'.repeat(32)}-${'b'.repeat(16)}-01`),
+      fc.constant(`00-${'A'.repeat(32)}-${'b'.repeat(16)}-01`),
+      fc.integer(),
+      fc.constant(null),
+    );
+    fc.assert(
+      fc.property(notTraceparent, (p) => {
+        const data = signed.encode({ ...sent, traceparent: p as string });
+        expect(signed.decode(data, NOW)).toStrictEqual({ message: sent });
+      }),
+    );
+  });
 });
 
 describe('InvalidationBus', () => {

@@ -9,13 +9,13 @@ const lib = new URL('../../lib/', import.meta.url).pathname;
  * any layer below it, never one above.
  */
 const LAYERS: Array<[number, RegExp]> = [
-  [0, /^(utils|interfaces|codec|config|stats)\/|^memcached\.(messages|errors)\.ts$/],
+  [0, /^(utils|interfaces|codec|config|stats|tracing)\/|^memcached\.(messages|errors)\.ts$/],
   [1, /^transport\//],
   [2, /^(cluster|near|bus)\//],
   [3, /^client\//],
   [4, /^cache\//],
   [5, /^(decorators|interceptors|explorers|nest)\/|^memcached\.constants\.ts$/],
-  [6, /^(testing|prometheus|terminus)\/|^memcached\.(module|module-definition|providers)\.ts$|^index\.ts$/],
+  [6, /^(testing|prometheus|terminus|otel)\/|^memcached\.(module|module-definition|providers)\.ts$|^index\.ts$/],
 ];
 
 function layerOf(file: string): number {
