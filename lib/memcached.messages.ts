@@ -1,6 +1,9 @@
 export const invalidOption = (name: string, value: unknown, expected: string) =>
   `Invalid MemcachedModule option "${name}": ${show(value)} (expected ${expected})`;
 
+export const invalidTracingOption = (name: string, value: unknown, expected: string) =>
+  `Invalid MemcachedInstrumentation option "${name}": ${show(value)} (expected ${expected})`;
+
 export const invalidEnv = (name: string, value: string, expected: string) =>
   `Invalid ${name}=${JSON.stringify(value)} (expected ${expected})`;
 

@@ -72,7 +72,7 @@ describe('the published package', () => {
     await npm(['run', 'build:sample'], root);
     const out = await npm(['pack', '--dry-run', '--json'], root);
     const files = (JSON.parse(out)[0].files as Array<{ path: string }>).map((f) => f.path);
-    for (const entry of ['', 'config/', 'prometheus/', 'terminus/']) {
+    for (const entry of ['', 'config/', 'prometheus/', 'terminus/', 'otel/']) {
       for (const f of [
         `esm/${entry}index.js`,
         `esm/${entry}index.d.ts`,

@@ -47,7 +47,7 @@ describe('package.json', () => {
     expect(Object.keys(pkg.dependencies ?? {}).filter((name) => !imported.has(name))).toStrictEqual([]);
   });
 
-  it('imports optional peers (@nestjs/config, prom-client, @nestjs/terminus) only behind their own entry points', () => {
+  it('imports optional peers (@nestjs/config, prom-client, @nestjs/terminus, @opentelemetry/api) only behind their own entry points', () => {
     const optional = Object.keys(pkg.peerDependenciesMeta ?? {})
       .filter((name) => pkg.peerDependenciesMeta[name].optional)
       .filter((name) => !BROKER_CLIENTS.includes(name));
@@ -56,6 +56,7 @@ describe('package.json', () => {
       '@nestjs/config': /\/lib\/config\/memcached\.config\.ts$/,
       'prom-client': /\/lib\/prometheus\//,
       '@nestjs/terminus': /\/lib\/terminus\//,
+      '@opentelemetry/api': /\/lib\/otel\//,
     };
     const offenders = sourceFiles(join(root, 'lib')).flatMap((file) =>
       optional
@@ -65,10 +66,11 @@ describe('package.json', () => {
     expect(offenders).toStrictEqual([]);
     // and the main entry point does not reach those files
     const index = readFileSync(join(root, 'lib/index.ts'), 'utf8');
-    expect(index).not.toMatch(/config\/(index|memcached\.config)|prometheus|terminus/);
+    expect(index).not.toMatch(/config\/(index|memcached\.config)|prometheus|terminus|otel/);
     expect(pkg.exports['./config'].import.default).toBe('./dist/esm/config/index.js');
     expect(pkg.exports['./prometheus'].import.default).toBe('./dist/esm/prometheus/index.js');
     expect(pkg.exports['./terminus'].require.default).toBe('./dist/cjs/terminus/index.js');
+    expect(pkg.exports['./otel'].import.default).toBe('./dist/esm/otel/index.js');
   });
 
   it('loads the broker clients (optional peers) only when a bus transport is configured: no static import', () => {

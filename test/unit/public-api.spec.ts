@@ -4,7 +4,13 @@ import { join } from 'node:path';
 import ts from 'typescript';
 
 const ROOT = join(import.meta.dirname, '../..');
-const ENTRY_POINTS = ['lib/index.ts', 'lib/config/index.ts', 'lib/prometheus/index.ts', 'lib/terminus/index.ts'];
+const ENTRY_POINTS = [
+  'lib/index.ts',
+  'lib/config/index.ts',
+  'lib/prometheus/index.ts',
+  'lib/terminus/index.ts',
+  'lib/otel/index.ts',
+];
 
 function exportsOf(files: string[]): string[] {
   const program = ts.createProgram(

@@ -1,0 +1,5 @@
+export {
+  MemcachedInstrumentation,
+  type MemcachedInstrumentationOptions,
+  enableMemcachedTracing,
+} from './memcached-instrumentation.js';

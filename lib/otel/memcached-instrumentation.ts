@@ -1,0 +1,339 @@
+import { createHash } from 'node:crypto';
+import {
+  type Attributes,
+  type Context,
+  context,
+  type Histogram,
+  isSpanContextValid,
+  type Link,
+  type MeterProvider,
+  metrics,
+  ROOT_CONTEXT,
+  type Span,
+  type SpanContext,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+  type TracerProvider,
+  type Tracer,
+} from '@opentelemetry/api';
+import {
+  type BusPublishEvent,
+  type BusReceiveEvent,
+  busPublishChannel,
+  busReceiveChannel,
+  type CacheCallEvent,
+  cacheChannel,
+  type CommandEvent,
+  commandChannel,
+  type LogEvent,
+  logChannel,
+  TRACEPARENT,
+} from '../tracing/channels.js';
+import { MemcachedConfigError } from '../config/memcached-options.js';
+import { invalidTracingOption } from '../memcached.messages.js';
+
+/** Options of `MemcachedInstrumentation` (all optional). */
+export interface MemcachedInstrumentationOptions {
+  /**
+   * Spans only inside an active trace (a request's, a job's): a cache call, a memcached command or
+   * a bus change heard without one starts no trace by itself. Default `true`. Metrics are recorded either way.
+   */
+  requireParentSpan?: boolean;
+  /**
+   * Cache keys and tags on cache spans (`cache.key`, `nestjs_memcached.tags`): `false` (default;
+   * they can hold user data), `'hashed'` (SHA-256, base64url: the same key gives the same value, to
+   * find one key's calls; a key an attacker can guess can be confirmed), or `'raw'`.
+   */
+  keys?: false | 'hashed' | 'raw';
+  /** OpenTelemetry's instrumentation flag: the SDK enables an instrumentation whose config is not enabled. */
+  enabled?: boolean;
+}
+
+type Settings = Required<Omit<MemcachedInstrumentationOptions, 'enabled'>>;
+
+/** The histogram boundaries the database conventions advise for `db.client.operation.duration`, seconds. */
+const DURATION_BUCKETS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10];
+const NAME = 'nestjs-memcached';
+
+/**
+ * Turns the library's `diagnostics_channel` events into OpenTelemetry spans and metrics by the
+ * database semantic conventions: a `CLIENT` span per memcached command (`db.system.name`
+ * `memcached`, `db.operation.name`, `server.address`, `server.port`, `db.operation.batch.size`,
+ * `error.type`) with the `db.client.operation.duration` histogram; an `INTERNAL` span per cached
+ * call (`cache.hit`, the outcome, the namespace) whose commands are its children; and on the bus,
+ * the writer's trace context carried with each change, and a span linked to it where the change is
+ * applied. Shaped as an OpenTelemetry instrumentation, so the SDK's `instrumentations` list takes it.
+ *
+ * @example
+ * // otel.ts, imported first in main.ts
+ * const sdk = new NodeSDK({ instrumentations: [getNodeAutoInstrumentations(), new MemcachedInstrumentation()] });
+ * sdk.start();
+ */
+export class MemcachedInstrumentation {
+  readonly instrumentationName = NAME;
+  readonly instrumentationVersion = '1';
+  private options: Settings;
+  private tracer: Tracer;
+  private duration?: Histogram;
+  private enabled = false;
+  private readonly spans = new WeakMap<object, Span>();
+  private readonly started = new WeakMap<CommandEvent, number>();
+
+  constructor(options: MemcachedInstrumentationOptions = {}) {
+    this.options = checked(options);
+    this.tracer = trace.getTracer(NAME);
+  }
+
+  setTracerProvider(provider: TracerProvider): void {
+    this.tracer = provider.getTracer(NAME);
+  }
+
+  setMeterProvider(provider: MeterProvider): void {
+    this.duration = this.histogram(provider);
+  }
+
+  setConfig(options: MemcachedInstrumentationOptions = {}): void {
+    this.options = checked(options);
+  }
+
+  /** The options, and `enabled` (the SDK enables an instrumentation whose config says it is not). */
+  getConfig(): MemcachedInstrumentationOptions & { enabled: boolean } {
+    return { ...this.options, enabled: this.enabled };
+  }
+
+  /** Subscribes to the library's channels (idempotent). */
+  enable(): void {
+    if (this.enabled) return;
+    this.enabled = true;
+    // the global meter provider as it is now (an SDK started before this), unless one was given
+    this.duration ??= this.histogram(metrics.getMeterProvider());
+    cacheChannel.subscribe(this.callHandlers);
+    commandChannel.subscribe(this.commandHandlers);
+    busPublishChannel.subscribe(this.onPublish as (message: unknown) => void);
+    busReceiveChannel.subscribe(this.receiveHandlers);
+    logChannel.subscribe(this.onLog as (message: unknown) => void);
+  }
+
+  /** Unsubscribes: the library publishes nothing again unless someone else listens. */
+  disable(): void {
+    if (!this.enabled) return;
+    this.enabled = false;
+    cacheChannel.unsubscribe(this.callHandlers);
+    commandChannel.unsubscribe(this.commandHandlers);
+    busPublishChannel.unsubscribe(this.onPublish as (message: unknown) => void);
+    busReceiveChannel.unsubscribe(this.receiveHandlers);
+    logChannel.unsubscribe(this.onLog as (message: unknown) => void);
+  }
+
+  private histogram(provider: MeterProvider): Histogram {
+    return provider.getMeter(NAME).createHistogram('db.client.operation.duration', {
+      description: 'Duration of memcached commands.',
+      unit: 's',
+      advice: { explicitBucketBoundaries: DURATION_BUCKETS },
+    });
+  }
+
+  /** A cached call starts: its span, made the active one while the call runs. */
+  private readonly startCall = (event: CacheCallEvent): void => {
+    const parent = context.active();
+    if (!this.traces(parent)) return;
+    const attributes: Attributes = { 'nestjs_memcached.namespace': event.namespace ?? '' };
+    const keys = this.options.keys;
+    if (keys !== false) {
+      attributes['cache.key'] = keys === 'raw' ? event.key : hashed(event.key);
+      if (event.tags)
+        attributes['nestjs_memcached.tags'] = event.tags.map((tag) => (keys === 'raw' ? tag : hashed(tag)));
+    }
+    const span = this.tracer.startSpan('cache.get', { kind: SpanKind.INTERNAL, attributes }, parent);
+    this.spans.set(event, span);
+    const active = trace.setSpan(parent, span);
+    event.runIn = (work) => context.with(active, work);
+  };
+
+  private readonly callHandlers = {
+    start: this.startCall,
+    end() {},
+    asyncStart() {},
+    asyncEnd: (event: CacheCallEvent) => {
+      const span = this.spans.get(event);
+      if (span === undefined) return;
+      if (event.outcome !== undefined) {
+        span.setAttribute('cache.hit', event.outcome === 'HIT' || event.outcome === 'STALE');
+        span.setAttribute('nestjs_memcached.outcome', event.outcome);
+      }
+      if (event.near) span.setAttribute('nestjs_memcached.near', true);
+      if (event.graced) span.setAttribute('nestjs_memcached.graced', true);
+      if (event.leaseWaited) span.setAttribute('nestjs_memcached.lease_waited', true);
+      span.end();
+    },
+    error: (event: CacheCallEvent) => {
+      // only the loader's own error reaches a cached call's caller
+      const span = this.spans.get(event);
+      if (span !== undefined) failed(span, event.error);
+    },
+  };
+
+  private readonly commandHandlers = {
+    start: (event: CommandEvent) => {
+      this.started.set(event, performance.now());
+      const parent = context.active();
+      if (!this.traces(parent)) return;
+      const [address, port] = splitNode(event.node);
+      const attributes: Attributes = {
+        'db.system.name': 'memcached',
+        'db.operation.name': event.command,
+        'server.address': address,
+        'nestjs_memcached.operation': event.operation,
+        'nestjs_memcached.request.bytes': event.bytes,
+      };
+      if (port !== undefined) attributes['server.port'] = port;
+      // the conventions set the batch size only for batches of two or more
+      if (event.batchSize !== undefined && event.batchSize > 1) attributes['db.operation.batch.size'] = event.batchSize;
+      const span = this.tracer.startSpan(
+        `${event.command} ${event.node}`,
+        { kind: SpanKind.CLIENT, attributes },
+        parent,
+      );
+      this.spans.set(event, span);
+    },
+    end() {},
+    asyncStart() {},
+    asyncEnd: (event: CommandEvent) => {
+      const started = this.started.get(event);
+      if (started !== undefined) {
+        const [address, port] = splitNode(event.node);
+        const attributes: Attributes = {
+          'db.system.name': 'memcached',
+          'db.operation.name': event.command,
+          'server.address': address,
+        };
+        if (port !== undefined) attributes['server.port'] = port;
+        if (event.error !== undefined) attributes['error.type'] = errorType(event.error);
+        this.duration?.record((performance.now() - started) / 1000, attributes);
+      }
+      this.spans.get(event)?.end();
+    },
+    error: (event: CommandEvent) => {
+      const span = this.spans.get(event);
+      if (span === undefined) return;
+      const status = (event.error as { status?: unknown }).status;
+      if (typeof status === 'number') span.setAttribute('db.response.status_code', `0x${status.toString(16)}`);
+      failed(span, event.error);
+    },
+  };
+
+  /** A change about to be published carries the active span's context. */
+  private readonly onPublish = (event: BusPublishEvent): void => {
+    const span = trace.getSpan(context.active());
+    if (span !== undefined && isSpanContextValid(span.spanContext()))
+      event.traceparent = traceparentOf(span.spanContext());
+  };
+
+  /** A change heard: a new trace linked to the writer's (with `requireParentSpan`, only if the writer was traced). */
+  private readonly startReceive = (event: BusReceiveEvent): void => {
+    const writer = event.traceparent === undefined ? undefined : spanContextOf(event.traceparent);
+    if (writer === undefined && this.options.requireParentSpan) return;
+    const links: Link[] = writer === undefined ? [] : [{ context: writer }];
+    const span = this.tracer.startSpan(
+      `invalidate ${event.kind}`,
+      {
+        kind: SpanKind.CONSUMER,
+        links,
+        root: true,
+        attributes: {
+          'nestjs_memcached.invalidation.kind': event.kind,
+          'nestjs_memcached.invalidation.changes': event.changes,
+          'nestjs_memcached.invalidation.derived': event.derived,
+        },
+      },
+      ROOT_CONTEXT,
+    );
+    this.spans.set(event, span);
+    const active = trace.setSpan(ROOT_CONTEXT, span);
+    event.runIn = (work) => context.with(active, work);
+  };
+
+  private readonly receiveHandlers = {
+    start: this.startReceive,
+    end: (event: BusReceiveEvent) => this.spans.get(event)?.end(),
+    asyncStart() {},
+    asyncEnd() {},
+    error: (event: BusReceiveEvent) => {
+      const span = this.spans.get(event);
+      if (span !== undefined) failed(span, event.error);
+    },
+  };
+
+  /** A warning logged inside a trace names it. */
+  private readonly onLog = (event: LogEvent): void => {
+    const span = trace.getSpan(context.active());
+    if (span !== undefined && isSpanContextValid(span.spanContext())) event.traceId = span.spanContext().traceId;
+  };
+
+  /** Whether work in `parent` gets spans: always, or only inside a trace (`requireParentSpan`). */
+  private traces(parent: Context): boolean {
+    if (!this.options.requireParentSpan) return true;
+    const span = trace.getSpan(parent);
+    return span !== undefined && isSpanContextValid(span.spanContext());
+  }
+}
+
+function checked(options: MemcachedInstrumentationOptions): Settings {
+  const { requireParentSpan = true, keys = false } = options;
+  if (typeof requireParentSpan !== 'boolean')
+    throw new MemcachedConfigError(invalidTracingOption('requireParentSpan', requireParentSpan, 'true or false'));
+  if (keys !== false && keys !== 'hashed' && keys !== 'raw')
+    throw new MemcachedConfigError(invalidTracingOption('keys', keys, "false, 'hashed' or 'raw'"));
+  return { requireParentSpan, keys };
+}
+
+function hashed(text: string): string {
+  return createHash('sha256').update(text).digest('base64url');
+}
+
+/** `host:port` (or `[v6]:port`, or a socket path) as `server.address` and `server.port`. */
+function splitNode(node: string): [string, number | undefined] {
+  const colon = node.lastIndexOf(':');
+  const port = colon < 0 ? NaN : Number(node.slice(colon + 1));
+  if (!Number.isInteger(port) || port <= 0) return [node, undefined];
+  const host = node.slice(0, colon);
+  return [host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host, port];
+}
+
+/** `error.type`: a `MemcachedError`'s code (`timeout`, `connection`, ...), else the error's class. */
+function errorType(error: unknown): string {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  if (error instanceof Error && error.name === 'MemcachedError' && typeof code === 'string') return code.toLowerCase();
+  return error instanceof Error ? error.constructor.name : '_OTHER';
+}
+
+function failed(span: Span, error: unknown): void {
+  span.setAttribute('error.type', errorType(error));
+  if (error instanceof Error) span.recordException(error);
+  span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.message : undefined });
+}
+
+function traceparentOf(span: SpanContext): string {
+  return `00-${span.traceId}-${span.spanId}-${(span.traceFlags & 0xff).toString(16).padStart(2, '0')}`;
+}
+
+function spanContextOf(traceparent: string): SpanContext | undefined {
+  if (!TRACEPARENT.test(traceparent)) return undefined;
+  const [, traceId, spanId, flags] = traceparent.split('-');
+  return { traceId, spanId, traceFlags: parseInt(flags, 16), isRemote: true };
+}
+
+/**
+ * Traces the library with the OpenTelemetry SDK already started in this process (its global
+ * tracer and meter providers): the one line a Nest app adds after `sdk.start()`.
+ *
+ * @example
+ * sdk.start();
+ * enableMemcachedTracing();
+ */
+export function enableMemcachedTracing(options?: MemcachedInstrumentationOptions): MemcachedInstrumentation {
+  const instrumentation = new MemcachedInstrumentation(options);
+  instrumentation.enable();
+  return instrumentation;
+}
