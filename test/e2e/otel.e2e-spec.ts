@@ -81,6 +81,12 @@ class UsersController {
     loads++;
     return { id, name: `user ${id}` };
   }
+
+  @Get('fresh/:id')
+  @Cacheable({ namespace: 'users', condition: () => false })
+  fresh(@Param('id') id: string) {
+    return { id, fresh: true };
+  }
 }
 
 describe('OpenTelemetry: spans and metrics from nestjs-memcached/otel', () => {
@@ -157,6 +163,13 @@ describe('OpenTelemetry: spans and metrics from nestjs-memcached/otel', () => {
     }
   });
 
+  it('a call that goes around the cache is a BYPASS span, with no memcached command under it', async () => {
+    await request(app.getHttpServer()).get('/users/fresh/7').expect(200).expect('x-cache', 'BYPASS');
+    const [call] = named('cache.get');
+    expect(call.attributes).toMatchObject({ 'nestjs_memcached.outcome': 'BYPASS', 'cache.hit': false });
+    expect(childrenOf(call, memcachedSpans())).toEqual([]);
+  });
+
   it('no span without an active parent by default; the duration histogram is recorded all the same', async () => {
     const a = client();
     await a.getOrSet(`orphan-${randomUUID()}`, async () => 'v', { ttl: 60 });
@@ -231,7 +244,14 @@ describe('OpenTelemetry: spans and metrics from nestjs-memcached/otel', () => {
       bus: { transport: 'nats', url: nats.url, channel, heartbeat: 200 },
     });
     for (let i = 0; i < 100 && !here.stats().bus?.healthy; i++) await sleep(50);
-    await here.getOrSet('profile', async () => 'old', { namespace: 'profiles' });
+    // a miss, a memcached hit that fills the near cache, then a near hit: no command under it
+    for (let i = 0; i < 3; i++) {
+      await inSpan('job', () => here.getOrSet('profile', async () => 'old', { namespace: 'profiles' }));
+      await sleep(30);
+    }
+    const nearHit = named('cache.get').at(-1)!;
+    expect(nearHit.attributes).toMatchObject({ 'nestjs_memcached.near': true, 'cache.hit': true });
+    expect(childrenOf(nearHit, memcachedSpans())).toEqual([]);
     const job = {
       servers: daemon.address,
       keyPrefix: 'svc-a:',
