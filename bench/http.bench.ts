@@ -26,9 +26,9 @@ const VARIANTS = (
   'trivial,nocache,handwritten,handwritten-intercepted,nest-cache-manager,ours-controller,ours-service,ours-getorset'
 ).split(',');
 
-/** The variant a `-near`, `-prometheus`, `-cluster` or `-tags<n>` variant adds to (on the same platform). */
+/** The variant a `-near`, `-prometheus`, `-cluster`, `-tags<n>`, `-otel` or `-otelsdk` variant adds to (on the same platform). */
 function baseOf(variant: string): string | undefined {
-  const base = variant.replace(/-(near|prometheus|cluster|tags\d)(@\w+)?$/, '$2');
+  const base = variant.replace(/-(near|prometheus|cluster|tags\d|otel|otelsdk)(@\w+)?$/, '$2');
   return base === variant ? undefined : base;
 }
 

@@ -5,9 +5,12 @@
 //   | trivial-deferred (the trivial route answered on the next turn: what batching answers is worth)
 //   | ours-controller-cluster (3 memcached nodes at MEMCACHED_CLUSTER, host:port,host:port,...)
 //   | ours-controller-tags1 | ours-controller-tags3 | ours-controller-near-tags3 (the route's entries carry 1 or 3 tags)
+//   | <variant>-otel (the OpenTelemetry SDK with HTTP spans and nestjs-memcached/otel, spans batched to
+//   an exporter that drops them) | <variant>-otelsdk (the same SDK and HTTP spans, without nestjs-memcached/otel)
 //   Any variant with `@fastify` after it runs on Fastify (FastifyAdapter) instead of Express.
 // SIZE: 1k | 100k; PORT; MEMCACHED (host:port). GET /__stats reports database calls and CPU time.
 import 'reflect-metadata';
+import { createRequire } from 'node:module';
 import { CacheInterceptor, CacheModule } from '@nestjs/cache-manager';
 import {
   type CallHandler,
@@ -32,7 +35,9 @@ import { Cacheable, MemcachedClient, MemcachedModule } from '../../lib/index.js'
 import { MemcachedPrometheusModule } from '../../lib/prometheus/index.js';
 import { catalog100k, user1k } from '../support/payloads.js';
 
-const [variant, platform = 'express'] = (process.env.VARIANT ?? 'trivial').split('@');
+const [named, platform = 'express'] = (process.env.VARIANT ?? 'trivial').split('@');
+const otel = /-otel(sdk)?$/.exec(named)?.[0].slice(1);
+const variant = otel === undefined ? named : named.slice(0, -otel.length - 1);
 const size = process.env.SIZE ?? '1k';
 const memcached = process.env.MEMCACHED ?? '127.0.0.1:11211';
 const dbDelay = Number(process.env.DB_DELAY_MS ?? 5);
@@ -307,7 +312,33 @@ class AppModule {}
 // a clean exit lets `node --cpu-prof` write its profile
 process.on('SIGTERM', () => process.exit(0));
 
+/** The OpenTelemetry SDK as production runs it: HTTP server spans, a batching processor, and (`otel`) ours. */
+async function startOtel(withOurs: boolean) {
+  const { context, trace } = await import('@opentelemetry/api');
+  const { AsyncLocalStorageContextManager } = await import('@opentelemetry/context-async-hooks');
+  const { BasicTracerProvider, BatchSpanProcessor } = await import('@opentelemetry/sdk-trace-base');
+  const { registerInstrumentations } = await import('@opentelemetry/instrumentation');
+  const { HttpInstrumentation } = await import('@opentelemetry/instrumentation-http');
+  const { MemcachedInstrumentation } = await import('../../lib/otel/index.js');
+  const dropped = {
+    export: (_: unknown, done: (r: { code: number }) => void) => done({ code: 0 }),
+    shutdown: async () => {},
+  };
+  const provider = new BasicTracerProvider({ spanProcessors: [new BatchSpanProcessor(dropped)] });
+  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+  trace.setGlobalTracerProvider(provider);
+  registerInstrumentations({
+    instrumentations: withOurs
+      ? [new HttpInstrumentation(), new MemcachedInstrumentation()]
+      : [new HttpInstrumentation()],
+    tracerProvider: provider,
+  });
+  // the HTTP instrumentation patches `http` when it is next required
+  createRequire(import.meta.url)('http');
+}
+
 async function main() {
+  if (otel !== undefined) await startOtel(otel === 'otel');
   if (platform !== 'express' && platform !== 'fastify') throw new Error(`unknown platform ${platform}`);
   const app =
     platform === 'fastify'
