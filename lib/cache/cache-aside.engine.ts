@@ -214,9 +214,10 @@ export class CacheAsideEngine {
   }
 
   /** Runs the method around the cache (traced as a bypass). */
-  private around<T>(plan: CachePlan, how: CacheableOptions, site: CallSite, run: (keep: boolean) => Promise<T>) {
+  private around<T>(plan: CachePlan, how: CacheableOptions, _site: CallSite, run: (keep: boolean) => Promise<T>) {
+    // no key for the trace: building it would run the user's key function (or serialise arguments) again
     return traceBypass(
-      () => [this.namespaceOf(plan, how), this.keyOf(how, site, false)],
+      () => [this.namespaceOf(plan, how), ''],
       () => run(false),
     );
   }

@@ -3,6 +3,7 @@ import {
   type Attributes,
   type Context,
   context,
+  diag,
   type Histogram,
   isSpanContextValid,
   type Link,
@@ -108,22 +109,24 @@ export class MemcachedInstrumentation {
     this.enabled = true;
     // the global meter provider as it is now (an SDK started before this), unless one was given
     this.duration ??= this.histogram(metrics.getMeterProvider());
-    cacheChannel.subscribe(this.callHandlers);
-    commandChannel.subscribe(this.commandHandlers);
-    busPublishChannel.subscribe(this.onPublish as (message: unknown) => void);
-    busReceiveChannel.subscribe(this.receiveHandlers);
-    logChannel.subscribe(this.onLog as (message: unknown) => void);
+    const { call, command, receive, publish, log } = this.subscribed;
+    cacheChannel.subscribe(call);
+    commandChannel.subscribe(command);
+    busPublishChannel.subscribe(publish);
+    busReceiveChannel.subscribe(receive);
+    logChannel.subscribe(log);
   }
 
   /** Unsubscribes: the library publishes nothing again unless someone else listens. */
   disable(): void {
     if (!this.enabled) return;
     this.enabled = false;
-    cacheChannel.unsubscribe(this.callHandlers);
-    commandChannel.unsubscribe(this.commandHandlers);
-    busPublishChannel.unsubscribe(this.onPublish as (message: unknown) => void);
-    busReceiveChannel.unsubscribe(this.receiveHandlers);
-    logChannel.unsubscribe(this.onLog as (message: unknown) => void);
+    const { call, command, receive, publish, log } = this.subscribed;
+    cacheChannel.unsubscribe(call);
+    commandChannel.unsubscribe(command);
+    busPublishChannel.unsubscribe(publish);
+    busReceiveChannel.unsubscribe(receive);
+    logChannel.unsubscribe(log);
   }
 
   private histogram(provider: MeterProvider): Histogram {
@@ -217,7 +220,7 @@ export class MemcachedInstrumentation {
     error: (event: CommandEvent) => {
       const span = this.spans.get(event);
       if (span === undefined) return;
-      const status = (event.error as { status?: unknown }).status;
+      const status = (event.error as { status?: unknown } | undefined)?.status;
       if (typeof status === 'number') span.setAttribute('db.response.status_code', `0x${status.toString(16)}`);
       failed(span, event.error);
     },
@@ -271,12 +274,36 @@ export class MemcachedInstrumentation {
     if (span !== undefined && isSpanContextValid(span.spanContext())) event.traceId = span.spanContext().traceId;
   };
 
+  /** What is subscribed: every handler guarded, since a subscriber's throw would be an uncaught exception. */
+  private readonly subscribed = {
+    call: guard(this.callHandlers),
+    command: guard(this.commandHandlers),
+    receive: guard(this.receiveHandlers),
+    publish: guard({ on: this.onPublish }).on as (message: unknown) => void,
+    log: guard({ on: this.onLog }).on as (message: unknown) => void,
+  };
+
   /** Whether work in `parent` gets spans: always, or only inside a trace (`requireParentSpan`). */
   private traces(parent: Context): boolean {
     if (!this.options.requireParentSpan) return true;
     const span = trace.getSpan(parent);
     return span !== undefined && isSpanContextValid(span.spanContext());
   }
+}
+
+/** The same handlers, each catching what it throws (reported to OpenTelemetry's diagnostic logger). */
+function guard<T extends object>(handlers: T): T {
+  const guarded: Record<string, unknown> = {};
+  for (const [name, handler] of Object.entries(handlers) as Array<[string, (event: never) => void]>) {
+    guarded[name] = (event: never) => {
+      try {
+        handler(event);
+      } catch (error) {
+        diag.error(`nestjs-memcached tracing: ${name} failed`, error);
+      }
+    };
+  }
+  return guarded as T;
 }
 
 function checked(options: MemcachedInstrumentationOptions): Settings {
