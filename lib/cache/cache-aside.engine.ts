@@ -118,7 +118,7 @@ export class CacheAsideEngine {
       result = await this.cached(plan, cacheable, site, produce, report);
     } else {
       if (cacheable && report) report.outcome = 'BYPASS';
-      result = (await (cacheable ? this.around(plan, cacheable, site, produce) : produce(false))).value;
+      result = (await (cacheable ? this.around(plan, cacheable, produce) : produce(false))).value;
     }
     if (plan.put) await this.putFor(plan, plan.put, site, result);
     for (const evict of plan.evicts) {
@@ -213,11 +213,10 @@ export class CacheAsideEngine {
     return false;
   }
 
-  /** Runs the method around the cache (traced as a bypass). */
-  private around<T>(plan: CachePlan, how: CacheableOptions, _site: CallSite, run: (keep: boolean) => Promise<T>) {
-    // no key for the trace: building it would run the user's key function (or serialise arguments) again
+  /** Runs the method around the cache (traced as a bypass, under its namespace). */
+  private around<T>(plan: CachePlan, how: CacheableOptions, run: (keep: boolean) => Promise<T>) {
     return traceBypass(
-      () => [this.namespaceOf(plan, how), ''],
+      () => this.namespaceOf(plan, how),
       () => run(false),
     );
   }
@@ -245,7 +244,7 @@ export class CacheAsideEngine {
     } catch (error) {
       this.fail(namespace, error instanceof MemcachedUsageError && error.code === 'TAGS' ? 'tags' : 'key', error);
       if (report) report.outcome = 'BYPASS';
-      return (await this.around(plan, options, site, produce)).value;
+      return (await this.around(plan, options, produce)).value;
     }
     const started = performance.now();
     const lease = this.backend.leases && options.lease !== false;
@@ -296,7 +295,7 @@ export class CacheAsideEngine {
       }
       this.bypass(plan, options, 'vary');
       if (report) report.outcome = 'BYPASS';
-      return (await this.around(plan, options, site, produce)).value;
+      return (await this.around(plan, options, produce)).value;
     }
     const key = target.key;
     this.counts.served(namespace, key, served, performance.now() - started, (op, error) =>

@@ -120,17 +120,11 @@ export function traceSuffix(): string {
 
 /**
  * A call that goes around the cache (a condition said no, its key could not be built, ...), traced
- * as `BYPASS`; `describe` gives its namespace and key (or throws: traced without them).
+ * as `BYPASS` under its namespace, without a key (building it would run the user's key function again).
  */
-export function traceBypass<T>(describe: () => [string | undefined, string], run: () => Promise<T>): Promise<T> {
+export function traceBypass<T>(namespace: () => string, run: () => Promise<T>): Promise<T> {
   if (!cacheChannel.hasSubscribers) return run();
-  const event: CacheCallEvent = { namespace: undefined, key: '', outcome: 'BYPASS' };
-  try {
-    [event.namespace, event.key] = describe();
-  } catch {
-    // the key is what could not be built
-  }
-  return traced(event, run);
+  return traced({ namespace: namespace(), key: '', outcome: 'BYPASS' }, run);
 }
 
 /** Runs a cached call traced on `CHANNELS.cache` (call only when it has subscribers). */
