@@ -1,5 +1,6 @@
 import type { EntryRef } from '../codec/keyspace.js';
 import { MemcachedUsageError } from '../memcached.errors.js';
+import { backgroundTimer } from '../utils/background.js';
 
 /** An invalidation memcached did not confirm: one key (every variant of it), or a whole namespace. */
 export type Debt = { namespace?: string; key: string } | { namespace: string; key?: undefined };
@@ -335,11 +336,10 @@ export class InvalidationDebts {
     }
     const delay = this.delay;
     this.delay = Math.min(Math.max(10, delay * 2), this.maxDelay);
-    this.timer = setTimeout(() => {
+    this.timer = backgroundTimer(() => {
       this.timer = undefined;
       void this.payNow().then((done) => (done ? undefined : this.schedule(false)));
     }, delay);
-    this.timer.unref();
   }
 }
 

@@ -7,6 +7,7 @@ import { MemcachedError } from '../transport/memcached.error.js';
 import { Opcode } from '../transport/protocol.js';
 import type { Loader } from './lease.js';
 import type { ItemRead, Operations } from './operations.js';
+import { backgroundTimer } from '../utils/background.js';
 
 const NO_TAGS: readonly string[] = [];
 const KNOWN_TAG_WIRES = 10_000;
@@ -326,11 +327,10 @@ export class TagVersions {
   private schedulePayment(): void {
     if (this.closed || this.payTimer !== undefined) return;
     this.payDelay = Math.min(Math.max(this.payDelay * 2, 10), this.maxPayDelay);
-    this.payTimer = setTimeout(() => {
+    this.payTimer = backgroundTimer(() => {
       this.payTimer = undefined;
       void this.pay();
     }, this.payDelay);
-    this.payTimer.unref();
   }
 
   /** Writes a new version of every owed tag; one that lands is paid (unless owed again meanwhile). */

@@ -5,6 +5,7 @@ import { PENDING } from '../transport/node-connection.js';
 import { type BinaryResponse, buildRequest, Opcode } from '../transport/protocol.js';
 import { RequestIds } from '../transport/request-ids.js';
 import { nodeDown, nodeSkipped, nodeUp } from '../memcached.messages.js';
+import { backgroundTimer } from '../utils/background.js';
 
 export type BreakerState = 'closed' | 'open';
 
@@ -164,8 +165,7 @@ export class BreakerNode implements NodeTransport {
     if (this.closed) return;
     const delay = Math.min(this.probeDelay, this.options.cooldown);
     this.probeDelay = delay * 2;
-    this.probeTimer = setTimeout(() => void this.probe(), delay);
-    this.probeTimer.unref();
+    this.probeTimer = backgroundTimer(() => void this.probe(), delay);
   }
 
   private async probe(): Promise<void> {

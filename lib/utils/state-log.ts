@@ -1,4 +1,5 @@
 import type { LoggerService } from '@nestjs/common';
+import { backgroundTimer } from './background.js';
 
 /** What a state change says: at `log` level for good news, `warn` for bad. */
 export interface StateMessage {
@@ -48,12 +49,11 @@ export class StateLog {
     if (this.timer !== undefined) return;
     const wait = this.lastAt + this.intervalMs - now;
     if (wait <= 0) return this.write();
-    this.timer = setTimeout(() => {
+    this.timer = backgroundTimer(() => {
       this.timer = undefined;
       if (this.current !== this.logged) this.write();
       else this.changes = 0;
     }, wait);
-    this.timer.unref();
   }
 
   /** Stops logging: a component closing on purpose is not news. */

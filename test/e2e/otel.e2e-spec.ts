@@ -278,6 +278,40 @@ describe('OpenTelemetry: spans and metrics from nestjs-memcached/otel', () => {
     expect(received!.attributes).toMatchObject({ 'nestjs_memcached.invalidation.kind': 'keys' });
   }, 30_000);
 
+  it("invalidations owed in a request are paid later outside that request's trace", async () => {
+    const owing = client({ timeout: 200, retries: 0, breakerCooldown: 100 });
+    await owing.set('owed-key', 'old');
+    let requestTrace = '';
+    await daemon.pause();
+    try {
+      await inSpan('request', async (span) => {
+        requestTrace = span.spanContext().traceId;
+        await expect(owing.delete('owed-key')).rejects.toMatchObject({ name: 'MemcachedError' });
+        await expect(owing.invalidateTags(['owed-tag'])).rejects.toMatchObject({ name: 'MemcachedError' });
+      });
+    } finally {
+      daemon.resume();
+    }
+    expect(owing.stats().owed).toMatchObject({ keys: 1, tags: 1 });
+    // the payments' commands get spans of their own (no parent required here), so they can be seen
+    memcachedTracing.setConfig({ requireParentSpan: false });
+    try {
+      for (let i = 0; i < 200 && owing.stats().owed.keys + owing.stats().owed.tags > 0; i++) await sleep(20);
+      expect(owing.stats().owed).toMatchObject({ keys: 0, tags: 0 });
+    } finally {
+      memcachedTracing.setConfig({});
+    }
+    const inRequest = memcachedSpans().filter((span) => span.spanContext().traceId === requestTrace);
+    const payments = memcachedSpans().filter(
+      (span) => span.spanContext().traceId !== requestTrace && span.attributes['db.operation.name'] === 'delete',
+    );
+    // the request's trace holds what the request sent, and ends with it; the payments are not in it
+    expect(inRequest.length).toBeGreaterThan(0);
+    expect(inRequest.every((span) => span.status.code === 2)).toBe(true);
+    expect(payments.length).toBeGreaterThan(0);
+    expect(payments.every((span) => span.parentSpanContext === undefined)).toBe(true);
+  });
+
   it('a warning logged inside a trace names the trace', async () => {
     const lines: string[] = [];
     const logger = { log() {}, error() {}, warn: (line: string) => void lines.push(line) };
