@@ -3,6 +3,8 @@ export const invalidOption = (name: string, value: unknown, expected: string) =>
 
 export const invalidTracingOption = (name: string, value: unknown, expected: string) =>
   `Invalid MemcachedInstrumentation option "${name}": ${show(value)} (expected ${expected})`;
+export const tracingNeedsNode = (version: string) =>
+  `MemcachedInstrumentation needs Node 20.13 or later (TracingChannel.hasSubscribers); this is Node ${version}`;
 
 export const invalidEnv = (name: string, value: string, expected: string) =>
   `Invalid ${name}=${JSON.stringify(value)} (expected ${expected})`;

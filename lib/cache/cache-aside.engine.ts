@@ -19,7 +19,7 @@ import { cacheFailed, keyFnNotString, keysFnNotList, servingGraced } from '../me
 import { RateLimitedLogger } from '../utils/rate-limited-logger.js';
 import type { CacheEvents } from '../stats/cache-events.js';
 import type { CacheStats, NamespaceStats } from '../stats/cache-stats.js';
-import { traceBypass } from '../tracing/channels.js';
+import { traceAround } from '../tracing/channels.js';
 import { type HttpRequestParts, LearnedVary, varyMatches } from './variants.js';
 
 /** How a cached call was served: from the cache, from the method, or around the cache. */
@@ -215,7 +215,7 @@ export class CacheAsideEngine {
 
   /** Runs the method around the cache (traced as a bypass, under its namespace). */
   private around<T>(plan: CachePlan, how: CacheableOptions, run: (keep: boolean) => Promise<T>) {
-    return traceBypass(
+    return traceAround(
       () => this.namespaceOf(plan, how),
       () => run(false),
     );
@@ -259,7 +259,7 @@ export class CacheAsideEngine {
         const produced = await produce(keep);
         if (produced.storable === false) unstorable = true;
         const fill = keep ? await this.fillPlan(plan, options, site, current, produced) : undefined;
-        if (fill === undefined || options.resultTags === undefined) return { value: produced.value, fill };
+        if (fill === undefined || options.resultTags === undefined) return { value: produced.value, fill, unstorable };
         const resultTags = this.resultTagsOf(namespace, options, site, produced.value);
         return resultTags === undefined
           ? { value: produced.value, fill: undefined }
@@ -468,7 +468,7 @@ export class CacheAsideEngine {
   }
 
   /** A decorated call's namespace: one named in code, so always counted by itself. */
-  private namespaceOf(plan: CachePlan, options: { namespace?: string }): string {
+  namespaceOf(plan: CachePlan, options: { namespace?: string }): string {
     const namespace = options.namespace ?? plan.defaults.namespace ?? plan.className;
     this.counts.declare(namespace);
     return namespace;

@@ -16,7 +16,7 @@ import { NearCache } from '../near/near-cache.js';
 import { CacheStats } from '../stats/cache-stats.js';
 import { NodeConnection, type NodeTransportFactory } from '../transport/node-connection.js';
 import { RateLimitedLogger } from '../utils/rate-limited-logger.js';
-import type { FillPlan, FillReport } from './lease.js';
+import type { FillPlan, FillReport, Loader } from './lease.js';
 import { TagVersions } from './tag-versions.js';
 import type { EntryRef } from '../codec/keyspace.js';
 import { Namespaces } from './namespaces.js';
@@ -342,10 +342,17 @@ export class ClientCore implements CacheBackend {
 function tracedRead<T>(readThrough: ReadThrough, request: ReadRequest<T>): Promise<Served<T>> {
   const { namespace, key } = request.target;
   const event: CacheCallEvent = request.tags ? { namespace, key, tags: request.tags } : { namespace, key };
+  let unstorable = false;
+  const load: Loader<T> = async (how) => {
+    const loaded = await request.load(how);
+    if (loaded.unstorable) unstorable = true;
+    return loaded;
+  };
   return traced(event, async () => {
-    const served = await readThrough.read(request);
+    const served = await readThrough.read({ ...request, load });
     // set before the promise settles: subscribers read them at its end
-    event.outcome = served.outcome === 'GRACED' ? 'STALE' : served.outcome;
+    event.outcome =
+      served.outcome === 'GRACED' ? 'STALE' : unstorable && served.outcome === 'MISS' ? 'BYPASS' : served.outcome;
     if (served.outcome === 'GRACED') event.graced = true;
     if (served.waited) event.leaseWaited = true;
     if (served.near) event.near = true;

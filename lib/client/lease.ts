@@ -40,6 +40,8 @@ export interface Loaded<T> {
   fill: FillPlan | undefined;
   /** Tags the value carries beyond those known before the load (learned from the value itself). */
   resultTags?: readonly string[];
+  /** A value the cache must not keep (an HTTP response that says so): traced as `BYPASS`, not `MISS`. */
+  unstorable?: boolean;
 }
 
 /**

@@ -423,8 +423,12 @@ export class Operations {
     if (commandChannel.hasSubscribers) {
       const event: CommandEvent = { command: commandName(frame[1]), operation, node: node.label, bytes: frame.length };
       if (spec.batch !== undefined) event.batchSize = spec.batch;
+      const onResponse = (res: BinaryResponse) => {
+        if (res.header.status !== 0) event.status = res.header.status;
+        return spec.onResponse(res);
+      };
       return commandChannel.tracePromise(
-        () => node.request(operation, seq, frame, spec.onResponse, spec, this.stats.settled),
+        () => node.request(operation, seq, frame, onResponse, spec, this.stats.settled),
         event,
       );
     }

@@ -21,6 +21,7 @@ import { getCachePlan, urlCachePlan } from '../decorators/cache-metadata.accesso
 import { SERVE_DECORATED, SERVE_ROUTE } from '../memcached.constants.js';
 import { expressEtagFunction, interceptorsOf, takesResponseObject } from '../nest/nest-internals.js';
 import type { CacheableOptions, CachePlan } from '../interfaces/cache-decorator-options.interface.js';
+import { cacheChannel, traceAround } from '../tracing/channels.js';
 import {
   canonicalUrl,
   credentialIn,
@@ -162,7 +163,12 @@ export class CacheInterceptor implements NestInterceptor {
       // its node is known down and no near cache could answer: the handler's own result, with
       // nothing around it (a load of the engine would not be shared either: see Flights)
       this.setCacheHeader(response, 'MISS');
-      return call();
+      if (!cacheChannel.hasSubscribers) return call();
+      return traceAround(
+        () => this.engine.namespaceOf(plan, options!),
+        async () => settle(call()),
+        'MISS',
+      );
     }
     if (options && !readable) this.setCacheHeader(response, 'BYPASS');
     const report: CallReport = {};
@@ -171,18 +177,23 @@ export class CacheInterceptor implements NestInterceptor {
       const storable = !(value instanceof StreamableFile) && storableResponse(response);
       return { value, storable, meta: storable && keep ? responseMeta(response, request) : undefined };
     };
-    return this.engine
-      .execute(readable ? plan : { ...plan, cacheable: undefined }, site, produce, report)
-      .then((value) => {
-        if (report.outcome !== undefined) this.setCacheHeader(response, report.outcome);
-        if (report.ageSeconds !== undefined) setHeader(response, 'Age', String(report.ageSeconds));
-        // a hit says what it varies on, as the response it was stored from did
-        const vary = report.meta?.vary;
-        if (vary && vary.length > 0 && response.getHeader?.('vary') === undefined)
-          setHeader(response, 'Vary', vary.map(([name]) => name).join(', '));
-        if (!(value instanceof RawJson)) return value;
-        return innermost ? this.sendRawJson(response, value) : JSON.parse(value.json);
-      });
+    const served =
+      readable || !options
+        ? this.engine.execute(plan, site, produce, report)
+        : traceAround(
+            () => this.engine.namespaceOf(plan, options),
+            () => this.engine.execute({ ...plan, cacheable: undefined }, site, produce, report),
+          );
+    return served.then((value) => {
+      if (report.outcome !== undefined) this.setCacheHeader(response, report.outcome);
+      if (report.ageSeconds !== undefined) setHeader(response, 'Age', String(report.ageSeconds));
+      // a hit says what it varies on, as the response it was stored from did
+      const vary = report.meta?.vary;
+      if (vary && vary.length > 0 && response.getHeader?.('vary') === undefined)
+        setHeader(response, 'Vary', vary.map(([name]) => name).join(', '));
+      if (!(value instanceof RawJson)) return value;
+      return innermost ? this.sendRawJson(response, value) : JSON.parse(value.json);
+    });
   }
 
   /** Whether no interceptor runs around this one for the route (read once per route). */

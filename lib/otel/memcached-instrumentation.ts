@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { TracingChannel } from 'node:diagnostics_channel';
 import {
   type Attributes,
   type Context,
@@ -32,7 +33,7 @@ import {
   TRACEPARENT,
 } from '../tracing/channels.js';
 import { MemcachedConfigError } from '../config/memcached-options.js';
-import { invalidTracingOption } from '../memcached.messages.js';
+import { invalidTracingOption, tracingNeedsNode } from '../memcached.messages.js';
 
 /** Options of `MemcachedInstrumentation` (all optional). */
 export interface MemcachedInstrumentationOptions {
@@ -56,6 +57,8 @@ type Settings = Required<Omit<MemcachedInstrumentationOptions, 'enabled'>>;
 /** The histogram boundaries the database conventions advise for `db.client.operation.duration`, seconds. */
 const DURATION_BUCKETS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10];
 const NAME = 'nestjs-memcached';
+/** Where the enabled instrumentation is noted, shared by every copy of the library in the process. */
+const ACTIVE = Symbol.for('nestjs-memcached.otel.enabled');
 
 /**
  * Turns the library's `diagnostics_channel` events into OpenTelemetry spans and metrics by the
@@ -78,10 +81,16 @@ export class MemcachedInstrumentation {
   private tracer: Tracer;
   private duration?: Histogram;
   private enabled = false;
+  /** Subscribed to the channels' end events (kept after `disable()` until the open spans end). */
+  private listening = false;
+  private open = 0;
   private readonly spans = new WeakMap<object, Span>();
   private readonly started = new WeakMap<CommandEvent, number>();
 
   constructor(options: MemcachedInstrumentationOptions = {}) {
+    // without it the library cannot tell that anyone listens, so it would publish nothing at all
+    if (typeof cacheChannel.hasSubscribers !== 'boolean')
+      throw new MemcachedConfigError(tracingNeedsNode(process.versions.node));
     this.options = checked(options);
     this.tracer = trace.getTracer(NAME);
   }
@@ -103,30 +112,90 @@ export class MemcachedInstrumentation {
     return { ...this.options, enabled: this.enabled };
   }
 
-  /** Subscribes to the library's channels (idempotent). */
+  /**
+   * Subscribes to the library's channels (idempotent). One instrumentation traces a process: while
+   * another is enabled (two copies set up), this one stays off and says so, rather than doubling
+   * every span.
+   */
   enable(): void {
     if (this.enabled) return;
+    const holder = globalThis as { [ACTIVE]?: MemcachedInstrumentation };
+    if (holder[ACTIVE] !== undefined && holder[ACTIVE] !== this) {
+      diag.warn('nestjs-memcached tracing: another MemcachedInstrumentation is enabled; this one stays off');
+      return;
+    }
+    holder[ACTIVE] = this;
     this.enabled = true;
     // the global meter provider as it is now (an SDK started before this), unless one was given
     this.duration ??= this.histogram(metrics.getMeterProvider());
     const { call, command, receive, publish, log } = this.subscribed;
-    cacheChannel.subscribe(call);
-    commandChannel.subscribe(command);
+    if (!this.listening) {
+      this.listening = true;
+      for (const [channel, handlers] of this.tracing()) {
+        channel.end.subscribe(handlers.end);
+        channel.asyncEnd.subscribe(handlers.asyncEnd);
+        channel.error.subscribe(handlers.error);
+      }
+    }
+    cacheChannel.start.subscribe(call.start);
+    commandChannel.start.subscribe(command.start);
+    busReceiveChannel.start.subscribe(receive.start);
     busPublishChannel.subscribe(publish);
-    busReceiveChannel.subscribe(receive);
     logChannel.subscribe(log);
   }
 
-  /** Unsubscribes: the library publishes nothing again unless someone else listens. */
+  /**
+   * Unsubscribes: nothing new is traced, and the spans still open end when their work does (then
+   * the library publishes nothing again unless someone else listens).
+   */
   disable(): void {
     if (!this.enabled) return;
     this.enabled = false;
+    const holder = globalThis as { [ACTIVE]?: MemcachedInstrumentation };
+    if (holder[ACTIVE] === this) delete holder[ACTIVE];
     const { call, command, receive, publish, log } = this.subscribed;
-    cacheChannel.unsubscribe(call);
-    commandChannel.unsubscribe(command);
+    cacheChannel.start.unsubscribe(call.start);
+    commandChannel.start.unsubscribe(command.start);
+    busReceiveChannel.start.unsubscribe(receive.start);
     busPublishChannel.unsubscribe(publish);
-    busReceiveChannel.unsubscribe(receive);
     logChannel.unsubscribe(log);
+    this.settle();
+  }
+
+  /** Once disabled and every open span has ended: the end handlers go too. */
+  private settle(): void {
+    if (this.enabled || this.open > 0 || !this.listening) return;
+    this.listening = false;
+    for (const [channel, handlers] of this.tracing()) {
+      channel.end.unsubscribe(handlers.end);
+      channel.asyncEnd.unsubscribe(handlers.asyncEnd);
+      channel.error.unsubscribe(handlers.error);
+    }
+  }
+
+  private tracing() {
+    const { call, command, receive } = this.subscribed;
+    return [
+      [cacheChannel, call],
+      [commandChannel, command],
+      [busReceiveChannel, receive],
+    ] as Array<[TracingChannel<unknown, object>, Record<'end' | 'asyncEnd' | 'error', Listener>]>;
+  }
+
+  /** A span begun for `event` (counted until it ends). */
+  private begun(event: object, span: Span): void {
+    this.spans.set(event, span);
+    this.open++;
+  }
+
+  /** Ends `event`'s span, if it has one. */
+  private finish(event: object): void {
+    const span = this.spans.get(event);
+    if (span === undefined) return;
+    this.spans.delete(event);
+    span.end();
+    this.open--;
+    this.settle();
   }
 
   private histogram(provider: MeterProvider): Histogram {
@@ -149,7 +218,7 @@ export class MemcachedInstrumentation {
         attributes['nestjs_memcached.tags'] = event.tags.map((tag) => (keys === 'raw' ? tag : hashed(tag)));
     }
     const span = this.tracer.startSpan('cache.get', { kind: SpanKind.INTERNAL, attributes }, parent);
-    this.spans.set(event, span);
+    this.begun(event, span);
     const active = trace.setSpan(parent, span);
     event.runIn = (work) => context.with(active, work);
   };
@@ -168,7 +237,7 @@ export class MemcachedInstrumentation {
       if (event.near) span.setAttribute('nestjs_memcached.near', true);
       if (event.graced) span.setAttribute('nestjs_memcached.graced', true);
       if (event.leaseWaited) span.setAttribute('nestjs_memcached.lease_waited', true);
-      span.end();
+      this.finish(event);
     },
     error: (event: CacheCallEvent) => {
       // only the loader's own error reaches a cached call's caller
@@ -182,47 +251,38 @@ export class MemcachedInstrumentation {
       this.started.set(event, performance.now());
       const parent = context.active();
       if (!this.traces(parent)) return;
-      const [address, port] = splitNode(event.node);
-      const attributes: Attributes = {
-        'db.system.name': 'memcached',
-        'db.operation.name': event.command,
-        'server.address': address,
-        'nestjs_memcached.operation': event.operation,
-        'nestjs_memcached.request.bytes': event.bytes,
-      };
-      if (port !== undefined) attributes['server.port'] = port;
+      const attributes = commandAttributes(event);
+      attributes['nestjs_memcached.operation'] = event.operation;
+      attributes['nestjs_memcached.request.bytes'] = event.bytes;
       // the conventions set the batch size only for batches of two or more
       if (event.batchSize !== undefined && event.batchSize > 1) attributes['db.operation.batch.size'] = event.batchSize;
       const span = this.tracer.startSpan(
-        `${event.command} ${event.node}`,
+        `${attributes['db.operation.name']} ${event.node}`,
         { kind: SpanKind.CLIENT, attributes },
         parent,
       );
-      this.spans.set(event, span);
+      this.begun(event, span);
     },
     end() {},
     asyncStart() {},
     asyncEnd: (event: CommandEvent) => {
+      // memcached answered with a failure status (the library may still recover from it)
+      const refused = event.error === undefined && event.status !== undefined && !OUTCOME_STATUSES.has(event.status);
+      const span = this.spans.get(event);
+      if (span !== undefined && event.status !== undefined)
+        span.setAttribute('db.response.status_code', statusCode(event.status));
+      if (span !== undefined && refused) failed(span, { status: event.status });
       const started = this.started.get(event);
       if (started !== undefined) {
-        const [address, port] = splitNode(event.node);
-        const attributes: Attributes = {
-          'db.system.name': 'memcached',
-          'db.operation.name': event.command,
-          'server.address': address,
-        };
-        if (port !== undefined) attributes['server.port'] = port;
-        if (event.error !== undefined) attributes['error.type'] = errorType(event.error);
+        const attributes = commandAttributes(event);
+        if (event.error !== undefined || refused) Object.assign(attributes, errorAttributes(event.error ?? event));
         this.duration?.record((performance.now() - started) / 1000, attributes);
       }
-      this.spans.get(event)?.end();
+      this.finish(event);
     },
     error: (event: CommandEvent) => {
       const span = this.spans.get(event);
-      if (span === undefined) return;
-      const status = (event.error as { status?: unknown } | undefined)?.status;
-      if (typeof status === 'number') span.setAttribute('db.response.status_code', `0x${status.toString(16)}`);
-      failed(span, event.error);
+      if (span !== undefined) failed(span, event.error);
     },
   };
 
@@ -252,14 +312,14 @@ export class MemcachedInstrumentation {
       },
       ROOT_CONTEXT,
     );
-    this.spans.set(event, span);
+    this.begun(event, span);
     const active = trace.setSpan(ROOT_CONTEXT, span);
     event.runIn = (work) => context.with(active, work);
   };
 
   private readonly receiveHandlers = {
     start: this.startReceive,
-    end: (event: BusReceiveEvent) => this.spans.get(event)?.end(),
+    end: (event: BusReceiveEvent) => this.finish(event),
     asyncStart() {},
     asyncEnd() {},
     error: (event: BusReceiveEvent) => {
@@ -279,8 +339,8 @@ export class MemcachedInstrumentation {
     call: guard(this.callHandlers),
     command: guard(this.commandHandlers),
     receive: guard(this.receiveHandlers),
-    publish: guard({ on: this.onPublish }).on as (message: unknown) => void,
-    log: guard({ on: this.onLog }).on as (message: unknown) => void,
+    publish: guard({ on: this.onPublish }).on,
+    log: guard({ on: this.onLog }).on,
   };
 
   /** Whether work in `parent` gets spans: always, or only inside a trace (`requireParentSpan`). */
@@ -291,19 +351,21 @@ export class MemcachedInstrumentation {
   }
 }
 
+type Listener = (message: unknown) => void;
+
 /** The same handlers, each catching what it throws (reported to OpenTelemetry's diagnostic logger). */
-function guard<T extends object>(handlers: T): T {
-  const guarded: Record<string, unknown> = {};
+function guard<T extends object>(handlers: T): Record<keyof T, Listener> {
+  const guarded: Record<string, Listener> = {};
   for (const [name, handler] of Object.entries(handlers) as Array<[string, (event: never) => void]>) {
-    guarded[name] = (event: never) => {
+    guarded[name] = (event: unknown) => {
       try {
-        handler(event);
+        handler(event as never);
       } catch (error) {
         diag.error(`nestjs-memcached tracing: ${name} failed`, error);
       }
     };
   }
-  return guarded as T;
+  return guarded as Record<keyof T, Listener>;
 }
 
 function checked(options: MemcachedInstrumentationOptions): Settings {
@@ -328,15 +390,53 @@ function splitNode(node: string): [string, number | undefined] {
   return [host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host, port];
 }
 
-/** `error.type`: a `MemcachedError`'s code (`timeout`, `connection`, ...), else the error's class. */
-function errorType(error: unknown): string {
+/**
+ * What the database conventions name for a command: `db.operation.name` (`BATCH get` for a
+ * multi-get of two or more keys: separate requests in one write), the node.
+ */
+function commandAttributes(event: CommandEvent): Attributes {
+  const [address, port] = splitNode(event.node);
+  const batch = event.batchSize !== undefined && event.batchSize > 1;
+  const attributes: Attributes = {
+    'db.system.name': 'memcached',
+    'db.operation.name': batch ? `BATCH ${event.command}` : event.command,
+    'server.address': address,
+  };
+  if (port !== undefined) attributes['server.port'] = port;
+  return attributes;
+}
+
+/**
+ * `error.type` and `db.response.status_code` of a failure: memcached's status code when it answered
+ * with one (as the conventions prefer), else a `MemcachedError`'s code (`timeout`, `connection`,
+ * ...), else the error's class, else `_OTHER`.
+ */
+function errorAttributes(error: unknown): Attributes {
+  const status = (error as { status?: unknown } | undefined)?.status;
+  if (typeof status === 'number') {
+    const code = statusCode(status);
+    return { 'error.type': code, 'db.response.status_code': code };
+  }
   const code = (error as { code?: unknown } | undefined)?.code;
-  if (error instanceof Error && error.name === 'MemcachedError' && typeof code === 'string') return code.toLowerCase();
-  return error instanceof Error ? error.constructor.name : '_OTHER';
+  if (error instanceof Error && error.name === 'MemcachedError' && typeof code === 'string')
+    return { 'error.type': code.toLowerCase() };
+  const name = error instanceof Error ? error.constructor?.name : undefined;
+  return { 'error.type': typeof name === 'string' && name !== '' ? name : '_OTHER' };
+}
+
+/**
+ * Statuses that are answers, not failures: not found, exists, not stored (a conditional write that
+ * lost), and SASL's "continue". Anything else memcached answers is a failure of that command.
+ */
+const OUTCOME_STATUSES = new Set([0x01, 0x02, 0x05, 0x21]);
+
+/** A binary-protocol status as the conventions' `db.response.status_code`: `0x0081`. */
+function statusCode(status: number): string {
+  return `0x${status.toString(16).padStart(4, '0')}`;
 }
 
 function failed(span: Span, error: unknown): void {
-  span.setAttribute('error.type', errorType(error));
+  span.setAttributes(errorAttributes(error));
   if (error instanceof Error) span.recordException(error);
   span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.message : undefined });
 }

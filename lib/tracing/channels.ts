@@ -66,6 +66,8 @@ export interface CommandEvent {
   bytes: number;
   /** Keys in a multi-get. */
   batchSize?: number;
+  /** memcached's status in its answer, when not 0 (success): `0x01` not found, `0x02` exists, `0x81` unknown command... */
+  status?: number;
   /** Set by the channel when the request failed (a `MemcachedError`, whose `code` says why). */
   error?: unknown;
 }
@@ -119,12 +121,17 @@ export function traceSuffix(): string {
 }
 
 /**
- * A call that goes around the cache (a condition said no, its key could not be built, ...), traced
- * as `BYPASS` under its namespace, without a key (building it would run the user's key function again).
+ * A call that goes around the cache, traced under its namespace with its outcome but without a key
+ * (building it would run the user's key function again): `BYPASS` (a condition said no, its key
+ * could not be built, a request that may not be cached), or `MISS` (its node is known down).
  */
-export function traceBypass<T>(namespace: () => string, run: () => Promise<T>): Promise<T> {
+export function traceAround<T>(
+  namespace: () => string,
+  run: () => Promise<T>,
+  outcome: CacheCallOutcome = 'BYPASS',
+): Promise<T> {
   if (!cacheChannel.hasSubscribers) return run();
-  return traced({ namespace: namespace(), key: '', outcome: 'BYPASS' }, run);
+  return traced({ namespace: namespace(), key: '', outcome }, run);
 }
 
 /** Runs a cached call traced on `CHANNELS.cache` (call only when it has subscribers). */

@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
-import { randomUUID } from 'node:crypto';
-import { Controller, Get, type INestApplication, Param } from '@nestjs/common';
-import { context, metrics, type Span, SpanKind, trace } from '@opentelemetry/api';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { Controller, Get, type INestApplication, Param, Post, Req } from '@nestjs/common';
+import { context, metrics, type Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { HttpInstrumentation } from '@opentelemetry/instrumentation-http';
 import { registerInstrumentations } from '@opentelemetry/instrumentation';
@@ -87,6 +87,20 @@ class UsersController {
   fresh(@Param('id') id: string) {
     return { id, fresh: true };
   }
+
+  /** Sets a cookie as it answers: a response the cache must not keep. */
+  @Get('session/:id')
+  @Cacheable({ namespace: 'users' })
+  session(@Param('id') id: string, @Req() req: { res: { setHeader(name: string, value: string): void } }) {
+    req.res.setHeader('Set-Cookie', `sid=${id}`);
+    return { id };
+  }
+
+  @Post(':id')
+  @Cacheable({ namespace: 'users' })
+  touch(@Param('id') id: string) {
+    return { id, touched: true };
+  }
 }
 
 describe('OpenTelemetry: spans and metrics from nestjs-memcached/otel', () => {
@@ -142,10 +156,12 @@ describe('OpenTelemetry: spans and metrics from nestjs-memcached/otel', () => {
     expect(reads.length).toBeGreaterThanOrEqual(1);
     for (const read of reads) {
       expect(read.kind).toBe(SpanKind.CLIENT);
-      expect(read.name).toBe(`get 127.0.0.1:${daemon.port}`);
+      // the namespace's generation and the entry in one write: a batch of two gets
+      expect(read.name).toBe(`BATCH get 127.0.0.1:${daemon.port}`);
       expect(read.attributes).toMatchObject({
         'db.system.name': 'memcached',
-        'db.operation.name': 'get',
+        'db.operation.name': 'BATCH get',
+        'db.operation.batch.size': 2,
         'server.address': '127.0.0.1',
         'server.port': daemon.port,
       });
@@ -155,7 +171,7 @@ describe('OpenTelemetry: spans and metrics from nestjs-memcached/otel', () => {
       (span) => span.spanContext().traceId === calls[0].spanContext().traceId,
     );
     expect(missCommands.map((span) => span.attributes['db.operation.name'])).toEqual(
-      expect.arrayContaining(['get', expect.stringMatching(/^(set|add)$/)]),
+      expect.arrayContaining([expect.stringMatching(/get$/), expect.stringMatching(/^(set|add)$/)]),
     );
     // no memcached span outside a cache span's trace
     for (const span of memcachedSpans()) {
@@ -168,6 +184,31 @@ describe('OpenTelemetry: spans and metrics from nestjs-memcached/otel', () => {
     const [call] = named('cache.get');
     expect(call.attributes).toMatchObject({ 'nestjs_memcached.outcome': 'BYPASS', 'cache.hit': false });
     expect(childrenOf(call, memcachedSpans())).toEqual([]);
+  });
+
+  it('every request to a cached route gets its span, with the outcome its X-Cache header says', async () => {
+    const server = app.getHttpServer();
+    const outcomes = async (send: () => request.Test) => {
+      spans.reset();
+      const res = await send();
+      const calls = named('cache.get');
+      expect(calls).toHaveLength(1);
+      return [res.headers['x-cache'], calls[0].attributes['nestjs_memcached.outcome']];
+    };
+    // a response the cache must not keep (it sets a cookie), and a request it may not read (a POST)
+    expect(await outcomes(() => request(server).get('/users/session/1').expect(200))).toEqual(['BYPASS', 'BYPASS']);
+    expect(await outcomes(() => request(server).post('/users/1').expect(201))).toEqual(['BYPASS', 'BYPASS']);
+    // its node known down: served by the handler, a miss
+    const down = await startMemcachedApp({ controllers: [UsersController] }, { timeout: 100, breakerCooldown: 60_000 });
+    try {
+      await down.daemon.kill();
+      const other = down.app.getHttpServer();
+      for (let i = 0; i < 5; i++) await request(other).get(`/users/${i}`).expect(200);
+      expect(await outcomes(() => request(other).get('/users/9').expect(200))).toEqual(['MISS', 'MISS']);
+      expect(memcachedSpans()).toEqual([]);
+    } finally {
+      await down.app.close();
+    }
   });
 
   it('no span without an active parent by default; the duration histogram is recorded all the same', async () => {
@@ -195,7 +236,9 @@ describe('OpenTelemetry: spans and metrics from nestjs-memcached/otel', () => {
     const a = client();
     await inSpan('job', () => a.getMulti(['a', 'b', 'c']));
     const [multi] = memcachedSpans();
-    expect(multi.attributes).toMatchObject({ 'db.operation.name': 'get', 'db.operation.batch.size': 3 });
+    // separate requests in one write: a batch, by the conventions
+    expect(multi.name).toBe(`BATCH get 127.0.0.1:${daemon.port}`);
+    expect(multi.attributes).toMatchObject({ 'db.operation.name': 'BATCH get', 'db.operation.batch.size': 3 });
 
     memcachedTracing.setConfig({ keys: 'hashed' });
     try {
@@ -215,6 +258,37 @@ describe('OpenTelemetry: spans and metrics from nestjs-memcached/otel', () => {
       memcachedTracing.setConfig({});
     }
     expect(() => memcachedTracing.setConfig({ keys: 'plain' as never })).toThrow(/"keys": "plain"/);
+  });
+
+  it('a command memcached refuses is a failed span with its status code, and so is its histogram point', async () => {
+    // the client lets an item through that memcached (-I 1m) refuses: it answers "too large"
+    const lax = client({ maxItemSize: 4 * 1024 * 1024 });
+    const value = randomBytes(1536 * 1024).toString('base64');
+    await inSpan('job', () => lax.set(`too-big-${randomUUID()}`, value));
+    const [set] = memcachedSpans().filter((span) => span.attributes['db.operation.name'] === 'set');
+    expect(set.attributes).toMatchObject({ 'db.response.status_code': '0x0003', 'error.type': '0x0003' });
+    expect(set.status.code).toBe(SpanStatusCode.ERROR);
+    // an answer that is an outcome (not found) is named, not failed
+    spans.reset();
+    await inSpan('job', () => lax.delete(`absent-${randomUUID()}`));
+    const [removal] = memcachedSpans();
+    expect(removal.attributes).toMatchObject({ 'db.response.status_code': '0x0001' });
+    expect(removal.attributes['error.type']).toBeUndefined();
+    expect(removal.status.code).toBe(SpanStatusCode.UNSET);
+    await reader.forceFlush();
+    const points = metricExporter
+      .getMetrics()
+      .flatMap((resource) => resource.scopeMetrics)
+      .flatMap((scope) => scope.metrics)
+      .filter((found) => found.descriptor.name === 'db.client.operation.duration')
+      .flatMap((found) => found.dataPoints as Array<{ attributes: Record<string, unknown> }>);
+    expect(points.map((point) => point.attributes)).toContainEqual(
+      expect.objectContaining({
+        'db.operation.name': 'set',
+        'error.type': '0x0003',
+        'db.response.status_code': '0x0003',
+      }),
+    );
   });
 
   it("a miss that waits for another caller's lease shows the wait", async () => {
@@ -282,22 +356,21 @@ describe('OpenTelemetry: spans and metrics from nestjs-memcached/otel', () => {
     const owing = client({ timeout: 200, retries: 0, breakerCooldown: 100 });
     await owing.set('owed-key', 'old');
     let requestTrace = '';
-    await daemon.pause();
-    try {
-      await inSpan('request', async (span) => {
-        requestTrace = span.spanContext().traceId;
-        await expect(owing.delete('owed-key')).rejects.toMatchObject({ name: 'MemcachedError' });
-        await expect(owing.invalidateTags(['owed-tag'])).rejects.toMatchObject({ name: 'MemcachedError' });
-      });
-    } finally {
-      daemon.resume();
-    }
-    expect(owing.stats().owed).toMatchObject({ keys: 1, tags: 1 });
     // the payments' commands get spans of their own (no parent required here), so they can be seen
     memcachedTracing.setConfig({ requireParentSpan: false });
     try {
+      await daemon.pause();
+      try {
+        await inSpan('request', async (span) => {
+          requestTrace = span.spanContext().traceId;
+          await expect(owing.delete('owed-key')).rejects.toMatchObject({ name: 'MemcachedError' });
+          await expect(owing.invalidateTags(['owed-tag'])).rejects.toMatchObject({ name: 'MemcachedError' });
+        });
+      } finally {
+        daemon.resume();
+      }
       for (let i = 0; i < 200 && owing.stats().owed.keys + owing.stats().owed.tags > 0; i++) await sleep(20);
-      expect(owing.stats().owed).toMatchObject({ keys: 0, tags: 0 });
+      expect(owing.stats()).toMatchObject({ owed: { keys: 0, tags: 0 }, invalidationsOwed: 2 });
     } finally {
       memcachedTracing.setConfig({});
     }
@@ -324,6 +397,61 @@ describe('OpenTelemetry: spans and metrics from nestjs-memcached/otel', () => {
     });
     expect(value).toBe('from the source');
     expect(lines.some((line) => line.includes(`(trace ${traceId})`))).toBe(true);
+  });
+
+  it('disabled mid-call: the open span still ends with its call, then nothing more is published', async () => {
+    const a = client();
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const call = inSpan('request', () =>
+      a.getOrSet(`slow-${randomUUID()}`, async () => (await released, 'v'), { ttl: 60 }),
+    );
+    await sleep(50); // the cache span is open, the loader waits
+    memcachedTracing.disable();
+    try {
+      expect(cacheChannel.hasSubscribers).toBe(true); // still listening for the open span's end
+      release();
+      expect(await call).toBe('v');
+      await sleep(50); // the fill, written behind
+      expect(named('cache.get')).toHaveLength(1);
+      expect(named('cache.get')[0].attributes).toMatchObject({ 'nestjs_memcached.outcome': 'MISS' });
+      expect(cacheChannel.hasSubscribers || commandChannel.hasSubscribers || busReceiveChannel.hasSubscribers).toBe(
+        false,
+      );
+    } finally {
+      memcachedTracing.enable();
+    }
+  });
+
+  it('a second instrumentation stays off while one is enabled: no span is doubled', async () => {
+    const second = new MemcachedInstrumentation();
+    second.enable();
+    try {
+      expect(second.getConfig().enabled).toBe(false);
+      await inSpan('job', () => client().getOrSet(`once-${randomUUID()}`, async () => 'v'));
+      expect(named('cache.get')).toHaveLength(1);
+    } finally {
+      second.disable();
+    }
+    // disabling the one that stayed off leaves the enabled one tracing
+    spans.reset();
+    await inSpan('job', () => client().getOrSet(`once-${randomUUID()}`, async () => 'v'));
+    expect(named('cache.get')).toHaveLength(1);
+  });
+
+  it('refuses, naming the Node version, where the channels cannot say whether anyone listens (Node < 20.13)', () => {
+    Object.defineProperty(cacheChannel, 'hasSubscribers', { value: undefined, configurable: true });
+    try {
+      expect(() => new MemcachedInstrumentation()).toThrow(
+        expect.objectContaining({
+          name: 'MemcachedConfigError',
+          message: expect.stringMatching(/Node 20\.13.*Node \d/),
+        }),
+      );
+    } finally {
+      delete (cacheChannel as { hasSubscribers?: unknown }).hasSubscribers;
+    }
+    expect(() => new MemcachedInstrumentation()).not.toThrow();
   });
 
   it('nothing is published without a subscriber', async () => {
@@ -358,8 +486,11 @@ describe('OpenTelemetry: spans and metrics from nestjs-memcached/otel', () => {
       await sick.getOrSet(`k-${id}`, async () => 'v');
       expect(lines.length).toBeGreaterThan(0);
     };
+    const listened = () => cacheChannel.hasSubscribers || commandChannel.hasSubscribers;
     try {
       memcachedTracing.disable();
+      // spans still open (a fill written behind the last test's call) end first
+      for (let i = 0; i < 50 && listened(); i++) await sleep(20);
       expect(cacheChannel.hasSubscribers || commandChannel.hasSubscribers || busReceiveChannel.hasSubscribers).toBe(
         false,
       );
