@@ -131,11 +131,7 @@ export class MemcachedInstrumentation {
     const { call, command, receive, publish, log } = this.subscribed;
     if (!this.listening) {
       this.listening = true;
-      for (const [channel, handlers] of this.tracing()) {
-        channel.end.subscribe(handlers.end);
-        channel.asyncEnd.subscribe(handlers.asyncEnd);
-        channel.error.subscribe(handlers.error);
-      }
+      for (const [channel, name, listener] of this.endListeners()) channel[name].subscribe(listener);
     }
     cacheChannel.start.subscribe(call.start);
     commandChannel.start.subscribe(command.start);
@@ -166,20 +162,22 @@ export class MemcachedInstrumentation {
   private settle(): void {
     if (this.enabled || this.open > 0 || !this.listening) return;
     this.listening = false;
-    for (const [channel, handlers] of this.tracing()) {
-      channel.end.unsubscribe(handlers.end);
-      channel.asyncEnd.unsubscribe(handlers.asyncEnd);
-      channel.error.unsubscribe(handlers.error);
-    }
+    for (const [channel, name, listener] of this.endListeners()) channel[name].unsubscribe(listener);
   }
 
-  private tracing() {
+  /** Every handler but `start`, with the channel it listens on. */
+  private endListeners(): EndListener[] {
     const { call, command, receive } = this.subscribed;
-    return [
-      [cacheChannel, call],
-      [commandChannel, command],
-      [busReceiveChannel, receive],
-    ] as Array<[TracingChannel<unknown, object>, Record<'end' | 'asyncEnd' | 'error', Listener>]>;
+    const pairs: Array<[AnyTracingChannel, Record<string, Listener>]> = [
+      [cacheChannel as AnyTracingChannel, call],
+      [commandChannel as AnyTracingChannel, command],
+      [busReceiveChannel as AnyTracingChannel, receive],
+    ];
+    return pairs.flatMap(([channel, handlers]) =>
+      Object.entries(handlers)
+        .filter(([name]) => name !== 'start')
+        .map(([name, listener]): EndListener => [channel, name as EndListener[1], listener]),
+    );
   }
 
   /** A span begun for `event` (counted until it ends). */
@@ -225,8 +223,6 @@ export class MemcachedInstrumentation {
 
   private readonly callHandlers = {
     start: this.startCall,
-    end() {},
-    asyncStart() {},
     asyncEnd: (event: CacheCallEvent) => {
       const span = this.spans.get(event);
       if (span === undefined) return;
@@ -263,8 +259,6 @@ export class MemcachedInstrumentation {
       );
       this.begun(event, span);
     },
-    end() {},
-    asyncStart() {},
     asyncEnd: (event: CommandEvent) => {
       // memcached answered with a failure status (the library may still recover from it)
       const refused = event.error === undefined && event.status !== undefined && !OUTCOME_STATUSES.has(event.status);
@@ -320,8 +314,6 @@ export class MemcachedInstrumentation {
   private readonly receiveHandlers = {
     start: this.startReceive,
     end: (event: BusReceiveEvent) => this.finish(event),
-    asyncStart() {},
-    asyncEnd() {},
     error: (event: BusReceiveEvent) => {
       const span = this.spans.get(event);
       if (span !== undefined) failed(span, event.error);
@@ -352,6 +344,9 @@ export class MemcachedInstrumentation {
 }
 
 type Listener = (message: unknown) => void;
+/** A tracing channel's events after `start`, and one listener on one of them. */
+type AnyTracingChannel = TracingChannel<unknown, object>;
+type EndListener = [AnyTracingChannel, 'end' | 'asyncEnd' | 'error', Listener];
 
 /** The same handlers, each catching what it throws (reported to OpenTelemetry's diagnostic logger). */
 function guard<T extends object>(handlers: T): Record<keyof T, Listener> {
