@@ -159,13 +159,14 @@ export class CacheInterceptor implements NestInterceptor {
     const readable = this.isRequestCacheable(context);
     const site = new HttpCall(context, request, options, readable);
     if (options && readable) site.bypass = this.bypassReason(context, options, site.principal);
-    if (readable && this.engine.skipsDownCache(plan, site)) {
+    if (options && readable && this.engine.skipsDownCache(plan, site)) {
       // its node is known down and no near cache could answer: the handler's own result, with
-      // nothing around it (a load of the engine would not be shared either: see Flights)
+      // nothing around it (a load of the engine would not be shared either: see Flights); a tracer
+      // still sees the call, settled as every other cached route's result is
       this.setCacheHeader(response, 'MISS');
       if (!cacheChannel.hasSubscribers) return call();
       return traceAround(
-        () => this.engine.namespaceOf(plan, options!),
+        () => this.engine.namespaceOf(plan, options),
         async () => settle(call()),
         'MISS',
       );

@@ -57,6 +57,8 @@ type Settings = Required<Omit<MemcachedInstrumentationOptions, 'enabled'>>;
 /** The histogram boundaries the database conventions advise for `db.client.operation.duration`, seconds. */
 const DURATION_BUCKETS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10];
 const NAME = 'nestjs-memcached';
+/** After `disable()`, how long the spans still open may take to end before they are let go, ms. */
+const DRAIN_MS = 60_000;
 /** Where the enabled instrumentation is noted, shared by every copy of the library in the process. */
 const ACTIVE = Symbol.for('nestjs-memcached.otel.enabled');
 
@@ -121,7 +123,9 @@ export class MemcachedInstrumentation {
     if (this.enabled) return;
     const holder = globalThis as { [ACTIVE]?: MemcachedInstrumentation };
     if (holder[ACTIVE] !== undefined && holder[ACTIVE] !== this) {
-      diag.warn('nestjs-memcached tracing: another MemcachedInstrumentation is enabled; this one stays off');
+      process.emitWarning('Another MemcachedInstrumentation is enabled in this process; this one stays off', {
+        code: 'NESTJS_MEMCACHED_TRACING_TWICE',
+      });
       return;
     }
     holder[ACTIVE] = this;
@@ -156,11 +160,14 @@ export class MemcachedInstrumentation {
     busPublishChannel.unsubscribe(publish);
     logChannel.unsubscribe(log);
     this.settle();
+    // a call that never ends (a loader that hangs) must not keep the library publishing for good
+    if (this.listening) setTimeout(() => this.settle(true), DRAIN_MS).unref();
   }
 
-  /** Once disabled and every open span has ended: the end handlers go too. */
-  private settle(): void {
-    if (this.enabled || this.open > 0 || !this.listening) return;
+  /** Once disabled and every open span has ended (or the wait for them is over): the end handlers go too. */
+  private settle(anyway = false): void {
+    if (this.enabled || (this.open > 0 && !anyway) || !this.listening) return;
+    this.open = 0;
     this.listening = false;
     for (const [channel, name, listener] of this.endListeners()) channel[name].unsubscribe(listener);
   }
@@ -191,9 +198,10 @@ export class MemcachedInstrumentation {
     const span = this.spans.get(event);
     if (span === undefined) return;
     this.spans.delete(event);
-    span.end();
     this.open--;
-    this.settle();
+    // not while the channel is publishing to us (older Node 20 releases skip a listener then)
+    if (!this.enabled && this.open === 0) queueMicrotask(() => this.settle());
+    span.end();
   }
 
   private histogram(provider: MeterProvider): Histogram {

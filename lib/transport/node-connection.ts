@@ -22,6 +22,7 @@ import { MemcachedError } from './memcached.error.js';
 import { type BinaryResponse, buildRequest, Opcode, Status } from './protocol.js';
 import { CONNECTION_OPAQUE } from './request-ids.js';
 import { ProtocolError, ResponseParser } from './response-parser.js';
+import { detached } from '../utils/background.js';
 
 /** `onResponse` returns this while a multi-response request (getMulti, stats) is still streaming. */
 export const PENDING: unique symbol = Symbol('pending');
@@ -235,7 +236,8 @@ export class NodeConnection implements NodeTransport {
    */
   private enqueue(seq: number, frame: Buffer): void {
     this.outbox.push({ seq, frame });
-    if (this.state === 'idle') this.connect();
+    // the socket outlives this request: its events must not run in the request's context
+    if (this.state === 'idle') detached(() => this.connect());
     if (this.state !== 'ready' || this.flushScheduled) return;
     this.flushScheduled = true;
     setImmediate(this.flush);
