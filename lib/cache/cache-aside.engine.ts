@@ -1,6 +1,6 @@
 import { MemcachedUsageError } from '../memcached.errors.js';
 import { Logger, type LoggerService } from '@nestjs/common';
-import { type FillPlan, freshness, type Loaded } from '../client/lease.js';
+import { type FillPlan, freshness, type Loaded, shownOutcome } from '../client/lease.js';
 import type { CacheBackend } from '../client/client-core.js';
 import type { EntryRef } from '../codec/keyspace.js';
 import { DEADLINE, RELOAD_PAUSED, type Served } from '../client/read-through.js';
@@ -309,7 +309,7 @@ export class CacheAsideEngine {
         const ttl =
           typeof options.ttl === 'function' ? 0 : (options.ttl ?? plan.defaults.ttl ?? this.backend.defaultTtl);
         report.ageSeconds = Math.max(0, Math.floor(ttl + (served.staleMs ?? 0) / 1000));
-      } else report.outcome = unstorable && served.outcome === 'MISS' ? 'BYPASS' : served.outcome;
+      } else report.outcome = shownOutcome(served.outcome, unstorable);
       report.meta = served.meta;
     }
     return served.value;

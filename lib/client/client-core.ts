@@ -16,7 +16,7 @@ import { NearCache } from '../near/near-cache.js';
 import { CacheStats } from '../stats/cache-stats.js';
 import { NodeConnection, type NodeTransportFactory } from '../transport/node-connection.js';
 import { RateLimitedLogger } from '../utils/rate-limited-logger.js';
-import type { FillPlan, FillReport, Loader } from './lease.js';
+import { type FillPlan, type FillReport, type Loader, shownOutcome } from './lease.js';
 import { TagVersions } from './tag-versions.js';
 import type { EntryRef } from '../codec/keyspace.js';
 import { Namespaces } from './namespaces.js';
@@ -351,8 +351,7 @@ function tracedRead<T>(readThrough: ReadThrough, request: ReadRequest<T>): Promi
   return traced(event, async () => {
     const served = await readThrough.read({ ...request, load });
     // set before the promise settles: subscribers read them at its end
-    event.outcome =
-      served.outcome === 'GRACED' ? 'STALE' : unstorable && served.outcome === 'MISS' ? 'BYPASS' : served.outcome;
+    event.outcome = served.outcome === 'GRACED' ? 'STALE' : shownOutcome(served.outcome, unstorable);
     if (served.outcome === 'GRACED') event.graced = true;
     if (served.waited) event.leaseWaited = true;
     if (served.near) event.near = true;

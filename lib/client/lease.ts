@@ -44,6 +44,11 @@ export interface Loaded<T> {
   unstorable?: boolean;
 }
 
+/** How a call is shown (`X-Cache`, traces): a miss whose value the cache must not keep went around it. */
+export function shownOutcome<O extends string>(outcome: O, unstorable: boolean): O | 'BYPASS' {
+  return unstorable && outcome === 'MISS' ? 'BYPASS' : outcome;
+}
+
 /**
  * Loads from the source. `keep: false` when nothing will be stored (the cache cannot be read), so a
  * loader can skip working out how to store it.

@@ -87,7 +87,8 @@ export class MemcachedInstrumentation {
   private listening = false;
   private open = 0;
   private readonly spans = new WeakMap<object, Span>();
-  private readonly started = new WeakMap<CommandEvent, number>();
+  /** When each command started, and the attributes its span and histogram point share. */
+  private readonly started = new WeakMap<CommandEvent, { at: number; attributes: Attributes }>();
 
   constructor(options: MemcachedInstrumentationOptions = {}) {
     // without it the library cannot tell that anyone listens, so it would publish nothing at all
@@ -252,12 +253,15 @@ export class MemcachedInstrumentation {
 
   private readonly commandHandlers = {
     start: (event: CommandEvent) => {
-      this.started.set(event, performance.now());
+      const shared = commandAttributes(event);
+      this.started.set(event, { at: performance.now(), attributes: shared });
       const parent = context.active();
       if (!this.traces(parent)) return;
-      const attributes = commandAttributes(event);
-      attributes['nestjs_memcached.operation'] = event.operation;
-      attributes['nestjs_memcached.request.bytes'] = event.bytes;
+      const attributes: Attributes = {
+        ...shared,
+        'nestjs_memcached.operation': event.operation,
+        'nestjs_memcached.request.bytes': event.bytes,
+      };
       // the conventions set the batch size only for batches of two or more
       if (event.batchSize !== undefined && event.batchSize > 1) attributes['db.operation.batch.size'] = event.batchSize;
       const span = this.tracer.startSpan(
@@ -276,9 +280,11 @@ export class MemcachedInstrumentation {
       if (span !== undefined && refused) failed(span, { status: event.status });
       const started = this.started.get(event);
       if (started !== undefined) {
-        const attributes = commandAttributes(event);
-        if (event.error !== undefined || refused) Object.assign(attributes, errorAttributes(event.error ?? event));
-        this.duration?.record((performance.now() - started) / 1000, attributes);
+        const failure = event.error !== undefined || refused;
+        const attributes = failure
+          ? { ...started.attributes, ...errorAttributes(event.error ?? event) }
+          : started.attributes;
+        this.duration?.record((performance.now() - started.at) / 1000, attributes);
       }
       this.finish(event);
     },
